@@ -1,0 +1,93 @@
+import type { PrincipalKind } from './store/registry-store.js';
+import { SITE_NAME_PATTERN, USER_NAME_PATTERN } from '../shared/names.js';
+import { openStore } from './server.js';
+import { RegistryError } from './errors.js';
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export const ADMIN_USAGE = `Admin commands (all take --data-dir DIR, default ./data or PHT_DATA_DIR; --json for scripts):
+  node master create-site NAME                    create a site; prints its API key once
+  node master create-user NAME --role researcher|admin
+                                                  create a researcher or admin; prints the token once
+  node master list [sites|users]                  list principals
+  node master revoke site|user NAME               disable a site or user (its key stops working)
+  node master enable site|user NAME               enable it again
+  node master rotate-key site|user NAME           issue a new key; the old one stops working`;
+
+type Print = (text: string) => void;
+
+/**
+ * The admin commands. They open the same SQLite file as the server (WAL allows both at once),
+ * so they work whether or not the registry is running.
+ */
+export async function runAdminCommand(command: string, args: string[], flags: Record<string, string | true>, dataDir: string, print: Print): Promise<void> {
+  const asJson = flags.json === true;
+  const store = openStore(dataDir);
+  try {
+    switch (command) {
+      case 'create-site': {
+        const name = requireName(args[0], SITE_NAME_PATTERN, 'site name (lowercase letters, digits, "-" and "_")');
+        const { secret } = await store.createPrincipal('site', name, 'site');
+        print(asJson ? JSON.stringify({ name, apiKey: secret }) : `site "${name}" created\napi key (shown once): ${secret}`);
+        return;
+      }
+      case 'create-user': {
+        const name = requireName(args[0], USER_NAME_PATTERN, 'user name');
+        const role = flags.role ?? 'researcher';
+        if (role !== 'researcher' && role !== 'admin') throw new UsageError('--role must be researcher or admin');
+        const { secret } = await store.createPrincipal('user', name, role);
+        print(asJson ? JSON.stringify({ name, role, token: secret }) : `${role} "${name}" created\ntoken (shown once): ${secret}`);
+        return;
+      }
+      case 'list': {
+        const which = args[0];
+        if (which !== undefined && which !== 'sites' && which !== 'users') throw new UsageError('list takes "sites" or "users"');
+        const kind: PrincipalKind | null = which === 'sites' ? 'site' : which === 'users' ? 'user' : null;
+        const principals = await store.listPrincipals(kind);
+        if (asJson) print(JSON.stringify(principals.map(({ id: _id, ...p }) => p)));
+        else
+          for (const p of principals) {
+            print(`${p.kind.padEnd(5)} ${p.name.padEnd(24)} ${p.role.padEnd(10)} ${p.enabled ? 'enabled ' : 'disabled'} last seen ${p.lastSeen ?? 'never'}`);
+          }
+        return;
+      }
+      case 'revoke':
+      case 'enable': {
+        const kind = requireKind(args[0]);
+        const name = requireName(args[1], kind === 'site' ? SITE_NAME_PATTERN : USER_NAME_PATTERN, `${kind} name`);
+        const changed = await store.setPrincipalEnabled(kind, name, command === 'enable');
+        if (!changed) throw new UsageError(`no ${kind} named "${name}"`);
+        print(asJson ? JSON.stringify({ kind, name, enabled: command === 'enable' }) : `${kind} "${name}" ${command === 'enable' ? 'enabled' : 'disabled'}`);
+        return;
+      }
+      case 'rotate-key': {
+        const kind = requireKind(args[0]);
+        const name = requireName(args[1], kind === 'site' ? SITE_NAME_PATTERN : USER_NAME_PATTERN, `${kind} name`);
+        const secret = await store.rotateSecret(kind, name);
+        if (!secret) throw new UsageError(`no ${kind} named "${name}"`);
+        print(asJson ? JSON.stringify({ kind, name, [kind === 'site' ? 'apiKey' : 'token']: secret }) : `new key for ${kind} "${name}" (shown once): ${secret}`);
+        return;
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"\n\n${ADMIN_USAGE}`);
+    }
+  } catch (e) {
+    if (e instanceof RegistryError) throw new UsageError(e.message);
+    throw e;
+  } finally {
+    await store.close();
+  }
+}
+
+function requireName(value: string | undefined, pattern: string, what: string): string {
+  if (!value) throw new UsageError(`missing ${what}`);
+  if (!new RegExp(pattern).test(value)) throw new UsageError(`invalid ${what}: "${value}"`);
+  return value;
+}
+
+function requireKind(value: string | undefined): PrincipalKind {
+  if (value !== 'site' && value !== 'user') throw new UsageError('expected "site" or "user" before the name');
+  return value;
+}

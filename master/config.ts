@@ -1,0 +1,73 @@
+import path from 'node:path';
+import { loadRawConfig, type EnvOverride } from '../shared/config-loader.js';
+import { masterConfigSchema } from '../shared/config-schemas.js';
+import { parseDurationMs } from '../shared/duration.js';
+
+export interface MasterConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  logLevel: string;
+  leaseMs: number;
+  sweepIntervalMs: number;
+  limits: {
+    jsonBodyBytes: number;
+    configBytes: number;
+    resultFileBytes: number;
+    runResultBytes: number;
+    filesPerRun: number;
+    logBytes: number;
+    maxConnections: number;
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+  };
+}
+
+export const MASTER_ENV_OVERRIDES: readonly EnvOverride[] = [
+  { variable: 'PHT_PORT', path: 'port', type: 'integer' },
+  { variable: 'PHT_HOST', path: 'host', type: 'string' },
+  { variable: 'PHT_DATA_DIR', path: 'dataDir', type: 'string' },
+  { variable: 'PHT_LOG_LEVEL', path: 'logLevel', type: 'string' },
+];
+
+export interface MasterConfigSources {
+  file: string | null;
+  env: NodeJS.ProcessEnv;
+  flags: { port?: number; host?: string; dataDir?: string };
+}
+
+export function loadMasterConfig(sources: MasterConfigSources): MasterConfig {
+  const raw = loadRawConfig({
+    file: sources.file,
+    fileRequired: sources.file !== null,
+    schema: masterConfigSchema,
+    env: sources.env,
+    envOverrides: MASTER_ENV_OVERRIDES,
+    flagOverrides: { port: sources.flags.port, host: sources.flags.host, dataDir: sources.flags.dataDir },
+  }) as Record<string, never>;
+  return compileMasterConfig(raw);
+}
+
+/** Turns a validated raw config into the typed object: durations in ms, paths absolute. */
+export function compileMasterConfig(raw: Record<string, any>): MasterConfig {
+  const l = raw.limits;
+  return {
+    port: raw.port,
+    host: raw.host,
+    dataDir: path.resolve(raw.dataDir),
+    logLevel: raw.logLevel,
+    leaseMs: parseDurationMs(raw.lease),
+    sweepIntervalMs: parseDurationMs(raw.sweepInterval),
+    limits: {
+      jsonBodyBytes: l.jsonBodyBytes,
+      configBytes: l.configBytes,
+      resultFileBytes: l.resultFileBytes,
+      runResultBytes: l.runResultBytes,
+      filesPerRun: l.filesPerRun,
+      logBytes: l.logBytes,
+      maxConnections: l.maxConnections,
+      headersTimeoutMs: parseDurationMs(l.headersTimeout),
+      requestTimeoutMs: parseDurationMs(l.requestTimeout),
+    },
+  };
+}

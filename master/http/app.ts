@@ -1,0 +1,89 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { ERROR_CODES } from '../../shared/error-codes.js';
+import { coerceError } from '../../shared/errors.js';
+import type { ApiErrorBody } from '../../shared/types.js';
+import { RegistryError } from '../errors.js';
+import { authenticate } from './auth.js';
+import type { RegistryContext } from './context.js';
+import { openApiDocument } from './openapi.js';
+import { researcherRoutes } from './researcher-routes.js';
+import { siteRoutes } from './site-routes.js';
+
+/** The registry's Express application (no listening socket: see server.ts). */
+export function createApp(ctx: RegistryContext): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', waiting: ctx.events.waiting() });
+  });
+  const openApi = openApiDocument();
+  app.get('/api/v1/openapi.json', (_req, res) => {
+    res.json(openApi);
+  });
+
+  const api = express.Router();
+  api.use(authenticate(ctx.store));
+  api.use(express.json({ limit: ctx.config.limits.jsonBodyBytes, strict: false, type: ['application/json', 'application/*+json'] }));
+  api.use('/site', siteRoutes(ctx));
+  api.use(researcherRoutes(ctx));
+  app.use('/api/v1', api);
+
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    next(new RegistryError(404, ERROR_CODES.notFound, `no route for ${req.method} ${req.path}`));
+  });
+  app.use(errorHandler(ctx));
+  return app;
+}
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  expose?: boolean;
+}
+
+function errorHandler(ctx: RegistryContext) {
+  return (thrown: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    const { status, body } = toErrorResponse(thrown);
+    if (status >= 500 && status !== 507) {
+      ctx.logger.error('request failed', { method: req.method, path: req.path, error: coerceError(thrown).stack });
+    } else {
+      ctx.logger.debug('request refused', { method: req.method, path: req.path, status, code: body.code });
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    // A refused upload's remaining bytes are not worth reading: close instead of draining.
+    if (status === 413 || (req.method === 'PUT' && !req.complete)) res.setHeader('Connection', 'close');
+    res.status(status).json(body);
+  };
+}
+
+export function toErrorResponse(thrown: unknown): { status: number; body: ApiErrorBody } {
+  if (thrown instanceof RegistryError) {
+    return { status: thrown.status, body: { code: thrown.code, message: thrown.message, ...(thrown.details !== undefined ? { details: thrown.details } : {}) } };
+  }
+  const e = thrown as BodyParserError & { message?: string; code?: string };
+  switch (e?.type) {
+    case 'entity.parse.failed':
+      return { status: 400, body: { code: ERROR_CODES.invalidJson, message: `request body is not valid JSON: ${e.message ?? ''}` } };
+    case 'entity.too.large':
+      return { status: 413, body: { code: ERROR_CODES.payloadTooLarge, message: 'request body is too large' } };
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return { status: 415, body: { code: ERROR_CODES.unsupportedMediaType, message: e.message ?? 'unsupported encoding' } };
+    case 'request.aborted':
+      return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'request aborted' } };
+  }
+  if (e?.code === 'ENOSPC') return { status: 507, body: { code: ERROR_CODES.storageFull, message: 'the registry is out of disk space; retry later' } };
+  if (e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+    return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'request aborted' } };
+  }
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500 && e.expose) {
+    return { status: e.status, body: { code: ERROR_CODES.badRequest, message: e.message ?? 'bad request' } };
+  }
+  return { status: 500, body: { code: ERROR_CODES.internal, message: 'internal error; see the registry log' } };
+}

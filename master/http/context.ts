@@ -1,0 +1,14 @@
+import type { Logger } from '../../shared/logger.js';
+import type { MasterConfig } from '../config.js';
+import type { RegistryEvents } from '../events.js';
+import type { ResultFileStore } from '../result-files.js';
+import type { RegistryStore } from '../store/registry-store.js';
+
+/** What every route module needs; built once by the server. */
+export interface RegistryContext {
+  store: RegistryStore;
+  events: RegistryEvents;
+  files: ResultFileStore;
+  config: MasterConfig;
+  logger: Logger;
+}

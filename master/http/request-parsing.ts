@@ -1,0 +1,53 @@
+import type { Request } from 'express';
+import { ERROR_CODES } from '../../shared/error-codes.js';
+import { parseId, resultFilePathProblem } from '../../shared/names.js';
+import type { Validator } from '../../shared/validation.js';
+import { BadRequestError, RegistryError } from '../errors.js';
+
+/** A numeric id from the URL, or a 400 that names the parameter. */
+export function idParam(req: Request, name: string): number {
+  const raw = req.params[name];
+  const id = typeof raw === 'string' ? parseId(raw) : null;
+  if (id === null) throw new BadRequestError(`${name} must be a positive integer, got "${String(raw).slice(0, 40)}"`, ERROR_CODES.badRequest);
+  return id;
+}
+
+/**
+ * The JSON body, validated. Action routes accept no body at all as `{}`; a body that is not
+ * declared as JSON is refused rather than guessed at.
+ */
+export function jsonBody<T>(req: Request, validate: Validator<T>, allowEmpty = false): T {
+  let body: unknown = req.body;
+  if (body === undefined) {
+    const length = Number(req.headers['content-length'] ?? 0);
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    if (length > 0 || chunked) {
+      throw new RegistryError(415, ERROR_CODES.unsupportedMediaType, 'request body must be JSON (Content-Type: application/json)');
+    }
+    if (!allowEmpty) throw new BadRequestError('request body is missing: send a JSON object');
+    body = {};
+  }
+  if (!validate(body)) throw new BadRequestError(validate.problems().join('; '), ERROR_CODES.validation, validate.problems());
+  return body;
+}
+
+export function query<T>(req: Request, validate: Validator<T>): T {
+  const q: unknown = { ...(req.query as object) };
+  if (!validate(q)) throw new BadRequestError(validate.problems().join('; '), ERROR_CODES.validation, validate.problems());
+  return q;
+}
+
+/** Express 5 hands a `*name` wildcard over as its segments. */
+export function filePathParam(req: Request): string {
+  const raw = (req.params as Record<string, unknown>).name;
+  const name = Array.isArray(raw) ? raw.join('/') : String(raw ?? '');
+  const problem = resultFilePathProblem(name);
+  if (problem) throw new BadRequestError(`invalid file name: ${problem}`, ERROR_CODES.badRequest);
+  return name;
+}
+
+/** Seconds from a query string, clamped to [0, max]. */
+export function secondsParam(raw: string | undefined, fallback: number, max: number): number {
+  if (raw === undefined) return fallback;
+  return Math.min(Number(raw), max);
+}

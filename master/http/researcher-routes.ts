@@ -1,0 +1,173 @@
+import fs from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { Router, type Request, type Response } from 'express';
+import { ERROR_CODES } from '../../shared/error-codes.js';
+import { isFinalTaskStatus } from '../../shared/run-state.js';
+import { LIMITS, validateCreateTask, validateEmptyBody, validateEmptyQuery, validateTaskListQuery, validateWaitQuery } from '../../shared/schemas.js';
+import type { Task, TaskWaitResult } from '../../shared/types.js';
+import { NotFoundError, RegistryError } from '../errors.js';
+import type { Principal } from '../store/registry-store.js';
+import { principalOf, requireUser } from './auth.js';
+import type { RegistryContext } from './context.js';
+import { filePathParam, idParam, jsonBody, query, secondsParam } from './request-parsing.js';
+
+/** Routes for researchers and admins: tasks, their runs, logs and result files. */
+export function researcherRoutes(ctx: RegistryContext): Router {
+  const { store, events, files, config } = ctx;
+  const router = Router();
+  router.use(requireUser);
+
+  /** A task the caller may see: its owner's, or any for an admin. Others get the same 404. */
+  async function visibleTask(principal: Principal, taskId: number) {
+    const task = await store.getTask(taskId);
+    if (!task || (principal.role !== 'admin' && task.ownerId !== principal.id)) throw new NotFoundError(`task ${taskId}`);
+    return task;
+  }
+
+  async function visibleRun(principal: Principal, runId: number) {
+    const run = await store.getRun(runId);
+    if (!run || (principal.role !== 'admin' && run.ownerId !== principal.id)) throw new NotFoundError(`run ${runId}`);
+    return run;
+  }
+
+  const publicTask = ({ ownerId: _ownerId, ...task }: Task & { ownerId: number }): Task => task;
+
+  router.get('/me', (_req, res) => {
+    const p = principalOf(res);
+    res.json({ name: p.name, kind: p.kind, role: p.role });
+  });
+
+  router.post('/tasks', async (req: Request, res: Response) => {
+    const principal = principalOf(res);
+    const body = jsonBody(req, validateCreateTask);
+    const configBytes = Buffer.from(JSON.stringify(body.config ?? null), 'utf8');
+    if (configBytes.length > config.limits.configBytes) {
+      throw new RegistryError(413, ERROR_CODES.payloadTooLarge, `config is ${configBytes.length} bytes; the limit is ${config.limits.configBytes}`);
+    }
+    const task = await store.createTask(principal, {
+      name: body.name ?? null,
+      image: body.image,
+      config: configBytes,
+      configType: 'application/json',
+      sites: body.sites ?? null,
+    });
+    ctx.logger.info('task created', { taskId: task.id, owner: principal.name, image: task.image, sites: task.runs.length });
+    for (const run of task.runs) events.notifySite(run.site);
+    res.status(201).location(`/api/v1/tasks/${task.id}`).json(task);
+  });
+
+  router.get('/tasks', async (req, res) => {
+    const principal = principalOf(res);
+    const q = query(req, validateTaskListQuery);
+    const limit = Math.min(Math.max(Number(q.limit ?? 50), 1), LIMITS.maxPageSize);
+    const offset = Number(q.offset ?? 0);
+    const { tasks, total } = await store.listTasks({
+      ownerId: principal.role === 'admin' ? null : principal.id,
+      status: q.status ?? null,
+      limit,
+      offset,
+    });
+    res.json({ tasks, total, limit, offset });
+  });
+
+  router.get('/tasks/:id', async (req, res) => {
+    query(req, validateEmptyQuery);
+    res.json(publicTask(await visibleTask(principalOf(res), idParam(req, 'id'))));
+  });
+
+  // Long poll: answers as soon as every run is final, or with done=false when the wait is over.
+  router.get('/tasks/:id/wait', async (req, res) => {
+    const principal = principalOf(res);
+    const taskId = idParam(req, 'id');
+    const q = query(req, validateWaitQuery);
+    const deadline = Date.now() + secondsParam(q.timeout, 30, LIMITS.maxWaitSeconds) * 1000;
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    for (;;) {
+      const task = publicTask(await visibleTask(principal, taskId));
+      const done = isFinalTaskStatus(task.status);
+      const left = deadline - Date.now();
+      if (done || left <= 0 || abort.signal.aborted) {
+        const body: TaskWaitResult = { ...task, done };
+        res.json(body);
+        return;
+      }
+      await events.waitForTask(taskId, left, abort.signal);
+    }
+  });
+
+  // Server-sent events: one `task` event now and on every change, until the task is final.
+  router.get('/tasks/:id/events', async (req, res) => {
+    const principal = principalOf(res);
+    const taskId = idParam(req, 'id');
+    await visibleTask(principal, taskId);
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    let last = '';
+    while (!abort.signal.aborted) {
+      const task = publicTask(await visibleTask(principal, taskId));
+      const data = JSON.stringify(task);
+      if (data !== last) {
+        res.write(`event: task\ndata: ${data}\n\n`);
+        last = data;
+      }
+      if (isFinalTaskStatus(task.status)) break;
+      await events.waitForTask(taskId, 15_000, abort.signal);
+      if (!abort.signal.aborted) res.write(': keep-alive\n\n');
+    }
+    res.end();
+  });
+
+  router.post('/tasks/:id/cancel', async (req, res) => {
+    const principal = principalOf(res);
+    const taskId = idParam(req, 'id');
+    jsonBody(req, validateEmptyBody, true);
+    const task = await visibleTask(principal, taskId);
+    if (isFinalTaskStatus(task.status)) {
+      res.json(publicTask(task));
+      return;
+    }
+    const cancelled = await store.cancelTask(taskId);
+    ctx.logger.info('task cancelled', { taskId, by: principal.name });
+    events.notifyTask(taskId);
+    for (const run of cancelled.runs) events.notifySite(run.site);
+    res.json(cancelled);
+  });
+
+  router.get('/runs/:id', async (req, res) => {
+    const { ownerId: _ownerId, ...run } = await visibleRun(principalOf(res), idParam(req, 'id'));
+    res.json(run);
+  });
+
+  router.get('/runs/:id/log', async (req, res) => {
+    const run = await visibleRun(principalOf(res), idParam(req, 'id'));
+    res.type('text/plain; charset=utf-8').send(await store.readLog(run.id));
+  });
+
+  router.get('/runs/:id/files', async (req, res) => {
+    const run = await visibleRun(principalOf(res), idParam(req, 'id'));
+    res.json(await store.listFiles(run.id));
+  });
+
+  router.get('/runs/:id/files/*name', async (req, res) => {
+    const run = await visibleRun(principalOf(res), idParam(req, 'id'));
+    const name = filePathParam(req);
+    const file = await store.getFile(run.id, name);
+    if (!file) throw new NotFoundError(`file "${name}" of run ${run.id}`);
+    res.writeHead(200, {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(file.size),
+      'Content-Disposition': `attachment; filename="${name.split('/').pop()}"`,
+      'X-Content-SHA256': file.sha256,
+      'X-Content-Type-Options': 'nosniff',
+    });
+    await pipeline(fs.createReadStream(files.pathOf(file.storedAs)), res);
+  });
+
+  router.get('/sites', async (_req, res) => {
+    res.json(await store.listSites());
+  });
+
+  return router;
+}

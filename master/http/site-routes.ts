@@ -1,0 +1,123 @@
+import { Router, type Request, type Response } from 'express';
+import { ERROR_CODES } from '../../shared/error-codes.js';
+import { LIMITS, validateEmptyBody, validateFinishReport, validateLogAppend, validateProgressReport, validateWaitQuery } from '../../shared/schemas.js';
+import { NotFoundError, RegistryError } from '../errors.js';
+import { principalOf, requireSite } from './auth.js';
+import type { RegistryContext } from './context.js';
+import { filePathParam, idParam, jsonBody, query, secondsParam } from './request-parsing.js';
+
+/** Routes for site clients. A site only ever sees and changes its own runs (others are 404). */
+export function siteRoutes(ctx: RegistryContext): Router {
+  const { store, events, files, config, logger } = ctx;
+  const router = Router();
+  router.use(requireSite);
+
+  router.get('/me', (_req, res) => {
+    res.json({ name: principalOf(res).name, kind: 'site' });
+  });
+
+  // Long poll for work: answers with a run as soon as one is queued for this site, or 204.
+  router.get('/runs/next', async (req: Request, res: Response) => {
+    const site = principalOf(res);
+    const q = query(req, validateWaitQuery);
+    const deadline = Date.now() + secondsParam(q.wait, 0, LIMITS.maxWaitSeconds) * 1000;
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    for (;;) {
+      const run = await store.claimNextRun(site.id, config.leaseMs);
+      if (run) {
+        logger.info('run assigned', { runId: run.id, taskId: run.taskId, site: site.name, attempt: run.attempt });
+        events.notifyTask(run.taskId);
+        if (abort.signal.aborted) {
+          // The poller hung up between claim and answer: the lease will requeue the run.
+          logger.warn('site disconnected while a run was being handed to it', { runId: run.id, site: site.name });
+          return;
+        }
+        res.json(run);
+        return;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || abort.signal.aborted) {
+        res.status(204).end();
+        return;
+      }
+      await events.waitForSite(site.name, left, abort.signal);
+    }
+  });
+
+  // The site's unfinished runs: what a restarted client must reconcile with its containers.
+  router.get('/runs', async (_req, res) => {
+    res.json(await store.listSiteRuns(principalOf(res).id, ['assigned', 'running']));
+  });
+
+  router.get('/runs/:id', async (req, res) => {
+    const runId = idParam(req, 'id');
+    const view = await store.getSiteRun(principalOf(res).id, runId);
+    if (!view) throw new NotFoundError(`run ${runId}`);
+    res.json(view);
+  });
+
+  router.post('/runs/:id/start', async (req, res) => {
+    const site = principalOf(res);
+    const runId = idParam(req, 'id');
+    jsonBody(req, validateEmptyBody, true);
+    const view = await store.startRun(site.id, runId);
+    logger.info('run started', { runId, taskId: view.taskId, site: site.name });
+    events.notifyTask(view.taskId);
+    res.json(view);
+  });
+
+  router.post('/runs/:id/progress', async (req, res) => {
+    const site = principalOf(res);
+    const runId = idParam(req, 'id');
+    const body = jsonBody(req, validateProgressReport);
+    const view = await store.reportProgress(site.id, runId, body);
+    events.notifyTask(view.taskId);
+    res.json(view);
+  });
+
+  router.post('/runs/:id/log', async (req, res) => {
+    const site = principalOf(res);
+    const runId = idParam(req, 'id');
+    const body = jsonBody(req, validateLogAppend);
+    res.json(await store.appendLog(site.id, runId, body.text, config.limits.logBytes));
+  });
+
+  // Raw bytes, streamed to disk; never buffered, whatever the size.
+  router.put('/runs/:id/files/*name', async (req, res) => {
+    const site = principalOf(res);
+    const runId = idParam(req, 'id');
+    const name = filePathParam(req);
+    const check = await store.checkFileUpload(site.id, runId, name, config.limits.filesPerRun);
+    const maxBytes = Math.min(config.limits.resultFileBytes, config.limits.runResultBytes - check.runBytes);
+    const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
+    if (declared !== null && declared > maxBytes) {
+      throw new RegistryError(413, ERROR_CODES.payloadTooLarge, `file is ${declared} bytes; at most ${maxBytes} more bytes are allowed for this run`);
+    }
+    const stored = await files.receive(req, maxBytes);
+    let outcome;
+    try {
+      outcome = await store.recordFile(site.id, runId, { name, ...stored });
+    } catch (e) {
+      files.remove(stored.storedAs);
+      throw e;
+    }
+    // An identical re-upload to a finished run keeps the first copy; a replaced file is dropped.
+    if (outcome.duplicate) files.remove(stored.storedAs);
+    else if (outcome.previous) files.remove(outcome.previous.storedAs);
+    logger.info('result file stored', { runId, site: site.name, file: name, size: stored.size });
+    res.status(201).json({ name, size: stored.size, sha256: stored.sha256 });
+  });
+
+  router.post('/runs/:id/finish', async (req, res) => {
+    const site = principalOf(res);
+    const runId = idParam(req, 'id');
+    const body = jsonBody(req, validateFinishReport);
+    const view = await store.finishRun(site.id, runId, body);
+    logger.info('run finished', { runId, taskId: view.taskId, site: site.name, state: body.state, exitCode: body.exitCode ?? null });
+    events.notifyTask(view.taskId);
+    res.json(view);
+  });
+
+  return router;
+}

@@ -1,0 +1,64 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ERROR_CODES } from '../shared/error-codes.js';
+import { RegistryError } from './errors.js';
+
+/**
+ * Result files on disk. Files are stored under random names (never a name a site chose), written
+ * to a temporary file while streaming and renamed into place only when complete, so a crash
+ * mid-upload leaves no half file behind a database row.
+ */
+export class ResultFileStore {
+  private readonly dir: string;
+  private readonly tmpDir: string;
+
+  constructor(dataDir: string) {
+    this.dir = path.join(dataDir, 'files');
+    this.tmpDir = path.join(dataDir, 'files-tmp');
+    fs.mkdirSync(this.dir, { recursive: true });
+    fs.mkdirSync(this.tmpDir, { recursive: true });
+    // Leftovers of uploads interrupted by a crash.
+    for (const f of fs.readdirSync(this.tmpDir)) fs.rmSync(path.join(this.tmpDir, f), { force: true });
+  }
+
+  /** Streams `body` to disk; throws 413 once more than `maxBytes` arrive. */
+  async receive(body: Readable, maxBytes: number): Promise<{ storedAs: string; size: number; sha256: string }> {
+    const storedAs = crypto.randomUUID();
+    const tmp = path.join(this.tmpDir, storedAs);
+    const hash = crypto.createHash('sha256');
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, callback) {
+        size += chunk.length;
+        if (size > maxBytes) {
+          callback(new RegistryError(413, ERROR_CODES.payloadTooLarge, `file is larger than the allowed ${maxBytes} bytes`));
+          return;
+        }
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    });
+    try {
+      await pipeline(body, meter, fs.createWriteStream(tmp, { flags: 'wx' }));
+      fs.renameSync(tmp, path.join(this.dir, storedAs));
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      if ((e as { code?: string }).code === 'ENOSPC') {
+        throw new RegistryError(507, ERROR_CODES.storageFull, 'the registry is out of disk space; retry later');
+      }
+      throw e;
+    }
+    return { storedAs, size, sha256: hash.digest('hex') };
+  }
+
+  pathOf(storedAs: string): string {
+    return path.join(this.dir, path.basename(storedAs));
+  }
+
+  remove(storedAs: string): void {
+    fs.rmSync(this.pathOf(storedAs), { force: true });
+  }
+}

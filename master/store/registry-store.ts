@@ -1,0 +1,96 @@
+/**
+ * The registry's storage, as domain operations. Route handlers talk to this interface only; the
+ * SQLite implementation is one backend, and a PostgreSQL one would implement the same methods
+ * (hence Promises, although better-sqlite3 itself is synchronous).
+ */
+import type { RunState } from '../../shared/run-state.js';
+import type { FinishReport, ProgressReport, ResultFile, RunAssignment, RunDetail, SiteInfo, SiteRunView, Task } from '../../shared/types.js';
+
+export type PrincipalKind = 'site' | 'user';
+export type PrincipalRole = 'site' | 'researcher' | 'admin';
+
+export interface Principal {
+  id: number;
+  kind: PrincipalKind;
+  name: string;
+  role: PrincipalRole;
+  enabled: boolean;
+  createdAt: string;
+  lastSeen: string | null;
+}
+
+export interface NewTask {
+  name: string | null;
+  image: string;
+  /** Opaque bytes and their content type. */
+  config: Buffer;
+  configType: string;
+  /** null: every enabled site. */
+  sites: string[] | null;
+}
+
+export interface TaskQuery {
+  ownerId: number | null;
+  status: string | null;
+  limit: number;
+  offset: number;
+}
+
+export interface StoredFile {
+  name: string;
+  size: number;
+  sha256: string;
+  storedAs: string;
+}
+
+export interface RunWithOwner extends RunDetail {
+  ownerId: number;
+}
+
+export interface SweepOutcome {
+  /** Sites with runs that went back to the queue (their long polls should wake up). */
+  requeuedSites: string[];
+  /** Tasks whose status may have changed. */
+  changedTasks: number[];
+}
+
+export interface RegistryStore {
+  createPrincipal(kind: PrincipalKind, name: string, role: PrincipalRole): Promise<{ principal: Principal; secret: string }>;
+  /** The principal holding this key or token, whether enabled or not; null when none does. */
+  authenticate(secret: string): Promise<Principal | null>;
+  listPrincipals(kind: PrincipalKind | null): Promise<Principal[]>;
+  setPrincipalEnabled(kind: PrincipalKind, name: string, enabled: boolean): Promise<boolean>;
+  /** Replaces a principal's secret; the old one stops working at once. */
+  rotateSecret(kind: PrincipalKind, name: string): Promise<string | null>;
+  recordSeen(principalId: number, at: Date): Promise<void>;
+  listSites(): Promise<SiteInfo[]>;
+
+  createTask(owner: Principal, task: NewTask): Promise<Task>;
+  getTask(taskId: number): Promise<(Task & { ownerId: number }) | null>;
+  listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }>;
+  /** Ends queued and assigned runs, flags running ones for the site to stop. */
+  cancelTask(taskId: number): Promise<Task>;
+  getTaskConfig(taskId: number): Promise<{ config: Buffer; configType: string } | null>;
+
+  /** Atomically hands the site its oldest queued run, or null. */
+  claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null>;
+  getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null>;
+  listSiteRuns(siteId: number, states: readonly RunState[]): Promise<SiteRunView[]>;
+  startRun(siteId: number, runId: number): Promise<SiteRunView>;
+  reportProgress(siteId: number, runId: number, progress: ProgressReport): Promise<SiteRunView>;
+  appendLog(siteId: number, runId: number, text: string, maxLogBytes: number): Promise<SiteRunView>;
+  /** Checks that a file may be stored for this run now (before its bytes are received). */
+  checkFileUpload(siteId: number, runId: number, name: string, maxFiles: number): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }>;
+  /** Records an uploaded file; `duplicate` means an identical copy was already stored and kept. */
+  recordFile(siteId: number, runId: number, file: StoredFile): Promise<{ previous: StoredFile | null; duplicate: boolean }>;
+  finishRun(siteId: number, runId: number, report: FinishReport): Promise<SiteRunView>;
+
+  getRun(runId: number): Promise<RunWithOwner | null>;
+  readLog(runId: number): Promise<string>;
+  listFiles(runId: number): Promise<ResultFile[]>;
+  getFile(runId: number, name: string): Promise<StoredFile | null>;
+
+  /** Requeues assigned runs whose lease expired; ends cancellations the site never confirmed. */
+  sweep(now: number, leaseMs: number): Promise<SweepOutcome>;
+  close(): Promise<void>;
+}

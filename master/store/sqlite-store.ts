@@ -1,0 +1,561 @@
+import crypto from 'node:crypto';
+import Database from 'better-sqlite3';
+import { deriveTaskStatus, isFinalRunState, type RunState } from '../../shared/run-state.js';
+import type { FinishReport, ProgressReport, ResultFile, RunAssignment, RunDetail, SiteInfo, SiteRunView, Task } from '../../shared/types.js';
+import { ERROR_CODES } from '../../shared/error-codes.js';
+import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
+import { migrate } from './migrate.js';
+import { generateSecret, hashSecret } from './secrets.js';
+import type {
+  NewTask,
+  Principal,
+  PrincipalKind,
+  PrincipalRole,
+  RegistryStore,
+  RunWithOwner,
+  StoredFile,
+  SweepOutcome,
+  TaskQuery,
+} from './registry-store.js';
+
+interface PrincipalRow {
+  id: number;
+  kind: PrincipalKind;
+  name: string;
+  role: PrincipalRole;
+  enabled: number;
+  created_at: string;
+  last_seen: string | null;
+}
+
+interface RunRow {
+  id: number;
+  task_id: number;
+  site_id: number;
+  site_name: string;
+  status: RunState;
+  attempt: number;
+  lease_expires_at: number | null;
+  cancel_requested: number;
+  last_contact_at: number | null;
+  exit_code: number | null;
+  reason: string | null;
+  digest: string | null;
+  duration_ms: number | null;
+  progress_current: number | null;
+  progress_total: number | null;
+  progress_message: string | null;
+  log_bytes: number;
+  log_truncated: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+interface TaskRow {
+  id: number;
+  owner_id: number;
+  owner_name: string;
+  name: string | null;
+  image: string;
+  status: Task['status'];
+  cancelled: number;
+  created_at: string;
+}
+
+const RUN_COLUMNS = `r.*, p.name AS site_name`;
+const TASK_COLUMNS = `t.id, t.owner_id, o.name AS owner_name, t.name, t.image, t.status, t.cancelled, t.created_at`;
+
+function toPrincipal(row: PrincipalRow): Principal {
+  return {
+    id: row.id,
+    kind: row.kind,
+    name: row.name,
+    role: row.role,
+    enabled: row.enabled === 1,
+    createdAt: row.created_at,
+    lastSeen: row.last_seen,
+  };
+}
+
+function toRunDetail(row: RunRow): RunDetail {
+  return {
+    id: row.id,
+    taskId: row.task_id,
+    site: row.site_name,
+    status: row.status,
+    attempt: row.attempt,
+    exitCode: row.exit_code,
+    reason: row.reason,
+    digest: row.digest,
+    durationMs: row.duration_ms,
+    progress:
+      row.progress_current === null
+        ? null
+        : { current: row.progress_current, total: row.progress_total, message: row.progress_message },
+    cancelRequested: row.cancel_requested === 1,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    logBytes: row.log_bytes,
+  };
+}
+
+function toSiteView(row: RunRow): SiteRunView {
+  return { id: row.id, taskId: row.task_id, status: row.status, cancelRequested: row.cancel_requested === 1 };
+}
+
+const isoNow = () => new Date().toISOString();
+
+/** The SQLite backend: one file, WAL, every multi-step change in one transaction. */
+export class SqliteRegistryStore implements RegistryStore {
+  private readonly db: Database.Database;
+  private readonly stmt;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL under WAL keeps every committed transaction across a process crash; only an OS crash
+    // can lose the last few, and never corrupts the file.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    const db = this.db;
+    this.stmt = {
+      insertPrincipal: db.prepare(
+        'INSERT INTO principals (kind, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
+      ),
+      principalByHash: db.prepare('SELECT * FROM principals WHERE key_hash = ?'),
+      principalsAll: db.prepare('SELECT * FROM principals ORDER BY kind, name'),
+      principalsByKind: db.prepare('SELECT * FROM principals WHERE kind = ? ORDER BY name'),
+      setEnabled: db.prepare('UPDATE principals SET enabled = ? WHERE kind = ? AND name = ?'),
+      setKeyHash: db.prepare('UPDATE principals SET key_hash = ? WHERE kind = ? AND name = ?'),
+      touch: db.prepare('UPDATE principals SET last_seen = ? WHERE id = ?'),
+      sites: db.prepare("SELECT name, enabled, last_seen FROM principals WHERE kind = 'site' ORDER BY name"),
+      siteByName: db.prepare("SELECT id, enabled FROM principals WHERE kind = 'site' AND name = ?"),
+      enabledSites: db.prepare("SELECT id FROM principals WHERE kind = 'site' AND enabled = 1 ORDER BY name"),
+      insertTask: db.prepare(
+        'INSERT INTO tasks (owner_id, name, image, config, config_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      insertRun: db.prepare("INSERT INTO runs (task_id, site_id, status, created_at) VALUES (?, ?, 'queued', ?)"),
+      task: db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE t.id = ?`),
+      taskConfig: db.prepare('SELECT config, config_type FROM tasks WHERE id = ?'),
+      taskRuns: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.task_id = ? ORDER BY r.id`),
+      runStatesOfTask: db.prepare('SELECT status FROM runs WHERE task_id = ?'),
+      setTaskStatus: db.prepare('UPDATE tasks SET status = ?, updated_at = ? WHERE id = ?'),
+      cancelTask: db.prepare('UPDATE tasks SET cancelled = 1, updated_at = ? WHERE id = ?'),
+      // Runs that never reached the site end at once; running ones wait for the site to stop them.
+      cancelWaitingRuns: db.prepare(
+        "UPDATE runs SET status = 'cancelled', reason = 'cancelled by the researcher', finished_at = ?, lease_expires_at = NULL WHERE task_id = ? AND status IN ('queued', 'assigned')",
+      ),
+      flagRunningRuns: db.prepare(
+        "UPDATE runs SET cancel_requested = 1, last_contact_at = COALESCE(last_contact_at, ?) WHERE task_id = ? AND status = 'running'",
+      ),
+      // Oldest queued run of this site first; the (site_id, status, id) index makes this one seek.
+      nextQueued: db.prepare("SELECT id FROM runs WHERE site_id = ? AND status = 'queued' ORDER BY id LIMIT 1"),
+      assign: db.prepare(
+        "UPDATE runs SET status = 'assigned', attempt = attempt + 1, lease_expires_at = ?, last_contact_at = ? WHERE id = ? AND status = 'queued'",
+      ),
+      assignment: db.prepare(
+        'SELECT r.id, r.task_id, r.attempt, t.image, t.config, t.config_type FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.id = ?',
+      ),
+      siteRun: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.id = ? AND r.site_id = ?`),
+      run: db.prepare(
+        `SELECT ${RUN_COLUMNS}, t.owner_id FROM runs r JOIN principals p ON p.id = r.site_id JOIN tasks t ON t.id = r.task_id WHERE r.id = ?`,
+      ),
+      contact: db.prepare('UPDATE runs SET last_contact_at = ? WHERE id = ?'),
+      start: db.prepare(
+        "UPDATE runs SET status = 'running', started_at = ?, lease_expires_at = NULL, last_contact_at = ? WHERE id = ?",
+      ),
+      progress: db.prepare(
+        'UPDATE runs SET progress_current = ?, progress_total = ?, progress_message = ?, last_contact_at = ? WHERE id = ?',
+      ),
+      insertLog: db.prepare('INSERT INTO run_logs (run_id, text) VALUES (?, ?)'),
+      logBytes: db.prepare('UPDATE runs SET log_bytes = log_bytes + ?, log_truncated = ?, last_contact_at = ? WHERE id = ?'),
+      readLog: db.prepare('SELECT text FROM run_logs WHERE run_id = ? ORDER BY id'),
+      fileByName: db.prepare('SELECT name, size, sha256, stored_as FROM run_files WHERE run_id = ? AND name = ?'),
+      fileStats: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM run_files WHERE run_id = ?'),
+      upsertFile: db.prepare(
+        'INSERT INTO run_files (run_id, name, size, sha256, stored_as, created_at) VALUES (?, ?, ?, ?, ?, ?) ' +
+          'ON CONFLICT (run_id, name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, stored_as = excluded.stored_as, created_at = excluded.created_at',
+      ),
+      files: db.prepare('SELECT name, size, sha256 FROM run_files WHERE run_id = ? ORDER BY name'),
+      finish: db.prepare(
+        'UPDATE runs SET status = ?, exit_code = ?, reason = ?, digest = ?, duration_ms = ?, finished_at = ?, lease_expires_at = NULL, last_contact_at = ? WHERE id = ?',
+      ),
+      expiredLeases: db.prepare(
+        "SELECT r.id, p.name AS site_name, r.task_id FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.status = 'assigned' AND r.lease_expires_at < ?",
+      ),
+      requeue: db.prepare("UPDATE runs SET status = 'queued', lease_expires_at = NULL WHERE id = ? AND status = 'assigned'"),
+      // A cancelled run the site never confirmed (it went silent) is ended after one lease period.
+      unconfirmedCancels: db.prepare(
+        "SELECT id, task_id FROM runs WHERE status = 'running' AND cancel_requested = 1 AND last_contact_at < ?",
+      ),
+      forceCancel: db.prepare(
+        "UPDATE runs SET status = 'cancelled', reason = 'cancelled; the site did not confirm in time', finished_at = ? WHERE id = ? AND status = 'running'",
+      ),
+      siteRunsByState: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.site_id = ? ORDER BY r.id`),
+    };
+  }
+
+  async createPrincipal(kind: PrincipalKind, name: string, role: PrincipalRole): Promise<{ principal: Principal; secret: string }> {
+    const secret = generateSecret(kind);
+    try {
+      const row = this.stmt.insertPrincipal.get(kind, name, role, hashSecret(secret), isoNow()) as PrincipalRow;
+      return { principal: toPrincipal(row), secret };
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new ConflictError(`a ${kind} named "${name}" already exists`);
+      }
+      throw e;
+    }
+  }
+
+  async authenticate(secret: string): Promise<Principal | null> {
+    const row = this.stmt.principalByHash.get(hashSecret(secret)) as PrincipalRow | undefined;
+    return row ? toPrincipal(row) : null;
+  }
+
+  async listPrincipals(kind: PrincipalKind | null): Promise<Principal[]> {
+    const rows = (kind ? this.stmt.principalsByKind.all(kind) : this.stmt.principalsAll.all()) as PrincipalRow[];
+    return rows.map(toPrincipal);
+  }
+
+  async setPrincipalEnabled(kind: PrincipalKind, name: string, enabled: boolean): Promise<boolean> {
+    return this.stmt.setEnabled.run(enabled ? 1 : 0, kind, name).changes === 1;
+  }
+
+  async rotateSecret(kind: PrincipalKind, name: string): Promise<string | null> {
+    const secret = generateSecret(kind);
+    return this.stmt.setKeyHash.run(hashSecret(secret), kind, name).changes === 1 ? secret : null;
+  }
+
+  async recordSeen(principalId: number, at: Date): Promise<void> {
+    this.stmt.touch.run(at.toISOString(), principalId);
+  }
+
+  async listSites(): Promise<SiteInfo[]> {
+    return (this.stmt.sites.all() as { name: string; enabled: number; last_seen: string | null }[]).map((r) => ({
+      name: r.name,
+      enabled: r.enabled === 1,
+      lastSeen: r.last_seen,
+    }));
+  }
+
+  async createTask(owner: Principal, task: NewTask): Promise<Task> {
+    const id = this.db.transaction(() => {
+      let siteIds: number[];
+      if (task.sites === null) {
+        siteIds = (this.stmt.enabledSites.all() as { id: number }[]).map((r) => r.id);
+        if (siteIds.length === 0) throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
+      } else {
+        const unknown: string[] = [];
+        const disabled: string[] = [];
+        siteIds = [];
+        for (const name of task.sites) {
+          const site = this.stmt.siteByName.get(name) as { id: number; enabled: number } | undefined;
+          if (!site) unknown.push(name);
+          else if (site.enabled !== 1) disabled.push(name);
+          else siteIds.push(site.id);
+        }
+        if (unknown.length || disabled.length) {
+          const parts = [];
+          if (unknown.length) parts.push(`unknown site(s): ${unknown.join(', ')}`);
+          if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
+          throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
+        }
+      }
+      const now = isoNow();
+      const taskId = Number(
+        this.stmt.insertTask.run(owner.id, task.name, task.image, task.config, task.configType, 'queued', now, now).lastInsertRowid,
+      );
+      for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
+      return taskId;
+    })();
+    const { ownerId: _ownerId, ...created } = (await this.getTask(id))!;
+    return created;
+  }
+
+  private taskFromRow(row: TaskRow): Task & { ownerId: number } {
+    const runs = (this.stmt.taskRuns.all(row.id) as RunRow[]).map(toRunDetail);
+    return {
+      id: row.id,
+      name: row.name,
+      image: row.image,
+      owner: row.owner_name,
+      ownerId: row.owner_id,
+      status: row.status,
+      createdAt: row.created_at,
+      runs,
+    };
+  }
+
+  async getTask(taskId: number): Promise<(Task & { ownerId: number }) | null> {
+    const row = this.stmt.task.get(taskId) as TaskRow | undefined;
+    return row ? this.taskFromRow(row) : null;
+  }
+
+  async getTaskConfig(taskId: number): Promise<{ config: Buffer; configType: string } | null> {
+    const row = this.stmt.taskConfig.get(taskId) as { config: Buffer; config_type: string } | undefined;
+    return row ? { config: row.config, configType: row.config_type } : null;
+  }
+
+  async listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (query.ownerId !== null) {
+      where.push('t.owner_id = ?');
+      params.push(query.ownerId);
+    }
+    if (query.status !== null) {
+      where.push('t.status = ?');
+      params.push(query.status);
+    }
+    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks t ${clause}`).get(...params) as { n: number }).n;
+    const rows = this.db
+      .prepare(`SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id ${clause} ORDER BY t.id DESC LIMIT ? OFFSET ?`)
+      .all(...params, query.limit, query.offset) as TaskRow[];
+    return {
+      tasks: rows.map((r) => {
+        const { ownerId: _ownerId, ...task } = this.taskFromRow(r);
+        return task;
+      }),
+      total,
+    };
+  }
+
+  /** Recomputes a task's stored status from its runs; call inside the transaction that changed them. */
+  private refreshTaskStatus(taskId: number): void {
+    const states = (this.stmt.runStatesOfTask.all(taskId) as { status: RunState }[]).map((r) => r.status);
+    const task = this.stmt.task.get(taskId) as TaskRow;
+    const status = deriveTaskStatus(states, task.cancelled === 1);
+    if (status !== task.status) this.stmt.setTaskStatus.run(status, isoNow(), taskId);
+  }
+
+  async cancelTask(taskId: number): Promise<Task> {
+    this.db.transaction(() => {
+      const now = isoNow();
+      this.stmt.cancelTask.run(now, taskId);
+      this.stmt.cancelWaitingRuns.run(now, taskId);
+      this.stmt.flagRunningRuns.run(Date.now(), taskId);
+      this.refreshTaskStatus(taskId);
+    })();
+    const { ownerId: _ownerId, ...task } = (await this.getTask(taskId))!;
+    return task;
+  }
+
+  async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
+    // better-sqlite3 runs this synchronously inside one transaction: no other request can
+    // interleave, so a run is handed out exactly once even with many pollers per site.
+    const claimed = this.db.transaction(() => {
+      const next = this.stmt.nextQueued.get(siteId) as { id: number } | undefined;
+      if (!next) return null;
+      const now = Date.now();
+      this.stmt.assign.run(now + leaseMs, now, next.id);
+      const row = this.stmt.assignment.get(next.id) as {
+        id: number;
+        task_id: number;
+        attempt: number;
+        image: string;
+        config: Buffer;
+        config_type: string;
+      };
+      this.refreshTaskStatus(row.task_id);
+      return row;
+    }).immediate();
+    if (!claimed) return null;
+    return {
+      id: claimed.id,
+      taskId: claimed.task_id,
+      image: claimed.image,
+      config: decodeConfig(claimed.config, claimed.config_type),
+      attempt: claimed.attempt,
+    };
+  }
+
+  private siteRunRow(siteId: number, runId: number): RunRow {
+    const row = this.stmt.siteRun.get(runId, siteId) as RunRow | undefined;
+    if (!row) throw new NotFoundError(`run ${runId}`);
+    return row;
+  }
+
+  async getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null> {
+    const row = this.stmt.siteRun.get(runId, siteId) as RunRow | undefined;
+    if (row) this.stmt.contact.run(Date.now(), runId);
+    return row ? toSiteView(row) : null;
+  }
+
+  async listSiteRuns(siteId: number, states: readonly RunState[]): Promise<SiteRunView[]> {
+    return (this.stmt.siteRunsByState.all(siteId) as RunRow[]).filter((r) => states.includes(r.status)).map(toSiteView);
+  }
+
+  async startRun(siteId: number, runId: number): Promise<SiteRunView> {
+    return this.db.transaction(() => {
+      const row = this.siteRunRow(siteId, runId);
+      if (row.status === 'running') throw new ConflictError(`run ${runId} was already started`, { status: row.status });
+      if (row.status !== 'assigned' && row.status !== 'queued') {
+        throw new ConflictError(`run ${runId} cannot start: it is ${row.status}`, { status: row.status });
+      }
+      const now = Date.now();
+      this.stmt.start.run(new Date(now).toISOString(), now, runId);
+      this.refreshTaskStatus(row.task_id);
+      return toSiteView(this.siteRunRow(siteId, runId));
+    }).immediate();
+  }
+
+  private requireRunning(row: RunRow, action: string): void {
+    if (row.status !== 'running') throw new ConflictError(`cannot ${action}: run ${row.id} is ${row.status}`, { status: row.status });
+  }
+
+  async reportProgress(siteId: number, runId: number, progress: ProgressReport): Promise<SiteRunView> {
+    return this.db.transaction(() => {
+      const row = this.siteRunRow(siteId, runId);
+      this.requireRunning(row, 'report progress');
+      this.stmt.progress.run(progress.current, progress.total ?? null, progress.message ?? null, Date.now(), runId);
+      return toSiteView(row);
+    })();
+  }
+
+  async appendLog(siteId: number, runId: number, text: string, maxLogBytes: number): Promise<SiteRunView> {
+    return this.db.transaction(() => {
+      const row = this.siteRunRow(siteId, runId);
+      this.requireRunning(row, 'append to the log');
+      if (row.log_truncated === 1 || text.length === 0) {
+        this.stmt.contact.run(Date.now(), runId);
+        return toSiteView(row);
+      }
+      const bytes = Buffer.byteLength(text);
+      const room = maxLogBytes - row.log_bytes;
+      if (bytes <= room) {
+        this.stmt.insertLog.run(runId, text);
+        this.stmt.logBytes.run(bytes, 0, Date.now(), runId);
+      } else {
+        const kept = Buffer.from(text).subarray(0, Math.max(0, room)).toString('utf8').replace(/\uFFFD+$/, '');
+        const marker = `\n[log truncated: the registry keeps at most ${maxLogBytes} bytes per run]\n`;
+        this.stmt.insertLog.run(runId, kept + marker);
+        this.stmt.logBytes.run(Buffer.byteLength(kept), 1, Date.now(), runId);
+      }
+      return toSiteView(row);
+    })();
+  }
+
+  async checkFileUpload(siteId: number, runId: number, name: string, maxFiles: number): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }> {
+    const row = this.siteRunRow(siteId, runId);
+    if (row.status !== 'running' && !isFinalRunState(row.status)) {
+      throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
+    }
+    const existing = this.fileRow(runId, name);
+    const stats = this.stmt.fileStats.get(runId) as { n: number; bytes: number };
+    if (!existing && stats.n >= maxFiles) {
+      throw new RegistryError(413, ERROR_CODES.payloadTooLarge, `run ${runId} already has the maximum of ${maxFiles} files`);
+    }
+    return { existing, runFinal: isFinalRunState(row.status), runBytes: stats.bytes - (existing?.size ?? 0) };
+  }
+
+  private fileRow(runId: number, name: string): StoredFile | null {
+    const f = this.stmt.fileByName.get(runId, name) as { name: string; size: number; sha256: string; stored_as: string } | undefined;
+    return f ? { name: f.name, size: f.size, sha256: f.sha256, storedAs: f.stored_as } : null;
+  }
+
+  async recordFile(siteId: number, runId: number, file: StoredFile): Promise<{ previous: StoredFile | null; duplicate: boolean }> {
+    return this.db.transaction(() => {
+      const row = this.siteRunRow(siteId, runId);
+      const existing = this.fileRow(runId, file.name);
+      if (isFinalRunState(row.status)) {
+        // A site retrying after a crash may upload again what it already delivered: harmless.
+        if (existing && existing.sha256 === file.sha256 && existing.size === file.size) return { previous: null, duplicate: true };
+        throw new ConflictError(`cannot change files: run ${runId} is ${row.status}`, { status: row.status });
+      }
+      if (row.status !== 'running') throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
+      this.stmt.upsertFile.run(runId, file.name, file.size, file.sha256, file.storedAs, isoNow());
+      this.stmt.contact.run(Date.now(), runId);
+      return { previous: existing, duplicate: false };
+    }).immediate();
+  }
+
+  async finishRun(siteId: number, runId: number, report: FinishReport): Promise<SiteRunView> {
+    return this.db.transaction(() => {
+      const row = this.siteRunRow(siteId, runId);
+      if (isFinalRunState(row.status)) {
+        // Repeating the same finish (a retry after a lost response) is answered as success.
+        if (row.status === report.state) return toSiteView(row);
+        throw new ConflictError(`run ${runId} already ended as ${row.status}`, { status: row.status });
+      }
+      const allowedFrom: Record<FinishReport['state'], RunState[]> = {
+        completed: ['running'],
+        timed_out: ['running'],
+        failed: ['queued', 'assigned', 'running'],
+        cancelled: ['queued', 'assigned', 'running'],
+        rejected: ['queued', 'assigned'],
+      };
+      if (!allowedFrom[report.state].includes(row.status)) {
+        throw new ConflictError(`run ${runId} cannot become ${report.state}: it is ${row.status}`, { status: row.status });
+      }
+      const now = Date.now();
+      this.stmt.finish.run(
+        report.state,
+        report.exitCode ?? null,
+        report.reason ?? null,
+        report.digest ?? null,
+        report.durationMs ?? null,
+        new Date(now).toISOString(),
+        now,
+        runId,
+      );
+      this.refreshTaskStatus(row.task_id);
+      return toSiteView(this.siteRunRow(siteId, runId));
+    }).immediate();
+  }
+
+  async getRun(runId: number): Promise<RunWithOwner | null> {
+    const row = this.stmt.run.get(runId) as (RunRow & { owner_id: number }) | undefined;
+    return row ? { ...toRunDetail(row), ownerId: row.owner_id } : null;
+  }
+
+  async readLog(runId: number): Promise<string> {
+    return (this.stmt.readLog.all(runId) as { text: string }[]).map((r) => r.text).join('');
+  }
+
+  async listFiles(runId: number): Promise<ResultFile[]> {
+    return this.stmt.files.all(runId) as ResultFile[];
+  }
+
+  async getFile(runId: number, name: string): Promise<StoredFile | null> {
+    return this.fileRow(runId, name);
+  }
+
+  async sweep(now: number, leaseMs: number): Promise<SweepOutcome> {
+    return this.db.transaction(() => {
+      const requeuedSites = new Set<string>();
+      const changedTasks = new Set<number>();
+      for (const r of this.stmt.expiredLeases.all(now) as { id: number; site_name: string; task_id: number }[]) {
+        this.stmt.requeue.run(r.id);
+        requeuedSites.add(r.site_name);
+        changedTasks.add(r.task_id);
+      }
+      for (const r of this.stmt.unconfirmedCancels.all(now - leaseMs) as { id: number; task_id: number }[]) {
+        this.stmt.forceCancel.run(new Date(now).toISOString(), r.id);
+        changedTasks.add(r.task_id);
+      }
+      for (const taskId of changedTasks) this.refreshTaskStatus(taskId);
+      return { requeuedSites: [...requeuedSites], changedTasks: [...changedTasks] };
+    }).immediate();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}
+
+/** Configs are stored as bytes with a content type; JSON ones are handed back parsed. */
+export function decodeConfig(config: Buffer | null, configType: string): unknown {
+  if (config === null) return null;
+  if (configType === 'application/json') return JSON.parse(config.toString('utf8'));
+  return config.toString('base64');
+}
+
+export function newStorageName(): string {
+  return crypto.randomUUID();
+}

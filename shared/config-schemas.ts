@@ -1,0 +1,114 @@
+/** JSON schemas of the programs' config files (`additionalProperties: false` everywhere). */
+import { DURATION_SCHEMA } from './duration.js';
+
+export const masterConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    port: { type: 'integer', minimum: 0, maximum: 65535, default: 5000 },
+    host: { type: 'string', minLength: 1, default: '0.0.0.0' },
+    dataDir: { type: 'string', minLength: 1, default: './data' },
+    logLevel: { enum: ['error', 'warn', 'info', 'debug'], default: 'info' },
+    /** An assigned run whose site does not start it within the lease goes back to the queue. */
+    lease: { ...DURATION_SCHEMA, default: '60s' },
+    /** How often expired leases and unconfirmed cancellations are swept. */
+    sweepInterval: { ...DURATION_SCHEMA, default: '5s' },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        jsonBodyBytes: { type: 'integer', minimum: 1024, default: 1048576 },
+        configBytes: { type: 'integer', minimum: 2, default: 1048576 },
+        resultFileBytes: { type: 'integer', minimum: 1, default: 4294967296 },
+        runResultBytes: { type: 'integer', minimum: 1, default: 8589934592 },
+        filesPerRun: { type: 'integer', minimum: 1, default: 10000 },
+        logBytes: { type: 'integer', minimum: 1024, default: 1048576 },
+        maxConnections: { type: 'integer', minimum: 1, default: 20000 },
+        headersTimeout: { ...DURATION_SCHEMA, default: '20s' },
+        requestTimeout: { ...DURATION_SCHEMA, default: '2h' },
+      },
+    },
+  },
+} as const;
+
+export const clientConfigSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['registryUrl', 'apiKey', 'sparqlEndpoint', 'allowedImages'],
+  properties: {
+    registryUrl: { type: 'string', pattern: '^https?://[^\\s]+$' },
+    apiKey: { type: 'string', minLength: 8 },
+    sparqlEndpoint: { type: 'string', pattern: '^https?://[^\\s]+$' },
+    /**
+     * Regular expressions that must match the whole image reference. An entry starting with
+     * "glob:" is a micromatch glob instead (e.g. "glob:127.0.0.1:5050/pht/**").
+     */
+    allowedImages: { type: 'array', items: { type: 'string', minLength: 1 } },
+    pullPolicy: { enum: ['always', 'if-not-present', 'never'], default: 'always' },
+    workDir: { type: 'string', minLength: 1, default: './pht-work' },
+    concurrency: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
+    dockerSocket: { type: 'string', minLength: 1, default: '/var/run/docker.sock' },
+    /** Container user; the default is nobody. Anything else must be allowed here explicitly. */
+    containerUser: { type: 'string', pattern: '^[0-9]{1,10}:[0-9]{1,10}$', default: '65534:65534' },
+    keepOnFailure: { type: 'boolean', default: false },
+    auditLog: { type: 'string', minLength: 1 },
+    logLevel: { enum: ['error', 'warn', 'info', 'debug'], default: 'info' },
+    network: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        /**
+         * gateway: an internal Docker network whose only reachable service is the client's SPARQL
+         * gateway (default); none: no network at all; bridge: Docker's default bridge (explicit
+         * opt-in: it routes to the outside world); named: an existing network of the site's.
+         */
+        mode: { enum: ['gateway', 'none', 'bridge', 'named'], default: 'gateway' },
+        name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' },
+        subnet: { type: 'string', pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$' },
+        /** For bridge/named modes: the SPARQL URL the container should use. */
+        sparqlEndpointForContainer: { type: 'string', pattern: '^https?://[^\\s]+$' },
+      },
+    },
+    gateway: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        allowUpdates: { type: 'boolean', default: false },
+        maxResponseBytes: { type: 'integer', minimum: 1024, default: 67108864 },
+        queryTimeout: { ...DURATION_SCHEMA, default: '120s' },
+      },
+    },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        memoryMb: { type: 'integer', minimum: 16, default: 1024 },
+        cpus: { type: 'number', exclusiveMinimum: 0, maximum: 256, default: 1 },
+        pids: { type: 'integer', minimum: 8, default: 256 },
+        timeout: { ...DURATION_SCHEMA, default: '1h' },
+        outputBytes: { type: 'integer', minimum: 1, default: 1073741824 },
+        outputFiles: { type: 'integer', minimum: 1, default: 1000 },
+        logBytes: { type: 'integer', minimum: 1024, default: 1048576 },
+        tmpfsMb: { type: 'integer', minimum: 1, default: 64 },
+      },
+    },
+    poll: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        /** Seconds a long poll waits at the registry (0 = plain polling). */
+        longPollSeconds: { type: 'integer', minimum: 0, maximum: 60, default: 30 },
+        /** Pause between polls when plain polling, or after an empty long poll: a duration or a node-cron expression. */
+        schedule: { type: 'string', minLength: 1, default: '1s' },
+        maxBackoff: { ...DURATION_SCHEMA, default: '60s' },
+        /** How often a running run asks the registry whether it was cancelled. */
+        cancelCheck: { ...DURATION_SCHEMA, default: '2s' },
+      },
+    },
+  },
+} as const;

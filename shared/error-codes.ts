@@ -1,0 +1,17 @@
+/** Error codes of REST error bodies `{ code, message }`. Clients switch on these, never on messages. */
+export const ERROR_CODES = {
+  badRequest: 'bad_request',
+  invalidJson: 'invalid_json',
+  validation: 'validation_failed',
+  unauthorized: 'unauthorized',
+  forbidden: 'forbidden',
+  notFound: 'not_found',
+  conflict: 'conflict',
+  payloadTooLarge: 'payload_too_large',
+  unsupportedMediaType: 'unsupported_media_type',
+  storageFull: 'storage_full',
+  unknownSite: 'unknown_site',
+  noSites: 'no_sites',
+  internal: 'internal_error',
+} as const;
+export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
