@@ -1,0 +1,352 @@
+import { CONTAINER_ENV, CONTAINER_LABELS, CONTAINER_PATHS } from '../shared/container-contract.js';
+import { coerceError } from '../shared/errors.js';
+import type { Logger } from '../shared/logger.js';
+import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, isDigestPinned } from '../shared/names.js';
+import type { FinishReport, ProgressReport } from '../shared/types.js';
+import type { ClientConfig } from './config.js';
+import type { ContainerEngine } from './container-engine.js';
+import { DockerUnavailableError, PermanentRunError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
+import { LogForwarder } from './log-forwarder.js';
+import { folderBytes, openForUpload, scanOutput } from './output-files.js';
+import { ProgressReader } from './progress-reader.js';
+import type { SiteRegistryApi } from './registry-api.js';
+import type { RunOutcome, RunWorkspace } from './run-workspace.js';
+import { backoffDelay, sleep } from './sleep.js';
+
+/** How a container reaches SPARQL: per-run URL and a release when the run is over. */
+export interface ContainerNetworking {
+  networkMode: string;
+  /** Registers the run at the SPARQL gateway; `token` re-registers a run found after a restart. */
+  sparqlFor(runId: number, token: string | null): { url: string; token: string | null; release(): void };
+}
+
+export interface ExecutorDeps {
+  api: SiteRegistryApi;
+  engine: ContainerEngine;
+  config: ClientConfig;
+  site: string;
+  networking: ContainerNetworking;
+  logger: Logger;
+  audit: Logger;
+  /** Aborts when the client shuts down: stop following, leave containers and workspaces for the next start. */
+  shutdown: AbortSignal;
+}
+
+const imagePattern = new RegExp(IMAGE_REFERENCE_PATTERN);
+const WATCH_INTERVAL_MS = 500;
+
+type KillReason = { kind: 'cancel' } | { kind: 'timeout' } | { kind: 'output'; bytes: number };
+
+/** Thrown inside the executor when the client is shutting down mid-step. */
+class ShutdownInterrupt extends Error {
+  override readonly name = 'ShutdownInterrupt';
+}
+
+/**
+ * Takes one run from wherever its workspace says it is to the end: decide, start, pull, run,
+ * follow, collect, upload, report. Every step is safe to resume after a crash.
+ */
+export class RunExecutor {
+  constructor(private readonly deps: ExecutorDeps) {}
+
+  async execute(ws: RunWorkspace): Promise<void> {
+    const log = this.deps.logger.child({ runId: ws.record.runId, taskId: ws.record.taskId });
+    try {
+      if (ws.record.phase === 'claimed') await this.decideAndStart(ws, log);
+      if (ws.record.phase === 'started') await this.runContainer(ws, log);
+      if (ws.record.phase === 'ended') await this.deliver(ws, log);
+      if (ws.record.phase === 'reported') ws.remove();
+    } catch (e) {
+      if (e instanceof ShutdownInterrupt || this.deps.shutdown.aborted) {
+        log.info('run left for the next start of the client', { phase: ws.record.phase });
+        return;
+      }
+      throw e;
+    }
+  }
+
+  private async decideAndStart(ws: RunWorkspace, log: Logger): Promise<void> {
+    const { image, runId } = ws.record;
+    const valid = image.length <= IMAGE_REFERENCE_MAX_LENGTH && imagePattern.test(image);
+    const decision = valid ? this.deps.config.allowlist.check(image) : { allowed: false, reason: 'not a valid image reference' };
+    this.deps.audit.info('image decision', { event: 'image_decision', runId, taskId: ws.record.taskId, image, allowed: decision.allowed, reason: decision.reason });
+    if (!decision.allowed) {
+      log.info('image refused', { image, reason: decision.reason });
+      ws.update({ phase: 'ended', outcome: { state: 'rejected', exitCode: null, reason: `refused by site ${this.deps.site}: ${decision.reason}`, durationMs: null } });
+      return;
+    }
+    try {
+      await this.retrying('start the run', () => this.deps.api.start(runId));
+    } catch (e) {
+      if (e instanceof RegistryRefusedError) {
+        // Already started elsewhere (another poller won) or cancelled meanwhile: not ours to run.
+        log.info('registry refused to start the run; dropping it', { status: e.status, code: e.code, message: e.message });
+        this.deps.audit.info('run dropped', { event: 'run_dropped', runId, reason: e.message });
+        ws.update({ phase: 'reported' });
+        return;
+      }
+      throw e;
+    }
+    ws.update({ phase: 'started' });
+  }
+
+  private async runContainer(ws: RunWorkspace, log: Logger): Promise<void> {
+    const { engine } = this.deps;
+    let state = ws.record.containerId ? await engine.inspect(ws.record.containerId) : await engine.inspect(ws.record.containerName);
+    if (!state) {
+      try {
+        await this.prepareImage(ws, log);
+        const id = await this.createContainer(ws);
+        ws.update({ containerId: id });
+        await engine.start(id);
+        ws.update({ startedAtMs: Date.now() });
+        this.deps.audit.info('run started', { event: 'run_started', runId: ws.record.runId, image: ws.record.image, digest: ws.record.digest, containerId: id });
+        log.info('container started', { containerId: id.slice(0, 12), digest: ws.record.digest });
+      } catch (e) {
+        if (e instanceof PermanentRunError || e instanceof DockerUnavailableError) {
+          log.warn('run could not start', { error: e.message });
+          ws.update({ phase: 'ended', outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null } });
+          return;
+        }
+        throw e;
+      }
+      state = await engine.inspect(ws.record.containerId!);
+    } else {
+      ws.update({ containerId: state.id, startedAtMs: ws.record.startedAtMs ?? (state.startedAt ? Date.parse(state.startedAt) : Date.now()) });
+      if (ws.record.sparqlToken) {
+        // The container still holds its old SPARQL URL: honour its token again.
+        this.sparqlReleases.set(ws.record.runId, this.deps.networking.sparqlFor(ws.record.runId, ws.record.sparqlToken).release);
+      }
+      log.info('following a container found after a restart', { containerId: state.id.slice(0, 12), running: state.running });
+    }
+    if (!state) {
+      ws.update({ phase: 'ended', outcome: { state: 'failed', exitCode: null, reason: 'the container disappeared', durationMs: null } });
+      return;
+    }
+    const outcome = await this.follow(ws, log);
+    ws.update({ phase: 'ended', outcome });
+  }
+
+  private async prepareImage(ws: RunWorkspace, log: Logger): Promise<void> {
+    const { engine, config } = this.deps;
+    const image = ws.record.image;
+    const present = await engine.inspectImage(image);
+    if (config.pullPolicy === 'always' || (config.pullPolicy === 'if-not-present' && !present)) {
+      const started = Date.now();
+      await engine.pull(image);
+      log.info('image pulled', { image, ms: Date.now() - started });
+    } else if (!present) {
+      throw new PermanentRunError(`image ${image} is not present at the site and pullPolicy is "never"`);
+    }
+    const info = await engine.inspectImage(image);
+    if (!info) throw new PermanentRunError(`image ${image} is not present after pulling`);
+    const repo = image.replace(/@sha256:[a-f0-9]{64}$/, '').replace(/:[A-Za-z0-9_][A-Za-z0-9_.-]*$/, '');
+    let digest = info.repoDigests.find((d) => d.startsWith(`${repo}@`)) ?? info.repoDigests[0] ?? null;
+    if (isDigestPinned(image)) {
+      const pinned = image.slice(image.lastIndexOf('@') + 1);
+      if (!info.repoDigests.some((d) => d.endsWith(`@${pinned}`))) throw new PermanentRunError(`image ${image} does not have the pinned digest`);
+      digest = `${repo}@${pinned}`;
+    }
+    ws.update({ imageId: info.id, digest });
+  }
+
+  private async createContainer(ws: RunWorkspace): Promise<string> {
+    const { config, site, networking } = this.deps;
+    const sparql = networking.sparqlFor(ws.record.runId, null);
+    ws.update({ sparqlToken: sparql.token });
+    this.sparqlReleases.set(ws.record.runId, sparql.release);
+    return this.deps.engine.create({
+      name: ws.record.containerName,
+      imageId: ws.record.imageId!,
+      env: {
+        [CONTAINER_ENV.sparqlEndpoint]: sparql.url,
+        [CONTAINER_ENV.taskId]: String(ws.record.taskId),
+        [CONTAINER_ENV.runId]: String(ws.record.runId),
+        [CONTAINER_ENV.configFile]: CONTAINER_PATHS.configFile,
+        [CONTAINER_ENV.outputDir]: CONTAINER_PATHS.outputDir,
+        [CONTAINER_ENV.progressFile]: CONTAINER_PATHS.progressFile,
+      },
+      labels: {
+        [CONTAINER_LABELS.managedBy]: 'pht-client',
+        [CONTAINER_LABELS.site]: site,
+        [CONTAINER_LABELS.runId]: String(ws.record.runId),
+        [CONTAINER_LABELS.taskId]: String(ws.record.taskId),
+        [CONTAINER_LABELS.attempt]: String(ws.record.attempt),
+      },
+      user: config.containerUser,
+      mounts: [
+        { host: ws.configFile, container: CONTAINER_PATHS.configFile, readOnly: true },
+        { host: ws.outputDir, container: CONTAINER_PATHS.outputDir, readOnly: false },
+        { host: ws.progressDir, container: CONTAINER_PATHS.progressFile.replace(/\/[^/]+$/, ''), readOnly: false },
+      ],
+      networkMode: networking.networkMode,
+      memoryBytes: config.limits.memoryBytes,
+      nanoCpus: config.limits.nanoCpus,
+      pids: config.limits.pids,
+      tmpfsBytes: config.limits.tmpfsBytes,
+    });
+  }
+
+  private readonly sparqlReleases = new Map<number, () => void>();
+
+  /** Streams logs and progress, honours cancel, timeout and the output cap; returns the outcome. */
+  private async follow(ws: RunWorkspace, log: Logger): Promise<RunOutcome> {
+    const { engine, config, api } = this.deps;
+    const containerId = ws.record.containerId!;
+    const runId = ws.record.runId;
+    const forwarder = new LogForwarder(api, runId, config.limits.logBytes, log, () => {
+      ws.update({ logForwardedUntil: Math.floor(Date.now() / 1000) });
+    });
+    if (ws.record.logForwardedUntil > 0) forwarder.note('site client restarted; log resumes here');
+    let killedFor: KillReason | null = null;
+    const kill = async (reason: KillReason) => {
+      if (killedFor) return;
+      killedFor = reason;
+      log.info('stopping container', { reason: reason.kind });
+      await engine.stop(containerId, reason.kind === 'cancel' ? 2 : 0).catch((e: unknown) => log.warn('stop failed', { error: coerceError(e).message }));
+    };
+
+    const logStream = await engine.logs(containerId, ws.record.logForwardedUntil);
+    const logsDone = new Promise<void>((resolve) => {
+      logStream.on('data', (chunk: Buffer) => forwarder.write(chunk.toString('utf8')));
+      logStream.on('end', resolve);
+      logStream.on('error', () => resolve());
+      logStream.on('close', resolve);
+    });
+
+    const progress = new ProgressReader(ws.progressFile);
+    let lastProgress: ProgressReport | null = null;
+    let lastCancelCheck = 0;
+    let lastFlush = Date.now();
+    const deadline = (ws.record.startedAtMs ?? Date.now()) + config.limits.timeoutMs;
+    const watching = new AbortController();
+    const watcher = (async () => {
+      while (!watching.signal.aborted && !this.deps.shutdown.aborted) {
+        const now = Date.now();
+        if (now >= deadline) await kill({ kind: 'timeout' });
+        const bytes = folderBytes(ws.outputDir);
+        if (bytes > config.limits.outputBytes) await kill({ kind: 'output', bytes });
+        const report = progress.readLatest();
+        if (report && JSON.stringify(report) !== JSON.stringify(lastProgress)) {
+          lastProgress = report;
+          await api.progress(runId, report).catch((e: unknown) => log.debug('progress not delivered', { error: coerceError(e).message }));
+        }
+        if (now - lastCancelCheck >= config.poll.cancelCheckMs) {
+          lastCancelCheck = now;
+          const view = await api.getRun(runId).catch(() => null);
+          if (view && (view.cancelRequested || view.status !== 'running')) await kill({ kind: 'cancel' });
+        }
+        if (now - lastFlush >= 1000) {
+          lastFlush = now;
+          await forwarder.flush();
+        }
+        await sleep(WATCH_INTERVAL_MS, watching.signal);
+      }
+    })();
+
+    const exited = engine.wait(containerId).then(
+      (code) => ({ code, error: null as Error | null }),
+      (e: unknown) => ({ code: null, error: coerceError(e) }),
+    );
+    const interrupted = new Promise<'shutdown'>((resolve) => {
+      if (this.deps.shutdown.aborted) resolve('shutdown');
+      this.deps.shutdown.addEventListener('abort', () => resolve('shutdown'), { once: true });
+    });
+    const result = await Promise.race([exited, interrupted]);
+    watching.abort();
+    await watcher;
+    if (result === 'shutdown') {
+      logStream.destroy();
+      await forwarder.flush();
+      throw new ShutdownInterrupt();
+    }
+    await Promise.race([logsDone, sleep(2000)]);
+    logStream.destroy();
+    const finalProgress = progress.readLatest();
+    if (finalProgress) await api.progress(runId, finalProgress).catch(() => undefined);
+
+    const state = await engine.inspect(containerId);
+    const durationMs = state?.startedAt && state.finishedAt ? Math.max(0, Date.parse(state.finishedAt) - Date.parse(state.startedAt)) : null;
+    const exitCode = state?.exitCode ?? result.code;
+    const outcome = this.outcomeOf(killedFor, exitCode, state?.oomKilled ?? false, result.error);
+    forwarder.note(`run ended: ${outcome.state}${outcome.reason ? ` (${outcome.reason})` : ''}`);
+    await forwarder.flush();
+    this.sparqlReleases.get(runId)?.();
+    this.sparqlReleases.delete(runId);
+    this.deps.audit.info('run ended', { event: 'run_ended', runId, state: outcome.state, exitCode, durationMs, digest: ws.record.digest });
+    return { ...outcome, durationMs };
+  }
+
+  private outcomeOf(killedFor: KillReason | null, exitCode: number | null, oomKilled: boolean, error: Error | null): Omit<RunOutcome, 'durationMs'> {
+    const { limits } = this.deps.config;
+    const killed = killedFor as KillReason | null;
+    if (killed?.kind === 'cancel') return { state: 'cancelled', exitCode, reason: 'cancelled by the researcher' };
+    if (killed?.kind === 'timeout') return { state: 'timed_out', exitCode, reason: `ran longer than the site's limit of ${limits.timeoutMs / 1000} s` };
+    if (killed?.kind === 'output') return { state: 'failed', exitCode, reason: `wrote more than the site's output limit of ${limits.outputBytes} bytes` };
+    if (oomKilled) return { state: 'failed', exitCode, reason: `killed: out of memory (limit ${Math.round(limits.memoryBytes / 1048576)} MB)` };
+    if (error && exitCode === null) return { state: 'failed', exitCode: null, reason: `lost the container: ${error.message}` };
+    if (exitCode === 0) return { state: 'completed', exitCode, reason: null };
+    return { state: 'failed', exitCode, reason: `exit code ${exitCode}` };
+  }
+
+  /** Uploads the output and reports the outcome; retries until the registry has it. */
+  private async deliver(ws: RunWorkspace, log: Logger): Promise<void> {
+    const { engine, config, api } = this.deps;
+    const outcome = ws.record.outcome!;
+    const runId = ws.record.runId;
+    if (ws.record.containerId) {
+      if (config.keepOnFailure && outcome.state !== 'completed') log.info('keeping the failed container for inspection', { containerId: ws.record.containerId });
+      else await engine.remove(ws.record.containerId).catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
+    }
+    let report: FinishReport = { state: outcome.state, exitCode: outcome.exitCode, reason: outcome.reason, digest: ws.record.digest, durationMs: outcome.durationMs };
+    let bytesSent = 0;
+    if (outcome.state !== 'rejected' && ws.record.imageId) {
+      const scan = scanOutput(ws.outputDir);
+      if (scan.totalBytes > config.limits.outputBytes || scan.files.length > config.limits.outputFiles) {
+        report = {
+          ...report,
+          state: outcome.state === 'completed' ? 'failed' : outcome.state,
+          reason: `output exceeds the site's limit (${scan.files.length} files, ${scan.totalBytes} bytes; at most ${config.limits.outputFiles} files, ${config.limits.outputBytes} bytes); nothing was sent`,
+        };
+      } else {
+        for (const skipped of scan.skipped) log.warn('output entry not sent', { entry: skipped });
+        try {
+          for (const file of scan.files) {
+            await this.retrying(`upload ${file.name}`, () => api.uploadFile(runId, file.name, openForUpload(file), file.size));
+            bytesSent += file.size;
+            this.deps.audit.info('file sent', { event: 'file_sent', runId, file: file.name, bytes: file.size });
+          }
+        } catch (e) {
+          if (!(e instanceof RegistryRefusedError)) throw e;
+          if (e.status === 413) report = { ...report, state: 'failed', reason: `the registry refused a result file: ${e.message}` };
+          else log.warn('registry refused the upload', { status: e.status, message: e.message });
+        }
+      }
+    }
+    try {
+      await this.retrying('report the result', () => api.finish(runId, report));
+    } catch (e) {
+      if (!(e instanceof RegistryRefusedError)) throw e;
+      // 409: the run already ended at the registry (e.g. cancelled while the site was away).
+      log.warn('registry refused the result', { status: e.status, message: e.message });
+    }
+    this.deps.audit.info('result reported', { event: 'result_reported', runId, state: report.state, bytesSent, digest: report.digest ?? null });
+    log.info('run reported', { state: report.state, exitCode: report.exitCode ?? null, bytesSent });
+    ws.update({ phase: 'reported' });
+  }
+
+  /** Retries while the registry is unavailable (capped, jittered backoff); stops on shutdown. */
+  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.deps.shutdown.aborted) throw new ShutdownInterrupt();
+      try {
+        return await fn();
+      } catch (e) {
+        if (!(e instanceof RegistryUnavailableError)) throw e;
+        const delay = backoffDelay(attempt, 500, this.deps.config.poll.maxBackoffMs);
+        if (attempt === 0) this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: e.message });
+        await sleep(delay, this.deps.shutdown);
+      }
+    }
+  }
+}
