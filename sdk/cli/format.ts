@@ -1,0 +1,78 @@
+import { isFinalRunState } from '../../shared/run-state.js';
+import type { RunDetail, SiteInfo, Task } from '../../shared/types.js';
+
+/** Left-aligned columns, two spaces apart; the last column is not padded. */
+export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** What a run is doing or how it ended, in a few words: "3/10 training", "exit 1: out of memory". */
+export function runDetail(run: RunDetail): string {
+  if (isFinalRunState(run.status)) {
+    const parts: string[] = [];
+    if (run.exitCode !== null && run.exitCode !== undefined) parts.push(`exit ${run.exitCode}`);
+    if (run.reason) parts.push(run.reason);
+    return parts.join(': ');
+  }
+  if (run.cancelRequested) return 'cancel requested';
+  const p = run.progress;
+  if (!p) return '';
+  const amount = p.total !== null ? `${p.current}/${p.total}` : String(p.current);
+  return p.message ? `${amount} ${p.message}` : amount;
+}
+
+export function finalRunCount(task: Task): number {
+  return task.runs.filter((r) => isFinalRunState(r.status)).length;
+}
+
+export function taskTitle(task: Task): string {
+  return task.name ? `task ${task.id} (${task.name})` : `task ${task.id}`;
+}
+
+/** One line on how a finished (or abandoned) task went. */
+export function taskOutcome(task: Task): string {
+  const completed = task.runs.filter((r) => r.status === 'completed').length;
+  const others = task.runs.filter((r) => r.status !== 'completed').map((r) => `${r.site} ${r.status}`);
+  const tail = others.length > 0 ? `; ${others.join(', ')}` : '';
+  return `${taskTitle(task)} ${task.status}: ${completed} of ${task.runs.length} runs completed${tail}`;
+}
+
+export function runsTable(task: Task): string {
+  return table(
+    ['SITE', 'RUN', 'STATUS', 'DETAIL'],
+    task.runs.map((r) => [r.site, String(r.id), r.status, runDetail(r)]),
+  );
+}
+
+export function describeTask(task: Task): string {
+  const rows: [string, string][] = [
+    ['task', String(task.id)],
+    ...(task.name ? ([['name', task.name]] as [string, string][]) : []),
+    ['status', task.status],
+    ['image', task.image],
+    ['owner', task.owner],
+    ['created', task.createdAt],
+  ];
+  const head = rows.map(([k, v]) => `${k.padEnd(8)}${v}\n`).join('');
+  return `${head}\n${runsTable(task)}`;
+}
+
+export function tasksTable(tasks: readonly Task[]): string {
+  return table(
+    ['ID', 'STATUS', 'RUNS', 'NAME', 'IMAGE', 'CREATED'],
+    tasks.map((t) => [String(t.id), t.status, `${finalRunCount(t)}/${t.runs.length}`, t.name ?? '-', t.image, t.createdAt]),
+  );
+}
+
+export function sitesTable(sites: readonly SiteInfo[]): string {
+  return table(
+    ['SITE', 'ENABLED', 'LAST SEEN'],
+    sites.map((s) => [s.name, s.enabled ? 'yes' : 'no', s.lastSeen ?? 'never']),
+  );
+}
