@@ -93,6 +93,8 @@ export function researcherRoutes(ctx: RegistryContext): Router {
         return;
       }
       await events.waitForTask(taskId, left, abort.signal);
+      // Nobody is listening any more; the database may already be closed (registry shutdown).
+      if (abort.signal.aborted) return;
     }
   });
 

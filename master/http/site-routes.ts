@@ -42,6 +42,8 @@ export function siteRoutes(ctx: RegistryContext): Router {
         return;
       }
       await events.waitForSite(site.name, left, abort.signal);
+      // A poller that hung up (or a registry shutting down) must not claim a run nobody will get.
+      if (abort.signal.aborted) return;
     }
   });
 

@@ -1,0 +1,222 @@
+import { Agent, fetch, type Response } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { RunAssignment, Task, TaskWaitResult } from '../../shared/types.js';
+import { eventually, world } from './helpers.js';
+
+// Real sockets, one per request: several pollers of one site race for the same runs.
+const agents: Agent[] = [];
+function agent(): Agent {
+  const a = new Agent({ connections: 64, pipelining: 0 });
+  agents.push(a);
+  return a;
+}
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((a) => a.close()));
+});
+
+async function poll(url: string, key: string, dispatcher: Agent, query = ''): Promise<{ status: number; run: RunAssignment | null }> {
+  const res = await fetch(`${url}/api/v1/site/runs/next${query}`, { headers: { authorization: `Bearer ${key}` }, dispatcher });
+  if (res.status === 204) return { status: 204, run: null };
+  const body = (await res.json()) as RunAssignment;
+  return { status: res.status, run: res.status === 200 ? body : null };
+}
+
+/** Resolves once the registry has `n` long polls of the given kind waiting. */
+async function waiting(url: string, kind: 'sites' | 'tasks', n: number): Promise<void> {
+  await eventually(
+    async () => ((await (await fetch(`${url}/healthz`)).json()) as { waiting: Record<string, number> }).waiting[kind],
+    (count) => count === n,
+    `${n} waiting ${kind} polls`,
+  );
+}
+
+describe('concurrent polling', () => {
+  it('hands each run to exactly one of many simultaneous pollers of the same site', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 1 });
+    const site = sites[0]!;
+    const created: number[] = [];
+    for (let i = 0; i < 30; i++) created.push((await researcher.createTask({ sites: ['site-a'] })).runs[0]!.id);
+
+    const dispatcher = agent();
+    const claimed: number[] = [];
+    // Eight pollers, each claiming until the queue is empty.
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        for (;;) {
+          const { status, run } = await poll(reg.url, site.key!, dispatcher);
+          if (status === 204) return;
+          expect(status).toBe(200);
+          claimed.push(run!.id);
+        }
+      }),
+    );
+    expect(claimed.slice().sort((a, b) => a - b)).toEqual(created);
+    expect(new Set(claimed).size).toBe(created.length);
+  });
+
+  it('hands a newly posted run to exactly one of several waiting pollers', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 1 });
+    const dispatcher = agent();
+    const polls = Array.from({ length: 5 }, () => poll(reg.url, sites[0]!.key!, dispatcher, '?wait=1'));
+    await waiting(reg.url, 'sites', 5);
+    const task = await researcher.createTask();
+    const results = await Promise.all(polls);
+    const winners = results.filter((r) => r.status === 200);
+    expect(winners.map((r) => r.run!.id)).toEqual([task.runs[0]!.id]);
+    expect(results.filter((r) => r.status === 204)).toHaveLength(4);
+  });
+
+  it('only hands a site its own runs', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 2 });
+    const task = await researcher.createTask({ sites: ['site-b'] });
+    const dispatcher = agent();
+    expect((await poll(reg.url, sites[0]!.key!, dispatcher)).status).toBe(204);
+    expect((await poll(reg.url, sites[1]!.key!, dispatcher)).run?.id).toBe(task.runs[0]!.id);
+  });
+
+  it('hands out a site’s runs oldest first', async () => {
+    const { researcher, sites } = await world({ siteCount: 1 });
+    const first = await researcher.createTask();
+    const second = await researcher.createTask();
+    expect((await sites[0]!.claim()).taskId).toBe(first.id);
+    expect((await sites[0]!.claim()).taskId).toBe(second.id);
+  });
+});
+
+describe('long polling for work', () => {
+  it('answers a waiting poll with the run once a task is posted for the site', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 1 });
+    const pending = poll(reg.url, sites[0]!.key!, agent(), '?wait=30');
+    await waiting(reg.url, 'sites', 1);
+    const task = await researcher.createTask();
+    const { status, run } = await pending;
+    expect(status).toBe(200);
+    expect(run).toMatchObject({ id: task.runs[0]!.id, taskId: task.id, attempt: 1 });
+  });
+
+  it('answers 204 when the wait is over and nothing was queued', async () => {
+    const { reg, sites } = await world({ siteCount: 1 });
+    expect((await poll(reg.url, sites[0]!.key!, agent(), '?wait=0.2')).status).toBe(204);
+    expect((await poll(reg.url, sites[0]!.key!, agent())).status).toBe(204);
+  });
+
+  it('wakes a waiting poll when an expired lease puts a run back in the queue', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 1, overrides: { lease: '300ms' } });
+    const task = await researcher.createTask();
+    await sites[0]!.claim();
+    const { status, run } = await poll(reg.url, sites[0]!.key!, agent(), '?wait=30');
+    expect(status).toBe(200);
+    expect(run).toMatchObject({ id: task.runs[0]!.id, attempt: 2 });
+  });
+
+  it('does not hand a run to a poll whose site hung up', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 1 });
+    const abort = new AbortController();
+    const pending = fetch(`${reg.url}/api/v1/site/runs/next?wait=30`, {
+      headers: { authorization: `Bearer ${sites[0]!.key}` },
+      signal: abort.signal,
+    }).catch((e: unknown) => e);
+    await waiting(reg.url, 'sites', 1);
+    abort.abort();
+    await pending;
+    await waiting(reg.url, 'sites', 0);
+    const task = await researcher.createTask();
+    expect((await researcher.run(task.runs[0]!.id)).status).toBe('queued');
+  });
+
+  it('ends waiting polls, task waits and event streams cleanly when the registry shuts down', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 1 });
+    const task = await researcher.createTask({ sites: ['site-a'] });
+    await sites[0]!.claim();
+    const dispatcher = agent();
+    const headers = { authorization: `Bearer ${researcher.key}` };
+    const pending = [
+      poll(reg.url, sites[0]!.key!, dispatcher, '?wait=30'),
+      fetch(`${reg.url}/api/v1/tasks/${task.id}/wait?timeout=30`, { headers, dispatcher }).then((r) => r.text()),
+      fetch(`${reg.url}/api/v1/tasks/${task.id}/events`, { headers, dispatcher }).then((r) => r.text()),
+    ].map((p) => p.catch((e: unknown) => e));
+    await waiting(reg.url, 'sites', 1);
+    await waiting(reg.url, 'tasks', 2);
+    await reg.close();
+    await Promise.all(pending);
+    expect(reg.events.waiting()).toEqual({ sites: 0, tasks: 0 });
+    // The afterEach check fails the test if any of them hit the closed database (a logged 500).
+  });
+});
+
+describe('waiting for a task', () => {
+  it('answers done:true once every run has ended', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 2 });
+    const task = await researcher.createTask();
+    // supertest sends on then(): start the long poll now.
+    const pending = researcher.get(`/api/v1/tasks/${task.id}/wait?timeout=30`).then((r) => r);
+    const a = await sites[0]!.claimAndStart();
+    await sites[0]!.finish(a.id, { state: 'completed' });
+    const b = await sites[1]!.claimAndStart();
+    await waiting(reg.url, 'tasks', 1);
+    await sites[1]!.finish(b.id, { state: 'failed', exitCode: 1 });
+    const res = await pending;
+    expect(res.status).toBe(200);
+    const body = res.body as TaskWaitResult;
+    expect(body).toMatchObject({ id: task.id, status: 'failed', done: true });
+    expect(body.runs.map((r) => r.status)).toEqual(['completed', 'failed']);
+  });
+
+  it('answers done:false with the current task when the timeout passes first', async () => {
+    const { researcher, sites } = await world({ siteCount: 1 });
+    const task = await researcher.createTask();
+    await sites[0]!.claim();
+    const res = await researcher.get(`/api/v1/tasks/${task.id}/wait?timeout=0.2`).expect(200);
+    expect(res.body).toMatchObject({ id: task.id, status: 'running', done: false });
+  });
+
+  it('answers at once with done:true for a task that has already ended', async () => {
+    const { researcher } = await world({ siteCount: 1 });
+    const task = await researcher.createTask();
+    await researcher.post(`/api/v1/tasks/${task.id}/cancel`).expect(200);
+    const res = await researcher.get(`/api/v1/tasks/${task.id}/wait?timeout=60`).expect(200);
+    expect(res.body).toMatchObject({ status: 'cancelled', done: true });
+  });
+});
+
+/** Reads a server-sent event stream to its end and returns the `task` events' data. */
+async function readTaskEvents(res: Response): Promise<Task[]> {
+  expect(res.headers.get('content-type')).toBe('text/event-stream');
+  const text = await res.text();
+  const events: Task[] = [];
+  for (const block of text.split('\n\n')) {
+    const lines = block.split('\n');
+    if (!lines.includes('event: task')) continue;
+    const data = lines.find((l) => l.startsWith('data: '))!;
+    events.push(JSON.parse(data.slice('data: '.length)) as Task);
+  }
+  return events;
+}
+
+describe('task event stream', () => {
+  it('sends the task on every change and ends with the final task', async () => {
+    const { reg, researcher, sites } = await world({ siteCount: 1 });
+    const task = await researcher.createTask();
+    const res = await fetch(`${reg.url}/api/v1/tasks/${task.id}/events`, { headers: { authorization: `Bearer ${researcher.key}` } });
+    expect(res.status).toBe(200);
+    const events = readTaskEvents(res);
+    await waiting(reg.url, 'tasks', 1);
+    const run = await sites[0]!.claimAndStart();
+    await sites[0]!.finish(run.id, { state: 'completed', exitCode: 0 });
+    const received = await events;
+    expect(received[0]!.status).toBe('queued');
+    const last = received[received.length - 1]!;
+    expect(last).toMatchObject({ id: task.id, status: 'completed' });
+    expect(last.runs[0]).toMatchObject({ status: 'completed', exitCode: 0 });
+    expect(received.filter((e) => e.status === 'completed')).toHaveLength(1);
+  });
+
+  it('sends a single event and ends for a task that has already ended', async () => {
+    const { reg, researcher } = await world({ siteCount: 1 });
+    const task = await researcher.createTask();
+    await researcher.post(`/api/v1/tasks/${task.id}/cancel`).expect(200);
+    const res = await fetch(`${reg.url}/api/v1/tasks/${task.id}/events`, { headers: { authorization: `Bearer ${researcher.key}` } });
+    const received = await readTaskEvents(res);
+    expect(received.map((t) => t.status)).toEqual(['cancelled']);
+  });
+});
