@@ -117,8 +117,10 @@ describe('descriptive-stats algorithm', () => {
   });
 
   it('gives the same result from a Virtuoso-style endpoint (typed-literal, missing datatypes)', async () => {
-    const standard = await runAlgorithm('descriptive-stats', { endpoint: site.url });
-    const quirky = await runAlgorithm('descriptive-stats', { endpoint: virtuosoLike.url });
+    const [standard, quirky] = await Promise.all([
+      runAlgorithm('descriptive-stats', { endpoint: site.url }),
+      runAlgorithm('descriptive-stats', { endpoint: virtuosoLike.url }),
+    ]);
     expect(quirky.exitCode).toBe(0);
     expect(quirky.result).toEqual(standard.result);
   });
@@ -183,8 +185,10 @@ describe('logistic-regression algorithm', () => {
   });
 
   it('gives the same result from a Virtuoso-style endpoint (typed-literal, missing datatypes)', async () => {
-    const standard = await runAlgorithm('logistic-regression', { endpoint: site.url, config: { coefficients } });
-    const quirky = await runAlgorithm('logistic-regression', { endpoint: virtuosoLike.url, config: { coefficients } });
+    const [standard, quirky] = await Promise.all([
+      runAlgorithm('logistic-regression', { endpoint: site.url, config: { coefficients } }),
+      runAlgorithm('logistic-regression', { endpoint: virtuosoLike.url, config: { coefficients } }),
+    ]);
     expect(quirky.exitCode).toBe(0);
     expect(quirky.result).toEqual(standard.result);
   });
