@@ -26,7 +26,10 @@ export function createApp(ctx: RegistryContext): express.Express {
 
   const api = express.Router();
   api.use(authenticate(ctx.store));
-  api.use(express.json({ limit: ctx.config.limits.jsonBodyBytes, strict: false, type: ['application/json', 'application/*+json'] }));
+  const parseJson = express.json({ limit: ctx.config.limits.jsonBodyBytes, strict: false, type: ['application/json', 'application/*+json'] });
+  // PUT carries a result file's raw bytes, whatever its Content-Type (a site may label result.json
+  // as JSON): the upload route streams them to disk itself, so they must not be parsed here.
+  api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
   api.use('/site', siteRoutes(ctx));
   api.use(researcherRoutes(ctx));
   app.use('/api/v1', api);
@@ -78,6 +81,8 @@ export function toErrorResponse(thrown: unknown): { status: number; body: ApiErr
     case 'request.aborted':
       return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'request aborted' } };
   }
+  // Express could not percent-decode a path parameter (e.g. "%ZZ"): the client's URL is broken.
+  if (thrown instanceof URIError) return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'the URL has a malformed percent-encoding' } };
   if (e?.code === 'ENOSPC') return { status: 507, body: { code: ERROR_CODES.storageFull, message: 'the registry is out of disk space; retry later' } };
   if (e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
     return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'request aborted' } };
