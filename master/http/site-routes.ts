@@ -1,7 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { LIMITS, validateEmptyBody, validateFinishReport, validateLogAppend, validateProgressReport, validateWaitQuery } from '../../shared/schemas.js';
-import { NotFoundError, RegistryError } from '../errors.js';
+import { BadRequestError, NotFoundError, RegistryError } from '../errors.js';
 import { principalOf, requireSite } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { filePathParam, idParam, jsonBody, query, secondsParam } from './request-parsing.js';
@@ -85,6 +85,12 @@ export function siteRoutes(ctx: RegistryContext): Router {
     res.json(await store.appendLog(site.id, runId, body.text, config.limits.logBytes));
   });
 
+  // "/files/" with no name does not match the wildcard below; say what is wrong with it.
+  router.put('/runs/:id/files', (req) => {
+    idParam(req, 'id');
+    throw new BadRequestError('invalid file name: file name is empty', ERROR_CODES.badRequest);
+  });
+
   // Raw bytes, streamed to disk; never buffered, whatever the size.
   router.put('/runs/:id/files/*name', async (req, res) => {
     const site = principalOf(res);
@@ -119,6 +125,12 @@ export function siteRoutes(ctx: RegistryContext): Router {
     logger.info('run finished', { runId, taskId: view.taskId, site: site.name, state: body.state, exitCode: body.exitCode ?? null });
     events.notifyTask(view.taskId);
     res.json(view);
+  });
+
+  // Everything under /site belongs to sites: an unknown path is a 404 here, not a fall-through
+  // to the researcher routes (which would refuse a site with a misleading 403).
+  router.use((req) => {
+    throw new RegistryError(404, ERROR_CODES.notFound, `no route for ${req.method} ${req.baseUrl}${req.path}`);
   });
 
   return router;
