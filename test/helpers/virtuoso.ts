@@ -83,6 +83,9 @@ function makeHandle(
   where: { sparqlUrl: string; host: string; httpPort: number; sqlPort: number; dir: string },
 ): RunningVirtuoso {
   let stopped: Promise<void> | undefined;
+  // A test runner that dies without calling stop() must not leave a server behind.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   return {
     ...where,
     async loadTurtle(file, graph) {
@@ -103,6 +106,7 @@ function makeHandle(
     },
     stop() {
       stopped ??= (async () => {
+        process.removeListener('exit', killOnExit);
         if (child.exitCode === null && child.signalCode === null) {
           child.kill('SIGTERM');
           // The database is thrown away, so a shutdown checkpoint is not worth waiting long for.
