@@ -77,7 +77,7 @@ export function run(): void {
     if (e.code === 'EPIPE') process.exit(EXIT.ok);
     throw e;
   });
-  main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
+  void main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
     (code) => {
       process.exitCode = code;
     },

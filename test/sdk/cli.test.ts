@@ -222,6 +222,16 @@ describe('pht task logs', () => {
     expect(lines.filter((l) => l.startsWith('[site-a] '))).toEqual(['[site-a] a: start', '[site-a] a: end']);
     expect(lines.filter((l) => l.startsWith('[site-b] '))).toEqual(['[site-b] b: half a line, the other half']);
   });
+  it('follows as JSON lines with --json', async () => {
+    await finishedTask({ a: { log: 'a1\n' }, b: { log: 'b1\n' } });
+    const { code, out } = await pht(['task', 'logs', '1', '--follow', '--json']);
+    expect(code).toBe(0);
+    const records = out.trim().split('\n').map((line) => JSON.parse(line) as { site: string });
+    expect(records.sort((x, y) => x.site.localeCompare(y.site))).toEqual([
+      { site: 'site-a', runId: 1, text: 'a1\n' },
+      { site: 'site-b', runId: 2, text: 'b1\n' },
+    ]);
+  });
 });
 
 describe('pht task results', () => {
