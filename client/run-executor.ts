@@ -79,7 +79,15 @@ export class RunExecutor {
       await this.retrying('start the run', () => this.deps.api.start(runId));
     } catch (e) {
       if (e instanceof RegistryRefusedError) {
-        // Already started elsewhere (another poller won) or cancelled meanwhile: not ours to run.
+        // One client process serves a site, so a run that is already running is one this client
+        // started just before it crashed (the registry had the start, the workspace not yet).
+        const view = await this.deps.api.getRun(runId).catch(() => null);
+        if (e.status === 409 && view?.status === 'running' && !view.cancelRequested) {
+          log.info('run was already started by this site before a restart; continuing');
+          ws.update({ phase: 'started' });
+          return;
+        }
+        // Cancelled or ended meanwhile: not ours to run any more.
         log.info('registry refused to start the run; dropping it', { status: e.status, code: e.code, message: e.message });
         this.deps.audit.info('run dropped', { event: 'run_dropped', runId, reason: e.message });
         ws.update({ phase: 'reported' });
@@ -112,6 +120,12 @@ export class RunExecutor {
       }
       state = await engine.inspect(ws.record.containerId!);
     } else {
+      if (!state.running && state.startedAt === null) {
+        // Created, then the client died before starting it: start it now (it has never run).
+        await engine.start(state.id);
+        this.deps.audit.info('run started', { event: 'run_started', runId: ws.record.runId, image: ws.record.image, digest: ws.record.digest, containerId: state.id });
+        state = (await engine.inspect(state.id)) ?? state;
+      }
       ws.update({ containerId: state.id, startedAtMs: ws.record.startedAtMs ?? (state.startedAt ? Date.parse(state.startedAt) : Date.now()) });
       if (ws.record.sparqlToken) {
         // The container still holds its old SPARQL URL: honour its token again.
