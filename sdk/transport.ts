@@ -90,6 +90,7 @@ export class RegistryTransport {
   /** Maps whatever undici or the socket threw to an SDK error (or the caller's abort reason). */
   networkError(thrown: unknown, method: string, path: string, options: RequestOptions = {}): unknown {
     if (options.signal?.aborted) return options.signal.reason;
+    if (thrown instanceof PhtError) return thrown;
     const code = errorCode(thrown) ?? errorCode((thrown as { cause?: unknown } | null)?.cause);
     const what = `${method} ${path}`;
     if (code !== undefined && TIMEOUT_CODES.has(code)) {

@@ -57,6 +57,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   try {
     if (!command) {
       if (positional.length === 0) throw new UsageError('no command given');
+      if (positional.length === 1 && positional[0] === 'task') {
+        throw new UsageError(`"pht task" needs a subcommand: ${COMMANDS.filter((c) => c.name.startsWith('task ')).map((c) => c.name.slice(5)).join(', ')}`);
+      }
       throw new UsageError(`unknown command "${positional.join(' ')}"`);
     }
     const args = positional.slice(command.name.split(' ').length);

@@ -285,6 +285,7 @@ describe('command line', () => {
   it.each([
     [[], /no command given/],
     [['task', 'explode'], /unknown command "task explode"/],
+    [['task'], /"pht task" needs a subcommand: create, wait, show, list, logs, results, cancel/],
     [['task', 'create'], /needs --image/],
     [['task', 'create', '--image'], /--image needs a value/],
     [['task', 'create', '--image', IMAGE, '--timeout', '5'], /--timeout only makes sense with --wait/],

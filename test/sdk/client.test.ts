@@ -358,6 +358,65 @@ describe('errors', () => {
   });
 });
 
+describe('saving files from a registry that cannot be trusted blindly', () => {
+  async function registryListing(listing: unknown, content: string) {
+    return startFakeServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      if (req.url === '/api/v1/runs/1/files') res.end(JSON.stringify(listing));
+      else res.end(content);
+    });
+  }
+
+  it('refuses a file whose bytes do not match the listed checksum, leaving nothing behind', async () => {
+    const fake = await registryListing([{ name: 'result.json', size: 2, sha256: '0'.repeat(64) }], '{}');
+    const client = new PhtClient({ url: fake.url, token: 'whatever-token' });
+    try {
+      const error = await client.saveRunFiles(1, path.join(tmp, 'out')).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PhtResponseError);
+      expect((error as Error).message).toMatch(/result\.json arrived with 2 bytes and SHA-256 [0-9a-f]{64}; the registry listed 2 bytes/);
+      expect(fs.readdirSync(path.join(tmp, 'out'))).toEqual([]);
+    } finally {
+      await client.close();
+      await fake.close();
+    }
+  });
+
+  it('refuses a listed file name that would leave the target folder', async () => {
+    const fake = await registryListing([{ name: '../escaped.txt', size: 1, sha256: '0'.repeat(64) }], 'x');
+    const client = new PhtClient({ url: fake.url, token: 'whatever-token' });
+    try {
+      await expect(client.saveRunFiles(1, path.join(tmp, 'out'))).rejects.toThrow(/unsafe name/);
+      expect(fs.existsSync(path.join(tmp, 'escaped.txt'))).toBe(false);
+    } finally {
+      await client.close();
+      await fake.close();
+    }
+  });
+});
+
+describe('downloads that break off', () => {
+  it('fail the stream with a PhtConnectionError, not a raw socket error', async () => {
+    const fake = await startFakeServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '100000' });
+      res.write(Buffer.alloc(1000));
+      setImmediate(() => res.destroy());
+    });
+    const client = new PhtClient({ url: fake.url, token: 'whatever-token' });
+    try {
+      const stream = await client.downloadRunFile(1, 'big.bin');
+      const error = await (async () => {
+        for await (const _chunk of stream) {
+          // keep reading until it breaks
+        }
+      })().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(PhtConnectionError);
+    } finally {
+      await client.close();
+      await fake.close();
+    }
+  });
+});
+
 describe('configuration', () => {
   it('reads the URL and token from the environment it is given', async () => {
     const client = PhtClient.fromEnv({ PHT_URL: `${world.registry.url}/`, PHT_TOKEN: world.token });
