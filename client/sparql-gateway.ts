@@ -15,8 +15,10 @@ export interface GatewayOptions {
 }
 
 const MAX_REQUEST_BYTES = 1024 * 1024;
-// SPARQL Update operations; a "query" whose first keyword after the prologue is one of these is an update.
-const UPDATE_KEYWORDS = /^(INSERT|DELETE|LOAD|CLEAR|DROP|CREATE|ADD|MOVE|COPY|WITH)\b/i;
+// Read-only means one of the four query forms. Anything else after the prologue (INSERT, DELETE,
+// LOAD, DROP, or something a parser might read differently) is treated as an update: an allowlist,
+// because some servers (Virtuoso) execute updates sent as `query=`.
+const QUERY_FORMS = /^(SELECT|ASK|CONSTRUCT|DESCRIBE)\b/i;
 
 /**
  * The only thing a container on the site's internal network can reach: a read-only SPARQL
@@ -90,7 +92,7 @@ export class SparqlGateway {
       res.writeHead(parsed.status, { 'content-type': 'text/plain' }).end(parsed.error + '\n');
       return;
     }
-    const isUpdate = parsed.kind === 'update' || UPDATE_KEYWORDS.test(stripPrologue(parsed.text));
+    const isUpdate = parsed.kind === 'update' || !QUERY_FORMS.test(skipPrologue(parsed.text));
     if (isUpdate && !this.options.allowUpdates) {
       this.options.audit.warn('sparql update refused', { event: 'sparql_update_refused', runId, query: parsed.text.slice(0, 4000) });
       res.writeHead(403, { 'content-type': 'text/plain' }).end('SPARQL updates are not allowed at this site\n');
@@ -167,12 +169,18 @@ async function readSparqlRequest(req: http.IncomingMessage, url: URL): Promise<P
   return { error: `unsupported content type "${type}"`, status: 415 };
 }
 
-/** Drops comments, BASE and PREFIX declarations, leaving the operation's first keyword in front. */
-function stripPrologue(text: string): string {
-  let rest = text.replace(/#[^\n]*/g, ' ').trim();
+/** Skips whitespace, comments, BASE and PREFIX declarations, returning the text from the operation's first keyword. */
+export function skipPrologue(text: string): string {
+  let i = 0;
   for (;;) {
-    const m = /^(PREFIX\s+[^\s:]*:\s*<[^>]*>|BASE\s+<[^>]*>)\s*/i.exec(rest);
-    if (!m) return rest;
-    rest = rest.slice(m[0].length);
+    while (i < text.length && /\s/.test(text[i]!)) i++;
+    if (text[i] === '#') {
+      while (i < text.length && text[i] !== '\n') i++;
+      continue;
+    }
+    const rest = text.slice(i);
+    const declaration = /^(?:PREFIX\s+[^\s:<>]*:\s*<[^<>\s]*>|BASE\s*<[^<>\s]*>)/i.exec(rest);
+    if (!declaration) return rest;
+    i += declaration[0].length;
   }
 }

@@ -36,6 +36,8 @@ export const clientConfigSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['registryUrl', 'apiKey', 'sparqlEndpoint', 'allowedImages'],
+  // Keys starting with "//" are comments, so config.example.json can document itself.
+  patternProperties: { '^//': {} },
   properties: {
     registryUrl: { type: 'string', pattern: '^https?://[^\\s]+$' },
     apiKey: { type: 'string', minLength: 8 },

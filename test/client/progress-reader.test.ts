@@ -1,0 +1,37 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseProgressLine, ProgressReader } from '../../client/progress-reader.js';
+
+describe('progress file', () => {
+  it('returns the newest valid report written since the last read', () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pht-progress-')), 'progress.jsonl');
+    const reader = new ProgressReader(file);
+    expect(reader.readLatest()).toBeNull();
+    fs.appendFileSync(file, '{"current":1,"total":10}\n{"current":2,"total":10,"message":"two"}\n');
+    expect(reader.readLatest()).toEqual({ current: 2, total: 10, message: 'two' });
+    expect(reader.readLatest()).toBeNull();
+    fs.appendFileSync(file, '{"current":3,');
+    expect(reader.readLatest()).toBeNull();
+    fs.appendFileSync(file, '"total":10}\n');
+    expect(reader.readLatest()).toEqual({ current: 3, total: 10 });
+  });
+
+  it('ignores lines that are not valid progress reports', () => {
+    expect(parseProgressLine('not json')).toBeNull();
+    expect(parseProgressLine('{"current":-1}')).toBeNull();
+    expect(parseProgressLine('{"current":1,"evil":true}')).toBeNull();
+    expect(parseProgressLine('{"current":1,"message":' + JSON.stringify('x'.repeat(5000)) + '}')).toBeNull();
+    expect(parseProgressLine('[1,2]')).toBeNull();
+    expect(parseProgressLine('{"current":5,"total":null,"message":null}')).toEqual({ current: 5, total: null, message: null });
+  });
+
+  it('does not follow a symlink in place of the progress file', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-progress-'));
+    const secret = path.join(dir, 'secret');
+    fs.writeFileSync(secret, '{"current":42}\n');
+    fs.symlinkSync(secret, path.join(dir, 'progress.jsonl'));
+    expect(new ProgressReader(path.join(dir, 'progress.jsonl')).readLatest()).toBeNull();
+  });
+});
