@@ -77,6 +77,10 @@ export function openApiDocument(): object {
         },
         ResultFile: { type: 'object', properties: { name: { type: 'string' }, size: { type: 'integer' }, sha256: { type: 'string' } } },
         Site: { type: 'object', properties: { name: { type: 'string' }, enabled: { type: 'boolean' }, lastSeen: { type: ['string', 'null'] } } },
+        Me: {
+          type: 'object',
+          properties: { name: { type: 'string' }, kind: { enum: ['site', 'user'] }, role: { enum: ['researcher', 'admin'], description: 'Users only' } },
+        },
       },
     },
     paths: {
@@ -107,6 +111,9 @@ export function openApiDocument(): object {
       '/runs/{id}/files': { get: { summary: 'Result files', parameters: [idParam('id')], responses: { '200': ok('Files'), ...errors } } },
       '/runs/{id}/files/{name}': { get: { summary: 'Download a result file', parameters: [idParam('id'), fileParam], responses: { '200': { description: 'The bytes' }, ...errors } } },
       '/sites': { get: { summary: 'Sites', responses: { '200': ok('Sites'), ...errors } } },
+      '/me': { get: { summary: 'Who the token belongs to (researcher or admin)', responses: { '200': ok('Principal', 'Me'), ...errors } } },
+      '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
+      '/site/me': { get: { summary: 'Which site the key belongs to', responses: { '200': ok('Site principal', 'Me'), ...errors } } },
       '/site/runs/next': {
         get: {
           summary: "Claim the site's next queued run (long poll with wait)",

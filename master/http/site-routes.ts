@@ -1,7 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { LIMITS, validateEmptyBody, validateFinishReport, validateLogAppend, validateProgressReport, validateWaitQuery } from '../../shared/schemas.js';
-import { BadRequestError, NotFoundError, RegistryError } from '../errors.js';
+import { NotFoundError, RegistryError } from '../errors.js';
 import { principalOf, requireSite } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { filePathParam, idParam, jsonBody, query, secondsParam } from './request-parsing.js';
@@ -85,14 +85,9 @@ export function siteRoutes(ctx: RegistryContext): Router {
     res.json(await store.appendLog(site.id, runId, body.text, config.limits.logBytes));
   });
 
-  // "/files/" with no name does not match the wildcard below; say what is wrong with it.
-  router.put('/runs/:id/files', (req) => {
-    idParam(req, 'id');
-    throw new BadRequestError('invalid file name: file name is empty', ERROR_CODES.badRequest);
-  });
-
-  // Raw bytes, streamed to disk; never buffered, whatever the size.
-  router.put('/runs/:id/files/*name', async (req, res) => {
+  // Raw bytes, streamed to disk; never buffered, whatever the size. The name is optional in the
+  // pattern only so that "/files/" with no name gets a 400 that says so, not a 404.
+  router.put('/runs/:id/files{/*name}', async (req, res) => {
     const site = principalOf(res);
     const runId = idParam(req, 'id');
     const name = filePathParam(req);
