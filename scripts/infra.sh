@@ -159,6 +159,8 @@ import_base_image() {
   local node rootfs="$STATE_DIR/rootfs" lib
   node=$(readlink -f "$(command -v node)")
   say "building $BASE_IMAGE from $node ($(node --version))…"
+  [[ "$(node --version)" == "v$BASE_TAG."* ]] ||
+    say "warning: the host's node is $(node --version), but the image is tagged :$BASE_TAG"
   rm -rf "$rootfs"
   mkdir -p "$rootfs/usr/bin" "$rootfs/etc/ssl/certs" "$rootfs/tmp"
   chmod 1777 "$rootfs/tmp"
