@@ -34,6 +34,7 @@ export interface ExecutorDeps {
 
 const imagePattern = new RegExp(IMAGE_REFERENCE_PATTERN);
 const WATCH_INTERVAL_MS = 500;
+const DOCKER_RETRIES = 4;
 
 type KillReason = { kind: 'cancel' } | { kind: 'timeout' } | { kind: 'output'; bytes: number };
 
@@ -103,10 +104,14 @@ export class RunExecutor {
     let state = ws.record.containerId ? await engine.inspect(ws.record.containerId) : await engine.inspect(ws.record.containerName);
     if (!state) {
       try {
-        await this.prepareImage(ws, log);
-        const id = await this.createContainer(ws);
+        await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
+        const id = await this.retryingDocker('create the container', log, async () => {
+          // A create that reached Docker before an error still left a container under our name.
+          const existing = await engine.inspect(ws.record.containerName);
+          return existing ? existing.id : this.createContainer(ws);
+        });
         ws.update({ containerId: id });
-        await engine.start(id);
+        await this.retryingDocker('start the container', log, () => engine.start(id));
         ws.update({ startedAtMs: Date.now() });
         this.deps.audit.info('run started', { event: 'run_started', runId: ws.record.runId, image: ws.record.image, digest: ws.record.digest, containerId: id });
         log.info('container started', { containerId: id.slice(0, 12), digest: ws.record.digest });
@@ -347,6 +352,23 @@ export class RunExecutor {
     this.deps.audit.info('result reported', { event: 'result_reported', runId, state: report.state, bytesSent, digest: report.digest ?? null });
     log.info('run reported', { state: report.state, exitCode: report.exitCode ?? null, bytesSent });
     ws.update({ phase: 'reported' });
+  }
+
+  /**
+   * Docker being unreachable is worth a few retries (a daemon restart takes seconds); after that
+   * the run fails with the reason rather than hanging at the site forever.
+   */
+  private async retryingDocker<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (!(e instanceof DockerUnavailableError) || attempt >= DOCKER_RETRIES) throw e;
+        log.warn(`Docker unavailable; retrying to ${what}`, { attempt: attempt + 1, error: e.message });
+        await sleep(backoffDelay(attempt, 1000, 15_000), this.deps.shutdown);
+        if (this.deps.shutdown.aborted) throw new ShutdownInterrupt();
+      }
+    }
   }
 
   /** Retries while the registry is unavailable (capped, jittered backoff); stops on shutdown. */

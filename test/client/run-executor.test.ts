@@ -1,0 +1,192 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DockerUnavailableError, PermanentRunError } from '../../client/errors.js';
+import { SiteRegistryApi } from '../../client/registry-api.js';
+import { RunExecutor } from '../../client/run-executor.js';
+import { RunWorkspace } from '../../client/run-workspace.js';
+import { silentLogger } from '../../shared/logger.js';
+import type { RunAssignment, Task } from '../../shared/types.js';
+import { clientConfig } from '../e2e/site-harness.js';
+import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
+import { FakeEngine } from './fake-engine.js';
+
+const IMAGE = '127.0.0.1:5050/pht-e2e/fake:1';
+
+describe('run executor at the Docker boundary (fake engine, real registry)', () => {
+  let registry: TestRegistry;
+  let token: string;
+  let api: SiteRegistryApi;
+  let engine: FakeEngine;
+  let executor: RunExecutor;
+  let workDir: string;
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    token = await registry.createUser('rae');
+    const key = await registry.createSite('fake-site');
+    api = new SiteRegistryApi(registry.url, key);
+  });
+
+  afterAll(async () => {
+    await api.close();
+    await registry.destroy();
+  });
+
+  beforeEach(() => {
+    engine = new FakeEngine();
+    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', { network: { mode: 'none' } });
+    workDir = config.workDir;
+    executor = new RunExecutor({
+      api,
+      engine,
+      config,
+      site: 'fake-site',
+      networking: { networkMode: 'none', sparqlFor: () => ({ url: 'http://127.0.0.1:1/sparql', token: null, release: () => undefined }) },
+      logger: silentLogger(),
+      audit: silentLogger(),
+      shutdown: new AbortController().signal,
+    });
+  });
+
+  async function post(image = IMAGE): Promise<Task> {
+    const res = await fetch(`${registry.url}/api/v1/tasks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ image, config: { a: 1 }, sites: ['fake-site'] }),
+    });
+    return (await res.json()) as Task;
+  }
+
+  async function claim(): Promise<RunAssignment> {
+    const run = await api.claimNext(0);
+    if (!run) throw new Error('nothing to claim');
+    return run;
+  }
+
+  async function runOf(taskId: number) {
+    const res = await fetch(`${registry.url}/api/v1/tasks/${taskId}`, { headers: { authorization: `Bearer ${token}` } });
+    return ((await res.json()) as Task).runs[0]!;
+  }
+
+  it('runs a claimed run to completion and removes its workspace', async () => {
+    const task = await post();
+    const ws = RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534);
+    await executor.execute(ws);
+    const run = await runOf(task.id);
+    expect(run.status).toBe('completed');
+    expect(run.digest).toBe(`127.0.0.1:5050/pht-e2e/fake@sha256:${'2'.repeat(64)}`);
+    expect(engine.starts).toBe(1);
+    expect(engine.containers.size).toBe(0);
+    expect(fs.existsSync(ws.dir)).toBe(false);
+  });
+
+  it('starts, exactly once, a container created just before a crash but never started', async () => {
+    const task = await post();
+    const assignment = await claim();
+    await api.start(assignment.id);
+    const ws = RunWorkspace.create(workDir, 'fake-site', assignment, 65534, 65534);
+    await engine.pull(IMAGE);
+    ws.update({ phase: 'started', imageId: (await engine.inspectImage(IMAGE))!.id });
+    await engine.create({
+      name: ws.record.containerName,
+      imageId: ws.record.imageId!,
+      env: {},
+      labels: {},
+      user: '65534:65534',
+      mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
+      networkMode: 'none',
+      memoryBytes: 1,
+      nanoCpus: 1,
+      pids: 1,
+      tmpfsBytes: 1,
+    });
+    await executor.execute(ws);
+    expect(engine.starts).toBe(1);
+    expect((await runOf(task.id)).status).toBe('completed');
+  });
+
+  it('continues a run the registry already counts as started when the crash came before the workspace knew', async () => {
+    const task = await post();
+    const assignment = await claim();
+    const ws = RunWorkspace.create(workDir, 'fake-site', assignment, 65534, 65534);
+    await api.start(assignment.id);
+    await executor.execute(ws);
+    expect(engine.starts).toBe(1);
+    expect((await runOf(task.id)).status).toBe('completed');
+  });
+
+  it('retries while Docker is unavailable and then runs', async () => {
+    const task = await post();
+    engine.pullFailures = [new DockerUnavailableError('daemon restarting')];
+    await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+    expect(engine.pulls).toHaveLength(2);
+    expect((await runOf(task.id)).status).toBe('completed');
+  });
+
+  it('fails the run with the reason when the image cannot be pulled', async () => {
+    const task = await post();
+    engine.pullFailures = [new PermanentRunError('pull of x failed: manifest unknown')];
+    await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+    const run = await runOf(task.id);
+    expect(run.status).toBe('failed');
+    expect(run.reason).toContain('manifest unknown');
+    expect(engine.starts).toBe(0);
+  });
+
+  it('rejects an image outside the allowlist without pulling it', async () => {
+    const task = await post('127.0.0.1:5050/elsewhere/fake:1');
+    await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+    const run = await runOf(task.id);
+    expect(run.status).toBe('rejected');
+    expect(run.reason).toContain('refused by site fake-site');
+    expect(engine.pulls).toEqual([]);
+  });
+
+  it('stops the container of a run cancelled at the registry', async () => {
+    engine.behaviour = { ...engine.behaviour, durationMs: null };
+    const task = await post();
+    const execution = executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+    while ((await runOf(task.id)).status !== 'running' || engine.starts === 0) await new Promise((r) => setTimeout(r, 20));
+    await fetch(`${registry.url}/api/v1/tasks/${task.id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    await execution;
+    const run = await runOf(task.id);
+    expect(run.status).toBe('cancelled');
+    expect(run.exitCode).toBe(137);
+  });
+
+  it('reports a run whose output exceeds the site limit as failed and sends nothing', async () => {
+    engine.behaviour = { ...engine.behaviour, files: { 'a.txt': 'x', 'b.txt': 'y' } };
+    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', { network: { mode: 'none' }, limits: { outputFiles: 1 } });
+    const strict = new RunExecutor({
+      api,
+      engine,
+      config,
+      site: 'fake-site',
+      networking: { networkMode: 'none', sparqlFor: () => ({ url: 'http://x', token: null, release: () => undefined }) },
+      logger: silentLogger(),
+      audit: silentLogger(),
+      shutdown: new AbortController().signal,
+    });
+    const task = await post();
+    await strict.execute(RunWorkspace.create(config.workDir, 'fake-site', await claim(), 65534, 65534));
+    const run = await runOf(task.id);
+    expect(run.status).toBe('failed');
+    expect(run.reason).toContain('output exceeds');
+    const files = await fetch(`${registry.url}/api/v1/runs/${run.id}/files`, { headers: { authorization: `Bearer ${token}` } });
+    expect(await files.json()).toEqual([]);
+  });
+});
+
+describe('run workspace', () => {
+  it('writes a string config byte for byte and anything else as JSON', () => {
+    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-ws-'));
+    const base = { taskId: 1, image: IMAGE, attempt: 1 };
+    const asString = RunWorkspace.create(workDir, 's', { ...base, id: 1, config: 'opaque-ciphertext==' }, 65534, 65534);
+    expect(fs.readFileSync(asString.configFile, 'utf8')).toBe('opaque-ciphertext==');
+    const asJson = RunWorkspace.create(workDir, 's', { ...base, id: 2, config: { k: [1, 2] } }, 65534, 65534);
+    expect(JSON.parse(fs.readFileSync(asJson.configFile, 'utf8'))).toEqual({ k: [1, 2] });
+    expect(RunWorkspace.loadAll(workDir).workspaces.map((w) => w.record.runId)).toEqual([1, 2]);
+  });
+});
