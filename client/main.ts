@@ -21,6 +21,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const config = loadClientConfig(file, env);
     const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'client' } }, env);
     client = new SiteClient({ config, logger });
+    // A site client must keep serving: a stray rejection is logged loudly, never fatal.
+    process.on('unhandledRejection', (reason) => logger.error('unhandled rejection', { error: coerceError(reason).stack }));
     const stopping = new Promise<void>((resolve) => {
       let signals = 0;
       const onSignal = (signal: string) => {

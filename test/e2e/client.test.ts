@@ -21,6 +21,7 @@ describe('site client against the real Docker engine', () => {
   let strictClient: SiteClient;
   let hostService: http.Server;
   let hostServicePort: number;
+  let clientWorkDir: string;
 
   beforeAll(async () => {
     registry = await startTestRegistry();
@@ -33,7 +34,9 @@ describe('site client against the real Docker engine', () => {
     site = uniqueSiteName();
     strictSite = uniqueSiteName('strict');
     await buildAndPushImage(PROBE, { 'main.js': probeSource }, { cmd: ['/app/main.js'] });
-    client = await startClient(clientConfig(registry.url, await registry.createSite(site), sparql.url));
+    const config = clientConfig(registry.url, await registry.createSite(site), sparql.url);
+    clientWorkDir = config.workDir;
+    client = await startClient(config);
     strictClient = await startClient(
       clientConfig(registry.url, await registry.createSite(strictSite), sparql.url, {
         limits: { timeout: '3s', outputBytes: 3 * 1024 * 1024, memoryMb: 128 },
@@ -57,7 +60,9 @@ describe('site client against the real Docker engine', () => {
   });
 
   it('runs an allowed image and sends back its output files, logs, progress and digest', async () => {
-    const task = await researcher.post(PROBE, { mode: 'ok', echo: { answer: 42 } }, [site]);
+    // A config crafted to look like shell, flags and environment is only ever data.
+    const hostile = { answer: 42, shell: '$(touch /tmp/pht-pwned); `id` && rm -rf /', flags: '--volume=/:/host --privileged', env: 'X=1\nSPARQL_ENDPOINT=http://evil' };
+    const task = await researcher.post(PROBE, { mode: 'ok', echo: hostile }, [site]);
     const done = await researcher.waitDone(task.id);
     const run = done.runs[0]!;
     expect(done.status).toBe('completed');
@@ -68,7 +73,8 @@ describe('site client against the real Docker engine', () => {
     // The symlink the container planted towards /etc/passwd is not sent.
     expect(files.map((f) => f.name)).toEqual(['nested/data.csv', 'result.json']);
     const result = JSON.parse(await researcher.file(run.id, 'result.json'));
-    expect(result.echo).toEqual({ answer: 42 });
+    expect(result.echo).toEqual(hostile);
+    expect(fs.existsSync('/tmp/pht-pwned')).toBe(false);
     expect(result.env).toEqual({
       taskId: String(task.id),
       runId: String(run.id),
@@ -83,9 +89,27 @@ describe('site client against the real Docker engine', () => {
     expect(log).toContain('stdout line');
     expect(log).toContain('stderr line');
     expect(log).toContain('run ended: completed');
+    // The site's audit log has the whole story of the run.
+    const audit = fs
+      .readFileSync(path.join(clientWorkDir, 'audit.log'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.runId === run.id);
+    expect(audit.map((e) => e.event)).toEqual(['run_received', 'image_decision', 'run_started', 'run_ended', 'file_sent', 'file_sent', 'result_reported']);
+    expect(audit.find((e) => e.event === 'run_started').digest).toBe(run.digest);
+    expect(audit.find((e) => e.event === 'result_reported').bytesSent).toBe(files.reduce((n, f) => n + f.size, 0));
     // The container is removed after the run.
     const left = await docker().listContainers({ all: true, filters: { label: [`org.pht.run-id=${run.id}`] } });
     expect(left).toEqual([]);
+  });
+
+  it('refuses at the registry an image reference crafted to smuggle Docker flags', async () => {
+    for (const image of [`${PROBE} -v /:/host`, `${PROBE}\n--privileged`, '--privileged', `${PROBE};id`]) {
+      const res = await researcher.call('POST', '/tasks', { image, config: {}, sites: [site] });
+      expect(res.status).toBe(400);
+      expect(res.json.code).toBe('validation_failed');
+    }
   });
 
   it('rejects an image outside the allowlist without pulling it', async () => {
@@ -192,6 +216,9 @@ describe('site client against the real Docker engine', () => {
     expect(report.select.status).toBe(200);
     expect(JSON.parse(report.select.body).results.bindings[0].n.value).toBe('2');
     expect(report.update.status).toBe(403);
+    const audit = fs.readFileSync(path.join(clientWorkDir, 'audit.log'), 'utf8');
+    expect(audit).toMatch(new RegExp(`"event":"sparql_query".*"runId":${run.id}|"runId":${run.id}.*"event":"sparql_query"`));
+    expect(audit).toMatch(new RegExp(`"event":"sparql_update_refused".*"runId":${run.id}|"runId":${run.id}.*"event":"sparql_update_refused"`));
     expect(report.updateAsQuery.status).toBe(403);
     for (const target of targets) expect(report.connections[`${target.host}:${target.port}`]).not.toBe('connected');
     // The endpoint itself was never changed.
