@@ -127,6 +127,39 @@ export async function removeSiteResources(docker: Docker, site: string): Promise
   return removed;
 }
 
+/** The name a site client gives its gateway network when its config names none (client/container-network.ts). */
+export function defaultGatewayNetwork(site: string): string {
+  return `pht-gw-${site}`;
+}
+
+/**
+ * Removes the host firewall rules a site client put in front of its gateway network. A client
+ * that stops normally removes them itself; one that had to be killed leaves them, and the next
+ * start of a client for the same network would remove them, but the demo's clients have no next
+ * start. The client marks its rules with the comment `pht-<network>`. Best effort: without
+ * iptables (or its permission) there is nothing to remove. Resolves with how many it removed.
+ */
+export async function removeFirewallRules(networks: readonly string[]): Promise<number> {
+  let listing: string;
+  try {
+    listing = (await execFileAsync('iptables', ['-w', '-S', 'INPUT'], { timeout: 15_000 })).stdout;
+  } catch {
+    return 0;
+  }
+  const comments = new Set(networks.map((n) => `pht-${n}`));
+  let removed = 0;
+  for (const line of listing.split('\n')) {
+    const comment = /--comment (\S+)/.exec(line)?.[1];
+    if (!line.startsWith('-A INPUT ') || !comment || !comments.has(comment)) continue;
+    const rule = line.slice('-A '.length).split(/\s+/).filter(Boolean);
+    await execFileAsync('iptables', ['-w', '-D', ...rule], { timeout: 15_000 }).then(
+      () => removed++,
+      () => undefined,
+    );
+  }
+  return removed;
+}
+
 async function ignoreNotFound(operation: Promise<unknown>): Promise<void> {
   try {
     await operation;

@@ -35,7 +35,9 @@ import {
   buildAlgorithmImages,
   checkInfrastructure,
   defaultDockerCli,
+  defaultGatewayNetwork,
   listSiteResources,
+  removeFirewallRules,
   removeSiteResources,
   type InfrastructureStatus,
 } from './docker-resources.js';
@@ -82,6 +84,10 @@ const STOP_GRACE_MS = 10_000;
 const SCRIPT_LOG_DIR = LOG_DIR;
 
 type Print = (line?: string) => void;
+
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(2)} s`;
@@ -224,7 +230,7 @@ export class Demo {
       // Scripts (image build, infra.sh) cut short by an interruption.
       killed.push(...(await this.processes.stop(this.processes.list(), STOP_GRACE_MS)));
       const stopped = this.processes.list().length;
-      print(`   stopped ${stopped} processes${killed.length ? ` (killed after ${STOP_GRACE_MS / 1000} s: ${killed.join(', ')})` : ''}`);
+      print(`   stopped ${plural(stopped, 'process', 'processes')}${killed.length ? ` (killed after ${STOP_GRACE_MS / 1000} s: ${killed.join(', ')})` : ''}`);
       const stillRunning = this.processes.list().filter((p) => p.running);
       if (stillRunning.length) {
         clean = false;
@@ -244,7 +250,9 @@ export class Demo {
         containers += removed.containers.length;
         networks.push(...removed.networks);
       }
-      print(`   removed ${containers} containers and ${networks.length} Docker networks (${networks.join(', ') || 'none'}) of sites ${this.siteNames.join(', ')}`);
+      print(`   removed ${plural(containers, 'container')} and ${plural(networks.length, 'Docker network')} (${networks.join(', ') || 'none'}) of sites ${this.siteNames.join(', ')}`);
+      const rules = await removeFirewallRules([...new Set([...networks, ...this.siteNames.map(defaultGatewayNetwork)])]);
+      if (rules > 0) print(`   removed ${plural(rules, 'host firewall rule')} a killed client left behind`);
       const left = await Promise.all(this.siteNames.map((site) => listSiteResources(docker, site)));
       const leftCount = left.reduce((n, r) => n + r.containers.length + r.networks.length, 0);
       if (leftCount > 0) {

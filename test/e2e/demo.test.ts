@@ -1,0 +1,117 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CONTAINER_LABELS } from '../../shared/container-contract.js';
+import { docker } from '../helpers/docker.js';
+
+// `npm start` as a user runs it: the compiled demo as a child process (global setup has built
+// dist/). A unique site prefix keeps its sites, containers and networks apart from anything else
+// on the machine, so "nothing left behind" can be checked exactly.
+
+const ROOT = path.join(__dirname, '..', '..');
+
+interface DemoRun {
+  code: number | null;
+  output: string;
+}
+
+let running: ChildProcess | null = null;
+
+function runDemo(args: string[]): Promise<DemoRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'demo', 'run-demo.js'), ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running = child;
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      running = null;
+      resolve({ code, output });
+    });
+  });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/** PIDs of live processes whose command line mentions `text` (the demo's temp dir is in every child's arguments). */
+function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(text)) found.push(Number(entry));
+    } catch {
+      // Ended while we looked.
+    }
+  }
+  return found;
+}
+
+function maxDifference(output: string, what: string): number {
+  const match = new RegExp(`max \\|federated - central\\| over ${what}: (\\S+) \\(tolerance [^)]*\\): (AGREE|DISAGREE)`).exec(output);
+  if (!match) throw new Error(`no comparison over ${what} in the demo's output:\n${output}`);
+  return Number(match[1]);
+}
+
+describe('the demo (npm start)', () => {
+  afterAll(async () => {
+    // A test that timed out must not leave the demo running: one SIGINT makes it clean up.
+    const child = running;
+    if (child && child.exitCode === null) {
+      await new Promise<void>((resolve) => {
+        child.once('close', () => resolve());
+        child.kill('SIGINT');
+      });
+    }
+  });
+
+  it('runs both federated analyses, agrees with the central computation and leaves nothing behind', { timeout: 900_000 }, async () => {
+    const prefix = `demo${crypto.randomBytes(3).toString('hex')}-`;
+    const sites = ['site-a', 'site-b', 'site-c'].map((s) => prefix + s);
+    const { code, output } = await runDemo(['--site-prefix', prefix]);
+    const context = `demo output:\n${output}`;
+    expect(code, context).toBe(0);
+
+    // The printed results: both comparisons within their tolerances, every site in the table.
+    expect(maxDifference(output, 'n, mean and sd'), context).toBeLessThanOrEqual(1e-6);
+    expect(maxDifference(output, 'the coefficients'), context).toBeLessThanOrEqual(1e-3);
+    expect(output).not.toContain('DISAGREE');
+    expect(output).toContain('RESULT: both federated analyses agree with the central computation.');
+    for (const site of sites) expect(output).toMatch(new RegExp(`^\\s+${site}\\s+bmi\\s+\\d+`, 'm'));
+    expect(output).toMatch(/^\s+pooled\s+age\s+1950\s/m);
+    expect(output).toMatch(/converged after \d+ rounds on 1912 complete cases/);
+    expect(output).toMatch(/logistic regression: \d+ rounds, [\d.]+ s per round on average/);
+
+    // Every process it listed has ended, and no process anywhere still uses its temp dir.
+    const workDir = /^working directory: (\S+)$/m.exec(output)?.[1];
+    expect(workDir, context).toMatch(/pht-demo-/);
+    const listed = [...output.matchAll(/^\s+(.+?)\s+pid (\d+)\s+(\S+\.log)$/gm)].map((m) => ({ name: m[1]!, pid: Number(m[2]) }));
+    expect(listed.map((p) => p.name)).toEqual(
+      expect.arrayContaining(['registry (node master)', ...sites.map((s) => `client ${s}`), ...sites.map((s) => `sparql ${s}`)]),
+    );
+    expect(listed.filter((p) => alive(p.pid))).toEqual([]);
+    expect(processesMentioning(workDir!)).toEqual([]);
+    expect(fs.existsSync(workDir!)).toBe(false);
+
+    // And nothing in Docker carries its sites' labels.
+    for (const site of sites) {
+      const label = [`${CONTAINER_LABELS.site}=${site}`];
+      expect(await docker().listContainers({ all: true, filters: { label } })).toEqual([]);
+      expect(await docker().listNetworks({ filters: { label } })).toEqual([]);
+    }
+    expect(output).toContain('nothing left behind');
+  });
+});
