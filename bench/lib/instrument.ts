@@ -1,0 +1,88 @@
+import { DockerEngine } from '../../client/container-engine.js';
+import { SiteRegistryApi } from '../../client/registry-api.js';
+import { RunWorkspace } from '../../client/run-workspace.js';
+import { CONTAINER_LABELS } from '../../shared/container-contract.js';
+import { wallMs } from './stats.js';
+
+/** One timed call of the site client: a Docker engine call, a registry call or a workspace write. */
+export interface Span {
+  /** e.g. "docker.pull", "api.start", "workspace.update". */
+  what: string;
+  /** The run it belongs to when the arguments tell (registry calls, container calls after create). */
+  runId: number | null;
+  start: number;
+  end: number;
+  ok: boolean;
+}
+
+const ENGINE_CALLS = ['pull', 'inspectImage', 'create', 'start', 'inspect', 'wait', 'logs', 'stop', 'remove'] as const;
+const API_CALLS = ['claimNext', 'start', 'getRun', 'progress', 'log', 'uploadFile', 'finish'] as const;
+
+/**
+ * Times the site client's own steps without changing its code: wraps the prototypes of its
+ * Docker engine, its registry API and its run workspace for the life of this process (until
+ * `uninstall`). The client runs in the benchmark's process for this reason.
+ */
+export class ClientTimeline {
+  readonly spans: Span[] = [];
+  private readonly containerRuns = new Map<string, number>();
+  private readonly restore: (() => void)[] = [];
+
+  install(): this {
+    const timeline = this;
+    for (const name of ENGINE_CALLS) {
+      this.wrap(DockerEngine.prototype as any, name, `docker.${name}`, (args, result) => {
+        if (name === 'create') {
+          const runId = Number((args[0] as { labels: Record<string, string> }).labels[CONTAINER_LABELS.runId]);
+          timeline.containerRuns.set(result as string, runId);
+          return runId;
+        }
+        return typeof args[0] === 'string' ? (timeline.containerRuns.get(args[0]) ?? null) : null;
+      });
+    }
+    for (const name of API_CALLS) {
+      this.wrap(SiteRegistryApi.prototype as any, name, `api.${name}`, (args, result) => {
+        if (name === 'claimNext') return (result as { id?: number } | null)?.id ?? null;
+        return typeof args[0] === 'number' ? args[0] : null;
+      });
+    }
+    this.wrap(RunWorkspace.prototype as any, 'update', 'workspace.update', (_args, _result, self) => (self as RunWorkspace).record.runId, true);
+    this.wrap(RunWorkspace as any, 'create', 'workspace.create', (args) => (args[2] as { id: number }).id, true);
+    return this;
+  }
+
+  uninstall(): void {
+    for (const undo of this.restore.splice(0)) undo();
+  }
+
+  /** Spans that started inside [from, to]. */
+  between(from: number, to: number): Span[] {
+    return this.spans.filter((s) => s.start >= from && s.start <= to);
+  }
+
+  private wrap(target: Record<string, any>, name: string, what: string, runOf: (args: unknown[], result: unknown, self: unknown) => number | null, sync = false): void {
+    const original = target[name] as (...a: unknown[]) => unknown;
+    const spans = this.spans;
+    target[name] = sync
+      ? function (this: unknown, ...args: unknown[]) {
+          const start = wallMs();
+          const result = original.apply(this, args);
+          spans.push({ what, runId: runOf(args, result, this), start, end: wallMs(), ok: true });
+          return result;
+        }
+      : async function (this: unknown, ...args: unknown[]) {
+          const start = wallMs();
+          try {
+            const result = await original.apply(this, args);
+            spans.push({ what, runId: runOf(args, result, this), start, end: wallMs(), ok: true });
+            return result;
+          } catch (e) {
+            spans.push({ what, runId: runOf(args, undefined, this), start, end: wallMs(), ok: false });
+            throw e;
+          }
+        };
+    this.restore.push(() => {
+      target[name] = original;
+    });
+  }
+}

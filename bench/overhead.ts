@@ -1,0 +1,297 @@
+/**
+ * Figure 1: what the train adds to one trivial task. The same image runs (a) with a raw
+ * `docker run --rm` carrying the client's hardening flags, mounts and network setting and (b)
+ * through the whole train (SDK post → long poll → pull → run → upload → the researcher's wait
+ * returns), alternately, for the client's "none" and default "gateway" network modes. The train's
+ * time is split into phases from the client's own calls, timed in this process.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ClientConfig } from '../client/config.js';
+import { DockerEngine } from '../client/container-engine.js';
+import { CONTAINER_ENV, CONTAINER_PATHS } from '../shared/container-contract.js';
+import { workloadImage } from './lib/images.js';
+import { ClientTimeline, type Span } from './lib/instrument.js';
+import { writeSection } from './lib/report.js';
+import { BENCH_LABEL, createInternalNetwork, removeSiteLeftovers, siteConfig, startSite, stopSite, uniqueSite } from './lib/site.js';
+import { ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
+import { argOf, numberArg, runMain, startWorld, type TrainWorld } from './lib/world.js';
+
+const TARGET_MS = 150;
+const PHASES = [
+  ['hand-out', 'researcher POST sent → the site\'s long poll returns the run'],
+  ['start call', 'workspace written (fsync) + POST /start'],
+  ['pull check', 'inspect container by name + inspect image'],
+  ['pull', 'docker pull (pullPolicy always, digest from the loopback registry)'],
+  ['create', 'inspect image again + workspace writes + docker create'],
+  ['start', 'docker start (network set-up)'],
+  ['wait', 'container runs until docker reports the exit'],
+  ['after exit', 'log stream drained, inspect, progress, log flush (POST /log)'],
+  ['remove', 'docker rm'],
+  ['upload', 'output scanned + PUT of result.json'],
+  ['finish', 'POST /finish'],
+  ['researcher wake-up', 'finish answered → the SDK\'s waitForTask returns'],
+] as const;
+type Phase = (typeof PHASES)[number][0];
+
+interface Series {
+  mode: string;
+  raw: number[];
+  api: number[];
+  train: TrainSample[];
+  paired: number[];
+}
+
+interface TrainSample {
+  totalMs: number;
+  phases: Record<Phase, number>;
+  containerMs: number | null;
+}
+
+async function main(): Promise<void> {
+  const samples = numberArg('samples', 40);
+  const warmup = numberArg('warmup', 3);
+  const modes = argOf('modes', 'none,gateway').split(',') as ('none' | 'gateway')[];
+  await removeSiteLeftovers();
+  const image = await workloadImage();
+  const sites = Object.fromEntries(modes.map((m) => [m, uniqueSite(`overhead-${m}`)]));
+  const world = await startWorld(Object.values(sites));
+  const timeline = new ClientTimeline().install();
+  const results: Series[] = [];
+  try {
+    for (const mode of modes) {
+      console.log(`\n== network mode ${mode}: ${warmup} warm-up + ${samples} samples of each, alternating`);
+      const config = siteConfig(world.registry.url, world.siteKeys.get(sites[mode]!)!, { network: { mode } });
+      const client = await startSite(config);
+      const rawNetwork = mode === 'gateway' ? await createInternalNetwork('overhead') : { name: 'none', remove: async () => undefined };
+      const result: Series = { mode, raw: [], api: [], train: [], paired: [] };
+      const engine = new DockerEngine(config.dockerSocket);
+      try {
+        for (let i = 0; i < warmup + samples; i++) {
+          // Rotate which goes first, so none always follows another's leftovers.
+          let raw = 0;
+          let api = 0;
+          let train: TrainSample | null = null;
+          const steps = [
+            async () => (raw = await rawDockerRun(image, config, rawNetwork.name)),
+            async () => (api = await engineRun(engine, image, config, rawNetwork.name)),
+            async () => (train = await trainTask(world, timeline, image, client.site)),
+          ];
+          for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]!();
+          if (i < warmup) continue;
+          const t = train as unknown as TrainSample;
+          result.raw.push(raw);
+          result.api.push(api);
+          result.train.push(t);
+          result.paired.push(t.totalMs - raw);
+          if ((i - warmup + 1) % 10 === 0) console.log(`  ${i - warmup + 1}/${samples}: raw ${ms(raw)} ms, engine API ${ms(api)} ms, train ${ms(t.totalMs)} ms`);
+        }
+      } finally {
+        await stopSite(client, config);
+        await rawNetwork.remove();
+      }
+      results.push(result);
+    }
+  } finally {
+    timeline.uninstall();
+    await world.close();
+  }
+  report(results, samples, warmup, modes);
+}
+
+/**
+ * `docker run --rm` through /usr/bin/docker with what the client gives a container (see
+ * client/container-engine.ts create()): same flags, limits, user, mounts and environment.
+ * Preparing the folders is not timed: the client's workspace writes are (in "start call").
+ */
+async function rawDockerRun(image: string, config: ClientConfig, network: string): Promise<number> {
+  const { dir, configFile, out, progress, env } = runFolders(config);
+  const { limits } = config;
+  const args = [
+    'run', '--rm', '--label', `${BENCH_LABEL}=overhead`,
+    '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--read-only',
+    '--tmpfs', `/tmp:rw,noexec,nosuid,size=${limits.tmpfsBytes}`,
+    '--memory', String(limits.memoryBytes), '--memory-swap', String(limits.memoryBytes),
+    '--pids-limit', String(limits.pids), '--cpus', String(limits.nanoCpus / 1e9), '--ipc', 'private',
+    '--user', config.containerUser, '--network', network,
+    '--log-driver', 'json-file', '--log-opt', 'max-size=10m', '--log-opt', 'max-file=1',
+    '-v', `${configFile}:${CONTAINER_PATHS.configFile}:ro`,
+    '-v', `${out}:${CONTAINER_PATHS.outputDir}:rw`,
+    '-v', `${progress}:${path.posix.dirname(CONTAINER_PATHS.progressFile)}:rw`,
+    ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
+    image,
+  ];
+  const started = wallMs();
+  const code = await new Promise<number>((resolve, reject) => {
+    const child = spawn('/usr/bin/docker', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (c) => (c === 0 ? resolve(0) : reject(new Error(`docker run exited with ${c}: ${stderr}`))));
+  });
+  const elapsed = wallMs() - started;
+  const wrote = fs.existsSync(path.join(out, 'result.json'));
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (code !== 0 || !wrote) throw new Error('the raw run did not write its result');
+  return elapsed;
+}
+
+/** What a container gets, prepared like the client's workspace (untimed). */
+function runFolders(config: ClientConfig): { dir: string; configFile: string; out: string; progress: string; env: Record<string, string> } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-raw-'));
+  const [uid, gid] = config.containerUser.split(':').map(Number) as [number, number];
+  const configFile = path.join(dir, 'config.json');
+  fs.writeFileSync(configFile, '{}', { mode: 0o644 });
+  const out = path.join(dir, 'output');
+  const progress = path.join(dir, 'progress');
+  for (const d of [out, progress]) {
+    fs.mkdirSync(d);
+    fs.chownSync(d, uid, gid);
+    fs.chmodSync(d, 0o700);
+  }
+  const env = {
+    [CONTAINER_ENV.sparqlEndpoint]: 'http://127.0.0.1:9/sparql',
+    [CONTAINER_ENV.taskId]: '1',
+    [CONTAINER_ENV.runId]: '1',
+    [CONTAINER_ENV.configFile]: CONTAINER_PATHS.configFile,
+    [CONTAINER_ENV.outputDir]: CONTAINER_PATHS.outputDir,
+    [CONTAINER_ENV.progressFile]: CONTAINER_PATHS.progressFile,
+  };
+  return { dir, configFile, out, progress, env };
+}
+
+/**
+ * The floor without the docker CLI: create → start → wait → remove through the Engine API, with
+ * the client's own container spec (its DockerEngine.create), no pull, no registry.
+ */
+async function engineRun(engine: DockerEngine, image: string, config: ClientConfig, network: string): Promise<number> {
+  const { dir, configFile, out, progress, env } = runFolders(config);
+  const imageId = (await engine.inspectImage(image))!.id;
+  const { limits } = config;
+  const started = wallMs();
+  const id = await engine.create({
+    name: `pht-bench-engine-${process.pid}-${Date.now()}`,
+    imageId,
+    env,
+    labels: { [BENCH_LABEL]: 'overhead' },
+    user: config.containerUser,
+    mounts: [
+      { host: configFile, container: CONTAINER_PATHS.configFile, readOnly: true },
+      { host: out, container: CONTAINER_PATHS.outputDir, readOnly: false },
+      { host: progress, container: path.posix.dirname(CONTAINER_PATHS.progressFile), readOnly: false },
+    ],
+    networkMode: network,
+    memoryBytes: limits.memoryBytes,
+    nanoCpus: limits.nanoCpus,
+    pids: limits.pids,
+    tmpfsBytes: limits.tmpfsBytes,
+  });
+  await engine.start(id);
+  const code = await engine.wait(id);
+  await engine.remove(id);
+  const elapsed = wallMs() - started;
+  const wrote = fs.existsSync(path.join(out, 'result.json'));
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (code !== 0 || !wrote) throw new Error(`the engine API run exited with ${code}`);
+  return elapsed;
+}
+
+/** One task through the whole train; the phases come from the client's calls in the window. */
+async function trainTask(world: TrainWorld, timeline: ClientTimeline, image: string, site: string): Promise<TrainSample> {
+  const posted = wallMs();
+  const task = await world.researcher.createTask({ image, config: {}, sites: [site] });
+  const final = await world.researcher.waitForTask(task.id, { timeoutMs: 60_000 });
+  const done = wallMs();
+  const run = final.runs[0]!;
+  if (final.status !== 'completed') throw new Error(`task ${task.id} ended ${final.status}: ${JSON.stringify(run)}`);
+  const spans = timeline.spans.filter((s) => s.end >= posted && s.start <= done);
+  const one = (what: string, runId: number | null = null): Span => {
+    const hit = spans.filter((s) => s.what === what && (runId === null || s.runId === runId));
+    if (hit.length === 0) throw new Error(`no ${what} for run ${run.id}`);
+    return hit[0]!;
+  };
+  const last = (what: string): Span => spans.filter((s) => s.what === what && s.runId === run.id).at(-1)!;
+  const claim = one('api.claimNext', run.id);
+  const startCall = one('api.start', run.id);
+  const pull = one('docker.pull');
+  const create = one('docker.create', run.id);
+  const dockerStart = one('docker.start', run.id);
+  const wait = one('docker.wait', run.id);
+  const remove = one('docker.remove', run.id);
+  const upload = last('api.uploadFile');
+  const finish = one('api.finish', run.id);
+  const marks = [posted, claim.end, startCall.end, pull.start, pull.end, create.end, dockerStart.end, wait.end, remove.start, remove.end, upload.end, finish.end, done];
+  const phases = {} as Record<Phase, number>;
+  PHASES.forEach(([name], i) => (phases[name] = marks[i + 1]! - marks[i]!));
+  return { totalMs: done - posted, phases, containerMs: run.durationMs ?? null };
+}
+
+function report(results: Series[], samples: number, warmup: number, modes: string[]): void {
+  const row = (label: string, s: Summary) => [label, s.n, ms(s.median), ms(s.p95), ms(s.mean), ms(s.min), ms(s.max)];
+  const totals: (string | number)[][] = [];
+  const overhead: (string | number)[][] = [];
+  const verdicts: string[] = [];
+  const apiRows: (string | number)[][] = [];
+  for (const r of results) {
+    const raw = summarize(r.raw);
+    const train = summarize(r.train.map((t) => t.totalMs));
+    const paired = summarize(r.paired);
+    const api = summarize(r.api);
+    const net = r.mode === 'none' ? '--network none' : 'internal network';
+    totals.push(row(`raw docker run, ${net}`, raw), row(`engine API create/start/wait/rm, ${net}`, api), row(`train, network mode "${r.mode}"`, train));
+    apiRows.push([r.mode, ms(train.median - api.median), ms(train.p95 - api.p95), (train.median / api.median).toFixed(2)]);
+    const added = train.median - raw.median;
+    overhead.push([
+      r.mode,
+      ms(added),
+      ms(train.p95 - raw.p95),
+      ms(paired.median),
+      (train.median / raw.median).toFixed(2),
+      (train.p95 / raw.p95).toFixed(2),
+      added < TARGET_MS ? 'met' : 'not met',
+    ]);
+    verdicts.push(`${r.mode}: +${ms(added)} ms at the median (${added < TARGET_MS ? 'met' : 'NOT met'})`);
+  }
+  const phaseTables = results.map((r) => {
+    const rows = PHASES.map(([name, what]) => {
+      const s = summarize(r.train.map((t) => t.phases[name]));
+      return [name, what, ms(s.median), ms(s.p95), ms(s.mean)];
+    });
+    const total = summarize(r.train.map((t) => t.totalMs));
+    const container = summarize(r.train.map((t) => t.containerMs ?? NaN).filter(Number.isFinite));
+    rows.push(['**total**', 'POST sent → waitForTask returned', ms(total.median), ms(total.p95), ms(total.mean)]);
+    return `Train phases, network mode "${r.mode}" (ms; the phases add up to the total sample by sample; Docker's own StartedAt→FinishedAt of the container: median ${ms(container.median)} ms):\n\n${table(['phase', 'what', 'median', 'p95', 'mean'], rows)}`;
+  });
+  const body = `
+Target: the train adds < ${TARGET_MS} ms per task at the median. **${verdicts.join('; ')}.**
+
+Same trivial image (FROM the base image: node reads its config, writes one small result.json,
+exits) run ${samples} times each way after ${warmup} warm-up runs, raw and train alternating. Raw:
+\`/usr/bin/docker run --rm\` with the client's flags (\`--cap-drop ALL --security-opt
+no-new-privileges --read-only --tmpfs /tmp --memory/--memory-swap --pids-limit --cpus --ipc private
+--user 65534:65534\`, json-file log options), the same three mounts (config ro, output and progress
+rw), the same environment, and \`--network none\` or an \`--internal\` network made like the client's
+gateway network. Train: a registry process (\`node master\`), the site client in the benchmark's
+process with its defaults (pullPolicy always, long poll 30 s) and the network mode named, the SDK's
+createTask then waitForTask (long poll).
+
+${table(['series (ms)', 'n', 'median', 'p95', 'mean', 'min', 'max'], totals)}
+
+Train against raw \`docker run\` (the target's comparison):
+
+${table(['network mode', 'added at median (ms)', 'added at p95', 'median of paired differences', 'ratio at median', 'ratio at p95', 'target'], overhead)}
+
+Train against the Engine API floor (the same container spec through dockerode, no CLI process,
+no pull, no registry): what the train itself costs beyond Docker's work.
+
+${table(['network mode', 'added at median (ms)', 'added at p95', 'ratio at median'], apiRows)}
+
+${phaseTables.join('\n\n')}
+`;
+  console.log(body);
+  writeSection({ id: 'overhead', title: '1. Overhead per task', command: `npm run bench:overhead -- --samples ${samples} --modes ${modes.join(',')}`, body });
+}
+
+runMain(main);

@@ -1,0 +1,115 @@
+/**
+ * Load generator for figure 3 (a child process of scale.ts): simulates many sites over plain HTTP,
+ * each either long polling or polling on an interval, and completing every run it gets (start,
+ * then finish) so the registry's state stays what real sites would leave. Talks to its parent
+ * over the IPC channel: "start" in, "ready" and the "done" report out.
+ */
+import { Agent, request } from 'undici';
+import { wallMs } from './lib/stats.js';
+
+export interface StartMessage {
+  type: 'start';
+  url: string;
+  sites: { name: string; key: string }[];
+  mode: 'long' | 'plain';
+  waitSeconds: number;
+  intervalMs: number;
+}
+
+export interface DoneMessage {
+  type: 'done';
+  /** [taskId, runId, receivedAt (wall ms)] per run received. */
+  receipts: [number, number, number][];
+  polls: number;
+  /** Durations of plain polls (ms), for the request latency under load. */
+  pollLatencies: number[];
+  errors: number;
+  errorSamples: string[];
+}
+
+let stopping = false;
+const abort = new AbortController();
+const result: DoneMessage = { type: 'done', receipts: [], polls: 0, pollLatencies: [], errors: 0, errorSamples: [] };
+
+function fail(what: string): void {
+  result.errors++;
+  if (result.errorSamples.length < 10) result.errorSamples.push(what);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function simulate(message: StartMessage): Promise<void> {
+  // One pool per process; a connection per parked poll, more for start/finish as needed.
+  const agent = new Agent({ keepAliveTimeout: 120_000, headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 30_000 } });
+  const base = `${message.url}/api/v1/site`;
+
+  async function post(key: string, runId: number, step: 'start' | 'finish'): Promise<void> {
+    const res = await request(`${base}/runs/${runId}/${step}`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: step === 'start' ? '{}' : '{"state":"completed","exitCode":0}',
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) fail(`${step} ${res.statusCode} ${text.slice(0, 100)}`);
+  }
+
+  /** One poll; completes the run it gets. Returns whether a run came. */
+  async function pollOnce(key: string, wait: number): Promise<boolean> {
+    const started = wallMs();
+    const res = await request(`${base}/runs/next?wait=${wait}`, { dispatcher: agent, headers: { authorization: `Bearer ${key}` }, signal: abort.signal });
+    const received = wallMs();
+    result.polls++;
+    if (message.mode === 'plain') result.pollLatencies.push(received - started);
+    if (res.statusCode === 204) {
+      await res.body.dump();
+      return false;
+    }
+    const text = await res.body.text();
+    if (res.statusCode !== 200) {
+      fail(`poll ${res.statusCode} ${text.slice(0, 100)}`);
+      await sleep(1000);
+      return false;
+    }
+    const run = JSON.parse(text) as { id: number; taskId: number };
+    result.receipts.push([run.taskId, run.id, received]);
+    await post(key, run.id, 'start');
+    await post(key, run.id, 'finish');
+    return true;
+  }
+
+  async function site(key: string): Promise<void> {
+    if (message.mode === 'plain') await sleep(Math.random() * message.intervalMs);
+    while (!stopping) {
+      const tick = Date.now();
+      try {
+        await pollOnce(key, message.mode === 'long' ? message.waitSeconds : 0);
+      } catch (e) {
+        if (stopping) break;
+        fail(`poll error ${(e as Error).message}`);
+        await sleep(1000);
+      }
+      if (message.mode === 'plain' && !stopping) await sleep(Math.max(0, tick + message.intervalMs - Date.now()));
+    }
+  }
+
+  const loops = message.sites.map((s) => site(s.key));
+  process.send!({ type: 'ready' });
+  await Promise.all(loops);
+  await agent.close().catch(() => undefined);
+}
+
+process.on('message', (message: StartMessage | { type: 'stop' }) => {
+  if (message.type === 'start') {
+    simulate(message).then(
+      () => process.send!(result, () => process.exit(0)),
+      (e: unknown) => {
+        fail(`crashed: ${(e as Error).message}`);
+        process.send!(result, () => process.exit(1));
+      },
+    );
+  } else if (message.type === 'stop') {
+    stopping = true;
+    abort.abort();
+  }
+});

@@ -1,0 +1,318 @@
+/**
+ * Figure 3: one registry process against 1,000 simulated sites (HTTP connections from a few
+ * load-generator processes, not containers), while researchers post tasks. Long polling
+ * (broadcast tasks to every site, then single-site tasks at a steady rate), then plain polling
+ * at a 1 s interval. Every run is started and finished by its site.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PhtClient } from '../sdk/index.js';
+import { IMAGE_REGISTRY } from '../test/helpers/docker.js';
+import { hotSpots, newestProfile } from './lib/cpu-profile.js';
+import { ProcSampler, readProc, type UsageWindow } from './lib/proc-stats.js';
+import { makeDataDir, seedPrincipals, startRegistryProcess, stopChild, type RegistryProcess } from './lib/registry-process.js';
+import { writeSection } from './lib/report.js';
+import { mib, ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
+import { numberArg, runMain } from './lib/world.js';
+import type { DoneMessage, StartMessage } from './scale-sites.js';
+
+const HANDOUT_P99_TARGET_MS = 100;
+const RSS_TARGET_BYTES = 300 * 1048576;
+const IMAGE = `${IMAGE_REGISTRY}/pht-bench/workload:1`;
+const RESEARCHERS = 4;
+
+interface Posted {
+  taskId: number;
+  postedAt: number;
+  answeredAt: number;
+}
+
+interface PhaseResult {
+  name: string;
+  usage: UsageWindow;
+  generatorCores: number;
+  handout: Summary;
+  post: Summary;
+  dispatchedPerSecond: number;
+  runs: number;
+  extra: Record<string, string>;
+}
+
+async function main(): Promise<void> {
+  const siteCount = numberArg('sites', 1000);
+  const generators = numberArg('generators', 2);
+  const broadcasts = numberArg('broadcasts', 10);
+  const rate = numberArg('rate', 100);
+  const seconds = numberArg('seconds', 20);
+  const plainSeconds = numberArg('plain-seconds', 30);
+  const profile = process.argv.includes('--profile');
+  const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-scale-${String(i).padStart(4, '0')}`);
+  const dataDir = makeDataDir();
+  console.log(`seeding ${siteCount} sites`);
+  const { siteKeys, userTokens } = await seedPrincipals(
+    dataDir,
+    siteNames,
+    Array.from({ length: RESEARCHERS }, (_, i) => `bench-researcher-${i}`),
+  );
+  const profileDir = profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
+  const registry = await startRegistryProcess({ dataDir, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] });
+  const researchers = [...userTokens.values()].map((token) => new PhtClient({ url: registry.url, token, timeoutMs: 120_000 }));
+  const sites = siteNames.map((name) => ({ name, key: siteKeys.get(name)! }));
+  const phases: PhaseResult[] = [];
+  let errors = 0;
+  const errorSamples: string[] = [];
+  try {
+    // Long polling.
+    let gens = await startGenerators(registry, sites, generators, { mode: 'long', waitSeconds: 30, intervalMs: 0 });
+    await waitParked(registry.url, siteCount);
+    const broadcast = await runBroadcasts(registry, researchers[0]!, broadcasts, gens);
+    const targeted = await runTargeted(registry, researchers, siteNames, rate, seconds, gens);
+    let done = await stopGenerators(gens);
+    errors += done.errors;
+    errorSamples.push(...done.errorSamples);
+    phases.push(finishPhase(`long poll: ${broadcasts} tasks to all ${siteCount} sites, one after another`, broadcast, done, siteCount));
+    phases.push(finishPhase(`long poll: single-site tasks at ${rate}/s for ${seconds} s`, targeted, done, siteCount));
+
+    // Plain polling at 1 s.
+    gens = await startGenerators(registry, sites, generators, { mode: 'plain', waitSeconds: 0, intervalMs: 1000 });
+    await new Promise((r) => setTimeout(r, 2000)); // every site has polled once: steady state
+    const plain = await runTargeted(registry, researchers, siteNames, rate, plainSeconds, gens);
+    done = await stopGenerators(gens);
+    errors += done.errors;
+    errorSamples.push(...done.errorSamples);
+    const plainPhase = finishPhase(`plain polling every 1 s: single-site tasks at ${rate}/s for ${plainSeconds} s`, plain, done, siteCount);
+    const lat = summarize(done.pollLatencies);
+    plainPhase.extra = { 'polls/s': (done.polls / plain.usage.wallMs * 1000).toFixed(0), 'poll request p50 / p99 (ms)': `${ms(lat.median)} / ${ms(lat.p99)}` };
+    phases.push(plainPhase);
+    errors += [broadcast, targeted, plain].reduce((n, p) => n + p.postErrors, 0);
+  } finally {
+    await Promise.all(researchers.map((r) => r.close()));
+  }
+  const peakRss = readProc(registry.pid).peakRssBytes;
+  await registry.stop();
+  report(phases, { siteCount, generators, broadcasts, rate, seconds, plainSeconds, errors, errorSamples, peakRss });
+  if (profileDir) reportProfile(profileDir);
+}
+
+interface Generators {
+  children: ChildProcess[];
+  done: Promise<DoneMessage[]>;
+}
+
+async function startGenerators(registry: RegistryProcess, sites: { name: string; key: string }[], count: number, options: Pick<StartMessage, 'mode' | 'waitSeconds' | 'intervalMs'>): Promise<Generators> {
+  const children: ChildProcess[] = [];
+  const ready: Promise<void>[] = [];
+  const done: Promise<DoneMessage>[] = [];
+  for (let g = 0; g < count; g++) {
+    const child = fork(path.join(__dirname, 'scale-sites.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.push(child);
+    const share = sites.filter((_, i) => i % count === g);
+    ready.push(new Promise((resolve) => child.once('message', () => resolve())));
+    done.push(
+      new Promise((resolve, reject) => {
+        child.on('message', (m: DoneMessage | { type: 'ready' }) => m.type === 'done' && resolve(m));
+        child.once('exit', (code) => reject(new Error(`load generator exited with ${code} before reporting`)));
+      }),
+    );
+    child.send({ type: 'start', url: registry.url, sites: share, ...options } satisfies StartMessage);
+  }
+  await Promise.all(ready);
+  return { children, done: Promise.all(done) };
+}
+
+async function stopGenerators(gens: Generators): Promise<DoneMessage> {
+  for (const child of gens.children) child.send({ type: 'stop' });
+  const timer = setTimeout(() => gens.children.forEach((c) => void stopChild(c, 1000)), 30_000);
+  const reports = await gens.done;
+  clearTimeout(timer);
+  return {
+    type: 'done',
+    receipts: reports.flatMap((r) => r.receipts),
+    polls: reports.reduce((n, r) => n + r.polls, 0),
+    pollLatencies: reports.flatMap((r) => r.pollLatencies),
+    errors: reports.reduce((n, r) => n + r.errors, 0),
+    errorSamples: reports.flatMap((r) => r.errorSamples),
+  };
+}
+
+async function waitParked(url: string, count: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const body = (await (await fetch(`${url}/healthz`)).json()) as { waiting: { sites: number } };
+    if (body.waiting.sites >= count) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`fewer than ${count} long polls reached the registry within 60 s`);
+}
+
+interface Workload {
+  posted: Posted[];
+  usage: UsageWindow;
+  generatorCores: number;
+  postErrors: number;
+  /** Per broadcast task: POST sent → every run final (the researcher's waitForTask returned). */
+  completion?: number[];
+}
+
+function samplers(registry: RegistryProcess, gens: Generators): { stop(): { usage: UsageWindow; generatorCores: number } } {
+  const reg = new ProcSampler(registry.pid).start();
+  const gen = gens.children.map((c) => new ProcSampler(c.pid!, 1000).start());
+  return {
+    stop: () => ({ usage: reg.stop(), generatorCores: gen.map((s) => s.stop().cores).reduce((a, b) => a + b, 0) }),
+  };
+}
+
+/** Broadcast tasks, one at a time: the researcher waits (long poll) for all runs before the next. */
+async function runBroadcasts(registry: RegistryProcess, researcher: PhtClient, count: number, gens: Generators): Promise<Workload> {
+  const sampling = samplers(registry, gens);
+  const posted: Posted[] = [];
+  const completion: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const postedAt = wallMs();
+    const task = await researcher.createTask({ image: IMAGE, config: {} });
+    const answeredAt = wallMs();
+    posted.push({ taskId: task.id, postedAt, answeredAt });
+    const final = await researcher.waitForTask(task.id, { timeoutMs: 120_000 });
+    if (final.status !== 'completed') throw new Error(`broadcast task ${task.id} ended ${final.status}`);
+    completion.push(wallMs() - postedAt);
+    console.log(`  broadcast ${i + 1}/${count}: ${task.runs.length} runs, all final after ${ms(completion.at(-1)!)} ms`);
+  }
+  return { posted, ...sampling.stop(), postErrors: 0, completion };
+}
+
+/** Single-site tasks to random sites at `rate` per second from several researchers; waits until all are final. */
+async function runTargeted(registry: RegistryProcess, researchers: PhtClient[], siteNames: string[], rate: number, seconds: number, gens: Generators): Promise<Workload> {
+  const sampling = samplers(registry, gens);
+  const posted: Posted[] = [];
+  const pending: Promise<void>[] = [];
+  let postErrors = 0;
+  const total = Math.round(rate * seconds);
+  const start = performance.now();
+  for (let i = 0; i < total; i++) {
+    const wait = start + (i * 1000) / rate - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const site = siteNames[Math.floor(Math.random() * siteNames.length)]!;
+    const postedAt = wallMs();
+    pending.push(
+      researchers[i % researchers.length]!.createTask({ image: IMAGE, config: {}, sites: [site] }).then(
+        (task) => void posted.push({ taskId: task.id, postedAt, answeredAt: wallMs() }),
+        () => void postErrors++,
+      ),
+    );
+  }
+  await Promise.all(pending);
+  // Every run is final once no researcher has a queued or running task left.
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const open = await Promise.all(researchers.flatMap((r) => [r.listTasks({ status: 'queued', limit: 1 }), r.listTasks({ status: 'running', limit: 1 })]));
+    if (open.every((l) => l.total === 0)) break;
+    if (Date.now() > deadline) throw new Error('targeted tasks did not all finish within 120 s');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  console.log(`  ${posted.length} single-site tasks posted at ${rate}/s, all final`);
+  return { posted, ...sampling.stop(), postErrors };
+}
+
+function finishPhase(name: string, work: Workload, done: DoneMessage, siteCount: number): PhaseResult {
+  const byTask = new Map(work.posted.map((p) => [p.taskId, p]));
+  const receipts = done.receipts.filter(([taskId]) => byTask.has(taskId));
+  const handouts = receipts.map(([taskId, , at]) => at - byTask.get(taskId)!.postedAt);
+  const first = Math.min(...work.posted.map((p) => p.postedAt));
+  const last = Math.max(...receipts.map(([, , at]) => at));
+  const extra: Record<string, string> = {};
+  if (work.completion) {
+    // Per broadcast: runs handed out per second, from the POST to the last site's receipt.
+    const rates = work.posted.map((p) => {
+      const times = receipts.filter(([t]) => t === p.taskId).map(([, , at]) => at);
+      return times.length / ((Math.max(...times) - p.postedAt) / 1000);
+    });
+    const c = summarize(work.completion);
+    extra['runs handed out/s within a broadcast (median)'] = summarize(rates).median.toFixed(0);
+    extra['POST → all runs final, per task (median / max ms)'] = `${ms(c.median)} / ${ms(c.max)}`;
+  }
+  return {
+    name,
+    usage: work.usage,
+    generatorCores: work.generatorCores,
+    handout: summarize(handouts),
+    post: summarize(work.posted.map((p) => p.answeredAt - p.postedAt)),
+    dispatchedPerSecond: receipts.length / ((last - first) / 1000),
+    runs: receipts.length,
+    extra,
+  };
+}
+
+function report(
+  phases: PhaseResult[],
+  o: { siteCount: number; generators: number; broadcasts: number; rate: number; seconds: number; plainSeconds: number; errors: number; errorSamples: string[]; peakRss: number },
+): void {
+  const longPhases = phases.filter((p) => p.name.startsWith('long'));
+  const worstP99 = Math.max(...longPhases.map((p) => p.handout.p99));
+  const verdicts = [
+    `errors: ${o.errors} (${o.errors === 0 ? 'met' : 'NOT met'})`,
+    `p99 hand-out with long polling: ${longPhases.map((p) => `${ms(p.handout.p99)} ms`).join(' (broadcast), ')} (steady) (${worstP99 < HANDOUT_P99_TARGET_MS ? 'met' : longPhases.some((p) => p.handout.p99 < HANDOUT_P99_TARGET_MS) ? 'met for steady single-site tasks, NOT met within 1,000-run bursts' : 'NOT met'})`,
+    `registry peak RSS ${mib(o.peakRss)} (${o.peakRss < RSS_TARGET_BYTES ? 'met' : 'NOT met'})`,
+  ];
+  const rows = phases.map((p) => [
+    p.name,
+    p.runs,
+    p.dispatchedPerSecond.toFixed(0),
+    `${ms(p.handout.median)} / ${ms(p.handout.p99)} / ${ms(p.handout.max)}`,
+    `${ms(p.post.median)} / ${ms(p.post.p99)}`,
+    p.usage.cores.toFixed(2),
+    mib(p.usage.peakRssBytes),
+    p.generatorCores.toFixed(2),
+  ]);
+  const extras = phases.flatMap((p) => Object.entries(p.extra).map(([k, v]) => `- ${p.name}: ${k}: ${v}`));
+  const body = `
+Targets: no errors; p99 hand-out < ${HANDOUT_P99_TARGET_MS} ms; registry RSS < 300 MB.
+**${verdicts.join('; ')}.**
+
+One \`node master\` process (info logging to a file); ${o.siteCount} sites simulated by ${o.generators}
+load-generator processes (undici, one keep-alive connection per parked poll), each site completing
+every run it gets (POST start, POST finish) before polling again; ${RESEARCHERS} researchers (SDK) in
+the benchmark's process. Hand-out = researcher's POST sent → the site has the run (wall clock
+across processes). CPU is the registry's user+system time over the phase's wall time (1.00 = one of
+the ${os.cpus().length} cores); RSS is sampled every 100 ms. The load generators and the researchers
+share the same ${os.cpus().length} cores (their CPU is in the last column).
+
+${table(['phase', 'runs', 'runs handed out/s', 'hand-out p50 / p99 / max (ms)', 'POST p50 / p99 (ms)', 'registry CPU (cores)', 'registry peak RSS', 'load generators CPU (cores)'], rows)}
+
+${extras.join('\n')}
+
+Registry peak RSS over the whole benchmark (VmHWM): ${mib(o.peakRss)}. Errors: ${o.errors}${o.errorSamples.length ? ` (first: ${o.errorSamples.slice(0, 3).join('; ')})` : ''}.
+`;
+  console.log(body);
+  writeSection({
+    id: 'scale',
+    title: '3. Registry scale: 1,000 sites',
+    command: `npm run bench:scale -- --sites ${o.siteCount} --generators ${o.generators} --broadcasts ${o.broadcasts} --rate ${o.rate} --seconds ${o.seconds} --plain-seconds ${o.plainSeconds}`,
+    body,
+  });
+}
+
+function reportProfile(dir: string): void {
+  const file = newestProfile(dir);
+  const spots = hotSpots(file, 20);
+  const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+  const body = `
+A separate run of the same benchmark with the registry under \`node --cpu-prof\` (the profiler slows
+it a little; the figures above come from a run without it). Self time of the registry process over
+the whole benchmark: ${(spots.totalMs / 1000).toFixed(1)} s of CPU samples.
+
+By module:
+
+${table(['module', 'self ms', 'share'], spots.files.map((f) => [f.name, f.selfMs.toFixed(0), pct(f.share)]))}
+
+By function:
+
+${table(['function', 'self ms', 'share'], spots.functions.map((f) => [f.name, f.selfMs.toFixed(0), pct(f.share)]))}
+`;
+  console.log(body);
+  writeSection({ id: 'scale-profile', title: '3b. Registry CPU profile under the scale benchmark', command: 'npm run bench:scale -- --profile', body });
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+runMain(main);
