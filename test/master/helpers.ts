@@ -3,7 +3,9 @@
  * small HTTP client with keys, and the site/researcher moves every test repeats.
  */
 import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import request from 'supertest';
@@ -254,14 +256,41 @@ export interface CliResult {
 const MAIN_JS = path.join(REPO_ROOT, 'dist/master/main.js');
 let built: Promise<void> | null = null;
 
-/** Builds dist/ once when it is missing (or older than the master sources), so `node master` runs. */
+/**
+ * Builds dist/ (what `npm run build` does) when it is missing or older than the master/shared
+ * sources, so `node master` runs the code under test. Test files run in parallel workers: a lock
+ * directory makes them build one at a time. tsc emits even when some other part of the repository
+ * has a type error; what counts here is that dist/master is fresh afterwards.
+ */
 export function ensureBuilt(): Promise<void> {
-  built ??= (async () => {
-    if (fs.existsSync(MAIN_JS) && !sourcesNewerThan(fs.statSync(MAIN_JS).mtimeMs)) return;
-    const res = await exec('npm', ['run', 'build'], {});
-    if (res.code !== 0) throw new Error(`npm run build failed:\n${res.stdout}\n${res.stderr}`);
-  })();
+  const fresh = () => fs.existsSync(MAIN_JS) && !sourcesNewerThan(fs.statSync(MAIN_JS).mtimeMs);
+  built ??= withBuildLock(async () => {
+    if (fresh()) return;
+    const tsc = await exec(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {});
+    const assets = await exec(process.execPath, ['scripts/copy-assets.js'], {});
+    if (!fresh() || assets.code !== 0) throw new Error(`building dist/ failed:\n${tsc.stdout}\n${tsc.stderr}\n${assets.stderr}`);
+  });
   return built;
+}
+
+async function withBuildLock(fn: () => Promise<void>): Promise<void> {
+  const lock = path.join(os.tmpdir(), `pht-build-${crypto.createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 12)}.lock`);
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      break;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'EEXIST') throw e;
+      // A lock left by a killed test run is stale after a few minutes.
+      if (Date.now() - fs.statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 180_000) fs.rmSync(lock, { recursive: true, force: true });
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  try {
+    await fn();
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
 }
 
 function sourcesNewerThan(ms: number): boolean {

@@ -1,14 +1,21 @@
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { expectApiError, world, type World } from './helpers.js';
+import { eventually, expectApiError, world, type World } from './helpers.js';
 
 const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 
 async function runningRun(w: World): Promise<number> {
   await w.researcher.createTask({ sites: ['site-a'] });
   return (await w.sites[0]!.claimAndStart()).id;
+}
+
+/** How many files the registry keeps on disk, finished or in progress. */
+function filesOnDisk(w: World): number {
+  return fs.readdirSync(path.join(w.reg.dataDir, 'files')).length + fs.readdirSync(path.join(w.reg.dataDir, 'files-tmp')).length;
 }
 
 /** Downloads a result file as raw bytes. */
@@ -104,6 +111,30 @@ describe('result files', () => {
     expect((await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/broken.json`, [big], json)).status).toBe(201);
   });
 
+  it('keeps nothing of an upload the site cut off half way, and takes the retry', async () => {
+    const w = await world({ siteCount: 1 });
+    const runId = await runningRun(w);
+    const { hostname, port } = new URL(w.reg.url);
+    await new Promise<void>((resolve) => {
+      const req = http.request({
+        hostname,
+        port,
+        method: 'PUT',
+        path: `/api/v1/site/runs/${runId}/files/cut.bin`,
+        headers: { authorization: `Bearer ${w.sites[0]!.key}`, 'content-type': 'application/octet-stream', 'content-length': '100000' },
+      });
+      req.on('error', () => resolve());
+      req.write(Buffer.alloc(40_000), () => req.destroy());
+    });
+    // The registry notices the hang-up asynchronously: a later upload of the same name wins.
+    const bytes = Buffer.from('complete\n');
+    await w.sites[0]!.upload(runId, 'cut.bin', bytes).expect(201);
+    expect((await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200)).body).toEqual([{ name: 'cut.bin', size: bytes.length, sha256: sha256(bytes) }]);
+    expect(Buffer.compare((await download(w, runId, 'cut.bin').expect(200)).body as Buffer, bytes)).toBe(0);
+    // No half file is left on disk, in the store or in its temporary folder.
+    await eventually(() => Promise.resolve(filesOnDisk(w)), (n) => n === 1, 'the cut-off upload to be cleaned up');
+  });
+
   it('replaces a file uploaded twice while the run is running', async () => {
     const w = await world({ siteCount: 1 });
     const runId = await runningRun(w);
@@ -112,6 +143,7 @@ describe('result files', () => {
     const list = await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200);
     expect(list.body).toEqual([{ name: 'out.csv', size: 7, sha256: sha256(Buffer.from('second!')) }]);
     expect(((await download(w, runId, 'out.csv').expect(200)).body as Buffer).toString()).toBe('second!');
+    expect(filesOnDisk(w)).toBe(1);
   });
 
   it.each([
@@ -152,6 +184,7 @@ describe('result files', () => {
     expect(streamed.body.code).toBe('payload_too_large');
     const list = await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200);
     expect(list.body.map((f: { name: string }) => f.name)).toEqual(['fits.bin']);
+    expect(filesOnDisk(w)).toBe(1);
   });
 
   it('refuses more bytes per run than runResultBytes, and more files than filesPerRun (413)', async () => {
@@ -180,6 +213,8 @@ describe('result files', () => {
 
     expect((await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200)).body).toEqual([{ name: 'out.csv', size: bytes.length, sha256: sha256(bytes) }]);
     expect(Buffer.compare((await download(w, runId, 'out.csv').expect(200)).body as Buffer, bytes)).toBe(0);
+    // Neither the harmless copy nor the refused one is kept.
+    expect(filesOnDisk(w)).toBe(1);
   });
 
   it('refuses uploads before the run has started (409)', async () => {
