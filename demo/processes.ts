@@ -275,6 +275,30 @@ export class ProcessGroup {
   }
 }
 
+/**
+ * PIDs of the live processes on this machine whose command line contains `text` (read from
+ * /proc; an empty list where there is no /proc).
+ */
+export function processesWithCommandLine(text: string): number[] {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const found: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      // Arguments are NUL-separated.
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').includes(text)) found.push(Number(entry));
+    } catch {
+      // Ended while we looked, or not ours to read.
+    }
+  }
+  return found;
+}
+
 function readFrom(file: string, offset: number): Buffer {
   let fd: number;
   try {

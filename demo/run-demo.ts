@@ -41,11 +41,11 @@ import {
   removeSiteResources,
   type InfrastructureStatus,
 } from './docker-resources.js';
-import { describeExit, ProcessGroup, type ExitStatus, type ManagedProcess } from './processes.js';
+import { describeExit, ProcessGroup, processesWithCommandLine, type ExitStatus, type ManagedProcess } from './processes.js';
 import { federatedDescriptiveStats } from './researcher-descriptive-stats.js';
 import { federatedLogisticRegression } from './researcher-logistic-regression.js';
 import { DEMO_SEED, generateDemoData } from './synthetic-data.js';
-import { demoSiteNames, emptyTrainProcesses, LOG_DIR, startTrain, stopTrain, type Train } from './train.js';
+import { clientCommandLineMarker, demoSiteNames, emptyTrainProcesses, LOG_DIR, startTrain, stopTrain, type Train } from './train.js';
 
 export interface DemoOptions {
   /** Keep the temp dir (data, registry database, client work dirs, logs) at the end. */
@@ -80,6 +80,7 @@ export class TrainProcessExitedError extends Error {
 }
 
 const READY_TIMEOUT_MS = 60_000;
+const DOCKER_SOCKET = '/var/run/docker.sock';
 const STOP_GRACE_MS = 10_000;
 const SCRIPT_LOG_DIR = LOG_DIR;
 
@@ -125,6 +126,8 @@ export class Demo {
   private readonly startedAt = Date.now();
   private readonly failure = new AbortController();
   private roundsSummary = '';
+  /** Set once no other demo uses these site names: only then is their Docker state ours to remove. */
+  private ownsSites = false;
 
   constructor(
     private readonly options: DemoOptions,
@@ -135,6 +138,11 @@ export class Demo {
     fs.mkdirSync(path.join(this.dir, SCRIPT_LOG_DIR), { recursive: true });
     // A train process that ends on its own fails whatever is waiting, at once.
     this.processes = new ProcessGroup((p, status) => this.failure.abort(new TrainProcessExitedError(p, status)));
+  }
+
+  /** Whether any process was started (and so there are logs worth keeping). */
+  get startedProcesses(): boolean {
+    return this.processes.list().length > 0;
   }
 
   /** Why the demo had to stop on its own (a train process ended), if it did. */
@@ -151,7 +159,10 @@ export class Demo {
     print(`working directory: ${this.dir}`);
     print();
 
-    await this.timed('infrastructure check', () => this.ensureInfrastructure(root, signal));
+    await this.timed('infrastructure check', async () => {
+      await this.ensureInfrastructure(root, signal);
+      await this.claimSites();
+    });
     const images = algorithmImages(this.options.imageRegistry);
     await this.timed('algorithm images built and pushed', async () => {
       print(`building and pushing ${images.descriptiveStats} and ${images.logisticRegression}`);
@@ -228,7 +239,7 @@ export class Demo {
     try {
       const killed = await stopTrain(this.processes, this.train, STOP_GRACE_MS);
       // Scripts (image build, infra.sh) cut short by an interruption.
-      killed.push(...(await this.processes.stop(this.processes.list(), STOP_GRACE_MS)));
+      killed.push(...(await this.processes.stop(this.processes.list().filter((p) => !p.stopRequested), STOP_GRACE_MS)));
       const stopped = this.processes.list().length;
       print(`   stopped ${plural(stopped, 'process', 'processes')}${killed.length ? ` (killed after ${STOP_GRACE_MS / 1000} s: ${killed.join(', ')})` : ''}`);
       const stillRunning = this.processes.list().filter((p) => p.running);
@@ -241,8 +252,11 @@ export class Demo {
       this.processes.dispose();
     }
 
-    try {
-      const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+    if (!this.ownsSites) {
+      // No client was started, so nothing in Docker is ours; these names may be another demo's.
+      print('   Docker: untouched (no site client was started)');
+    } else try {
+      const docker = new Docker({ socketPath: DOCKER_SOCKET });
       let containers = 0;
       const networks: string[] = [];
       for (const site of this.siteNames) {
@@ -264,8 +278,10 @@ export class Demo {
       print(`   could not clean up Docker: ${e instanceof Error ? e.message : String(e)}`);
     }
 
-    print(`   logs (${options.keepDir ? 'kept' : 'removed with the working directory; --keep keeps them'}):`);
-    for (const p of this.processes.list()) print(`     ${p.name.padEnd(28)} pid ${String(p.pid).padEnd(8)} ${p.logFile}`);
+    if (this.processes.list().length > 0) {
+      print(`   logs (${options.keepDir ? 'kept' : 'removed with the working directory; --keep keeps them'}):`);
+      for (const p of this.processes.list()) print(`     ${p.name.padEnd(30)} pid ${String(p.pid).padEnd(8)} ${p.logFile}`);
+    }
     if (options.keepDir) {
       print(`   kept ${this.dir}`);
     } else {
@@ -297,8 +313,35 @@ export class Demo {
       await bringInfrastructureUp(this.processes, root, logFile, this.options.env, signal);
       status = await checkInfrastructure(infra, signal);
       if (!ready(status)) throw new Error(`${describeMissing(status, infra.imageRegistry)} even after \`bash scripts/infra.sh up\`; see ${logFile}`);
+      this.print('(the daemons infra.sh started stay up for the next run; `bash scripts/infra.sh down` stops them)');
     }
     this.print(`Docker engine, image registry ${infra.imageRegistry} and base image: ready`);
+  }
+
+  /**
+   * Makes sure no other demo on this machine uses the same site names, then removes what an
+   * earlier demo that was killed left in Docker under them. Left-overs matter: a client names a
+   * run's container after its site and run id, and adopts an existing container of that name as
+   * its own, so a stale container from an earlier registry would stand in for a new run.
+   */
+  private async claimSites(): Promise<void> {
+    for (const site of this.siteNames) {
+      const users = processesWithCommandLine(clientCommandLineMarker(site));
+      if (users.length > 0) {
+        throw new Error(`another demo's client for site ${site} is running (pid ${users.join(', ')}); give this one other site names with --site-prefix`);
+      }
+    }
+    this.ownsSites = true;
+    const docker = new Docker({ socketPath: DOCKER_SOCKET });
+    for (const site of this.siteNames) {
+      const removed = await removeSiteResources(docker, site);
+      const rules = await removeFirewallRules([...new Set([...removed.networks, defaultGatewayNetwork(site)])]);
+      if (removed.containers.length + removed.networks.length + rules > 0) {
+        this.print(
+          `removed what an earlier demo left behind for ${site}: ${plural(removed.containers.length, 'container')}, ${plural(removed.networks.length, 'network')}, ${plural(rules, 'firewall rule')}`,
+        );
+      }
+    }
   }
 
   private async startTrain(root: string, signal: AbortSignal): Promise<Train> {
@@ -398,7 +441,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     print(reason instanceof DemoInterruptedError ? `demo ${reason.message}` : `demo failed: ${reason instanceof Error ? reason.message : String(reason)}`);
   }
   // A failed demo keeps its logs for whoever wants to look; an interrupted one does not.
-  const keepDir = values.keep || (failed && !interrupt.signal.aborted);
+  const keepDir = values.keep || (failed && !interrupt.signal.aborted && demo.startedProcesses);
   const clean = await demo.shutdown({ keepDir: keepDir ?? false, force: force.signal });
   process.removeListener('SIGINT', onSignal);
   process.removeListener('SIGTERM', onSignal);

@@ -71,6 +71,16 @@ export function demoSiteNames(sitePrefix: string): Array<{ name: string; profile
 
 export const LOG_DIR = 'logs';
 
+/** Where a demo writes a site's client config, relative to its temp dir. */
+export function clientConfigPath(dir: string, site: string): string {
+  return path.join(dir, 'clients', site, 'config.json');
+}
+
+/** The part of a demo client's command line that names its site, whatever the demo's temp dir. */
+export function clientCommandLineMarker(site: string): string {
+  return `${path.sep}clients${path.sep}${site}${path.sep}config.json`;
+}
+
 /** Starts everything; the processes are recorded in `processes` as soon as they are spawned. */
 export async function startTrain(group: ProcessGroup, processes: TrainProcesses, options: TrainOptions, signal?: AbortSignal): Promise<Train> {
   const { root, dir } = options;
@@ -128,9 +138,9 @@ export async function startTrain(group: ProcessGroup, processes: TrainProcesses,
 
   // 4. One site client per hospital, each with a config file as a site would write it.
   for (const site of sites) {
-    const clientDir = path.join(dir, 'clients', site.name);
+    const configFile = clientConfigPath(dir, site.name);
+    const clientDir = path.dirname(configFile);
     fs.mkdirSync(clientDir, { recursive: true });
-    const configFile = path.join(clientDir, 'config.json');
     const config = {
       registryUrl,
       apiKey: apiKeys.get(site.name)!,
