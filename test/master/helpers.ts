@@ -11,11 +11,10 @@ import { Writable } from 'node:stream';
 import request from 'supertest';
 import winston from 'winston';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
-import type { RunState } from '../../shared/run-state.js';
 import type { FinishReport, RunAssignment, RunDetail, SiteRunView, Task } from '../../shared/types.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 
-export const REPO_ROOT = path.resolve(__dirname, '../..');
+const REPO_ROOT = path.resolve(__dirname, '../..');
 /** An image reference that is never pulled: the registry only stores it. */
 export const IMAGE = '127.0.0.1:5050/pht/test-analysis:1';
 
@@ -60,11 +59,6 @@ export async function restart(r: TestRegistry): Promise<TestRegistry> {
   const next = await r.restart();
   live.set(next, lines);
   return next;
-}
-
-/** The error lines a registry from `registry()` has logged so far. */
-export function loggedErrors(r: TestRegistry): LoggedLine[] {
-  return (live.get(r) ?? []).filter((l) => l.level === 'error');
 }
 
 afterEach(async () => {
@@ -215,10 +209,6 @@ export async function eventually<T>(read: () => Promise<T>, accept: (value: T) =
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}; last value: ${JSON.stringify(value)}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-export async function runState(client: ResearcherClient, runId: number): Promise<RunState> {
-  return (await client.run(runId)).status;
 }
 
 /** Asserts the REST error shape: a JSON {code, message} and nothing that looks like a stack. */

@@ -147,6 +147,20 @@ describe('run lifecycle', () => {
     expect(second).toMatchObject({ id: first.id, attempt: 2 });
   });
 
+  it('lets a slow site start a run whose lease expired; a second claimer’s start then gets 409', async () => {
+    const { researcher, sites } = await world({ siteCount: 1, overrides: { lease: '300ms' } });
+    await researcher.createTask();
+    const site = sites[0]!;
+    const slow = await site.claim();
+    await eventually(() => researcher.run(slow.id), (r) => r.status === 'queued', 'the lease to expire');
+    const again = await site.claim();
+    expect(again).toMatchObject({ id: slow.id, attempt: 2 });
+    // First start wins; the other poller learns it must not run the image.
+    await site.start(slow.id);
+    expectApiError(await site.post(`/api/v1/site/runs/${again.id}/start`), 409, 'conflict');
+    expect((await researcher.run(slow.id)).status).toBe('running');
+  });
+
   it('does not requeue a run once it is running, whatever the lease', async () => {
     const { researcher, sites } = await world({ siteCount: 1, overrides: { lease: '300ms' } });
     await researcher.createTask();
