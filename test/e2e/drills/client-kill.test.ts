@@ -1,0 +1,188 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Task } from '../../../shared/types.js';
+import {
+  allFileProblems,
+  buildDrillImage,
+  cleanupSites,
+  ContainerStartRecorder,
+  createDrillSite,
+  drillDir,
+  DrillResearcher,
+  freePort,
+  histogram,
+  leftoverContainers,
+  leftoverWorkspaces,
+  MasterProcess,
+  notCompleted,
+  randomBetween,
+  runsOf,
+  sleep,
+  startProblems,
+  storedFileCount,
+  uniqueName,
+  waitUntilAllFinal,
+  type DrillConfig,
+  type DrillSite,
+  type LogLine,
+  type PlannedTask,
+} from './drill-harness.js';
+
+/**
+ * Fault drill 2: the three `node client` processes are SIGKILLed and started again while their
+ * containers run, while they upload multi-megabyte results, and while the registry itself is
+ * down. A restarted client must follow the containers it left (never start a run twice) and
+ * deliver every result in full.
+ */
+
+const TASKS = 15;
+const UNUSED_SPARQL = 'http://127.0.0.1:9/sparql';
+const MB = 1024 * 1024;
+
+type KillKind = 'running' | 'upload' | 'registry-down';
+
+describe('fault drill: site clients SIGKILLed and restarted', () => {
+  let dir: string;
+  let master: MasterProcess;
+  const sites: DrillSite[] = [];
+  let researcher: DrillResearcher;
+  let image: string;
+  let starts: ContainerStartRecorder | undefined;
+  let passed = false;
+
+  beforeAll(async () => {
+    dir = drillDir('client-kill');
+    const configFile = path.join(dir, 'master.json');
+    fs.writeFileSync(configFile, JSON.stringify({ lease: '15s', sweepInterval: '1s' }));
+    master = new MasterProcess(await freePort(), path.join(dir, 'data'), path.join(dir, 'master.log'), configFile);
+    await master.startReady();
+    image = await buildDrillImage();
+    researcher = new DrillResearcher(master.url, await master.createUser('driller'));
+    for (let i = 0; i < 3; i++) sites.push(await createDrillSite(dir, master, uniqueName(`ck${i}`), UNUSED_SPARQL, 3));
+    starts = await ContainerStartRecorder.listen();
+    for (const site of sites) site.client.start();
+  });
+
+  afterAll(async () => {
+    await starts?.close();
+    for (const site of sites) await site.client.close();
+    await master?.close();
+    await cleanupSites(sites);
+    if (passed) fs.rmSync(dir, { recursive: true, force: true });
+    else if (dir) console.log(`client-kill drill: logs and state kept in ${dir}`);
+  });
+
+  it('starts each run once and delivers every file intact although its client dies mid-run, mid-upload and while the registry is down', async () => {
+    const began = Date.now();
+    // Each run sleeps a moment, then writes three files (2–6 MB in all), so kills land in runs and in uploads.
+    const plan: PlannedTask[] = [];
+    for (let i = 0; i < TASKS; i++) {
+      const config: DrillConfig = {
+        seed: `ck-${i}-${began}`,
+        sleepMs: Math.round(randomBetween(500, 2500)),
+        files: [
+          { name: 'a.bin', bytes: Math.round(randomBetween(1, 3) * MB) },
+          { name: 'b.bin', bytes: Math.round(randomBetween(1, 3) * MB) },
+          { name: 'c.txt', bytes: Math.round(randomBetween(1, 64)) * 1024 },
+        ],
+      };
+      plan.push({ name: `client-kill-${i}`, sites: sites.map((s) => s.name), config });
+    }
+    for (const t of plan) await researcher.postOnce(t.name, image, t.config, t.sites);
+
+    // The moment a site's upload of one of a run's three files has landed, the next is under way.
+    let uploadInProgress: ((site: string) => void) | null = null;
+    master.onLog((line: LogLine) => {
+      if (line.message === 'result file stored' && uploadInProgress) uploadInProgress(String(line.site));
+    });
+    const nextUpload = (timeoutMs: number) =>
+      new Promise<string | null>((resolve) => {
+        const timer = setTimeout(() => {
+          uploadInProgress = null;
+          resolve(null);
+        }, timeoutMs);
+        uploadInProgress = (site) => {
+          clearTimeout(timer);
+          uploadInProgress = null;
+          resolve(site);
+        };
+      });
+    const restartLater = async (site: DrillSite) => {
+      await sleep(randomBetween(0, 1000));
+      site.client.start();
+    };
+
+    const kills: KillKind[] = [];
+    let stopKilling = false;
+    const killer = (async () => {
+      const cycle: KillKind[] = ['running', 'upload', 'running', 'upload', 'registry-down'];
+      for (let i = 0; !stopKilling; i++) {
+        await sleep(randomBetween(1000, 3000));
+        if (stopKilling) break;
+        const kind = cycle[i % cycle.length]!;
+        if (kind === 'upload') {
+          const siteName = await nextUpload(8000);
+          const site = sites.find((s) => s.name === siteName);
+          if (!site) continue;
+          await site.client.kill('SIGKILL');
+          kills.push('upload');
+          await restartLater(site);
+        } else if (kind === 'running') {
+          const site = sites[Math.floor(Math.random() * sites.length)]!;
+          await site.client.kill('SIGKILL');
+          kills.push('running');
+          await restartLater(site);
+        } else {
+          // The client dies and comes back while the registry is away: it must wait for it.
+          const site = sites[Math.floor(Math.random() * sites.length)]!;
+          await master.kill('SIGKILL');
+          await site.client.kill('SIGKILL');
+          kills.push('registry-down');
+          site.client.start();
+          await sleep(randomBetween(1000, 2000));
+          await master.startReady();
+        }
+      }
+    })();
+
+    let tasks: Task[];
+    try {
+      tasks = await waitUntilAllFinal(researcher, plan.length, 300_000);
+    } finally {
+      stopKilling = true;
+      await killer;
+    }
+    const tookMs = Date.now() - began;
+
+    tasks = await researcher.allTasks();
+    const runs = runsOf(tasks, plan);
+    expect(runs.length).toBe(TASKS * sites.length);
+    expect(notCompleted(runs)).toEqual([]);
+    expect(runs.filter((r) => r.run.attempt < 1 || r.run.attempt > 3).map((r) => r.run.id)).toEqual([]);
+    await starts!.close();
+    expect(startProblems(starts!, runs)).toEqual([]);
+    expect(await allFileProblems(researcher, runs)).toEqual([]);
+    for (const site of sites) {
+      expect(await leftoverContainers(site.name), `containers left by ${site.name}`).toEqual([]);
+      expect(leftoverWorkspaces(site.workDir), `run folders left by ${site.name}`).toEqual([]);
+    }
+    const stored = storedFileCount(master.dataDir);
+    const summary = {
+      runs: runs.length,
+      bytes: runs.reduce((n, r) => n + r.config.files.reduce((m, f) => m + f.bytes, 0), 0),
+      clientKills: histogram(kills),
+      clientStarts: Object.fromEntries(sites.map((s) => [s.name, s.client.starts])),
+      registryKills: master.kills,
+      attempts: histogram(runs.map((r) => r.run.attempt)),
+      storedFiles: stored.files,
+      tookSeconds: Math.round(tookMs / 1000),
+    };
+    console.log(`client-kill drill: ${JSON.stringify(summary)}`);
+    fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 2));
+    expect(kills.length).toBeGreaterThanOrEqual(5);
+    expect(kills).toContain('upload');
+    expect(stored.files - runs.length * 3, 'stored result files that no run refers to').toBe(0);
+    passed = true;
+  }, 420_000);
+});
