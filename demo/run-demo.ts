@@ -82,7 +82,6 @@ export class TrainProcessExitedError extends Error {
 const READY_TIMEOUT_MS = 60_000;
 const DOCKER_SOCKET = '/var/run/docker.sock';
 const STOP_GRACE_MS = 10_000;
-const SCRIPT_LOG_DIR = LOG_DIR;
 
 type Print = (line?: string) => void;
 
@@ -125,7 +124,6 @@ export class Demo {
   private readonly timings: Array<[string, number]> = [];
   private readonly startedAt = Date.now();
   private readonly failure = new AbortController();
-  private roundsSummary = '';
   /** Set once no other demo uses these site names: only then is their Docker state ours to remove. */
   private ownsSites = false;
 
@@ -135,7 +133,7 @@ export class Demo {
   ) {
     this.siteNames = demoSiteNames(options.sitePrefix).map((s) => s.name);
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-demo-'));
-    fs.mkdirSync(path.join(this.dir, SCRIPT_LOG_DIR), { recursive: true });
+    fs.mkdirSync(path.join(this.dir, LOG_DIR), { recursive: true });
     // A train process that ends on its own fails whatever is waiting, at once.
     this.processes = new ProcessGroup((p, status) => this.failure.abort(new TrainProcessExitedError(p, status)));
   }
@@ -204,14 +202,14 @@ export class Demo {
       );
       for (const line of formatLogisticComparison(logisticComparison)) print(`   ${line}`);
       const roundMs = logistic.rounds.map((r) => r.durationMs);
-      this.roundsSummary = `${roundMs.length} rounds, ${seconds(roundMs.reduce((a, b) => a + b, 0) / Math.max(1, roundMs.length))} per round on average (fastest ${seconds(Math.min(...roundMs))}, slowest ${seconds(Math.max(...roundMs))})`;
+      const roundsSummary = `${roundMs.length} rounds, ${seconds(roundMs.reduce((a, b) => a + b, 0) / Math.max(1, roundMs.length))} per round on average (fastest ${seconds(Math.min(...roundMs))}, slowest ${seconds(Math.max(...roundMs))})`;
 
       print();
       print('Timing');
       const rows = this.timings.map(([what, ms]) => [what, seconds(ms)]);
       rows.push(['start-up in all', seconds(startupMs)], ['so far', seconds(Date.now() - this.startedAt)]);
       for (const line of formatTable(['step', 'took'], rows)) print(`   ${line}`);
-      print(`   logistic regression: ${this.roundsSummary}`);
+      print(`   logistic regression: ${roundsSummary}`);
 
       const agree = statsComparison.agree && logisticComparison.agree;
       print();
@@ -294,7 +292,7 @@ export class Demo {
   }
 
   private logFile(name: string): string {
-    return path.join(this.dir, SCRIPT_LOG_DIR, name);
+    return path.join(this.dir, LOG_DIR, name);
   }
 
   private async timed<T>(what: string, step: () => Promise<T>): Promise<T> {

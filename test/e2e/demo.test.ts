@@ -19,7 +19,11 @@ interface DemoRun {
 
 let running: ChildProcess | null = null;
 
-function runDemo(args: string[]): Promise<DemoRun> {
+/**
+ * Runs the compiled demo. `interruptWhen`: send SIGINT (what Ctrl-C does) once the output
+ * matches it.
+ */
+function runDemo(args: string[], interruptWhen?: RegExp): Promise<DemoRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'demo', 'run-demo.js'), ...args], {
       cwd: ROOT,
@@ -27,8 +31,16 @@ function runDemo(args: string[]): Promise<DemoRun> {
     });
     running = child;
     let output = '';
-    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    let interrupted = false;
+    const collect = (d: Buffer): void => {
+      output += d.toString();
+      if (interruptWhen && !interrupted && interruptWhen.test(output)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
     child.once('error', reject);
     child.once('close', (code) => {
       running = null;
@@ -66,6 +78,29 @@ function maxDifference(output: string, what: string): number {
   return Number(match[1]);
 }
 
+/** Every process the demo listed has ended, none uses its temp dir, which is gone, and Docker holds nothing of its sites. */
+async function expectNothingLeftBehind(output: string, sites: string[]): Promise<void> {
+  const context = `demo output:\n${output}`;
+  const workDir = /^working directory: (\S+)$/m.exec(output)?.[1];
+  expect(workDir, context).toMatch(/pht-demo-/);
+  const listed = [...output.matchAll(/^\s+(.+?)\s+pid (\d+)\s+(\S+\.log)$/gm)].map((m) => ({ name: m[1]!, pid: Number(m[2]) }));
+  expect(listed.length, context).toBeGreaterThan(0);
+  expect(listed.filter((p) => alive(p.pid))).toEqual([]);
+  expect(processesMentioning(workDir!)).toEqual([]);
+  expect(fs.existsSync(workDir!)).toBe(false);
+  for (const site of sites) {
+    const label = [`${CONTAINER_LABELS.site}=${site}`];
+    expect(await docker().listContainers({ all: true, filters: { label } })).toEqual([]);
+    expect(await docker().listNetworks({ filters: { label } })).toEqual([]);
+  }
+  expect(output).toContain('nothing left behind');
+}
+
+function uniqueSites(): { prefix: string; sites: string[] } {
+  const prefix = `demo${crypto.randomBytes(3).toString('hex')}-`;
+  return { prefix, sites: ['site-a', 'site-b', 'site-c'].map((s) => prefix + s) };
+}
+
 describe('the demo (npm start)', () => {
   afterAll(async () => {
     // A test that timed out must not leave the demo running: one SIGINT makes it clean up.
@@ -79,8 +114,7 @@ describe('the demo (npm start)', () => {
   });
 
   it('runs both federated analyses, agrees with the central computation and leaves nothing behind', { timeout: 900_000 }, async () => {
-    const prefix = `demo${crypto.randomBytes(3).toString('hex')}-`;
-    const sites = ['site-a', 'site-b', 'site-c'].map((s) => prefix + s);
+    const { prefix, sites } = uniqueSites();
     const { code, output } = await runDemo(['--site-prefix', prefix]);
     const context = `demo output:\n${output}`;
     expect(code, context).toBe(0);
@@ -94,24 +128,19 @@ describe('the demo (npm start)', () => {
     expect(output).toMatch(/^\s+pooled\s+age\s+1950\s/m);
     expect(output).toMatch(/converged after \d+ rounds on 1912 complete cases/);
     expect(output).toMatch(/logistic regression: \d+ rounds, [\d.]+ s per round on average/);
+    const listed = [...output.matchAll(/^\s+(.+?)\s+pid \d+\s+\S+\.log$/gm)].map((m) => m[1]);
+    expect(listed).toEqual(expect.arrayContaining(['registry (node master)', ...sites.flatMap((s) => [`client ${s}`, `sparql ${s}`])]));
 
-    // Every process it listed has ended, and no process anywhere still uses its temp dir.
-    const workDir = /^working directory: (\S+)$/m.exec(output)?.[1];
-    expect(workDir, context).toMatch(/pht-demo-/);
-    const listed = [...output.matchAll(/^\s+(.+?)\s+pid (\d+)\s+(\S+\.log)$/gm)].map((m) => ({ name: m[1]!, pid: Number(m[2]) }));
-    expect(listed.map((p) => p.name)).toEqual(
-      expect.arrayContaining(['registry (node master)', ...sites.map((s) => `client ${s}`), ...sites.map((s) => `sparql ${s}`)]),
-    );
-    expect(listed.filter((p) => alive(p.pid))).toEqual([]);
-    expect(processesMentioning(workDir!)).toEqual([]);
-    expect(fs.existsSync(workDir!)).toBe(false);
+    await expectNothingLeftBehind(output, sites);
+  });
 
-    // And nothing in Docker carries its sites' labels.
-    for (const site of sites) {
-      const label = [`${CONTAINER_LABELS.site}=${site}`];
-      expect(await docker().listContainers({ all: true, filters: { label } })).toEqual([]);
-      expect(await docker().listNetworks({ filters: { label } })).toEqual([]);
-    }
-    expect(output).toContain('nothing left behind');
+  it('shuts everything down when interrupted in the middle of the logistic regression (Ctrl-C)', { timeout: 900_000 }, async () => {
+    const { prefix, sites } = uniqueSites();
+    // Right after round 1 the demo posts round 2: its containers are starting or running.
+    const { code, output } = await runDemo(['--site-prefix', prefix], /^\s+round 1 \(task \d+/m);
+    expect(code, `demo output:\n${output}`).toBe(130);
+    expect(output).toContain('demo interrupted by SIGINT');
+    expect(output).not.toContain('RESULT:');
+    await expectNothingLeftBehind(output, sites);
   });
 });
