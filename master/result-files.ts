@@ -41,10 +41,14 @@ export class ResultFileStore {
         callback(null, chunk);
       },
     });
+    const file = fs.createWriteStream(tmp, { flags: 'wx' });
     try {
-      await pipeline(body, meter, fs.createWriteStream(tmp, { flags: 'wx' }));
+      await pipeline(body, meter, file);
       fs.renameSync(tmp, path.join(this.dir, storedAs));
     } catch (e) {
+      // The file is opened asynchronously: when the upload fails before the open completes, the
+      // open still creates it later. Wait until the stream has closed, then remove what it made.
+      if (!file.closed) await new Promise((resolve) => file.once('close', resolve));
       fs.rmSync(tmp, { force: true });
       if ((e as { code?: string }).code === 'ENOSPC') {
         throw new RegistryError(507, ERROR_CODES.storageFull, 'the registry is out of disk space; retry later');

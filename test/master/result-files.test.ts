@@ -187,6 +187,18 @@ describe('result files', () => {
     expect(filesOnDisk(w)).toBe(1);
   });
 
+  it('leaves no stray file on disk when a streamed upload is refused at its first chunk', async () => {
+    const w = await world({ siteCount: 1, overrides: { limits: { resultFileBytes: 1000 } } });
+    const runId = await runningRun(w);
+    for (let i = 0; i < 5; i++) {
+      const res = await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/big${i}.bin`, [Buffer.alloc(5000)]);
+      expect(res.status).toBe(413);
+    }
+    // A complete upload afterwards: its own disk work runs after any the refused ones started.
+    await w.sites[0]!.upload(runId, 'ok.bin', Buffer.from('ok')).expect(201);
+    expect(filesOnDisk(w)).toBe(1);
+  });
+
   it('refuses more bytes per run than runResultBytes, and more files than filesPerRun (413)', async () => {
     const w = await world({ siteCount: 1, overrides: { limits: { runResultBytes: 1500, filesPerRun: 3 } } });
     const runId = await runningRun(w);
