@@ -48,7 +48,7 @@ export class ResultFileStore {
     } catch (e) {
       // The file is opened asynchronously: when the upload fails before the open completes, the
       // open still creates it later. Wait until the stream has closed, then remove what it made.
-      if (!file.closed) await new Promise((resolve) => file.once('close', resolve));
+      if (!file.closed) await new Promise<void>((resolve) => file.once('close', () => resolve()));
       fs.rmSync(tmp, { force: true });
       if ((e as { code?: string }).code === 'ENOSPC') {
         throw new RegistryError(507, ERROR_CODES.storageFull, 'the registry is out of disk space; retry later');
