@@ -54,7 +54,8 @@ describe('fault drill: site clients SIGKILLed and restarted', () => {
   beforeAll(async () => {
     dir = drillDir('client-kill');
     const configFile = path.join(dir, 'master.json');
-    fs.writeFileSync(configFile, JSON.stringify({ lease: '15s', sweepInterval: '1s' }));
+    // debug: the registry then logs each upload a dying client cut off ("request refused", PUT).
+    fs.writeFileSync(configFile, JSON.stringify({ lease: '15s', sweepInterval: '1s', logLevel: 'debug' }));
     master = new MasterProcess(await freePort(), path.join(dir, 'data'), path.join(dir, 'master.log'), configFile);
     await master.startReady();
     image = await buildDrillImage();
@@ -93,8 +94,14 @@ describe('fault drill: site clients SIGKILLed and restarted', () => {
 
     // The moment a site's upload of one of a run's three files has landed, the next is under way.
     let uploadInProgress: ((site: string) => void) | null = null;
+    const stored: string[] = [];
+    let uploadsCutOff = 0;
     master.onLog((line: LogLine) => {
-      if (line.message === 'result file stored' && uploadInProgress) uploadInProgress(String(line.site));
+      if (line.message === 'result file stored') {
+        stored.push(`${String(line.runId)}/${String(line.file)}`);
+        uploadInProgress?.(String(line.site));
+      }
+      if (line.message === 'request refused' && line.method === 'PUT') uploadsCutOff++;
     });
     const nextUpload = (timeoutMs: number) =>
       new Promise<string | null>((resolve) => {
@@ -167,22 +174,24 @@ describe('fault drill: site clients SIGKILLed and restarted', () => {
       expect(await leftoverContainers(site.name), `containers left by ${site.name}`).toEqual([]);
       expect(leftoverWorkspaces(site.workDir), `run folders left by ${site.name}`).toEqual([]);
     }
-    const stored = storedFileCount(master.dataDir);
+    const onDisk = storedFileCount(master.dataDir);
     const summary = {
       runs: runs.length,
       bytes: runs.reduce((n, r) => n + r.config.files.reduce((m, f) => m + f.bytes, 0), 0),
       clientKills: histogram(kills),
       clientStarts: Object.fromEntries(sites.map((s) => [s.name, s.client.starts])),
       registryKills: master.kills,
+      uploadsCutOff,
+      filesUploadedAgain: Object.values(histogram(stored)).filter((n) => n > 1).length,
       attempts: histogram(runs.map((r) => r.run.attempt)),
-      storedFiles: stored.files,
+      storedFiles: onDisk.files,
       tookSeconds: Math.round(tookMs / 1000),
     };
     console.log(`client-kill drill: ${JSON.stringify(summary)}`);
     fs.writeFileSync(path.join(dir, 'summary.json'), JSON.stringify(summary, null, 2));
     expect(kills.length).toBeGreaterThanOrEqual(5);
     expect(kills).toContain('upload');
-    expect(stored.files - runs.length * 3, 'stored result files that no run refers to').toBe(0);
+    expect(onDisk.files - runs.length * 3, 'stored result files that no run refers to').toBe(0);
     passed = true;
   }, 420_000);
 });

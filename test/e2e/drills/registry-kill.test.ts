@@ -111,7 +111,7 @@ describe('fault drill: registry SIGKILLed and restarted in a loop', () => {
         await post(t);
         await sleep(100);
       }
-      tasks = await waitUntilAllFinal(researcher, plan.length, 300_000);
+      tasks = await waitUntilAllFinal(researcher, plan.length, 360_000);
     } finally {
       stopKilling = true;
       await killer;
@@ -174,5 +174,5 @@ describe('fault drill: registry SIGKILLed and restarted in a loop', () => {
     // Files whose upload finished on disk just as the registry died, never recorded in the database.
     expect(stored.files - RUNS, 'stored result files that no run refers to').toBe(0);
     passed = true;
-  }, 300_000);
+  }, 480_000);
 });
