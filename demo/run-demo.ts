@@ -381,17 +381,24 @@ function describeMissing(status: InfrastructureStatus, registry: string): string
 
 /** The command line: options, signals, exit code. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, print: Print = (line = '') => void process.stdout.write(line + '\n')): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      keep: { type: 'boolean', default: false },
-      'site-prefix': { type: 'string', default: '' },
-      seed: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-  });
+  const usage = 'usage: node dist/demo/run-demo.js [--keep] [--site-prefix PREFIX] [--seed N]   (npm start)';
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        keep: { type: 'boolean', default: false },
+        'site-prefix': { type: 'string', default: '' },
+        seed: { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (e) {
+    print(`${e instanceof Error ? e.message : String(e)}\n${usage}`);
+    return 2;
+  }
   if (values.help) {
-    print('usage: node dist/demo/run-demo.js [--keep] [--site-prefix PREFIX] [--seed N]   (npm start)');
+    print(usage);
     return 0;
   }
   const seed = values.seed === undefined ? DEMO_SEED : Number(values.seed);
