@@ -31,6 +31,7 @@ export interface ContainerState {
   oomKilled: boolean;
   startedAt: string | null;
   finishedAt: string | null;
+  labels: Record<string, string>;
 }
 
 export interface ManagedContainer {
@@ -141,6 +142,7 @@ export class DockerEngine implements ContainerEngine {
         oomKilled: s.OOMKilled,
         startedAt: s.StartedAt && !s.StartedAt.startsWith('0001') ? s.StartedAt : null,
         finishedAt: s.FinishedAt && !s.FinishedAt.startsWith('0001') ? s.FinishedAt : null,
+        labels: info.Config?.Labels ?? {},
       };
     } catch (e) {
       if (statusOf(e) === 404) return null;

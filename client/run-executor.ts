@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import { CONTAINER_ENV, CONTAINER_LABELS, CONTAINER_PATHS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -37,6 +38,11 @@ const WATCH_INTERVAL_MS = 500;
 const DOCKER_RETRIES = 4;
 
 type KillReason = { kind: 'cancel' } | { kind: 'timeout' } | { kind: 'output'; bytes: number };
+
+/** A short, stable identity of the registry a run came from. */
+export function registryLabel(registryUrl: string): string {
+  return crypto.createHash('sha256').update(registryUrl.replace(/\/+$/, '')).digest('hex').slice(0, 16);
+}
 
 /** Thrown inside the executor when the client is shutting down mid-step. */
 class ShutdownInterrupt extends Error {
@@ -102,13 +108,21 @@ export class RunExecutor {
   private async runContainer(ws: RunWorkspace, log: Logger): Promise<void> {
     const { engine } = this.deps;
     let state = ws.record.containerId ? await engine.inspect(ws.record.containerId) : await engine.inspect(ws.record.containerName);
+    if (state && !this.belongsToRun(state.labels, ws)) {
+      // Same name, other run (an earlier registry numbered its runs alike): never adopt it.
+      log.warn('removing a stale container that holds this run\'s name', { containerId: state.id.slice(0, 12), labels: state.labels });
+      await engine.remove(state.id);
+      state = null;
+    }
     if (!state) {
       try {
         await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
         const id = await this.retryingDocker('create the container', log, async () => {
           // A create that reached Docker before an error still left a container under our name.
           const existing = await engine.inspect(ws.record.containerName);
-          return existing ? existing.id : this.createContainer(ws);
+          if (existing && this.belongsToRun(existing.labels, ws)) return existing.id;
+          if (existing) await engine.remove(existing.id);
+          return this.createContainer(ws);
         });
         ws.update({ containerId: id });
         await this.retryingDocker('start the container', log, () => engine.start(id));
@@ -144,6 +158,14 @@ export class RunExecutor {
     }
     const outcome = await this.follow(ws, log);
     ws.update({ phase: 'ended', outcome });
+  }
+
+  private belongsToRun(labels: Record<string, string>, ws: RunWorkspace): boolean {
+    return (
+      labels[CONTAINER_LABELS.runId] === String(ws.record.runId) &&
+      labels[CONTAINER_LABELS.taskId] === String(ws.record.taskId) &&
+      labels[CONTAINER_LABELS.registry] === registryLabel(this.deps.config.registryUrl)
+    );
   }
 
   private async prepareImage(ws: RunWorkspace, log: Logger): Promise<void> {
@@ -191,6 +213,7 @@ export class RunExecutor {
         [CONTAINER_LABELS.runId]: String(ws.record.runId),
         [CONTAINER_LABELS.taskId]: String(ws.record.taskId),
         [CONTAINER_LABELS.attempt]: String(ws.record.attempt),
+        [CONTAINER_LABELS.registry]: registryLabel(config.registryUrl),
       },
       user: config.containerUser,
       mounts: [

@@ -1,6 +1,6 @@
 import type { PrincipalKind } from './store/registry-store.js';
 import { SITE_NAME_PATTERN, USER_NAME_PATTERN } from '../shared/names.js';
-import { openStore } from './server.js';
+import { openStore } from './store/open-store.js';
 import { RegistryError } from './errors.js';
 
 export class UsageError extends Error {

@@ -1,7 +1,5 @@
-import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import { coerceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { MasterConfig } from './config.js';
@@ -9,7 +7,9 @@ import { RegistryEvents } from './events.js';
 import { createApp } from './http/app.js';
 import { ResultFileStore } from './result-files.js';
 import type { RegistryStore } from './store/registry-store.js';
-import { SqliteRegistryStore } from './store/sqlite-store.js';
+import { openStore } from './store/open-store.js';
+
+export { openStore };
 
 export interface RunningRegistry {
   url: string;
@@ -18,11 +18,6 @@ export interface RunningRegistry {
   events: RegistryEvents;
   /** Stops accepting requests, ends long polls, closes the database. Idempotent. */
   close(): Promise<void>;
-}
-
-export function openStore(dataDir: string): SqliteRegistryStore {
-  fs.mkdirSync(dataDir, { recursive: true });
-  return new SqliteRegistryStore(path.join(dataDir, 'registry.sqlite'));
 }
 
 export async function startRegistry(config: MasterConfig, logger: Logger): Promise<RunningRegistry> {

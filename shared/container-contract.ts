@@ -27,4 +27,6 @@ export const CONTAINER_LABELS = {
   runId: 'org.pht.run-id',
   taskId: 'org.pht.task-id',
   attempt: 'org.pht.attempt',
+  /** Which registry handed out the run: run ids are only unique per registry. */
+  registry: 'org.pht.registry',
 } as const;

@@ -59,6 +59,7 @@ export interface RegistryStore {
   /** The principal holding this key or token, whether enabled or not; null when none does. */
   authenticate(secret: string): Promise<Principal | null>;
   listPrincipals(kind: PrincipalKind | null): Promise<Principal[]>;
+  /** Disabling a site also fails its unfinished runs, so their tasks can end. */
   setPrincipalEnabled(kind: PrincipalKind, name: string, enabled: boolean): Promise<boolean>;
   /** Replaces a principal's secret; the old one stops working at once. */
   rotateSecret(kind: PrincipalKind, name: string): Promise<string | null>;

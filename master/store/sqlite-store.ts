@@ -195,7 +195,17 @@ export class SqliteRegistryStore implements RegistryStore {
       forceCancel: db.prepare(
         "UPDATE runs SET status = 'cancelled', reason = 'cancelled; the site did not confirm in time', finished_at = ? WHERE id = ? AND status = 'running'",
       ),
-      siteRunsByState: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.site_id = ? ORDER BY r.id`),
+      // Unfinished runs only: a site's history can be long, its open work is short.
+      siteUnfinishedRuns: db.prepare(
+        `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.site_id = ? AND r.status IN ('queued', 'assigned', 'running') ORDER BY r.id`,
+      ),
+      // A disabled site can never report again: its open runs end now instead of blocking their tasks.
+      openRunsOfSite: db.prepare(
+        "SELECT r.id, r.task_id FROM runs r JOIN principals p ON p.id = r.site_id WHERE p.kind = 'site' AND p.name = ? AND r.status IN ('queued', 'assigned', 'running')",
+      ),
+      failRunOfDisabledSite: db.prepare(
+        "UPDATE runs SET status = 'failed', reason = 'the site was disabled at the registry', finished_at = ?, lease_expires_at = NULL WHERE id = ?",
+      ),
     };
   }
 
@@ -223,7 +233,19 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async setPrincipalEnabled(kind: PrincipalKind, name: string, enabled: boolean): Promise<boolean> {
-    return this.stmt.setEnabled.run(enabled ? 1 : 0, kind, name).changes === 1;
+    return this.db.transaction(() => {
+      const changed = this.stmt.setEnabled.run(enabled ? 1 : 0, kind, name).changes === 1;
+      if (changed && kind === 'site' && !enabled) {
+        const now = isoNow();
+        const tasks = new Set<number>();
+        for (const r of this.stmt.openRunsOfSite.all(name) as { id: number; task_id: number }[]) {
+          this.stmt.failRunOfDisabledSite.run(now, r.id);
+          tasks.add(r.task_id);
+        }
+        for (const taskId of tasks) this.refreshTaskStatus(taskId);
+      }
+      return changed;
+    }).immediate();
   }
 
   async rotateSecret(kind: PrincipalKind, name: string): Promise<string | null> {
@@ -388,7 +410,7 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async listSiteRuns(siteId: number, states: readonly RunState[]): Promise<SiteRunView[]> {
-    return (this.stmt.siteRunsByState.all(siteId) as RunRow[]).filter((r) => states.includes(r.status)).map(toSiteView);
+    return (this.stmt.siteUnfinishedRuns.all(siteId) as RunRow[]).filter((r) => states.includes(r.status)).map(toSiteView);
   }
 
   async startRun(siteId: number, runId: number): Promise<SiteRunView> {

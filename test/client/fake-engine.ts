@@ -86,7 +86,7 @@ export class FakeEngine implements ContainerEngine {
   async inspect(idOrName: string): Promise<ContainerState | null> {
     const c = this.find(idOrName);
     if (!c) return null;
-    return { id: c.id, running: c.state === 'running', exitCode: c.state === 'exited' ? c.exitCode : c.state === 'created' ? 0 : null, oomKilled: false, startedAt: c.startedAt, finishedAt: c.finishedAt };
+    return { id: c.id, running: c.state === 'running', exitCode: c.state === 'exited' ? c.exitCode : c.state === 'created' ? 0 : null, oomKilled: false, startedAt: c.startedAt, finishedAt: c.finishedAt, labels: c.spec.labels };
   }
 
   async wait(id: string): Promise<number> {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DockerUnavailableError, PermanentRunError } from '../../client/errors.js';
 import { SiteRegistryApi } from '../../client/registry-api.js';
-import { RunExecutor } from '../../client/run-executor.js';
+import { registryLabel, RunExecutor } from '../../client/run-executor.js';
 import { RunWorkspace } from '../../client/run-workspace.js';
 import { silentLogger } from '../../shared/logger.js';
 import type { RunAssignment, Task } from '../../shared/types.js';
@@ -93,7 +93,7 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
       name: ws.record.containerName,
       imageId: ws.record.imageId!,
       env: {},
-      labels: {},
+      labels: { 'org.pht.run-id': String(assignment.id), 'org.pht.task-id': String(task.id), 'org.pht.registry': registryLabel(registry.url) },
       user: '65534:65534',
       mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
       networkMode: 'none',
@@ -104,6 +104,34 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     });
     await executor.execute(ws);
     expect(engine.starts).toBe(1);
+    expect((await runOf(task.id)).status).toBe('completed');
+  });
+
+  it('never adopts a container of another registry that happens to hold the same name', async () => {
+    const task = await post();
+    const assignment = await claim();
+    await api.start(assignment.id);
+    const ws = RunWorkspace.create(workDir, 'fake-site', assignment, 65534, 65534);
+    ws.update({ phase: 'started' });
+    engine.behaviour = { ...engine.behaviour, durationMs: null };
+    const staleId = await engine.create({
+      name: ws.record.containerName,
+      imageId: 'sha256:old',
+      env: {},
+      labels: { 'org.pht.run-id': String(assignment.id), 'org.pht.task-id': String(task.id), 'org.pht.registry': registryLabel('http://old-registry:5000') },
+      user: '65534:65534',
+      mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
+      networkMode: 'none',
+      memoryBytes: 1,
+      nanoCpus: 1,
+      pids: 1,
+      tmpfsBytes: 1,
+    });
+    await engine.start(staleId);
+    engine.behaviour = { ...engine.behaviour, durationMs: 10 };
+    await executor.execute(ws);
+    expect(engine.containers.has(staleId)).toBe(false);
+    expect(engine.starts).toBe(2);
     expect((await runOf(task.id)).status).toBe('completed');
   });
 

@@ -243,3 +243,24 @@ describe('derived task status', () => {
     expect(page.body.tasks.map((t: { id: number }) => t.id)).toEqual([ids[3], ids[2]]);
   });
 });
+
+describe('disabling a site', () => {
+  it('fails its unfinished runs so the task can end, and leaves finished runs alone', async () => {
+    const { researcher, sites, reg } = await world({ siteCount: 3 });
+    const task = await researcher.createTask();
+    const [a, b] = sites;
+    const runA = await a!.claimAndStart();
+    await a!.finish(runA.id, { state: 'completed', exitCode: 0 });
+    await b!.claimAndStart();
+    expect(await reg.store.setPrincipalEnabled('site', 'site-b', false)).toBe(true);
+    expect(await reg.store.setPrincipalEnabled('site', 'site-c', false)).toBe(true);
+    const after = await researcher.task(task.id);
+    expect(after.runs.map((r) => [r.site, r.status])).toEqual([
+      ['site-a', 'completed'],
+      ['site-b', 'failed'],
+      ['site-c', 'failed'],
+    ]);
+    expect(after.runs[2]!.reason).toBe('the site was disabled at the registry');
+    expect(after.status).toBe('failed');
+  });
+});
