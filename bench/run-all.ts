@@ -10,7 +10,7 @@ import path from 'node:path';
 import { cpuPressure } from './lib/report.js';
 import { argOf, numberArg } from './lib/world.js';
 
-const FIGURES = ['overhead', 'dispatch', 'scale', 'throughput', 'large-results'];
+const FIGURES = ['overhead', 'dispatch', 'scale', 'store-costs', 'throughput', 'large-results'];
 
 async function waitQuiet(maxSeconds: number): Promise<void> {
   const cores = os.cpus().length;

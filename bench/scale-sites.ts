@@ -4,6 +4,7 @@
  * then finish) so the registry's state stays what real sites would leave. Talks to its parent
  * over the IPC channel: "start" in, "ready" and the "done" report out.
  */
+import { setMaxListeners } from 'node:events';
 import { Agent, request } from 'undici';
 import { wallMs } from './lib/stats.js';
 
@@ -29,6 +30,8 @@ export interface DoneMessage {
 
 let stopping = false;
 const abort = new AbortController();
+// Every site's poll listens on this one signal.
+setMaxListeners(0, abort.signal);
 const result: DoneMessage = { type: 'done', receipts: [], polls: 0, pollLatencies: [], errors: 0, errorSamples: [] };
 
 function fail(what: string): void {
@@ -39,8 +42,10 @@ function fail(what: string): void {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 async function simulate(message: StartMessage): Promise<void> {
-  // One pool per process; a connection per parked poll, more for start/finish as needed.
-  const agent = new Agent({ keepAliveTimeout: 120_000, headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 30_000 } });
+  // One pool per process; a connection per parked poll, more for start/finish as needed. Idle
+  // sockets are closed well before the registry's keep-alive timeout (65 s): a loaded generator
+  // reads responses late, and a request sent on a socket the server is closing is reset.
+  const agent = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 10_000, headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 30_000 } });
   const base = `${message.url}/api/v1/site`;
 
   async function post(key: string, runId: number, step: 'start' | 'finish'): Promise<void> {

@@ -8,7 +8,7 @@ export const REPO_ROOT = findRepoRoot(__dirname);
 
 const FILE = path.join(REPO_ROOT, 'BENCHMARKS.md');
 /** Sections keep this order in the file whatever order the scripts run in. */
-const ORDER = ['overhead', 'dispatch', 'scale', 'scale-profile', 'throughput', 'large-results'];
+const ORDER = ['overhead', 'dispatch', 'scale', 'scale-profile', 'store-costs', 'throughput', 'large-results'];
 
 /** Load when the script started: the machine is shared, and a busy one slows Docker down a lot. */
 const LOAD_AT_START = os.loadavg();
