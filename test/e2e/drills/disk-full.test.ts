@@ -214,7 +214,7 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
         { name: 'result.bin', size: 5 * MB, sha256: expectedSha256(config.seed, run.id, config.files[0]!) },
       ]);
       expect(await leftoverContainers(site.name)).toEqual([]);
-      expect(leftoverWorkspaces(site.workDir)).toEqual([]);
+      expect(await leftoverWorkspaces(site.workDir)).toEqual([]);
       console.log(`disk-full drill: ${uploadErrors.length} failed upload attempt(s) while full; first error: ${uploadErrors[0]}`);
     } finally {
       if (!freed) fs.rmSync(filler(), { force: true });

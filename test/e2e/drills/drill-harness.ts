@@ -402,10 +402,16 @@ export async function leftoverContainers(site: string): Promise<string[]> {
   return list.map((c) => `${c.Names[0]} (${c.State})`);
 }
 
-/** Run folders a client still holds in its workDir (each is deleted once its run is reported). */
-export function leftoverWorkspaces(workDir: string): string[] {
+/**
+ * Run folders a client still holds in its workDir. Each is deleted just after its run is reported,
+ * so this waits up to `settleMs` for the list to empty before answering.
+ */
+export async function leftoverWorkspaces(workDir: string, settleMs = 5000): Promise<string[]> {
   const runs = path.join(workDir, 'runs');
-  return fs.existsSync(runs) ? fs.readdirSync(runs) : [];
+  const list = () => (fs.existsSync(runs) ? fs.readdirSync(runs) : []);
+  const until = Date.now() + settleMs;
+  while (list().length > 0 && Date.now() < until) await sleep(100);
+  return list();
 }
 
 export interface FileCheck {

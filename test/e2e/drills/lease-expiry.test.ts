@@ -144,7 +144,7 @@ describe('fault drill: a run whose start is held up longer than its lease', () =
     await sleep(3000);
     expect.soft(reports, 'times the site reported the run').toBe(1);
     expect.soft(await leftoverContainers(site.name)).toEqual([]);
-    expect.soft(leftoverWorkspaces(site.workDir)).toEqual([]);
+    expect.soft(await leftoverWorkspaces(site.workDir)).toEqual([]);
     passed = true;
   }, 180_000);
 });

@@ -154,7 +154,7 @@ describe('fault drill: registry SIGKILLed and restarted in a loop', () => {
     // The sites cleaned up after themselves; the registry holds one stored file per result file.
     for (const site of sites) {
       expect(await leftoverContainers(site.name), `containers left by ${site.name}`).toEqual([]);
-      expect(leftoverWorkspaces(site.workDir), `run folders left by ${site.name}`).toEqual([]);
+      expect(await leftoverWorkspaces(site.workDir), `run folders left by ${site.name}`).toEqual([]);
     }
     const stored = storedFileCount(master.dataDir);
 
