@@ -194,6 +194,7 @@ describe('fault drill: site clients SIGKILLed and restarted', () => {
     expect(kills).toContain('upload');
     expect(uploadsCutOff, 'uploads cut off by a kill').toBeGreaterThan(0);
     expect(onDisk.files - runs.length * 3, 'stored result files that no run refers to').toBe(0);
+    expect(onDisk.tmp, 'partial uploads left in files-tmp').toBe(0);
     passed = true;
   }, 420_000);
 

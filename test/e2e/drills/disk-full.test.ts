@@ -215,7 +215,7 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
       ]);
       expect(await leftoverContainers(site.name)).toEqual([]);
       expect(await leftoverWorkspaces(site.workDir)).toEqual([]);
-      console.log(`disk-full drill: ${uploadErrors.length} failed upload attempt(s) while full; first error: ${uploadErrors[0]}`);
+      console.log(`disk-full drill: the client's first failed upload while the disk was full: ${uploadErrors[0]}`);
     } finally {
       if (!freed) fs.rmSync(filler(), { force: true });
     }

@@ -173,6 +173,7 @@ describe('fault drill: registry SIGKILLed and restarted in a loop', () => {
     expect(master.kills).toBeGreaterThanOrEqual(5);
     // Files whose upload finished on disk just as the registry died, never recorded in the database.
     expect(stored.files - RUNS, 'stored result files that no run refers to').toBe(0);
+    expect(stored.tmp, 'partial uploads left in files-tmp').toBe(0);
     passed = true;
   }, 480_000);
 });
