@@ -91,22 +91,35 @@ export class RunWorkspace {
     return ws;
   }
 
-  /** Every workspace left by a previous process, oldest run first. Unreadable ones are returned as errors. */
-  static loadAll(workDir: string): { workspaces: RunWorkspace[]; broken: { dir: string; error: string }[] } {
+  /**
+   * Every workspace left by a previous process, oldest run first. Unreadable ones are returned as
+   * errors; folders of runs that never got past their first save are removed (`abandoned`).
+   */
+  static loadAll(workDir: string): { workspaces: RunWorkspace[]; broken: { dir: string; error: string }[]; abandoned: number[] } {
     const runsDir = RunWorkspace.runsDir(workDir);
     fs.mkdirSync(runsDir, { recursive: true });
     const workspaces: RunWorkspace[] = [];
     const broken: { dir: string; error: string }[] = [];
+    const abandoned: number[] = [];
     for (const entry of fs.readdirSync(runsDir).filter((e) => /^[0-9]+$/.test(e)).sort((a, b) => Number(a) - Number(b))) {
       const dir = path.join(runsDir, entry);
+      const file = path.join(dir, 'state.json');
+      if (!fs.existsSync(file)) {
+        // The process died inside its first save (state.json is written by rename, so it is
+        // either whole or absent). Nothing had started yet: the folder can go, and the
+        // registry's lease hands the run out again.
+        fs.rmSync(dir, { recursive: true, force: true });
+        abandoned.push(Number(entry));
+        continue;
+      }
       try {
-        const record = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as RunRecord;
+        const record = JSON.parse(fs.readFileSync(file, 'utf8')) as RunRecord;
         workspaces.push(new RunWorkspace(dir, record));
       } catch (e) {
         broken.push({ dir, error: (e as Error).message });
       }
     }
-    return { workspaces, broken };
+    return { workspaces, broken, abandoned };
   }
 
   get configFile(): string {

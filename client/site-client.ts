@@ -146,7 +146,8 @@ export class SiteClient {
 
   /** Picks up what the previous process left: workspaces, containers, runs the registry still counts as ours. */
   private async recover(): Promise<void> {
-    const { workspaces, broken } = RunWorkspace.loadAll(this.config.workDir);
+    const { workspaces, broken, abandoned } = RunWorkspace.loadAll(this.config.workDir);
+    for (const runId of abandoned) this.logger.warn('dropped a run the previous process had only just received; the registry will hand it out again', { runId });
     for (const b of broken) {
       this.logger.error('unreadable run workspace set aside', b);
       fs.renameSync(b.dir, `${b.dir}.broken-${Date.now()}`);
@@ -227,6 +228,12 @@ export class SiteClient {
             this.setState('idle');
             await sleep(schedule.ms, signal);
           }
+          continue;
+        }
+        if (this.inFlight.has(run.id)) {
+          // Handed out again after its lease ran out while this client was still starting it:
+          // the executor already working on it will run it; a second one would run it twice.
+          this.logger.warn('run handed out again while this client still works on it; ignoring the repeat', { runId: run.id, attempt: run.attempt });
           continue;
         }
         this.logger.info('run received', { runId: run.id, taskId: run.taskId, image: run.image, attempt: run.attempt });

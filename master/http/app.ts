@@ -83,7 +83,7 @@ export function toErrorResponse(thrown: unknown): { status: number; body: ApiErr
   }
   // Express could not percent-decode a path parameter (e.g. "%ZZ"): the client's URL is broken.
   if (thrown instanceof URIError) return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'the URL has a malformed percent-encoding' } };
-  if (e?.code === 'ENOSPC') return { status: 507, body: { code: ERROR_CODES.storageFull, message: 'the registry is out of disk space; retry later' } };
+  if (e?.code === 'ENOSPC' || e?.code === 'SQLITE_FULL') return { status: 507, body: { code: ERROR_CODES.storageFull, message: 'the registry is out of disk space; retry later' } };
   if (e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
     return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'request aborted' } };
   }

@@ -26,7 +26,8 @@ export function authenticate(store: RegistryStore) {
     const now = Date.now();
     if ((lastWrite.get(principal.id) ?? 0) + SEEN_WRITE_INTERVAL_MS < now) {
       lastWrite.set(principal.id, now);
-      await store.recordSeen(principal.id, new Date(now));
+      // Bookkeeping only: a full disk or a busy database must not turn a read into an error.
+      await store.recordSeen(principal.id, new Date(now)).catch(() => undefined);
     }
     res.locals.principal = principal;
     next();
