@@ -62,12 +62,14 @@ async function main(): Promise<void> {
   const researchers = [...userTokens.values()].map((token) => new PhtClient({ url: registry.url, token, timeoutMs: 120_000 }));
   const sites = siteNames.map((name) => ({ name, key: siteKeys.get(name)! }));
   const phases: PhaseResult[] = [];
+  const running: Generators[] = [];
   let errors = 0;
   const errorSamples: string[] = [];
   try {
     if (which.includes('long')) {
       // Long polling: broadcasts first, then steady single-site tasks, on the same parked polls.
       const gens = await startGenerators(registry, sites, generators, { mode: 'long', waitSeconds: 30, intervalMs: 0 });
+      running.push(gens);
       await waitParked(registry.url, siteCount);
       const broadcast = broadcasts > 0 ? await runBroadcasts(registry, researchers[0]!, broadcasts, gens) : null;
       const targeted = await runTargeted(registry, researchers, siteNames, rate, seconds, gens);
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
     }
     if (which.includes('plain')) {
       const gens = await startGenerators(registry, sites, generators, { mode: 'plain', waitSeconds: 0, intervalMs: 1000 });
+      running.push(gens);
       await new Promise((r) => setTimeout(r, 2000)); // every site has polled once: steady state
       const plain = await runTargeted(registry, researchers, siteNames, rate, plainSeconds, gens);
       const done = await stopGenerators(gens);
@@ -92,9 +95,15 @@ async function main(): Promise<void> {
       plainPhase.extra['site-side errors'] = String(done.errors);
       phases.push(plainPhase);
     }
-  } finally {
+  } catch (e) {
+    // Leave nothing running: the generators hold their parent open, the registry its port.
+    for (const g of running) for (const child of g.children) await stopChild(child, 1000);
     await Promise.all(researchers.map((r) => r.close()));
+    await registry.stop({ keepData: true });
+    console.error(`registry data and log kept in ${registry.dataDir}`);
+    throw e;
   }
+  await Promise.all(researchers.map((r) => r.close()));
   const peakRss = readProc(registry.pid).peakRssBytes;
   await registry.stop();
   // A profiled run's figures are slowed by the profiler: printed, not recorded.
@@ -125,7 +134,9 @@ async function startGenerators(registry: RegistryProcess, sites: { name: string;
     child.send({ type: 'start', url: registry.url, sites: share, ...options } satisfies StartMessage);
   }
   await Promise.all(ready);
-  return { children, done: Promise.all(done) };
+  const all = Promise.all(done);
+  all.catch(() => undefined); // awaited by stopGenerators; after a failure nobody waits for it
+  return { children, done: all };
 }
 
 async function stopGenerators(gens: Generators): Promise<DoneMessage> {
@@ -180,7 +191,13 @@ async function runBroadcasts(registry: RegistryProcess, researcher: PhtClient, c
     const task = await researcher.createTask({ image: IMAGE, config: {} });
     const answeredAt = wallMs();
     posted.push({ taskId: task.id, postedAt, answeredAt });
-    const final = await researcher.waitForTask(task.id, { timeoutMs: 600_000 });
+    const final = await researcher.waitForTask(task.id, { timeoutMs: 300_000 }).catch(async (e: unknown) => {
+      // Say where the runs are stuck, so a failed run of the benchmark explains itself.
+      const now = await researcher.getTask(task.id);
+      const counts: Record<string, number> = {};
+      for (const run of now.runs) counts[run.status] = (counts[run.status] ?? 0) + 1;
+      throw new Error(`broadcast task ${task.id} not final after 300 s (${(e as Error).message}); runs: ${JSON.stringify(counts)}; registry log: ${registry.logFile}`);
+    });
     if (final.status !== 'completed') throw new Error(`broadcast task ${task.id} ended ${final.status}`);
     completion.push(wallMs() - postedAt);
     console.log(`  broadcast ${i + 1}/${count}: ${task.runs.length} runs, all final after ${ms(completion.at(-1)!)} ms`);
