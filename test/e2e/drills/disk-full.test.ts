@@ -221,11 +221,10 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
     }
   });
 
-  // BUG (found by this drill, marked `fails` until the fix lands; see DRILLS.md): on a disk with
-  // no byte left, the first request of each principal every 5 s fails with 500 because
-  // authenticate() writes last_seen and SQLite answers SQLITE_FULL; writes answer 500
+  // Found by this drill (fixed in cb4bcff): with no byte left, the first request of each principal
+  // every 5 s failed with 500 because authenticate() wrote last_seen; writes answered 500
   // internal_error instead of 507 storage_full.
-  it.fails('keeps answering reads and refuses writes with 507 when not a byte is left', async () => {
+  it('keeps answering reads and refuses writes with 507 when not a byte is left', async () => {
     // Fresh principals: their first request writes last_seen.
     const reader = new DrillResearcher(master.url, await master.createUser(uniqueName('reader')));
     const pollerName = uniqueName('df-poller');

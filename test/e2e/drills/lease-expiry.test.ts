@@ -107,11 +107,11 @@ describe('fault drill: a run whose start is held up longer than its lease', () =
     else if (dir) console.log(`lease-expiry drill: logs and state kept in ${dir}`);
   });
 
-  // BUG (found by this drill, marked `fails` until the fix lands; see DRILLS.md): the client
-  // accepts the second hand-out of a run it is still working on and executes it twice in one
-  // workspace; the execution that only followed the container has no imageId in its record,
-  // skips the upload and reports "completed" with no files. The result is lost.
-  it.fails('runs the container once and delivers its files although the run was handed out twice', async () => {
+  // Found by this drill (fixed in cb4bcff): the client accepted the second hand-out of a run it was
+  // still starting and executed it twice in one workspace; the execution that only followed the
+  // container had no imageId in its record, skipped the upload and reported "completed" with no
+  // files. The result was lost.
+  it('runs the container once and delivers its files although the run was handed out twice', async () => {
     // Hold the first start until a second after the run, requeued by the sweep, was handed out again.
     let release!: () => void;
     let startsSeen = 0;
