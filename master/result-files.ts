@@ -58,6 +58,20 @@ export class ResultFileStore {
     return { storedAs, size, sha256: hash.digest('hex') };
   }
 
+  /**
+   * Removes stored files no run refers to: a registry killed between storing an upload and
+   * recording it leaves one behind. Call before serving, when no upload can be under way.
+   */
+  removeUnreferenced(referenced: Set<string>): number {
+    let removed = 0;
+    for (const name of fs.readdirSync(this.dir)) {
+      if (referenced.has(name)) continue;
+      fs.rmSync(path.join(this.dir, name), { force: true });
+      removed++;
+    }
+    return removed;
+  }
+
   pathOf(storedAs: string): string {
     return path.join(this.dir, path.basename(storedAs));
   }

@@ -90,6 +90,8 @@ export interface RegistryStore {
   readLog(runId: number): Promise<string>;
   listFiles(runId: number): Promise<ResultFile[]>;
   getFile(runId: number, name: string): Promise<StoredFile | null>;
+  /** Names of every stored file a run refers to (for removing files a crash left unrecorded). */
+  storedFileNames(): Promise<Set<string>>;
 
   /** Requeues assigned runs whose lease expired; ends cancellations the site never confirmed. */
   sweep(now: number, leaseMs: number): Promise<SweepOutcome>;

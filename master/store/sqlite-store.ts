@@ -142,7 +142,8 @@ export class SqliteRegistryStore implements RegistryStore {
       task: db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE t.id = ?`),
       taskConfig: db.prepare('SELECT config, config_type FROM tasks WHERE id = ?'),
       taskRuns: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.task_id = ? ORDER BY r.id`),
-      runStatesOfTask: db.prepare('SELECT status FROM runs WHERE task_id = ?'),
+      runStateCountsOfTask: db.prepare('SELECT status, COUNT(*) AS n FROM runs WHERE task_id = ? GROUP BY status'),
+      taskStatusAndCancelled: db.prepare('SELECT status, cancelled FROM tasks WHERE id = ?'),
       setTaskStatus: db.prepare('UPDATE tasks SET status = ?, updated_at = ? WHERE id = ?'),
       cancelTask: db.prepare('UPDATE tasks SET cancelled = 1, updated_at = ? WHERE id = ?'),
       // Runs that never reached the site end at once; running ones wait for the site to stop them.
@@ -350,8 +351,10 @@ export class SqliteRegistryStore implements RegistryStore {
 
   /** Recomputes a task's stored status from its runs; call inside the transaction that changed them. */
   private refreshTaskStatus(taskId: number): void {
-    const states = (this.stmt.runStatesOfTask.all(taskId) as { status: RunState }[]).map((r) => r.status);
-    const task = this.stmt.task.get(taskId) as TaskRow;
+    // One representative per state is enough to derive the status, and the count comes from the
+    // (task_id, status) index alone.
+    const states = (this.stmt.runStateCountsOfTask.all(taskId) as { status: RunState; n: number }[]).map((r) => r.status);
+    const task = this.stmt.taskStatusAndCancelled.get(taskId) as { status: TaskRow['status']; cancelled: number };
     const status = deriveTaskStatus(states, task.cancelled === 1);
     if (status !== task.status) this.stmt.setTaskStatus.run(status, isoNow(), taskId);
   }
@@ -546,6 +549,10 @@ export class SqliteRegistryStore implements RegistryStore {
 
   async getFile(runId: number, name: string): Promise<StoredFile | null> {
     return this.fileRow(runId, name);
+  }
+
+  async storedFileNames(): Promise<Set<string>> {
+    return new Set((this.db.prepare('SELECT stored_as FROM run_files').pluck().all() as string[]));
   }
 
   async sweep(now: number, leaseMs: number): Promise<SweepOutcome> {
