@@ -188,9 +188,7 @@ describe('fault drill: site clients SIGKILLed and restarted', () => {
     expect(kills.length).toBeGreaterThanOrEqual(5);
     expect(kills).toContain('upload');
     expect(uploadsCutOff, 'uploads cut off by a kill').toBeGreaterThan(0);
-    // Stored files no run refers to (a registry killed between storing and recording an upload):
-    // counted, not asserted; registry-kill.test.ts pins that bug down.
-    if (onDisk.files !== runs.length * 3) console.warn(`client-kill drill: ${onDisk.files - runs.length * 3} stored file(s) that no run refers to`);
+    expect(onDisk.files - runs.length * 3, 'stored result files that no run refers to').toBe(0);
     expect(onDisk.tmp, 'partial uploads left in files-tmp').toBe(0);
     passed = true;
   }, 420_000);

@@ -111,8 +111,8 @@ describe('fault drill: slow and idle connections against the registry', () => {
     expect(((await handed.json()) as RunAssignment).taskId).toBe((created.json as Task).id);
     expect((await fetch(`${master.url}/healthz`, { signal: AbortSignal.timeout(10_000) })).status).toBe(200);
 
-    // The server, not the test, ends every slow and idle connection, with 408. Node checks for
-    // expired headers on a timer (30 s by default), hence the generous bound.
+    // The server, not the test, ends every slow and idle connection, with 408 (bound generous:
+    // "closes them at all"; the next test is about "soon").
     await allClosed(probes, 60_000);
     const closedWith408 = (list: Probe[]) => list.filter((p) => p.closedAt !== null && p.received.startsWith('HTTP/1.1 408')).length;
     const summary = {
@@ -131,11 +131,11 @@ describe('fault drill: slow and idle connections against the registry', () => {
     expect((await fetch(`${master.url}/healthz`)).status).toBe(200);
   }, 120_000);
 
-  // Found by this drill (see DRILLS.md): Node enforces headersTimeout only when its connections
-  // check runs, every 30 s unless the server is created with a shorter
-  // connectionsCheckingInterval; the registry now checks at half its headersTimeout. A 2 s headersTimeout closes a slow connection
-  // after up to 32 s. A registry just started runs its first check 30 s later, which makes this
-  // deterministic.
+  // Found by this drill (see DRILLS.md): Node enforces headersTimeout only when it checks its
+  // connections, every 30 s unless the server is created with a shorter
+  // connectionsCheckingInterval, so a 2 s headersTimeout closed a slow connection after up to
+  // 32 s. The registry now checks at half its headersTimeout. A registry just started would run
+  // its first 30 s check only 30 s later, which makes this test deterministic.
   it('closes a slow-loris connection soon after the configured 2 s headers timeout', async () => {
     await master.stop();
     await master.startReady();
