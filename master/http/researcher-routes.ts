@@ -11,6 +11,21 @@ import { principalOf, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { filePathParam, idParam, jsonBody, query, secondsParam } from './request-parsing.js';
 
+const SSE_COALESCE_MS = 250;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 /** Routes for researchers and admins: tasks, their runs, logs and result files. */
 export function researcherRoutes(ctx: RegistryContext): Router {
   const { store, events, files, config } = ctx;
@@ -83,12 +98,15 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     const deadline = Date.now() + secondsParam(q.timeout, 30, LIMITS.maxWaitSeconds) * 1000;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
+    await visibleTask(principal, taskId);
     for (;;) {
-      const task = publicTask(await visibleTask(principal, taskId));
-      const done = isFinalTaskStatus(task.status);
+      // Each wake-up reads only the task's status: a task at a thousand sites changes thousands
+      // of times, and loading all its runs each time was most of the registry's CPU.
+      const status = await store.getTaskStatus(taskId);
+      const done = status !== null && isFinalTaskStatus(status);
       const left = deadline - Date.now();
       if (done || left <= 0 || abort.signal.aborted) {
-        const body: TaskWaitResult = { ...task, done };
+        const body: TaskWaitResult = { ...publicTask(await visibleTask(principal, taskId)), done };
         res.json(body);
         return;
       }
@@ -117,6 +135,8 @@ export function researcherRoutes(ctx: RegistryContext): Router {
       if (isFinalTaskStatus(task.status)) break;
       await events.waitForTask(taskId, 15_000, abort.signal);
       if (!abort.signal.aborted) res.write(': keep-alive\n\n');
+      // Coalesce bursts of changes into one event: a full task is costly to build for large tasks.
+      await sleep(SSE_COALESCE_MS, abort.signal);
     }
     res.end();
   });

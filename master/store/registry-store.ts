@@ -68,6 +68,8 @@ export interface RegistryStore {
 
   createTask(owner: Principal, task: NewTask): Promise<Task>;
   getTask(taskId: number): Promise<(Task & { ownerId: number }) | null>;
+  /** Only the derived status: cheap, for long polls woken by every run change. */
+  getTaskStatus(taskId: number): Promise<Task['status'] | null>;
   listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }>;
   /** Ends queued and assigned runs, flags running ones for the site to stop. */
   cancelTask(taskId: number): Promise<Task>;

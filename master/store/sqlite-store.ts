@@ -319,6 +319,11 @@ export class SqliteRegistryStore implements RegistryStore {
     return row ? this.taskFromRow(row) : null;
   }
 
+  async getTaskStatus(taskId: number): Promise<Task['status'] | null> {
+    const row = this.stmt.taskStatusAndCancelled.get(taskId) as { status: Task['status'] } | undefined;
+    return row?.status ?? null;
+  }
+
   async getTaskConfig(taskId: number): Promise<{ config: Buffer; configType: string } | null> {
     const row = this.stmt.taskConfig.get(taskId) as { config: Buffer; config_type: string } | undefined;
     return row ? { config: row.config, configType: row.config_type } : null;
