@@ -342,7 +342,8 @@ export class RunExecutor {
     }
     let report: FinishReport = { state: outcome.state, exitCode: outcome.exitCode, reason: outcome.reason, digest: ws.record.digest, durationMs: outcome.durationMs };
     let bytesSent = 0;
-    if (outcome.state !== 'rejected' && ws.record.imageId) {
+    // Whenever a container existed, its output goes back, however this execution came to know it.
+    if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
       const scan = scanOutput(ws.outputDir);
       if (scan.totalBytes > config.limits.outputBytes || scan.files.length > config.limits.outputFiles) {
         report = {
