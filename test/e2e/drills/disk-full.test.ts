@@ -203,7 +203,15 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
       const during = (await researcher.call('GET', `/tasks/${task.id}`)).json as Task;
       expect(during.runs[0]!.status).toBe('running');
       expect((await researcher.call('GET', `/runs/${during.runs[0]!.id}/files`)).json).toEqual([]);
-      expect(fs.readdirSync(path.join(dataDir, 'files-tmp'))).toEqual([]);
+      // The client retries all the while, so an attempt's temporary file may exist at any given
+      // moment; what must not happen is one that stays. Look until the folder is seen empty.
+      const tmpUntil = Date.now() + 15_000;
+      let tmpLeft = fs.readdirSync(path.join(dataDir, 'files-tmp'));
+      while (tmpLeft.length > 0 && Date.now() < tmpUntil) {
+        await sleep(20);
+        tmpLeft = fs.readdirSync(path.join(dataDir, 'files-tmp'));
+      }
+      expect(tmpLeft, 'a temporary upload file that stays').toEqual([]);
 
       fs.rmSync(filler(), { force: true });
       freed = true;
