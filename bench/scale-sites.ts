@@ -26,17 +26,24 @@ export interface DoneMessage {
   pollLatencies: number[];
   errors: number;
   errorSamples: string[];
+  /** Requests sent again after a network error or a 5xx, by what went wrong. */
+  retries: Record<string, number>;
 }
 
 let stopping = false;
 const abort = new AbortController();
 // Every site's poll listens on this one signal.
 setMaxListeners(0, abort.signal);
-const result: DoneMessage = { type: 'done', receipts: [], polls: 0, pollLatencies: [], errors: 0, errorSamples: [] };
+const result: DoneMessage = { type: 'done', receipts: [], polls: 0, pollLatencies: [], errors: 0, errorSamples: [], retries: {} };
 
 function fail(what: string): void {
   result.errors++;
   if (result.errorSamples.length < 10) result.errorSamples.push(what);
+}
+
+/** A request that failed and was sent again: no work lost, but counted and named. */
+function retried(what: string): void {
+  result.retries[what] = (result.retries[what] ?? 0) + 1;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -48,15 +55,26 @@ async function simulate(message: StartMessage): Promise<void> {
   const agent = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 10_000, headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 30_000 } });
   const base = `${message.url}/api/v1/site`;
 
+  /** Like a real site: a start or finish that did not get through is sent again (up to 10 times). */
   async function post(key: string, runId: number, step: 'start' | 'finish'): Promise<void> {
-    const res = await request(`${base}/runs/${runId}/${step}`, {
-      method: 'POST',
-      dispatcher: agent,
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: step === 'start' ? '{}' : '{"state":"completed","exitCode":0}',
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) fail(`${step} ${res.statusCode} ${text.slice(0, 100)}`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await request(`${base}/runs/${runId}/${step}`, {
+          method: 'POST',
+          dispatcher: agent,
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: step === 'start' ? '{}' : '{"state":"completed","exitCode":0}',
+        });
+        const text = await res.body.text();
+        if (res.statusCode === 200) return;
+        if (res.statusCode < 500 || attempt >= 10) return fail(`${step} ${res.statusCode} ${text.slice(0, 100)}`);
+        retried(`${step} answered ${res.statusCode}`);
+      } catch (e) {
+        if (stopping || attempt >= 10) return fail(`${step} error ${(e as Error).message}`);
+        retried(`${step} error ${(e as Error).message}`);
+      }
+      await sleep(500 * attempt);
+    }
   }
 
   /** One poll; completes the run it gets. Returns whether a run came. */
@@ -91,7 +109,8 @@ async function simulate(message: StartMessage): Promise<void> {
         await pollOnce(key, message.mode === 'long' ? message.waitSeconds : 0);
       } catch (e) {
         if (stopping) break;
-        fail(`poll error ${(e as Error).message}`);
+        // Polled again after a pause; a run the registry claimed for a lost poll comes back after its lease.
+        retried(`poll error ${(e as Error).message}`);
         await sleep(1000);
       }
       if (message.mode === 'plain' && !stopping) await sleep(Math.max(0, tick + message.intervalMs - Date.now()));

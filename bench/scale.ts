@@ -79,6 +79,7 @@ async function main(): Promise<void> {
       if (broadcast) phases.push(finishPhase(`long poll: ${broadcasts} tasks to all ${siteCount} sites, one after another`, broadcast, done));
       phases.push(finishPhase(`long poll: single-site tasks at ${rate}/s for ${seconds} s`, targeted, done));
       phases.at(-1)!.extra['site-side errors during the long-poll phases'] = String(done.errors);
+      phases.at(-1)!.extra['requests retried by the sites during the long-poll phases'] = describeRetries(done.retries);
     }
     if (which.includes('plain')) {
       const gens = await startGenerators(registry, sites, generators, { mode: 'plain', waitSeconds: 0, intervalMs: 1000 });
@@ -93,11 +94,17 @@ async function main(): Promise<void> {
       plainPhase.extra['polls/s'] = ((done.polls / plain.usage.wallMs) * 1000).toFixed(0);
       plainPhase.extra['poll request p50 / p99 (ms)'] = `${ms(lat.median)} / ${ms(lat.p99)}`;
       plainPhase.extra['site-side errors'] = String(done.errors);
+      plainPhase.extra['requests retried by the sites'] = describeRetries(done.retries);
       phases.push(plainPhase);
     }
   } catch (e) {
     // Leave nothing running: the generators hold their parent open, the registry its port.
-    for (const g of running) for (const child of g.children) await stopChild(child, 1000);
+    // Their reports first: what the sites saw explains most failures.
+    for (const g of running) {
+      const report = await Promise.race([stopGenerators(g), new Promise<null>((r) => setTimeout(() => r(null), 15_000))]).catch(() => null);
+      if (report) console.error(`sites saw: ${report.errors} errors (${report.errorSamples.slice(0, 5).join('; ')}); retried: ${describeRetries(report.retries)}`);
+      for (const child of g.children) await stopChild(child, 1000);
+    }
     await Promise.all(researchers.map((r) => r.close()));
     await registry.stop({ keepData: true });
     console.error(`registry data and log kept in ${registry.dataDir}`);
@@ -108,7 +115,7 @@ async function main(): Promise<void> {
   await registry.stop();
   // A profiled run's figures are slowed by the profiler: printed, not recorded.
   report(phases, !profileDir, { phases: which.join(','), siteCount, generators, broadcasts, rate, seconds, plainSeconds, errors, errorSamples, peakRss });
-  if (profileDir) reportProfile(profileDir, process.argv.slice(2).join(' '));
+  if (profileDir) reportProfile(profileDir, process.argv.slice(2).join(' '), which);
 }
 
 interface Generators {
@@ -151,6 +158,10 @@ async function stopGenerators(gens: Generators): Promise<DoneMessage> {
     pollLatencies: reports.flatMap((r) => r.pollLatencies),
     errors: reports.reduce((n, r) => n + r.errors, 0),
     errorSamples: reports.flatMap((r) => r.errorSamples),
+    retries: reports.reduce<Record<string, number>>((all, r) => {
+      for (const [k, v] of Object.entries(r.retries)) all[k] = (all[k] ?? 0) + v;
+      return all;
+    }, {}),
   };
 }
 
@@ -238,6 +249,11 @@ async function runTargeted(registry: RegistryProcess, researchers: PhtClient[], 
   return { posted, ...sampling.stop(), postErrors };
 }
 
+function describeRetries(retries: Record<string, number>): string {
+  const entries = Object.entries(retries).sort((a, b) => b[1] - a[1]);
+  return entries.length === 0 ? 'none' : entries.map(([k, v]) => `${v}× ${k}`).join('; ');
+}
+
 function finishPhase(name: string, work: Workload, done: DoneMessage): PhaseResult {
   const byTask = new Map(work.posted.map((p) => [p.taskId, p]));
   const receipts = done.receipts.filter(([taskId]) => byTask.has(taskId));
@@ -318,7 +334,7 @@ Registry peak RSS over the whole benchmark (VmHWM): ${mib(o.peakRss)}. Errors: $
   });
 }
 
-function reportProfile(dir: string, args: string): void {
+function reportProfile(dir: string, args: string, which: string[]): void {
   const file = newestProfile(dir);
   const spots = hotSpots(file, 20);
   const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
@@ -336,7 +352,7 @@ By function:
 ${table(['function', 'self ms', 'share'], spots.functions.map((f) => [f.name, f.selfMs.toFixed(0), pct(f.share)]))}
 `;
   console.log(body);
-  writeSection({ id: 'scale-profile', title: '3b. Registry CPU profile under the scale benchmark', command: `npm run bench:scale -- ${args}`, body });
+  writeSection({ id: `scale-profile-${which.join('-')}`, title: `3b. Registry CPU profile under the scale benchmark (${which.join(' and ')} polling)`, command: `npm run bench:scale -- ${args}`, body });
   fs.rmSync(dir, { recursive: true, force: true });
 }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +9,7 @@ export const REPO_ROOT = findRepoRoot(__dirname);
 
 const FILE = path.join(REPO_ROOT, 'BENCHMARKS.md');
 /** Sections keep this order in the file whatever order the scripts run in. */
-const ORDER = ['overhead', 'dispatch', 'scale', 'scale-profile', 'store-costs', 'throughput', 'large-results'];
+const ORDER = ['overhead', 'dispatch', 'scale', 'scale-profile-long', 'scale-profile-plain', 'scale-profile-long-plain', 'store-costs', 'throughput', 'large-results'];
 
 /** Load when the script started: the machine is shared, and a busy one slows Docker down a lot. */
 const LOAD_AT_START = os.loadavg();
@@ -17,8 +18,8 @@ const PRESSURE_AT_START = cpuPressure();
 const HEADER = `# Benchmarks
 
 Figures from \`bench/\` (not part of \`npm test\`). Each section is rewritten by its script: the
-command, the machine and the date are in the section. Run them all with \`npm run bench\` (builds
-first), or one with \`npm run bench:<name>\` after \`npm run build\`. They need the infrastructure of
+command, the machine and the date are in the section. Build first (\`npm run build\`), then run
+them all with \`npm run bench\`, or one with \`npm run bench:<name>\`. They need the infrastructure of
 \`bash scripts/infra.sh up\` (Docker engine, image registry on 127.0.0.1:5050, base image).
 
 The machine is small and shared (2 cores): read the figures as orders of magnitude, and compare
@@ -43,6 +44,7 @@ export function writeSection(section: Section): void {
     `Command: \`${section.command}\`  `,
     `Machine: ${describeMachine(machine)}  `,
     `Date: ${machine.date}  `,
+    `Code: ${codeVersion()}  `,
     `Load average (1/5/15 min) at start: ${loadText(LOAD_AT_START)}; at the end: ${loadText(os.loadavg())}  `,
     `CPU pressure (share of the last 60 s in which some task waited for a CPU) at start: ${PRESSURE_AT_START}; at the end: ${cpuPressure()}`,
     '',
@@ -58,6 +60,17 @@ export function writeSection(section: Section): void {
   const ids = [...sections.keys()].sort((a, b) => rank(a) - rank(b));
   fs.writeFileSync(FILE, `${head}\n\n${ids.map((id) => sections.get(id)).join('\n\n')}\n`);
   console.log(`\nBENCHMARKS.md: section "${section.title}" updated`);
+}
+
+/** The commit measured, and whether the measured programs had uncommitted changes. */
+function codeVersion(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'master', 'client', 'shared', 'sdk'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+    return dirty ? `${head} with uncommitted changes in ${[...new Set(dirty.split('\n').map((l) => l.slice(3).split('/')[0]))].join(', ')}` : head;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
 }
 
 /** Linux PSI: how much of the last minute runnable tasks waited for a CPU (other work on the machine). */
