@@ -290,11 +290,15 @@ export class RunExecutor {
       (code) => ({ code, error: null as Error | null }),
       (e: unknown) => ({ code: null, error: coerceError(e) }),
     );
+    let onShutdown = () => {};
     const interrupted = new Promise<'shutdown'>((resolve) => {
+      onShutdown = () => resolve('shutdown');
       if (this.deps.shutdown.aborted) resolve('shutdown');
-      this.deps.shutdown.addEventListener('abort', () => resolve('shutdown'), { once: true });
+      this.deps.shutdown.addEventListener('abort', onShutdown, { once: true });
     });
     const result = await Promise.race([exited, interrupted]);
+    // One listener per run on the client-wide signal would pile up over thousands of runs.
+    this.deps.shutdown.removeEventListener('abort', onShutdown);
     watching.abort();
     await watcher;
     if (result === 'shutdown') {
