@@ -22,7 +22,7 @@ export default defineConfig({
           environment: 'node',
           testTimeout: 180_000,
           hookTimeout: 180_000,
-          pool: "forks",
+          pool: 'forks',
           poolOptions: { forks: { singleFork: true } },
         },
       },

@@ -12,7 +12,15 @@ import { docker } from '../test/helpers/docker.js';
 import { workloadImage } from './lib/images.js';
 import { ClientTimeline } from './lib/instrument.js';
 import { writeSection } from './lib/report.js';
-import { BENCH_LABEL, createInternalNetwork, removeSiteLeftovers, siteConfig, startSite, stopSite, uniqueSite } from './lib/site.js';
+import {
+  BENCH_LABEL,
+  createInternalNetwork,
+  removeSiteLeftovers,
+  siteConfig,
+  startSite,
+  stopSite,
+  uniqueSite,
+} from './lib/site.js';
 import { ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
 import { argOf, numberArg, runMain, startWorld, type TrainWorld } from './lib/world.js';
 
@@ -49,7 +57,12 @@ interface HandoutFigures {
 }
 
 /** The site's long poll is parked at the registry (its /healthz counts waiting polls) before each POST. */
-async function measureHandout(world: TrainWorld, site: string, image: string, samples: number): Promise<HandoutFigures> {
+async function measureHandout(
+  world: TrainWorld,
+  site: string,
+  image: string,
+  samples: number,
+): Promise<HandoutFigures> {
   const agent = new Agent({ keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0 });
   const key = world.siteKeys.get(site)!;
   const base = `${world.registry.url}/api/v1/site`;
@@ -77,7 +90,10 @@ async function measureHandout(world: TrainWorld, site: string, image: string, sa
         posts.push(answered - posted);
       }
       // Complete the run like a site would, so the registry's state stays realistic.
-      for (const [step, body] of [['start', {}], ['finish', { state: 'completed', exitCode: 0 }]] as const) {
+      for (const [step, body] of [
+        ['start', {}],
+        ['finish', { state: 'completed', exitCode: 0 }],
+      ] as const) {
         const res = await request(`${base}/runs/${run.id}/${step}`, {
           method: 'POST',
           dispatcher: agent,
@@ -113,13 +129,26 @@ interface ContainerFigures {
 }
 
 /** The real client, idle and long polling; its docker.start span ends when the container runs. */
-async function measureContainerStart(world: TrainWorld, site: string, mode: 'none' | 'gateway', image: string, samples: number): Promise<ContainerFigures> {
+async function measureContainerStart(
+  world: TrainWorld,
+  site: string,
+  mode: 'none' | 'gateway',
+  image: string,
+  samples: number,
+): Promise<ContainerFigures> {
   const config = siteConfig(world.registry.url, world.siteKeys.get(site)!, { network: { mode } });
   const timeline = new ClientTimeline().install();
   const client = await startSite(config);
-  const network = mode === 'gateway' ? await createInternalNetwork('dispatch') : { name: 'none', remove: async () => undefined };
+  const network =
+    mode === 'gateway' ? await createInternalNetwork('dispatch') : { name: 'none', remove: async () => undefined };
   const train: number[] = [];
-  const trainParts: Record<string, number[]> = { 'hand-out': [], 'start call': [], 'pull check + pull': [], create: [], start: [] };
+  const trainParts: Record<string, number[]> = {
+    'hand-out': [],
+    'start call': [],
+    'pull check + pull': [],
+    create: [],
+    start: [],
+  };
   const direct: number[] = [];
   const directParts: Record<string, number[]> = { 'pull check + pull': [], create: [], start: [] };
   try {
@@ -152,8 +181,15 @@ async function measureContainerStart(world: TrainWorld, site: string, mode: 'non
     await stopSite(client, config);
     await network.remove();
   }
-  const sum = (parts: Record<string, number[]>) => Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, summarize(v)]));
-  return { mode, train: summarize(train), trainParts: sum(trainParts), direct: summarize(direct), directParts: sum(directParts) };
+  const sum = (parts: Record<string, number[]>) =>
+    Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, summarize(v)]));
+  return {
+    mode,
+    train: summarize(train),
+    trainParts: sum(trainParts),
+    direct: summarize(direct),
+    directParts: sum(directParts),
+  };
 }
 
 /**
@@ -166,7 +202,9 @@ async function directSteps(image: string, network: string): Promise<{ total: num
   const t0 = wallMs();
   await d.getImage(image).inspect();
   const stream = await d.pull(image);
-  await new Promise<void>((resolve, reject) => d.modem.followProgress(stream, (err: unknown) => (err ? reject(err) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    d.modem.followProgress(stream, (err: unknown) => (err ? reject(err) : resolve())),
+  );
   const info = await d.getImage(image).inspect();
   const t1 = wallMs();
   const options: Docker.ContainerCreateOptions = {
@@ -188,7 +226,9 @@ async function directSteps(image: string, network: string): Promise<{ total: num
       IpcMode: 'private',
       LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '1' } },
       // The workload writes to /pht/output: give it a tmpfs there instead of a host folder.
-      Mounts: [{ Type: 'tmpfs', Source: '', Target: '/pht/output', TmpfsOptions: { SizeBytes: 1048576, Mode: 0o1777 } }],
+      Mounts: [
+        { Type: 'tmpfs', Source: '', Target: '/pht/output', TmpfsOptions: { SizeBytes: 1048576, Mode: 0o1777 } },
+      ],
     },
   };
   const container = await d.createContainer(options);
@@ -200,14 +240,25 @@ async function directSteps(image: string, network: string): Promise<{ total: num
   return { total: t3 - t0, parts: { 'pull check + pull': t1 - t0, create: t2 - t1, start: t3 - t2 } };
 }
 
-function report(h: HandoutFigures, containers: ContainerFigures[], handoutSamples: number, containerSamples: number, modes: string[]): void {
+function report(
+  h: HandoutFigures,
+  containers: ContainerFigures[],
+  handoutSamples: number,
+  containerSamples: number,
+  modes: string[],
+): void {
   const met = h.handout.median < HANDOUT_TARGET_MS;
   const row = (label: string, s: Summary) => [label, s.n, ms(s.median), ms(s.p95), ms(s.p99), ms(s.mean), ms(s.max)];
   const rowsB: (string | number)[][] = [];
   for (const c of containers) {
     rowsB.push(row(`**train, mode "${c.mode}": POST → container running**`, c.train));
     for (const [k, s] of Object.entries(c.trainParts)) rowsB.push(row(`  train: ${k}`, s));
-    rowsB.push(row(`**dockerode directly, ${c.mode === 'none' ? 'network none' : 'internal network'}: pull check → running**`, c.direct));
+    rowsB.push(
+      row(
+        `**dockerode directly, ${c.mode === 'none' ? 'network none' : 'internal network'}: pull check → running**`,
+        c.direct,
+      ),
+    );
     for (const [k, s] of Object.entries(c.directParts)) rowsB.push(row(`  dockerode: ${k}`, s));
   }
   const body = `
@@ -230,7 +281,12 @@ run after each train sample. ${containerSamples} samples each after 2 warm-up on
 ${table(['(b) ms', 'n', 'median', 'p95', 'p99', 'mean', 'max'], rowsB)}
 `;
   console.log(body);
-  writeSection({ id: 'dispatch', title: '2. Dispatch latency to an idle long-polling site', command: `npm run bench:dispatch -- --handout-samples ${handoutSamples} --container-samples ${containerSamples} --modes ${modes.join(',')}`, body });
+  writeSection({
+    id: 'dispatch',
+    title: '2. Dispatch latency to an idle long-polling site',
+    command: `npm run bench:dispatch -- --handout-samples ${handoutSamples} --container-samples ${containerSamples} --modes ${modes.join(',')}`,
+    body,
+  });
 }
 
 runMain(main);

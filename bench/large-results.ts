@@ -31,7 +31,10 @@ async function main(): Promise<void> {
   const margin = 2 * GIB;
   const size = Math.min(wanted, Math.floor((free - margin) / 3 / 1048576) * 1048576);
   if (size <= 0) throw new Error(`not enough free disk in ${os.tmpdir()}: ${mib(free)}`);
-  const note = size < wanted ? `Scaled down from ${mib(wanted)} to ${mib(size)}: ${mib(free)} free in ${os.tmpdir()}, and the file is held three times.` : '';
+  const note =
+    size < wanted
+      ? `Scaled down from ${mib(wanted)} to ${mib(size)}: ${mib(free)} free in ${os.tmpdir()}, and the file is held three times.`
+      : '';
   await removeSiteLeftovers();
   const image = await workloadImage();
   const site = uniqueSite('large');
@@ -41,21 +44,41 @@ async function main(): Promise<void> {
   const configFile = path.join(workDir, 'client.json');
   fs.writeFileSync(
     configFile,
-    JSON.stringify(rawSiteConfig(world.registry.url, world.siteKeys.get(site)!, workDir, { network: { mode: 'none' }, limits: { outputBytes: size + 1048576 } })),
+    JSON.stringify(
+      rawSiteConfig(world.registry.url, world.siteKeys.get(site)!, workDir, {
+        network: { mode: 'none' },
+        limits: { outputBytes: size + 1048576 },
+      }),
+    ),
   );
   const clientLog = path.join(workDir, 'client.log');
   const out = fs.openSync(clientLog, 'a');
-  const client = spawn(process.execPath, [path.join(REPO_ROOT, 'client/index.js'), '--config', configFile], { stdio: ['ignore', out, out], env: { ...process.env, PHT_LOG_FORMAT: 'json' } });
+  const client = spawn(process.execPath, [path.join(REPO_ROOT, 'client/index.js'), '--config', configFile], {
+    stdio: ['ignore', out, out],
+    env: { ...process.env, PHT_LOG_FORMAT: 'json' },
+  });
   fs.closeSync(out);
   const samples: Sample[] = [];
   const timer = setInterval(() => {
     try {
-      samples.push({ at: wallMs(), client: readProc(client.pid!).rssBytes, registry: readProc(world.registry.pid).rssBytes, self: process.memoryUsage().rss });
+      samples.push({
+        at: wallMs(),
+        client: readProc(client.pid!).rssBytes,
+        registry: readProc(world.registry.pid).rssBytes,
+        self: process.memoryUsage().rss,
+      });
     } catch {
       /* a process ended: the run below reports it */
     }
   }, 100);
-  let result: { posted: number; done: number; downloadStart: number; downloadEnd: number; audit: Record<string, number>; files: number };
+  let result: {
+    posted: number;
+    done: number;
+    downloadStart: number;
+    downloadEnd: number;
+    audit: Record<string, number>;
+    files: number;
+  };
   try {
     await waitForLog(clientLog, 'site client starting', 20_000);
     await new Promise((r) => setTimeout(r, 500)); // baseline samples
@@ -71,7 +94,14 @@ async function main(): Promise<void> {
     const downloadEnd = wallMs();
     const big = saved.find((f) => f.name === 'data.bin');
     if (!big || big.size !== size) throw new Error(`download gave ${big?.size} bytes, expected ${size}`);
-    result = { posted, done, downloadStart, downloadEnd, audit: auditTimes(path.join(workDir, 'audit.log')), files: saved.length };
+    result = {
+      posted,
+      done,
+      downloadStart,
+      downloadEnd,
+      audit: auditTimes(path.join(workDir, 'audit.log')),
+      files: saved.length,
+    };
   } finally {
     clearInterval(timer);
     await stopChild(client, 15_000);
@@ -87,13 +117,23 @@ async function main(): Promise<void> {
     ['client uploads (container removed, file streamed to the registry)', audit.run_ended!, audit.file_sent!],
     ['SDK downloads to disk (checksum verified)', result.downloadStart, result.downloadEnd],
   ];
-  const peak = (from: number, to: number, key: keyof Omit<Sample, 'at'>) => Math.max(...samples.filter((s) => s.at >= from && s.at <= to).map((s) => s[key]), 0);
-  const rows = windows.map(([name, from, to]) => [name, ((to - from) / 1000).toFixed(1), mib(peak(from, to, 'client')), mib(peak(from, to, 'registry')), mib(peak(from, to, 'self'))]);
+  const peak = (from: number, to: number, key: keyof Omit<Sample, 'at'>) =>
+    Math.max(...samples.filter((s) => s.at >= from && s.at <= to).map((s) => s[key]), 0);
+  const rows = windows.map(([name, from, to]) => [
+    name,
+    ((to - from) / 1000).toFixed(1),
+    mib(peak(from, to, 'client')),
+    mib(peak(from, to, 'registry')),
+    mib(peak(from, to, 'self')),
+  ]);
   const uploadS = (audit.file_sent! - audit.run_ended!) / 1000;
   const downloadS = (result.downloadEnd - result.downloadStart) / 1000;
   const baseClient = peak(windows[0]![1], windows[0]![2], 'client');
   const baseRegistry = peak(windows[0]![1], windows[0]![2], 'registry');
-  const growth = Math.max(peak(audit.run_started!, result.downloadEnd, 'client') - baseClient, peak(audit.run_started!, result.downloadEnd, 'registry') - baseRegistry);
+  const growth = Math.max(
+    peak(audit.run_started!, result.downloadEnd, 'client') - baseClient,
+    peak(audit.run_started!, result.downloadEnd, 'registry') - baseRegistry,
+  );
   const flat = growth < 64 * 1048576;
   const body = `
 Target: client and registry RSS stay flat while a ${mib(size)} result moves (streaming, not
@@ -113,7 +153,12 @@ Upload ${uploadS.toFixed(1)} s (${(size / 1048576 / uploadS).toFixed(0)} MiB/s);
 (${(size / 1048576 / downloadS).toFixed(0)} MiB/s); POST → researcher's wait returned ${((result.done - result.posted) / 1000).toFixed(1)} s.
 `;
   console.log(body);
-  writeSection({ id: 'large-results', title: '5. Large results', command: `npm run bench:large -- --gib ${wanted / GIB}`, body });
+  writeSection({
+    id: 'large-results',
+    title: '5. Large results',
+    command: `npm run bench:large -- --gib ${wanted / GIB}`,
+    body,
+  });
 }
 
 function freeBytes(dir: string): number {
@@ -127,7 +172,9 @@ async function waitForLog(file: string, text: string, timeoutMs: number): Promis
     if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(text)) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`"${text}" not in ${file} within ${timeoutMs} ms: ${fs.existsSync(file) ? fs.readFileSync(file, 'utf8').slice(-1500) : ''}`);
+  throw new Error(
+    `"${text}" not in ${file} within ${timeoutMs} ms: ${fs.existsSync(file) ? fs.readFileSync(file, 'utf8').slice(-1500) : ''}`,
+  );
 }
 
 /** Wall times (ms) of the audit log's events; for file_sent, the one of data.bin. */

@@ -15,13 +15,21 @@ import { CONTAINER_ENV, CONTAINER_PATHS } from '../shared/container-contract.js'
 import { workloadImage } from './lib/images.js';
 import { ClientTimeline, type Span } from './lib/instrument.js';
 import { writeSection } from './lib/report.js';
-import { BENCH_LABEL, createInternalNetwork, removeSiteLeftovers, siteConfig, startSite, stopSite, uniqueSite } from './lib/site.js';
+import {
+  BENCH_LABEL,
+  createInternalNetwork,
+  removeSiteLeftovers,
+  siteConfig,
+  startSite,
+  stopSite,
+  uniqueSite,
+} from './lib/site.js';
 import { ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
 import { argOf, numberArg, runMain, startWorld, type TrainWorld } from './lib/world.js';
 
 const TARGET_MS = 150;
 const PHASES = [
-  ['hand-out', 'researcher POST sent → the site\'s long poll returns the run'],
+  ['hand-out', "researcher POST sent → the site's long poll returns the run"],
   ['start call', 'workspace written (fsync) + POST /start'],
   ['pull check', 'inspect container by name + inspect image'],
   ['pull', 'docker pull (pullPolicy always, digest from the loopback registry)'],
@@ -32,7 +40,7 @@ const PHASES = [
   ['remove', 'docker rm'],
   ['upload', 'output scanned + PUT of result.json'],
   ['finish', 'POST /finish'],
-  ['researcher wake-up', 'finish answered → the SDK\'s waitForTask returns'],
+  ['researcher wake-up', "finish answered → the SDK's waitForTask returns"],
 ] as const;
 type Phase = (typeof PHASES)[number][0];
 
@@ -67,7 +75,8 @@ async function main(): Promise<void> {
       console.log(`\n== network mode ${mode}: ${warmup} warm-up + ${samples} samples of each, alternating`);
       const config = siteConfig(world.registry.url, world.siteKeys.get(sites[mode]!)!, { network: { mode } });
       const client = await startSite(config);
-      const rawNetwork = mode === 'gateway' ? await createInternalNetwork('overhead') : { name: 'none', remove: async () => undefined };
+      const rawNetwork =
+        mode === 'gateway' ? await createInternalNetwork('overhead') : { name: 'none', remove: async () => undefined };
       const result: Series = { mode, raw: [], api: [], train: [], paired: [] };
       const engine = new DockerEngine(config.dockerSocket);
       try {
@@ -88,7 +97,10 @@ async function main(): Promise<void> {
           result.api.push(api);
           result.train.push(t);
           result.paired.push(t.totalMs - raw);
-          if ((i - warmup + 1) % 10 === 0) console.log(`  ${i - warmup + 1}/${samples}: raw ${ms(raw)} ms, engine API ${ms(api)} ms, train ${ms(t.totalMs)} ms`);
+          if ((i - warmup + 1) % 10 === 0)
+            console.log(
+              `  ${i - warmup + 1}/${samples}: raw ${ms(raw)} ms, engine API ${ms(api)} ms, train ${ms(t.totalMs)} ms`,
+            );
         }
       } finally {
         await stopSite(client, config);
@@ -112,16 +124,43 @@ async function rawDockerRun(image: string, config: ClientConfig, network: string
   const { dir, configFile, out, progress, env } = runFolders(config);
   const { limits } = config;
   const args = [
-    'run', '--rm', '--label', `${BENCH_LABEL}=overhead`,
-    '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--read-only',
-    '--tmpfs', `/tmp:rw,noexec,nosuid,size=${limits.tmpfsBytes}`,
-    '--memory', String(limits.memoryBytes), '--memory-swap', String(limits.memoryBytes),
-    '--pids-limit', String(limits.pids), '--cpus', String(limits.nanoCpus / 1e9), '--ipc', 'private',
-    '--user', config.containerUser, '--network', network,
-    '--log-driver', 'json-file', '--log-opt', 'max-size=10m', '--log-opt', 'max-file=1',
-    '-v', `${configFile}:${CONTAINER_PATHS.configFile}:ro`,
-    '-v', `${out}:${CONTAINER_PATHS.outputDir}:rw`,
-    '-v', `${progress}:${path.posix.dirname(CONTAINER_PATHS.progressFile)}:rw`,
+    'run',
+    '--rm',
+    '--label',
+    `${BENCH_LABEL}=overhead`,
+    '--cap-drop',
+    'ALL',
+    '--security-opt',
+    'no-new-privileges',
+    '--read-only',
+    '--tmpfs',
+    `/tmp:rw,noexec,nosuid,size=${limits.tmpfsBytes}`,
+    '--memory',
+    String(limits.memoryBytes),
+    '--memory-swap',
+    String(limits.memoryBytes),
+    '--pids-limit',
+    String(limits.pids),
+    '--cpus',
+    String(limits.nanoCpus / 1e9),
+    '--ipc',
+    'private',
+    '--user',
+    config.containerUser,
+    '--network',
+    network,
+    '--log-driver',
+    'json-file',
+    '--log-opt',
+    'max-size=10m',
+    '--log-opt',
+    'max-file=1',
+    '-v',
+    `${configFile}:${CONTAINER_PATHS.configFile}:ro`,
+    '-v',
+    `${out}:${CONTAINER_PATHS.outputDir}:rw`,
+    '-v',
+    `${progress}:${path.posix.dirname(CONTAINER_PATHS.progressFile)}:rw`,
     ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
     image,
   ];
@@ -141,7 +180,13 @@ async function rawDockerRun(image: string, config: ClientConfig, network: string
 }
 
 /** What a container gets, prepared like the client's workspace (untimed). */
-function runFolders(config: ClientConfig): { dir: string; configFile: string; out: string; progress: string; env: Record<string, string> } {
+function runFolders(config: ClientConfig): {
+  dir: string;
+  configFile: string;
+  out: string;
+  progress: string;
+  env: Record<string, string>;
+} {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-raw-'));
   const [uid, gid] = config.containerUser.split(':').map(Number) as [number, number];
   const configFile = path.join(dir, 'config.json');
@@ -201,7 +246,12 @@ async function engineRun(engine: DockerEngine, image: string, config: ClientConf
 }
 
 /** One task through the whole train; the phases come from the client's calls in the window. */
-async function trainTask(world: TrainWorld, timeline: ClientTimeline, image: string, site: string): Promise<TrainSample> {
+async function trainTask(
+  world: TrainWorld,
+  timeline: ClientTimeline,
+  image: string,
+  site: string,
+): Promise<TrainSample> {
   const posted = wallMs();
   const task = await world.researcher.createTask({ image, config: {}, sites: [site] });
   const final = await world.researcher.waitForTask(task.id, { timeoutMs: 60_000 });
@@ -224,10 +274,26 @@ async function trainTask(world: TrainWorld, timeline: ClientTimeline, image: str
   const remove = one('docker.remove', run.id);
   const upload = last('api.uploadFile');
   const finish = one('api.finish', run.id);
-  const marks = [posted, claim.end, startCall.end, pull.start, pull.end, create.end, dockerStart.end, wait.end, remove.start, remove.end, upload.end, finish.end, done];
+  const marks = [
+    posted,
+    claim.end,
+    startCall.end,
+    pull.start,
+    pull.end,
+    create.end,
+    dockerStart.end,
+    wait.end,
+    remove.start,
+    remove.end,
+    upload.end,
+    finish.end,
+    done,
+  ];
   const phases = {} as Record<Phase, number>;
   PHASES.forEach(([name], i) => (phases[name] = marks[i + 1]! - marks[i]!));
-  const workspaceMs = spans.filter((s) => s.what.startsWith('workspace.') && s.runId === run.id).reduce((t, s) => t + s.end - s.start, 0);
+  const workspaceMs = spans
+    .filter((s) => s.what.startsWith('workspace.') && s.runId === run.id)
+    .reduce((t, s) => t + s.end - s.start, 0);
   return { totalMs: done - posted, phases, containerMs: run.durationMs ?? null, workspaceMs };
 }
 
@@ -243,8 +309,17 @@ function report(results: Series[], samples: number, warmup: number, modes: strin
     const paired = summarize(r.paired);
     const api = summarize(r.api);
     const net = r.mode === 'none' ? '--network none' : 'internal network';
-    totals.push(row(`raw docker run, ${net}`, raw), row(`engine API create/start/wait/rm, ${net}`, api), row(`train, network mode "${r.mode}"`, train));
-    apiRows.push([r.mode, ms(train.median - api.median), ms(train.p95 - api.p95), (train.median / api.median).toFixed(2)]);
+    totals.push(
+      row(`raw docker run, ${net}`, raw),
+      row(`engine API create/start/wait/rm, ${net}`, api),
+      row(`train, network mode "${r.mode}"`, train),
+    );
+    apiRows.push([
+      r.mode,
+      ms(train.median - api.median),
+      ms(train.p95 - api.p95),
+      (train.median / api.median).toFixed(2),
+    ]);
     const added = train.median - raw.median;
     overhead.push([
       r.mode,
@@ -255,7 +330,9 @@ function report(results: Series[], samples: number, warmup: number, modes: strin
       (train.p95 / raw.p95).toFixed(2),
       added < TARGET_MS ? 'met' : 'not met',
     ]);
-    verdicts.push(`${r.mode}: ${added >= 0 ? '+' : ''}${ms(added)} ms at the median (${added < TARGET_MS ? 'met' : 'NOT met'})`);
+    verdicts.push(
+      `${r.mode}: ${added >= 0 ? '+' : ''}${ms(added)} ms at the median (${added < TARGET_MS ? 'met' : 'NOT met'})`,
+    );
   }
   const phaseTables = results.map((r) => {
     const rows = PHASES.map(([name, what]) => {
@@ -266,7 +343,13 @@ function report(results: Series[], samples: number, warmup: number, modes: strin
     const container = summarize(r.train.map((t) => t.containerMs ?? NaN).filter(Number.isFinite));
     rows.push(['**total**', 'POST sent → waitForTask returned', ms(total.median), ms(total.p95), ms(total.mean)]);
     const ws = summarize(r.train.map((t) => t.workspaceMs));
-    rows.push(['(of which workspace writes)', 'the run\'s state.json rewritten and fsync\'d at each step, inside the phases above', ms(ws.median), ms(ws.p95), ms(ws.mean)]);
+    rows.push([
+      '(of which workspace writes)',
+      "the run's state.json rewritten and fsync'd at each step, inside the phases above",
+      ms(ws.median),
+      ms(ws.p95),
+      ms(ws.mean),
+    ]);
     return `Train phases, network mode "${r.mode}" (ms; the phases add up to the total sample by sample; Docker's own StartedAt→FinishedAt of the container: median ${ms(container.median)} ms):\n\n${table(['phase', 'what', 'median', 'p95', 'mean'], rows)}`;
   });
   const body = `
@@ -298,7 +381,12 @@ ${table(['network mode', 'added at median (ms)', 'added at p95', 'ratio at media
 ${phaseTables.join('\n\n')}
 `;
   console.log(body);
-  writeSection({ id: 'overhead', title: '1. Overhead per task', command: `npm run bench:overhead -- --samples ${samples} --modes ${modes.join(',')}`, body });
+  writeSection({
+    id: 'overhead',
+    title: '1. Overhead per task',
+    command: `npm run bench:overhead -- --samples ${samples} --modes ${modes.join(',')}`,
+    body,
+  });
 }
 
 runMain(main);

@@ -16,10 +16,13 @@ async function waitQuiet(maxSeconds: number): Promise<void> {
   const cores = os.cpus().length;
   const deadline = Date.now() + maxSeconds * 1000;
   while (os.loadavg()[0]! >= cores && Date.now() < deadline) {
-    console.log(`  load average ${os.loadavg()[0]!.toFixed(2)} on ${cores} cores (CPU pressure ${cpuPressure()}): waiting for a quieter machine`);
+    console.log(
+      `  load average ${os.loadavg()[0]!.toFixed(2)} on ${cores} cores (CPU pressure ${cpuPressure()}): waiting for a quieter machine`,
+    );
     await new Promise((r) => setTimeout(r, 15_000));
   }
-  if (os.loadavg()[0]! >= cores) console.log(`  still busy after ${maxSeconds} s: measuring anyway (the section records the load)`);
+  if (os.loadavg()[0]! >= cores)
+    console.log(`  still busy after ${maxSeconds} s: measuring anyway (the section records the load)`);
 }
 
 async function main(): Promise<number> {

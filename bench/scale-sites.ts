@@ -34,7 +34,15 @@ let stopping = false;
 const abort = new AbortController();
 // Every site's poll listens on this one signal.
 setMaxListeners(0, abort.signal);
-const result: DoneMessage = { type: 'done', receipts: [], polls: 0, pollLatencies: [], errors: 0, errorSamples: [], retries: {} };
+const result: DoneMessage = {
+  type: 'done',
+  receipts: [],
+  polls: 0,
+  pollLatencies: [],
+  errors: 0,
+  errorSamples: [],
+  retries: {},
+};
 
 function fail(what: string): void {
   result.errors++;
@@ -52,7 +60,13 @@ async function simulate(message: StartMessage): Promise<void> {
   // One pool per process; a connection per parked poll, more for start/finish as needed. Idle
   // sockets are closed well before the registry's keep-alive timeout (65 s): a loaded generator
   // reads responses late, and a request sent on a socket the server is closing is reset.
-  const agent = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 10_000, headersTimeout: 0, bodyTimeout: 0, connect: { timeout: 30_000 } });
+  const agent = new Agent({
+    keepAliveTimeout: 10_000,
+    keepAliveMaxTimeout: 10_000,
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    connect: { timeout: 30_000 },
+  });
   const base = `${message.url}/api/v1/site`;
 
   /** Like a real site: a start or finish that did not get through is sent again (up to 10 times). */
@@ -80,7 +94,11 @@ async function simulate(message: StartMessage): Promise<void> {
   /** One poll; completes the run it gets. Returns whether a run came. */
   async function pollOnce(key: string, wait: number): Promise<boolean> {
     const started = wallMs();
-    const res = await request(`${base}/runs/next?wait=${wait}`, { dispatcher: agent, headers: { authorization: `Bearer ${key}` }, signal: abort.signal });
+    const res = await request(`${base}/runs/next?wait=${wait}`, {
+      dispatcher: agent,
+      headers: { authorization: `Bearer ${key}` },
+      signal: abort.signal,
+    });
     const received = wallMs();
     result.polls++;
     if (message.mode === 'plain') result.pollLatencies.push(received - started);

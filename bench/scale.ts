@@ -12,7 +12,13 @@ import { PhtClient } from '../sdk/index.js';
 import { IMAGE_REGISTRY } from '../test/helpers/docker.js';
 import { hotSpots, newestProfile } from './lib/cpu-profile.js';
 import { ProcSampler, readProc, type UsageWindow } from './lib/proc-stats.js';
-import { makeDataDir, seedPrincipals, startRegistryProcess, stopChild, type RegistryProcess } from './lib/registry-process.js';
+import {
+  makeDataDir,
+  seedPrincipals,
+  startRegistryProcess,
+  stopChild,
+  type RegistryProcess,
+} from './lib/registry-process.js';
 import { writeSection } from './lib/report.js';
 import { mib, ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
 import { argOf, numberArg, runMain } from './lib/world.js';
@@ -58,8 +64,13 @@ async function main(): Promise<void> {
     Array.from({ length: RESEARCHERS }, (_, i) => `bench-researcher-${i}`),
   );
   const profileDir = profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
-  const registry = await startRegistryProcess({ dataDir, nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [] });
-  const researchers = [...userTokens.values()].map((token) => new PhtClient({ url: registry.url, token, timeoutMs: 120_000 }));
+  const registry = await startRegistryProcess({
+    dataDir,
+    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  });
+  const researchers = [...userTokens.values()].map(
+    (token) => new PhtClient({ url: registry.url, token, timeoutMs: 120_000 }),
+  );
   const sites = siteNames.map((name) => ({ name, key: siteKeys.get(name)! }));
   const phases: PhaseResult[] = [];
   const running: Generators[] = [];
@@ -76,20 +87,31 @@ async function main(): Promise<void> {
       const done = await stopGenerators(gens);
       errors += done.errors + targeted.postErrors;
       errorSamples.push(...done.errorSamples);
-      if (broadcast) phases.push(finishPhase(`long poll: ${broadcasts} tasks to all ${siteCount} sites, one after another`, broadcast, done));
+      if (broadcast)
+        phases.push(
+          finishPhase(`long poll: ${broadcasts} tasks to all ${siteCount} sites, one after another`, broadcast, done),
+        );
       phases.push(finishPhase(`long poll: single-site tasks at ${rate}/s for ${seconds} s`, targeted, done));
       phases.at(-1)!.extra['site-side errors during the long-poll phases'] = String(done.errors);
       phases.at(-1)!.extra['requests retried by the sites during the long-poll phases'] = describeRetries(done.retries);
     }
     if (which.includes('plain')) {
-      const gens = await startGenerators(registry, sites, generators, { mode: 'plain', waitSeconds: 0, intervalMs: 1000 });
+      const gens = await startGenerators(registry, sites, generators, {
+        mode: 'plain',
+        waitSeconds: 0,
+        intervalMs: 1000,
+      });
       running.push(gens);
       await new Promise((r) => setTimeout(r, 2000)); // every site has polled once: steady state
       const plain = await runTargeted(registry, researchers, siteNames, rate, plainSeconds, gens);
       const done = await stopGenerators(gens);
       errors += done.errors + plain.postErrors;
       errorSamples.push(...done.errorSamples);
-      const plainPhase = finishPhase(`plain polling every 1 s: single-site tasks at ${rate}/s for ${plainSeconds} s`, plain, done);
+      const plainPhase = finishPhase(
+        `plain polling every 1 s: single-site tasks at ${rate}/s for ${plainSeconds} s`,
+        plain,
+        done,
+      );
       const lat = summarize(done.pollLatencies);
       plainPhase.extra['polls/s'] = ((done.polls / plain.usage.wallMs) * 1000).toFixed(0);
       plainPhase.extra['poll request p50 / p99 (ms)'] = `${ms(lat.median)} / ${ms(lat.p99)}`;
@@ -101,8 +123,14 @@ async function main(): Promise<void> {
     // Leave nothing running: the generators hold their parent open, the registry its port.
     // Their reports first: what the sites saw explains most failures.
     for (const g of running) {
-      const report = await Promise.race([stopGenerators(g), new Promise<null>((r) => setTimeout(() => r(null), 15_000))]).catch(() => null);
-      if (report) console.error(`sites saw: ${report.errors} errors (${report.errorSamples.slice(0, 5).join('; ')}); retried: ${describeRetries(report.retries)}`);
+      const report = await Promise.race([
+        stopGenerators(g),
+        new Promise<null>((r) => setTimeout(() => r(null), 15_000)),
+      ]).catch(() => null);
+      if (report)
+        console.error(
+          `sites saw: ${report.errors} errors (${report.errorSamples.slice(0, 5).join('; ')}); retried: ${describeRetries(report.retries)}`,
+        );
       for (const child of g.children) await stopChild(child, 1000);
     }
     await Promise.all(researchers.map((r) => r.close()));
@@ -114,7 +142,18 @@ async function main(): Promise<void> {
   const peakRss = readProc(registry.pid).peakRssBytes;
   await registry.stop();
   // A profiled run's figures are slowed by the profiler: printed, not recorded.
-  report(phases, !profileDir, { phases: which.join(','), siteCount, generators, broadcasts, rate, seconds, plainSeconds, errors, errorSamples, peakRss });
+  report(phases, !profileDir, {
+    phases: which.join(','),
+    siteCount,
+    generators,
+    broadcasts,
+    rate,
+    seconds,
+    plainSeconds,
+    errors,
+    errorSamples,
+    peakRss,
+  });
   if (profileDir) reportProfile(profileDir, process.argv.slice(2).join(' '), which);
 }
 
@@ -123,7 +162,12 @@ interface Generators {
   done: Promise<DoneMessage[]>;
 }
 
-async function startGenerators(registry: RegistryProcess, sites: { name: string; key: string }[], count: number, options: Pick<StartMessage, 'mode' | 'waitSeconds' | 'intervalMs'>): Promise<Generators> {
+async function startGenerators(
+  registry: RegistryProcess,
+  sites: { name: string; key: string }[],
+  count: number,
+  options: Pick<StartMessage, 'mode' | 'waitSeconds' | 'intervalMs'>,
+): Promise<Generators> {
   const children: ChildProcess[] = [];
   const ready: Promise<void>[] = [];
   const done: Promise<DoneMessage>[] = [];
@@ -184,7 +228,10 @@ interface Workload {
   completion?: number[];
 }
 
-function samplers(registry: RegistryProcess, gens: Generators): { stop(): { usage: UsageWindow; generatorCores: number } } {
+function samplers(
+  registry: RegistryProcess,
+  gens: Generators,
+): { stop(): { usage: UsageWindow; generatorCores: number } } {
   const reg = new ProcSampler(registry.pid).start();
   const gen = gens.children.map((c) => new ProcSampler(c.pid!, 1000).start());
   return {
@@ -193,7 +240,12 @@ function samplers(registry: RegistryProcess, gens: Generators): { stop(): { usag
 }
 
 /** Broadcast tasks, one at a time: the researcher waits (long poll) for all runs before the next. */
-async function runBroadcasts(registry: RegistryProcess, researcher: PhtClient, count: number, gens: Generators): Promise<Workload> {
+async function runBroadcasts(
+  registry: RegistryProcess,
+  researcher: PhtClient,
+  count: number,
+  gens: Generators,
+): Promise<Workload> {
   const sampling = samplers(registry, gens);
   const posted: Posted[] = [];
   const completion: number[] = [];
@@ -207,17 +259,28 @@ async function runBroadcasts(registry: RegistryProcess, researcher: PhtClient, c
       const now = await researcher.getTask(task.id);
       const counts: Record<string, number> = {};
       for (const run of now.runs) counts[run.status] = (counts[run.status] ?? 0) + 1;
-      throw new Error(`broadcast task ${task.id} not final after 300 s (${(e as Error).message}); runs: ${JSON.stringify(counts)}; registry log: ${registry.logFile}`);
+      throw new Error(
+        `broadcast task ${task.id} not final after 300 s (${(e as Error).message}); runs: ${JSON.stringify(counts)}; registry log: ${registry.logFile}`,
+      );
     });
     if (final.status !== 'completed') throw new Error(`broadcast task ${task.id} ended ${final.status}`);
     completion.push(wallMs() - postedAt);
-    console.log(`  broadcast ${i + 1}/${count}: ${task.runs.length} runs, all final after ${ms(completion.at(-1)!)} ms`);
+    console.log(
+      `  broadcast ${i + 1}/${count}: ${task.runs.length} runs, all final after ${ms(completion.at(-1)!)} ms`,
+    );
   }
   return { posted, ...sampling.stop(), postErrors: 0, completion };
 }
 
 /** Single-site tasks to random sites at `rate` per second from several researchers; waits until all are final. */
-async function runTargeted(registry: RegistryProcess, researchers: PhtClient[], siteNames: string[], rate: number, seconds: number, gens: Generators): Promise<Workload> {
+async function runTargeted(
+  registry: RegistryProcess,
+  researchers: PhtClient[],
+  siteNames: string[],
+  rate: number,
+  seconds: number,
+  gens: Generators,
+): Promise<Workload> {
   const sampling = samplers(registry, gens);
   const posted: Posted[] = [];
   const pending: Promise<void>[] = [];
@@ -240,7 +303,12 @@ async function runTargeted(registry: RegistryProcess, researchers: PhtClient[], 
   // Every run is final once no researcher has a queued or running task left.
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const open = await Promise.all(researchers.flatMap((r) => [r.listTasks({ status: 'queued', limit: 1 }), r.listTasks({ status: 'running', limit: 1 })]));
+    const open = await Promise.all(
+      researchers.flatMap((r) => [
+        r.listTasks({ status: 'queued', limit: 1 }),
+        r.listTasks({ status: 'running', limit: 1 }),
+      ]),
+    );
     if (open.every((l) => l.total === 0)) break;
     if (Date.now() > deadline) throw new Error('targeted tasks did not all finish within 120 s');
     await new Promise((r) => setTimeout(r, 200));
@@ -286,7 +354,18 @@ function finishPhase(name: string, work: Workload, done: DoneMessage): PhaseResu
 function report(
   phases: PhaseResult[],
   record: boolean,
-  o: { phases: string; siteCount: number; generators: number; broadcasts: number; rate: number; seconds: number; plainSeconds: number; errors: number; errorSamples: string[]; peakRss: number },
+  o: {
+    phases: string;
+    siteCount: number;
+    generators: number;
+    broadcasts: number;
+    rate: number;
+    seconds: number;
+    plainSeconds: number;
+    errors: number;
+    errorSamples: string[];
+    peakRss: number;
+  },
 ): void {
   const longPhases = phases.filter((p) => p.name.startsWith('long'));
   const worstP99 = Math.max(...longPhases.map((p) => p.handout.p99), 0);
@@ -345,14 +424,25 @@ the whole benchmark: ${(spots.totalMs / 1000).toFixed(1)} s of CPU samples.
 
 By module:
 
-${table(['module', 'self ms', 'share'], spots.files.map((f) => [f.name, f.selfMs.toFixed(0), pct(f.share)]))}
+${table(
+  ['module', 'self ms', 'share'],
+  spots.files.map((f) => [f.name, f.selfMs.toFixed(0), pct(f.share)]),
+)}
 
 By function:
 
-${table(['function', 'self ms', 'share'], spots.functions.map((f) => [f.name, f.selfMs.toFixed(0), pct(f.share)]))}
+${table(
+  ['function', 'self ms', 'share'],
+  spots.functions.map((f) => [f.name, f.selfMs.toFixed(0), pct(f.share)]),
+)}
 `;
   console.log(body);
-  writeSection({ id: `scale-profile-${which.join('-')}`, title: `3b. Registry CPU profile under the scale benchmark (${which.join(' and ')} polling)`, command: `npm run bench:scale -- ${args}`, body });
+  writeSection({
+    id: `scale-profile-${which.join('-')}`,
+    title: `3b. Registry CPU profile under the scale benchmark (${which.join(' and ')} polling)`,
+    command: `npm run bench:scale -- ${args}`,
+    body,
+  });
   fs.rmSync(dir, { recursive: true, force: true });
 }
 

@@ -20,7 +20,8 @@ async function main(): Promise<void> {
     const store = openStore(dir);
     try {
       const sites = [];
-      for (let i = 0; i < n; i++) sites.push((await store.createPrincipal('site', `bench-store-${i}`, 'site')).principal);
+      for (let i = 0; i < n; i++)
+        sites.push((await store.createPrincipal('site', `bench-store-${i}`, 'site')).principal);
       const owner = (await store.createPrincipal('user', 'bench-store-researcher', 'researcher')).principal;
       // Warm the statements on a throw-away task first.
       const time = async (fn: () => Promise<unknown>) => {
@@ -35,13 +36,23 @@ async function main(): Promise<void> {
       const json: number[] = [];
       const empty: number[] = [];
       for (let round = 0; round < 2; round++) {
-        const task = await store.createTask(owner, { name: null, image: '127.0.0.1:5050/pht-bench/workload:1', config: Buffer.from('{}'), configType: 'application/json', sites: null });
+        const task = await store.createTask(owner, {
+          name: null,
+          image: '127.0.0.1:5050/pht-bench/workload:1',
+          config: Buffer.from('{}'),
+          configType: 'application/json',
+          sites: null,
+        });
         const runOf = new Map(task.runs.map((r) => [r.site, r.id]));
         for (const phase of ['claim', 'start', 'finish'] as const) {
           for (const site of sites) {
             const runId = runOf.get(site.name)!;
             const us = await time(() =>
-              phase === 'claim' ? store.claimNextRun(site.id, 60_000) : phase === 'start' ? store.startRun(site.id, runId) : store.finishRun(site.id, runId, { state: 'completed', exitCode: 0 }),
+              phase === 'claim'
+                ? store.claimNextRun(site.id, 60_000)
+                : phase === 'start'
+                  ? store.startRun(site.id, runId)
+                  : store.finishRun(site.id, runId, { state: 'completed', exitCode: 0 }),
             );
             if (round === 1) (phase === 'claim' ? claims : phase === 'start' ? starts : finishes).push(us);
           }
@@ -68,8 +79,20 @@ async function main(): Promise<void> {
       // Every claim, start and finish notifies the task; a waiting researcher re-reads it each time.
       const broadcastMs = (n * (c + s + f)) / 1000;
       const withWaiterMs = broadcastMs + 3 * n * r;
-      rows.push([n, ms(summarize(empty).median), ms(c), ms(s), ms(f), ms(summarize(reads).median), ms(summarize(json).median), ms(broadcastMs), ms(withWaiterMs)]);
-      console.log(`N=${n}: claim ${ms(c)} µs, start ${ms(s)} µs, finish ${ms(f)} µs, task read ${ms(summarize(reads).median)} ms`);
+      rows.push([
+        n,
+        ms(summarize(empty).median),
+        ms(c),
+        ms(s),
+        ms(f),
+        ms(summarize(reads).median),
+        ms(summarize(json).median),
+        ms(broadcastMs),
+        ms(withWaiterMs),
+      ]);
+      console.log(
+        `N=${n}: claim ${ms(c)} µs, start ${ms(s)} µs, finish ${ms(f)} µs, task read ${ms(summarize(reads).median)} ms`,
+      );
     } finally {
       await store.close();
       fs.rmSync(dir, { recursive: true, force: true });
@@ -89,7 +112,12 @@ is busy are merged).
 ${table(['N sites', 'empty poll (µs)', 'claim (µs/run)', 'start (µs/run)', 'finish (µs/run)', 'read task (ms)', 'JSON of task (ms)', 'all N runs: transitions (ms)', '… + a waiting researcher (ms)'], rows)}
 `;
   console.log(body);
-  writeSection({ id: 'store-costs', title: '3c. Store cost per run transition as a task grows', command: `npm run bench:store -- --sizes ${sizes.join(',')}`, body });
+  writeSection({
+    id: 'store-costs',
+    title: '3c. Store cost per run transition as a task grows',
+    command: `npm run bench:store -- --sizes ${sizes.join(',')}`,
+    body,
+  });
 }
 
 runMain(main);

@@ -24,10 +24,14 @@ async function main(): Promise<void> {
       const client = await startSite(config);
       try {
         // Warm-up: the first pull and the first container on a fresh network are slower.
-        for (let w = 0; w < 2; w++) await world.researcher.waitForTask((await world.researcher.createTask({ image, config: { sleepMs: 100 }, sites: [client.site] })).id);
+        for (let w = 0; w < 2; w++)
+          await world.researcher.waitForTask(
+            (await world.researcher.createTask({ image, config: { sleepMs: 100 }, sites: [client.site] })).id,
+          );
         const started = wallMs();
         const ids: number[] = [];
-        for (let t = 0; t < tasks; t++) ids.push((await world.researcher.createTask({ image, config: { sleepMs: 100 }, sites: [client.site] })).id);
+        for (let t = 0; t < tasks; t++)
+          ids.push((await world.researcher.createTask({ image, config: { sleepMs: 100 }, sites: [client.site] })).id);
         const finals = [];
         for (const id of ids) finals.push(await world.researcher.waitForTask(id, { timeoutMs: 300_000 }));
         const elapsed = wallMs() - started;
@@ -40,8 +44,18 @@ async function main(): Promise<void> {
         const perRun = summarize(runs.map((r) => Date.parse(r.finishedAt!) - Date.parse(r.startedAt!)));
         const container = summarize(runs.map((r) => r.durationMs ?? NaN).filter(Number.isFinite));
         const perMinute = (tasks / (elapsed / 1000)) * 60;
-        rows.push([concurrency, tasks, (elapsed / 1000).toFixed(1), perMinute.toFixed(0), steady.toFixed(0), ms(perRun.median), ms(container.median)]);
-        console.log(`concurrency ${concurrency}: ${tasks} runs in ${(elapsed / 1000).toFixed(1)} s = ${perMinute.toFixed(0)} runs/min`);
+        rows.push([
+          concurrency,
+          tasks,
+          (elapsed / 1000).toFixed(1),
+          perMinute.toFixed(0),
+          steady.toFixed(0),
+          ms(perRun.median),
+          ms(container.median),
+        ]);
+        console.log(
+          `concurrency ${concurrency}: ${tasks} runs in ${(elapsed / 1000).toFixed(1)} s = ${perMinute.toFixed(0)} runs/min`,
+        );
       } finally {
         await stopSite(client, config);
       }
@@ -63,7 +77,12 @@ back to back after 2 warm-up tasks; the container sleeps 100 ms, then writes res
 ${table(['concurrency', 'runs', 'wall (s)', 'runs/min', 'steady runs/min', 'run at the site, median (ms)', 'container, median (ms)'], rows)}
 `;
   console.log(body);
-  writeSection({ id: 'throughput', title: '4. Throughput of one site', command: `npm run bench:throughput -- --tasks ${tasks} --concurrency ${levels.join(',')} --mode ${mode}`, body });
+  writeSection({
+    id: 'throughput',
+    title: '4. Throughput of one site',
+    command: `npm run bench:throughput -- --tasks ${tasks} --concurrency ${levels.join(',')} --mode ${mode}`,
+    body,
+  });
 }
 
 runMain(main);

@@ -59,7 +59,13 @@ export const CLIENT_ENV_OVERRIDES: readonly EnvOverride[] = [
 ];
 
 export function loadClientConfig(file: string, env: NodeJS.ProcessEnv): ClientConfig {
-  const raw = loadRawConfig({ file, fileRequired: true, schema: clientConfigSchema, env, envOverrides: CLIENT_ENV_OVERRIDES });
+  const raw = loadRawConfig({
+    file,
+    fileRequired: true,
+    schema: clientConfigSchema,
+    env,
+    envOverrides: CLIENT_ENV_OVERRIDES,
+  });
   return compileClientConfig(raw, file, path.dirname(path.resolve(file)));
 }
 
@@ -73,11 +79,17 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
   }
   const schedule = raw.poll.schedule as string;
   let compiledSchedule: ClientConfig['poll']['schedule'];
-  if (/^[0-9]+(\.[0-9]+)?(ms|s|m|h)$/.test(schedule)) compiledSchedule = { kind: 'interval', ms: parseDurationMs(schedule) };
+  if (/^[0-9]+(\.[0-9]+)?(ms|s|m|h)$/.test(schedule))
+    compiledSchedule = { kind: 'interval', ms: parseDurationMs(schedule) };
   else if (cron.validate(schedule)) compiledSchedule = { kind: 'cron', expression: schedule };
-  else throw new ConfigError(`config${file ? ` file ${file}` : ''}: poll.schedule: "${schedule}" is neither a duration (e.g. "5s") nor a cron expression`, file);
+  else
+    throw new ConfigError(
+      `config${file ? ` file ${file}` : ''}: poll.schedule: "${schedule}" is neither a duration (e.g. "5s") nor a cron expression`,
+      file,
+    );
   const mode = raw.network.mode as NetworkMode;
-  if (mode === 'named' && !raw.network.name) throw new ConfigError('config: network.name is required when network.mode is "named"', file);
+  if (mode === 'named' && !raw.network.name)
+    throw new ConfigError('config: network.name is required when network.mode is "named"', file);
   const workDir = path.resolve(baseDir, raw.workDir);
   return {
     registryUrl: raw.registryUrl,

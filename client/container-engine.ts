@@ -75,12 +75,18 @@ export class DockerEngine implements ContainerEngine {
   async pull(image: string): Promise<void> {
     const stream = await this.guard(`pull ${image}`, () => this.docker.pull(image) as Promise<NodeJS.ReadableStream>);
     await new Promise<void>((resolve, reject) => {
-      this.docker.modem.followProgress(stream, (err: unknown, output: { error?: string; errorDetail?: { message?: string } }[]) => {
-        if (err) return reject(new PermanentRunError(`pull of ${image} failed: ${coerceError(err).message}`));
-        const failed = output?.find((o) => o.error || o.errorDetail);
-        if (failed) return reject(new PermanentRunError(`pull of ${image} failed: ${failed.errorDetail?.message ?? failed.error}`));
-        resolve();
-      });
+      this.docker.modem.followProgress(
+        stream,
+        (err: unknown, output: { error?: string; errorDetail?: { message?: string } }[]) => {
+          if (err) return reject(new PermanentRunError(`pull of ${image} failed: ${coerceError(err).message}`));
+          const failed = output?.find((o) => o.error || o.errorDetail);
+          if (failed)
+            return reject(
+              new PermanentRunError(`pull of ${image} failed: ${failed.errorDetail?.message ?? failed.error}`),
+            );
+          resolve();
+        },
+      );
     });
   }
 
@@ -151,7 +157,9 @@ export class DockerEngine implements ContainerEngine {
   }
 
   async wait(containerId: string): Promise<number> {
-    const result = (await this.guard('wait for the container', () => this.docker.getContainer(containerId).wait())) as { StatusCode: number };
+    const result = (await this.guard('wait for the container', () => this.docker.getContainer(containerId).wait())) as {
+      StatusCode: number;
+    };
     return result.StatusCode;
   }
 
@@ -189,7 +197,10 @@ export class DockerEngine implements ContainerEngine {
 
   async listManaged(site: string): Promise<ManagedContainer[]> {
     const list = await this.guard('list containers', () =>
-      this.docker.listContainers({ all: true, filters: { label: [`${CONTAINER_LABELS.managedBy}=pht-client`, `${CONTAINER_LABELS.site}=${site}`] } }),
+      this.docker.listContainers({
+        all: true,
+        filters: { label: [`${CONTAINER_LABELS.managedBy}=pht-client`, `${CONTAINER_LABELS.site}=${site}`] },
+      }),
     );
     return list.map((c) => ({ id: c.Id, labels: c.Labels ?? {}, running: c.State === 'running' }));
   }
@@ -209,7 +220,8 @@ export class DockerEngine implements ContainerEngine {
     }
     const status = statusOf(e);
     const message = dockerMessage(e);
-    if (status !== undefined && status >= 400 && status < 500) return new PermanentRunError(`cannot ${what}: ${message}`);
+    if (status !== undefined && status >= 400 && status < 500)
+      return new PermanentRunError(`cannot ${what}: ${message}`);
     if (status !== undefined && /manifest unknown|not found|unauthorized|denied|invalid reference/i.test(message)) {
       return new PermanentRunError(`cannot ${what}: ${message}`);
     }

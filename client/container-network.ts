@@ -20,7 +20,11 @@ export interface GatewayNetwork {
  * between containers. The host side of the bridge holds the gateway IP, where the client serves
  * the SPARQL gateway.
  */
-export async function ensureGatewayNetwork(docker: Docker, config: ClientConfig, site: string): Promise<GatewayNetwork> {
+export async function ensureGatewayNetwork(
+  docker: Docker,
+  config: ClientConfig,
+  site: string,
+): Promise<GatewayNetwork> {
   const name = config.network.name ?? `pht-gw-${site}`;
   // Linux interface names are at most 15 characters; a hash keeps them unique per network name.
   const bridgeInterface = `phtgw${crypto.createHash('sha256').update(name).digest('hex').slice(0, 8)}`;
@@ -47,10 +51,12 @@ export async function ensureGatewayNetwork(docker: Docker, config: ClientConfig,
   }
   if (!network) throw new Error(`Docker network ${name} could not be created`);
   const info = await docker.getNetwork(network.Id).inspect();
-  if (!info.Internal) throw new Error(`Docker network ${name} exists but is not internal; remove it or name another one`);
+  if (!info.Internal)
+    throw new Error(`Docker network ${name} exists but is not internal; remove it or name another one`);
   const gatewayIp = info.IPAM?.Config?.[0]?.Gateway as string | undefined;
   if (!gatewayIp) throw new Error(`Docker network ${name} has no gateway address`);
-  const iface = (info.Options?.['com.docker.network.bridge.name'] as string | undefined) ?? `br-${String(info.Id).slice(0, 12)}`;
+  const iface =
+    (info.Options?.['com.docker.network.bridge.name'] as string | undefined) ?? `br-${String(info.Id).slice(0, 12)}`;
   return { name, gatewayIp: gatewayIp.split('/')[0]!, bridgeInterface: iface };
 }
 
@@ -80,12 +86,18 @@ export class HostFirewall {
       this.applied.push(drop);
       await run('iptables', ['-w', '-I', ...accept]);
       this.applied.push(accept);
-      this.logger.info('host firewall applied: containers reach only the SPARQL gateway', { interface: this.network.bridgeInterface, port });
+      this.logger.info('host firewall applied: containers reach only the SPARQL gateway', {
+        interface: this.network.bridgeInterface,
+        port,
+      });
       return true;
     } catch (e) {
-      this.logger.warn('could not apply host firewall rules; containers may reach host services through the gateway IP', {
-        error: coerceError(e).message,
-      });
+      this.logger.warn(
+        'could not apply host firewall rules; containers may reach host services through the gateway IP',
+        {
+          error: coerceError(e).message,
+        },
+      );
       await this.remove();
       return false;
     }

@@ -33,7 +33,10 @@ export class LogForwarder {
     if (this.capped || this.closed) return;
     const room = this.maxBytes - this.totalBytes;
     if (Buffer.byteLength(text) > room) {
-      this.pending += Buffer.from(text).subarray(0, Math.max(0, room)).toString('utf8').replace(/\uFFFD+$/, '');
+      this.pending += Buffer.from(text)
+        .subarray(0, Math.max(0, room))
+        .toString('utf8')
+        .replace(/\uFFFD+$/, '');
       this.pending += `\n[log truncated by the site: at most ${this.maxBytes} bytes per run]\n`;
       this.capped = true;
     } else {

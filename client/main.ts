@@ -22,7 +22,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'client' } }, env);
     client = new SiteClient({ config, logger });
     // A site client must keep serving: a stray rejection is logged loudly, never fatal.
-    process.on('unhandledRejection', (reason) => logger.error('unhandled rejection', { error: coerceError(reason).stack }));
+    process.on('unhandledRejection', (reason) =>
+      logger.error('unhandled rejection', { error: coerceError(reason).stack }),
+    );
     const stopping = new Promise<void>((resolve) => {
       let signals = 0;
       const onSignal = (signal: string) => {

@@ -19,12 +19,18 @@ export class SiteRegistryApi {
   ) {
     this.base = registryUrl.replace(/\/+$/, '') + '/api/v1/site';
     // Long polls hold a connection for up to a minute; bodies (uploads) may take long.
-    this.dispatcher = new Agent({ headersTimeout: 90_000, bodyTimeout: 0, connectTimeout: 10_000, keepAliveTimeout: 30_000 });
+    this.dispatcher = new Agent({
+      headersTimeout: 90_000,
+      bodyTimeout: 0,
+      connectTimeout: 10_000,
+      keepAliveTimeout: 30_000,
+    });
   }
 
   async me(signal?: AbortSignal): Promise<{ name: string }> {
     const body = await this.call('GET', '/me', undefined, signal);
-    if (!isObject(body) || typeof body.name !== 'string') throw new RegistryUnavailableError('registry answered /me without a site name', null);
+    if (!isObject(body) || typeof body.name !== 'string')
+      throw new RegistryUnavailableError('registry answered /me without a site name', null);
     return { name: body.name };
   }
 
@@ -32,7 +38,13 @@ export class SiteRegistryApi {
   async claimNext(waitSeconds: number, signal?: AbortSignal): Promise<RunAssignment | null> {
     const body = await this.call('GET', `/runs/next?wait=${waitSeconds}`, undefined, signal);
     if (body === null) return null;
-    if (!isObject(body) || !isId(body.id) || !isId(body.taskId) || typeof body.image !== 'string' || !Number.isInteger(body.attempt)) {
+    if (
+      !isObject(body) ||
+      !isId(body.id) ||
+      !isId(body.taskId) ||
+      typeof body.image !== 'string' ||
+      !Number.isInteger(body.attempt)
+    ) {
       throw new RegistryUnavailableError('registry handed out a malformed run', null);
     }
     return body as unknown as RunAssignment;
@@ -44,7 +56,8 @@ export class SiteRegistryApi {
 
   async listUnfinishedRuns(signal?: AbortSignal): Promise<SiteRunView[]> {
     const body = await this.call('GET', '/runs', undefined, signal);
-    if (!Array.isArray(body)) throw new RegistryUnavailableError('registry answered /runs with something other than a list', null);
+    if (!Array.isArray(body))
+      throw new RegistryUnavailableError('registry answered /runs with something other than a list', null);
     return body.map(asRunView);
   }
 
@@ -74,7 +87,13 @@ export class SiteRegistryApi {
     await this.dispatcher.close();
   }
 
-  private async call(method: string, path: string, body?: unknown, signal?: AbortSignal, rawSize?: number): Promise<unknown> {
+  private async call(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    rawSize?: number,
+  ): Promise<unknown> {
     const raw = rawSize !== undefined;
     let response;
     try {
@@ -129,7 +148,13 @@ function isId(v: unknown): v is number {
 }
 
 function asRunView(v: unknown): SiteRunView {
-  if (!isObject(v) || !isId(v.id) || !isId(v.taskId) || typeof v.status !== 'string' || typeof v.cancelRequested !== 'boolean') {
+  if (
+    !isObject(v) ||
+    !isId(v.id) ||
+    !isId(v.taskId) ||
+    typeof v.status !== 'string' ||
+    typeof v.cancelRequested !== 'boolean'
+  ) {
     throw new RegistryUnavailableError('registry answered with a malformed run', null);
   }
   return v as unknown as SiteRunView;

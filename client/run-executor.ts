@@ -75,11 +75,28 @@ export class RunExecutor {
   private async decideAndStart(ws: RunWorkspace, log: Logger): Promise<void> {
     const { image, runId } = ws.record;
     const valid = image.length <= IMAGE_REFERENCE_MAX_LENGTH && imagePattern.test(image);
-    const decision = valid ? this.deps.config.allowlist.check(image) : { allowed: false, reason: 'not a valid image reference' };
-    this.deps.audit.info('image decision', { event: 'image_decision', runId, taskId: ws.record.taskId, image, allowed: decision.allowed, reason: decision.reason });
+    const decision = valid
+      ? this.deps.config.allowlist.check(image)
+      : { allowed: false, reason: 'not a valid image reference' };
+    this.deps.audit.info('image decision', {
+      event: 'image_decision',
+      runId,
+      taskId: ws.record.taskId,
+      image,
+      allowed: decision.allowed,
+      reason: decision.reason,
+    });
     if (!decision.allowed) {
       log.info('image refused', { image, reason: decision.reason });
-      ws.update({ phase: 'ended', outcome: { state: 'rejected', exitCode: null, reason: `refused by site ${this.deps.site}: ${decision.reason}`, durationMs: null } });
+      ws.update({
+        phase: 'ended',
+        outcome: {
+          state: 'rejected',
+          exitCode: null,
+          reason: `refused by site ${this.deps.site}: ${decision.reason}`,
+          durationMs: null,
+        },
+      });
       return;
     }
     try {
@@ -95,7 +112,11 @@ export class RunExecutor {
           return;
         }
         // Cancelled or ended meanwhile: not ours to run any more.
-        log.info('registry refused to start the run; dropping it', { status: e.status, code: e.code, message: e.message });
+        log.info('registry refused to start the run; dropping it', {
+          status: e.status,
+          code: e.code,
+          message: e.message,
+        });
         this.deps.audit.info('run dropped', { event: 'run_dropped', runId, reason: e.message });
         ws.update({ phase: 'reported' });
         return;
@@ -107,10 +128,15 @@ export class RunExecutor {
 
   private async runContainer(ws: RunWorkspace, log: Logger): Promise<void> {
     const { engine } = this.deps;
-    let state = ws.record.containerId ? await engine.inspect(ws.record.containerId) : await engine.inspect(ws.record.containerName);
+    let state = ws.record.containerId
+      ? await engine.inspect(ws.record.containerId)
+      : await engine.inspect(ws.record.containerName);
     if (state && !this.belongsToRun(state.labels, ws)) {
       // Same name, other run (an earlier registry numbered its runs alike): never adopt it.
-      log.warn('removing a stale container that holds this run\'s name', { containerId: state.id.slice(0, 12), labels: state.labels });
+      log.warn("removing a stale container that holds this run's name", {
+        containerId: state.id.slice(0, 12),
+        labels: state.labels,
+      });
       await engine.remove(state.id);
       state = null;
     }
@@ -127,12 +153,21 @@ export class RunExecutor {
         ws.update({ containerId: id });
         await this.retryingDocker('start the container', log, () => engine.start(id));
         ws.update({ startedAtMs: Date.now() });
-        this.deps.audit.info('run started', { event: 'run_started', runId: ws.record.runId, image: ws.record.image, digest: ws.record.digest, containerId: id });
+        this.deps.audit.info('run started', {
+          event: 'run_started',
+          runId: ws.record.runId,
+          image: ws.record.image,
+          digest: ws.record.digest,
+          containerId: id,
+        });
         log.info('container started', { containerId: id.slice(0, 12), digest: ws.record.digest });
       } catch (e) {
         if (e instanceof PermanentRunError || e instanceof DockerUnavailableError) {
           log.warn('run could not start', { error: e.message });
-          ws.update({ phase: 'ended', outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null } });
+          ws.update({
+            phase: 'ended',
+            outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null },
+          });
           return;
         }
         throw e;
@@ -142,18 +177,36 @@ export class RunExecutor {
       if (!state.running && state.startedAt === null) {
         // Created, then the client died before starting it: start it now (it has never run).
         await engine.start(state.id);
-        this.deps.audit.info('run started', { event: 'run_started', runId: ws.record.runId, image: ws.record.image, digest: ws.record.digest, containerId: state.id });
+        this.deps.audit.info('run started', {
+          event: 'run_started',
+          runId: ws.record.runId,
+          image: ws.record.image,
+          digest: ws.record.digest,
+          containerId: state.id,
+        });
         state = (await engine.inspect(state.id)) ?? state;
       }
-      ws.update({ containerId: state.id, startedAtMs: ws.record.startedAtMs ?? (state.startedAt ? Date.parse(state.startedAt) : Date.now()) });
+      ws.update({
+        containerId: state.id,
+        startedAtMs: ws.record.startedAtMs ?? (state.startedAt ? Date.parse(state.startedAt) : Date.now()),
+      });
       if (ws.record.sparqlToken) {
         // The container still holds its old SPARQL URL: honour its token again.
-        this.sparqlReleases.set(ws.record.runId, this.deps.networking.sparqlFor(ws.record.runId, ws.record.sparqlToken).release);
+        this.sparqlReleases.set(
+          ws.record.runId,
+          this.deps.networking.sparqlFor(ws.record.runId, ws.record.sparqlToken).release,
+        );
       }
-      log.info('following a container found after a restart', { containerId: state.id.slice(0, 12), running: state.running });
+      log.info('following a container found after a restart', {
+        containerId: state.id.slice(0, 12),
+        running: state.running,
+      });
     }
     if (!state) {
-      ws.update({ phase: 'ended', outcome: { state: 'failed', exitCode: null, reason: 'the container disappeared', durationMs: null } });
+      ws.update({
+        phase: 'ended',
+        outcome: { state: 'failed', exitCode: null, reason: 'the container disappeared', durationMs: null },
+      });
       return;
     }
     const outcome = await this.follow(ws, log);
@@ -185,7 +238,8 @@ export class RunExecutor {
     let digest = info.repoDigests.find((d) => d.startsWith(`${repo}@`)) ?? info.repoDigests[0] ?? null;
     if (isDigestPinned(image)) {
       const pinned = image.slice(image.lastIndexOf('@') + 1);
-      if (!info.repoDigests.some((d) => d.endsWith(`@${pinned}`))) throw new PermanentRunError(`image ${image} does not have the pinned digest`);
+      if (!info.repoDigests.some((d) => d.endsWith(`@${pinned}`)))
+        throw new PermanentRunError(`image ${image} does not have the pinned digest`);
       digest = `${repo}@${pinned}`;
     }
     ws.update({ imageId: info.id, digest });
@@ -245,7 +299,9 @@ export class RunExecutor {
       if (killedFor) return;
       killedFor = reason;
       log.info('stopping container', { reason: reason.kind });
-      await engine.stop(containerId, reason.kind === 'cancel' ? 2 : 0).catch((e: unknown) => log.warn('stop failed', { error: coerceError(e).message }));
+      await engine
+        .stop(containerId, reason.kind === 'cancel' ? 2 : 0)
+        .catch((e: unknown) => log.warn('stop failed', { error: coerceError(e).message }));
     };
 
     const logStream = await engine.logs(containerId, ws.record.logForwardedUntil);
@@ -271,7 +327,9 @@ export class RunExecutor {
         const report = progress.readLatest();
         if (report && JSON.stringify(report) !== JSON.stringify(lastProgress)) {
           lastProgress = report;
-          await api.progress(runId, report).catch((e: unknown) => log.debug('progress not delivered', { error: coerceError(e).message }));
+          await api
+            .progress(runId, report)
+            .catch((e: unknown) => log.debug('progress not delivered', { error: coerceError(e).message }));
         }
         if (now - lastCancelCheck >= config.poll.cancelCheckMs) {
           lastCancelCheck = now;
@@ -312,25 +370,56 @@ export class RunExecutor {
     if (finalProgress) await api.progress(runId, finalProgress).catch(() => undefined);
 
     const state = await engine.inspect(containerId);
-    const durationMs = state?.startedAt && state.finishedAt ? Math.max(0, Date.parse(state.finishedAt) - Date.parse(state.startedAt)) : null;
+    const durationMs =
+      state?.startedAt && state.finishedAt
+        ? Math.max(0, Date.parse(state.finishedAt) - Date.parse(state.startedAt))
+        : null;
     const exitCode = state?.exitCode ?? result.code;
     const outcome = this.outcomeOf(killedFor, exitCode, state?.oomKilled ?? false, result.error);
     forwarder.note(`run ended: ${outcome.state}${outcome.reason ? ` (${outcome.reason})` : ''}`);
     await forwarder.flush();
     this.sparqlReleases.get(runId)?.();
     this.sparqlReleases.delete(runId);
-    this.deps.audit.info('run ended', { event: 'run_ended', runId, state: outcome.state, exitCode, durationMs, digest: ws.record.digest });
+    this.deps.audit.info('run ended', {
+      event: 'run_ended',
+      runId,
+      state: outcome.state,
+      exitCode,
+      durationMs,
+      digest: ws.record.digest,
+    });
     return { ...outcome, durationMs };
   }
 
-  private outcomeOf(killedFor: KillReason | null, exitCode: number | null, oomKilled: boolean, error: Error | null): Omit<RunOutcome, 'durationMs'> {
+  private outcomeOf(
+    killedFor: KillReason | null,
+    exitCode: number | null,
+    oomKilled: boolean,
+    error: Error | null,
+  ): Omit<RunOutcome, 'durationMs'> {
     const { limits } = this.deps.config;
     const killed = killedFor as KillReason | null;
     if (killed?.kind === 'cancel') return { state: 'cancelled', exitCode, reason: 'cancelled by the researcher' };
-    if (killed?.kind === 'timeout') return { state: 'timed_out', exitCode, reason: `ran longer than the site's limit of ${limits.timeoutMs / 1000} s` };
-    if (killed?.kind === 'output') return { state: 'failed', exitCode, reason: `wrote more than the site's output limit of ${limits.outputBytes} bytes` };
-    if (oomKilled) return { state: 'failed', exitCode, reason: `killed: out of memory (limit ${Math.round(limits.memoryBytes / 1048576)} MB)` };
-    if (error && exitCode === null) return { state: 'failed', exitCode: null, reason: `lost the container: ${error.message}` };
+    if (killed?.kind === 'timeout')
+      return {
+        state: 'timed_out',
+        exitCode,
+        reason: `ran longer than the site's limit of ${limits.timeoutMs / 1000} s`,
+      };
+    if (killed?.kind === 'output')
+      return {
+        state: 'failed',
+        exitCode,
+        reason: `wrote more than the site's output limit of ${limits.outputBytes} bytes`,
+      };
+    if (oomKilled)
+      return {
+        state: 'failed',
+        exitCode,
+        reason: `killed: out of memory (limit ${Math.round(limits.memoryBytes / 1048576)} MB)`,
+      };
+    if (error && exitCode === null)
+      return { state: 'failed', exitCode: null, reason: `lost the container: ${error.message}` };
     if (exitCode === 0) return { state: 'completed', exitCode, reason: null };
     return { state: 'failed', exitCode, reason: `exit code ${exitCode}` };
   }
@@ -341,10 +430,20 @@ export class RunExecutor {
     const outcome = ws.record.outcome!;
     const runId = ws.record.runId;
     if (ws.record.containerId) {
-      if (config.keepOnFailure && outcome.state !== 'completed') log.info('keeping the failed container for inspection', { containerId: ws.record.containerId });
-      else await engine.remove(ws.record.containerId).catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
+      if (config.keepOnFailure && outcome.state !== 'completed')
+        log.info('keeping the failed container for inspection', { containerId: ws.record.containerId });
+      else
+        await engine
+          .remove(ws.record.containerId)
+          .catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
     }
-    let report: FinishReport = { state: outcome.state, exitCode: outcome.exitCode, reason: outcome.reason, digest: ws.record.digest, durationMs: outcome.durationMs };
+    let report: FinishReport = {
+      state: outcome.state,
+      exitCode: outcome.exitCode,
+      reason: outcome.reason,
+      digest: ws.record.digest,
+      durationMs: outcome.durationMs,
+    };
     let bytesSent = 0;
     // Whenever a container existed, its output goes back, however this execution came to know it.
     if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
@@ -359,13 +458,16 @@ export class RunExecutor {
         for (const skipped of scan.skipped) log.warn('output entry not sent', { entry: skipped });
         try {
           for (const file of scan.files) {
-            await this.retrying(`upload ${file.name}`, () => api.uploadFile(runId, file.name, openForUpload(file), file.size));
+            await this.retrying(`upload ${file.name}`, () =>
+              api.uploadFile(runId, file.name, openForUpload(file), file.size),
+            );
             bytesSent += file.size;
             this.deps.audit.info('file sent', { event: 'file_sent', runId, file: file.name, bytes: file.size });
           }
         } catch (e) {
           if (!(e instanceof RegistryRefusedError)) throw e;
-          if (e.status === 413) report = { ...report, state: 'failed', reason: `the registry refused a result file: ${e.message}` };
+          if (e.status === 413)
+            report = { ...report, state: 'failed', reason: `the registry refused a result file: ${e.message}` };
           else log.warn('registry refused the upload', { status: e.status, message: e.message });
         }
       }
@@ -377,7 +479,13 @@ export class RunExecutor {
       // 409: the run already ended at the registry (e.g. cancelled while the site was away).
       log.warn('registry refused the result', { status: e.status, message: e.message });
     }
-    this.deps.audit.info('result reported', { event: 'result_reported', runId, state: report.state, bytesSent, digest: report.digest ?? null });
+    this.deps.audit.info('result reported', {
+      event: 'result_reported',
+      runId,
+      state: report.state,
+      bytesSent,
+      digest: report.digest ?? null,
+    });
     log.info('run reported', { state: report.state, exitCode: report.exitCode ?? null, bytesSent });
     ws.update({ phase: 'reported' });
   }
@@ -408,7 +516,8 @@ export class RunExecutor {
       } catch (e) {
         if (!(e instanceof RegistryUnavailableError)) throw e;
         const delay = backoffDelay(attempt, 500, this.deps.config.poll.maxBackoffMs);
-        if (attempt === 0) this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: e.message });
+        if (attempt === 0)
+          this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: e.message });
         await sleep(delay, this.deps.shutdown);
       }
     }

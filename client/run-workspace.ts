@@ -58,7 +58,13 @@ export class RunWorkspace {
   }
 
   /** Creates the folders and writes the config file the container will read. */
-  static create(workDir: string, site: string, run: RunAssignment, containerUid: number, containerGid: number): RunWorkspace {
+  static create(
+    workDir: string,
+    site: string,
+    run: RunAssignment,
+    containerUid: number,
+    containerGid: number,
+  ): RunWorkspace {
     const dir = path.join(RunWorkspace.runsDir(workDir), String(run.id));
     fs.rmSync(dir, { recursive: true, force: true });
     const ws = new RunWorkspace(dir, {
@@ -95,13 +101,20 @@ export class RunWorkspace {
    * Every workspace left by a previous process, oldest run first. Unreadable ones are returned as
    * errors; folders of runs that never got past their first save are removed (`abandoned`).
    */
-  static loadAll(workDir: string): { workspaces: RunWorkspace[]; broken: { dir: string; error: string }[]; abandoned: number[] } {
+  static loadAll(workDir: string): {
+    workspaces: RunWorkspace[];
+    broken: { dir: string; error: string }[];
+    abandoned: number[];
+  } {
     const runsDir = RunWorkspace.runsDir(workDir);
     fs.mkdirSync(runsDir, { recursive: true });
     const workspaces: RunWorkspace[] = [];
     const broken: { dir: string; error: string }[] = [];
     const abandoned: number[] = [];
-    for (const entry of fs.readdirSync(runsDir).filter((e) => /^[0-9]+$/.test(e)).sort((a, b) => Number(a) - Number(b))) {
+    for (const entry of fs
+      .readdirSync(runsDir)
+      .filter((e) => /^[0-9]+$/.test(e))
+      .sort((a, b) => Number(a) - Number(b))) {
       const dir = path.join(runsDir, entry);
       const file = path.join(dir, 'state.json');
       if (!fs.existsSync(file)) {

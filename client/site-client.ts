@@ -58,7 +58,12 @@ export class SiteClient {
   /** Connects, prepares the network, recovers left-over runs and starts polling. */
   async start(): Promise<void> {
     this.site = (await this.untilAvailable('identify the site', () => this.api.me(this.shutdown.signal))).name;
-    this.logger.info('site client starting', { site: this.site, registry: this.config.registryUrl, network: this.config.network.mode, concurrency: this.config.concurrency });
+    this.logger.info('site client starting', {
+      site: this.site,
+      registry: this.config.registryUrl,
+      network: this.config.network.mode,
+      concurrency: this.config.concurrency,
+    });
     await this.engine.ping();
     this.audit = createAuditLog(this.config.auditLog, this.site);
     fs.mkdirSync(this.config.workDir, { recursive: true });
@@ -109,7 +114,8 @@ export class SiteClient {
     if (network.mode !== 'gateway') {
       const url = network.sparqlEndpointForContainer ?? sparqlEndpoint;
       const mode = network.mode === 'named' ? network.name! : network.mode;
-      if (network.mode === 'bridge') this.logger.warn('containers use the default bridge: they can reach the outside world', {});
+      if (network.mode === 'bridge')
+        this.logger.warn('containers use the default bridge: they can reach the outside world', {});
       return { networkMode: mode, sparqlFor: () => ({ url, token: null, release: () => undefined }) };
     }
     if (!(this.engine instanceof DockerEngine)) throw new Error('gateway networking needs the real Docker engine');
@@ -134,7 +140,11 @@ export class SiteClient {
     this.gateway = gateway;
     this.firewall = new HostFirewall(net, this.logger);
     await this.firewall.apply(gateway.port);
-    this.logger.info('sparql gateway ready', { network: net.name, address: `${net.gatewayIp}:${gateway.port}`, endpoint: sparqlEndpoint });
+    this.logger.info('sparql gateway ready', {
+      network: net.name,
+      address: `${net.gatewayIp}:${gateway.port}`,
+      endpoint: sparqlEndpoint,
+    });
     return {
       networkMode: net.name,
       sparqlFor: (runId, token) => {
@@ -147,7 +157,11 @@ export class SiteClient {
   /** Picks up what the previous process left: workspaces, containers, runs the registry still counts as ours. */
   private async recover(): Promise<void> {
     const { workspaces, broken, abandoned } = RunWorkspace.loadAll(this.config.workDir);
-    for (const runId of abandoned) this.logger.warn('dropped a run the previous process had only just received; the registry will hand it out again', { runId });
+    for (const runId of abandoned)
+      this.logger.warn(
+        'dropped a run the previous process had only just received; the registry will hand it out again',
+        { runId },
+      );
     for (const b of broken) {
       this.logger.error('unreadable run workspace set aside', b);
       fs.renameSync(b.dir, `${b.dir}.broken-${Date.now()}`);
@@ -160,14 +174,23 @@ export class SiteClient {
         await this.engine.remove(container.id);
       }
     }
-    const unfinished = await this.untilAvailable('list unfinished runs', () => this.api.listUnfinishedRuns(this.shutdown.signal));
+    const unfinished = await this.untilAvailable('list unfinished runs', () =>
+      this.api.listUnfinishedRuns(this.shutdown.signal),
+    );
     for (const run of unfinished) {
       if (known.has(run.id) || run.status !== 'running') continue;
       // Running at the registry, but this site has nothing of it: it can never finish otherwise.
-      this.logger.warn('registry lists a running run this site has no trace of; reporting it failed', { runId: run.id });
+      this.logger.warn('registry lists a running run this site has no trace of; reporting it failed', {
+        runId: run.id,
+      });
       await this.api
-        .finish(run.id, { state: 'failed', reason: 'the site client lost this run (its workspace was gone after a restart)' })
-        .catch((e: unknown) => this.logger.warn('could not report the lost run', { runId: run.id, error: coerceError(e).message }));
+        .finish(run.id, {
+          state: 'failed',
+          reason: 'the site client lost this run (its workspace was gone after a restart)',
+        })
+        .catch((e: unknown) =>
+          this.logger.warn('could not report the lost run', { runId: run.id, error: coerceError(e).message }),
+        );
     }
     for (const ws of workspaces) {
       this.logger.info('resuming run', { runId: ws.record.runId, phase: ws.record.phase });
@@ -186,7 +209,12 @@ export class SiteClient {
           // Not a registry outage (those are retried inside): Docker trouble or a bug. The
           // workspace holds the run's state, so trying again later loses nothing.
           const delay = backoffDelay(attempt, 2000, this.config.poll.maxBackoffMs);
-          this.logger.error('run step failed; will retry', { runId, phase: ws.record.phase, error: coerceError(e).message, retryInMs: delay });
+          this.logger.error('run step failed; will retry', {
+            runId,
+            phase: ws.record.phase,
+            error: coerceError(e).message,
+            retryInMs: delay,
+          });
           await sleep(delay, this.shutdown.signal);
         }
       }
@@ -233,11 +261,20 @@ export class SiteClient {
         if (this.inFlight.has(run.id)) {
           // Handed out again after its lease ran out while this client was still starting it:
           // the executor already working on it will run it; a second one would run it twice.
-          this.logger.warn('run handed out again while this client still works on it; ignoring the repeat', { runId: run.id, attempt: run.attempt });
+          this.logger.warn('run handed out again while this client still works on it; ignoring the repeat', {
+            runId: run.id,
+            attempt: run.attempt,
+          });
           continue;
         }
         this.logger.info('run received', { runId: run.id, taskId: run.taskId, image: run.image, attempt: run.attempt });
-        this.audit.info('run received', { event: 'run_received', runId: run.id, taskId: run.taskId, image: run.image, attempt: run.attempt });
+        this.audit.info('run received', {
+          event: 'run_received',
+          runId: run.id,
+          taskId: run.taskId,
+          image: run.image,
+          attempt: run.attempt,
+        });
         const [uid, gid] = this.config.containerUser.split(':').map(Number) as [number, number];
         this.launch(RunWorkspace.create(this.config.workDir, this.site, run, uid, gid));
       } catch (e) {
@@ -245,8 +282,13 @@ export class SiteClient {
         failures++;
         const delay = backoffDelay(failures, 500, this.config.poll.maxBackoffMs);
         if (failures === 1) {
-          if (e instanceof RegistryRefusedError) this.logger.error('registry refused the poll (is the site disabled or its key revoked?)', { status: e.status, message: e.message });
-          else if (e instanceof RegistryUnavailableError) this.logger.warn('registry unavailable; backing off', { error: e.message });
+          if (e instanceof RegistryRefusedError)
+            this.logger.error('registry refused the poll (is the site disabled or its key revoked?)', {
+              status: e.status,
+              message: e.message,
+            });
+          else if (e instanceof RegistryUnavailableError)
+            this.logger.warn('registry unavailable; backing off', { error: e.message });
           else this.logger.error('poll failed', { error: coerceError(e).message });
         }
         this.setState('backing-off');

@@ -82,7 +82,12 @@ export class SparqlGateway {
     const match = /^\/sparql\/([A-Za-z0-9_-]{10,64})$/.exec(url.pathname);
     const runId = match ? this.runs.get(match[1]!) : undefined;
     if (runId === undefined) {
-      this.options.audit.warn('sparql request refused', { event: 'sparql_refused', reason: 'unknown run token', path: url.pathname.slice(0, 100), from: req.socket.remoteAddress });
+      this.options.audit.warn('sparql request refused', {
+        event: 'sparql_refused',
+        reason: 'unknown run token',
+        path: url.pathname.slice(0, 100),
+        from: req.socket.remoteAddress,
+      });
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
@@ -94,7 +99,11 @@ export class SparqlGateway {
     }
     const isUpdate = parsed.kind === 'update' || !QUERY_FORMS.test(skipPrologue(parsed.text));
     if (isUpdate && !this.options.allowUpdates) {
-      this.options.audit.warn('sparql update refused', { event: 'sparql_update_refused', runId, query: parsed.text.slice(0, 4000) });
+      this.options.audit.warn('sparql update refused', {
+        event: 'sparql_update_refused',
+        runId,
+        query: parsed.text.slice(0, 4000),
+      });
       res.writeHead(403, { 'content-type': 'text/plain' }).end('SPARQL updates are not allowed at this site\n');
       return;
     }
@@ -104,7 +113,10 @@ export class SparqlGateway {
       method: 'POST',
       headers: {
         'content-type': 'application/x-www-form-urlencoded',
-        accept: typeof req.headers.accept === 'string' && req.headers.accept ? req.headers.accept : 'application/sparql-results+json',
+        accept:
+          typeof req.headers.accept === 'string' && req.headers.accept
+            ? req.headers.accept
+            : 'application/sparql-results+json',
       },
       body: form.toString(),
       headersTimeout: this.options.queryTimeoutMs,

@@ -32,7 +32,13 @@ function summarise(values: readonly number[]): CentralNumericSummary {
   if (n === 0) return { count: 0, mean: null, sd: null, min: null, max: null };
   const mean = values.reduce((s, x) => s + x, 0) / n;
   const ss = values.reduce((s, x) => s + (x - mean) ** 2, 0);
-  return { count: n, mean, sd: n > 1 ? Math.sqrt(ss / (n - 1)) : null, min: Math.min(...values), max: Math.max(...values) };
+  return {
+    count: n,
+    mean,
+    sd: n > 1 ? Math.sqrt(ss / (n - 1)) : null,
+    min: Math.min(...values),
+    max: Math.max(...values),
+  };
 }
 
 function tally(values: readonly string[]): Record<string, number> {
@@ -144,13 +150,21 @@ export function centralLogisticRegression(
   let b = [0, 0, 0, 0];
   for (let iteration = 1; iteration <= maxIterations; iteration++) {
     const { hessian, gradient } = logisticLikelihood(x, y, b);
-    const step = choleskySolve(hessian.map((row) => row.map((v) => -v)), gradient);
+    const step = choleskySolve(
+      hessian.map((row) => row.map((v) => -v)),
+      gradient,
+    );
     b = b.map((v, i) => v + step[i]!);
     if (Math.max(...step.map(Math.abs)) < tolerance) {
       const final = logisticLikelihood(x, y, b);
       const information = final.hessian.map((row) => row.map((v) => -v));
       const standardErrors = b.map((_, i) =>
-        Math.sqrt(choleskySolve(information, b.map((__, j) => (i === j ? 1 : 0)))[i]!),
+        Math.sqrt(
+          choleskySolve(
+            information,
+            b.map((__, j) => (i === j ? 1 : 0)),
+          )[i]!,
+        ),
       );
       return {
         coefficients: b,

@@ -75,7 +75,11 @@ export interface LogisticComparison extends Comparison<CoefficientRow> {
 export const COEFFICIENT_NAMES = ['intercept', 'age (per 10 y)', 'bmi (per 5 kg/m²)', 'female'] as const;
 
 /** Coefficients (and, for reading, standard errors and log-likelihood); agreement needs convergence too. */
-export function compareLogisticRegression(federated: NewtonRaphsonFit, central: CentralLogisticFit, tolerance = LOGISTIC_TOLERANCE): LogisticComparison {
+export function compareLogisticRegression(
+  federated: NewtonRaphsonFit,
+  central: CentralLogisticFit,
+  tolerance = LOGISTIC_TOLERANCE,
+): LogisticComparison {
   const rows = central.coefficients.map((c, i) => ({
     name: COEFFICIENT_NAMES[i] ?? `b${i}`,
     federated: federated.coefficients[i] ?? NaN,
@@ -135,7 +139,10 @@ export function formatDescriptiveComparison(comparison: Comparison<DescriptiveRo
     r.federated.count === r.central.count ? '=' : String(r.central.count),
   ]);
   return [
-    ...formatTable(['site', 'variable', 'n', 'mean (federated)', 'mean (central)', 'sd (federated)', 'sd (central)', 'n (central)'], rows),
+    ...formatTable(
+      ['site', 'variable', 'n', 'mean (federated)', 'mean (central)', 'sd (federated)', 'sd (central)', 'n (central)'],
+      rows,
+    ),
     verdictLine(comparison, 'n, mean and sd'),
   ];
 }
@@ -149,7 +156,14 @@ export function formatLogisticComparison(comparison: LogisticComparison): string
     fixed(r.federatedSe, 4),
     fixed(r.centralSe, 4),
   ]);
-  rows.push(['log-likelihood', fixed(comparison.logLikelihood.federated, 4), fixed(comparison.logLikelihood.central, 4), '', '', '']);
+  rows.push([
+    'log-likelihood',
+    fixed(comparison.logLikelihood.federated, 4),
+    fixed(comparison.logLikelihood.central, 4),
+    '',
+    '',
+    '',
+  ]);
   return [
     ...formatTable(['coefficient', 'federated', 'central', '|difference|', 'se (federated)', 'se (central)'], rows),
     verdictLine(comparison, 'the coefficients') + (comparison.converged ? '' : ' (did not converge)'),

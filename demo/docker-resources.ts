@@ -35,7 +35,10 @@ export function defaultDockerCli(): string {
 }
 
 /** Asks `docker version`, the registry's /v2/ and the base image's manifest; never throws. */
-export async function checkInfrastructure(options: InfrastructureOptions, signal?: AbortSignal): Promise<InfrastructureStatus> {
+export async function checkInfrastructure(
+  options: InfrastructureOptions,
+  signal?: AbortSignal,
+): Promise<InfrastructureStatus> {
   const docker = await execFileAsync(options.dockerCli, ['version'], { timeout: 15_000, signal }).then(
     () => true,
     () => false,
@@ -44,7 +47,10 @@ export async function checkInfrastructure(options: InfrastructureOptions, signal
   const registry = (await httpStatus(`http://${options.imageRegistry}/v2/`)) === 200;
   const baseImage =
     registry &&
-    (await httpStatus(`http://${options.imageRegistry}/v2/pht/node-base/manifests/20`, 'application/vnd.docker.distribution.manifest.v2+json')) === 200;
+    (await httpStatus(
+      `http://${options.imageRegistry}/v2/pht/node-base/manifests/20`,
+      'application/vnd.docker.distribution.manifest.v2+json',
+    )) === 200;
   return { docker, registry, baseImage };
 }
 
@@ -66,7 +72,17 @@ export async function bringInfrastructureUp(
   env: NodeJS.ProcessEnv,
   signal?: AbortSignal,
 ): Promise<void> {
-  await processes.run({ name: 'scripts/infra.sh up', command: 'bash', args: [path.join(root, 'scripts', 'infra.sh'), 'up'], cwd: root, logFile, env }, signal);
+  await processes.run(
+    {
+      name: 'scripts/infra.sh up',
+      command: 'bash',
+      args: [path.join(root, 'scripts', 'infra.sh'), 'up'],
+      cwd: root,
+      logFile,
+      env,
+    },
+    signal,
+  );
 }
 
 /** The two algorithm images, as a researcher names them in a task. */
@@ -86,7 +102,14 @@ export async function buildAlgorithmImages(
   signal?: AbortSignal,
 ): Promise<void> {
   await processes.run(
-    { name: 'demo/build-algorithm-images.sh', command: 'bash', args: [path.join(root, 'demo', 'build-algorithm-images.sh')], cwd: root, logFile, env },
+    {
+      name: 'demo/build-algorithm-images.sh',
+      command: 'bash',
+      args: [path.join(root, 'demo', 'build-algorithm-images.sh')],
+      cwd: root,
+      logFile,
+      env,
+    },
     signal,
   );
 }

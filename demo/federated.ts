@@ -96,7 +96,9 @@ export function poolNumericSummaries(parts: readonly NumericSummary[]): NumericS
 
 function checkAlgorithm(site: string, result: { algorithm?: unknown; version?: unknown }, expected: string): void {
   if (result.algorithm !== expected || result.version !== 1) {
-    throw new Error(`site ${site}: expected a ${expected} v1 result, got ${String(result.algorithm)} v${String(result.version)}`);
+    throw new Error(
+      `site ${site}: expected a ${expected} v1 result, got ${String(result.algorithm)} v${String(result.version)}`,
+    );
   }
 }
 
@@ -202,7 +204,8 @@ export function solveLinearSystem(a: readonly (readonly number[])[], b: readonly
   for (let col = 0; col < n; col++) {
     let pivot = col;
     for (let r = col + 1; r < n; r++) if (Math.abs(m[r]![col]!) > Math.abs(m[pivot]![col]!)) pivot = r;
-    if (!(Math.abs(m[pivot]![col]!) > 1e-300)) throw new Error('the system is singular: is some feature constant at every site?');
+    if (!(Math.abs(m[pivot]![col]!) > 1e-300))
+      throw new Error('the system is singular: is some feature constant at every site?');
     [m[col], m[pivot]] = [m[pivot]!, m[col]!];
     for (let r = col + 1; r < n; r++) {
       const f = m[r]![col]! / m[col]![col]!;
@@ -296,11 +299,25 @@ export async function fitNewtonRaphson(
     const moved = Math.max(...next.map((b, i) => Math.abs(b - coefficients[i]!)));
     coefficients = next;
     if (moved < tolerance) {
-      return { coefficients, converged: true, iterations: iteration, logLikelihood: last.logLikelihood,
-        standardErrors: standardErrors(last.hessian), count: last.count, history };
+      return {
+        coefficients,
+        converged: true,
+        iterations: iteration,
+        logLikelihood: last.logLikelihood,
+        standardErrors: standardErrors(last.hessian),
+        count: last.count,
+        history,
+      };
     }
   }
   if (!last) throw new Error('maxIterations must be at least 1');
-  return { coefficients, converged: false, iterations: maxIterations, logLikelihood: last.logLikelihood,
-    standardErrors: standardErrors(last.hessian), count: last.count, history };
+  return {
+    coefficients,
+    converged: false,
+    iterations: maxIterations,
+    logLikelihood: last.logLikelihood,
+    standardErrors: standardErrors(last.hessian),
+    count: last.count,
+    history,
+  };
 }

@@ -40,7 +40,9 @@ export class ProcessExitedError extends Error {
     readonly logFile: string,
     logTail: string,
   ) {
-    super(`${processName} ${describeExit(status)}${logTail ? `; last lines of ${logFile}:\n${logTail}` : ` (log: ${logFile})`}`);
+    super(
+      `${processName} ${describeExit(status)}${logTail ? `; last lines of ${logFile}:\n${logTail}` : ` (log: ${logFile})`}`,
+    );
   }
 }
 
@@ -116,7 +118,10 @@ export class ManagedProcess {
    * resolves with that value. Rejects with ProcessExitedError if the process ends first,
    * ProcessNotReadyError after `timeoutMs`, or the signal's reason when it aborts.
    */
-  async waitForLogLine<T>(match: (line: string) => T | undefined, options: { timeoutMs: number; signal?: AbortSignal }): Promise<T> {
+  async waitForLogLine<T>(
+    match: (line: string) => T | undefined,
+    options: { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<T> {
     const deadline = Date.now() + options.timeoutMs;
     let offset = 0;
     let partial = '';
@@ -137,7 +142,8 @@ export class ManagedProcess {
         if (last !== undefined) return last;
         throw new ProcessExitedError(this.name, exitedBeforeRead, this.spec.logFile, this.logTail());
       }
-      if (Date.now() >= deadline) throw new ProcessNotReadyError(this.name, options.timeoutMs, this.spec.logFile, this.logTail());
+      if (Date.now() >= deadline)
+        throw new ProcessNotReadyError(this.name, options.timeoutMs, this.spec.logFile, this.logTail());
       await abortableDelay(LOG_POLL_MS, options.signal);
     }
   }
@@ -202,7 +208,9 @@ export class ProcessGroup {
   private readonly processes: ManagedProcess[] = [];
   private readonly killOnExit = (): void => this.killAll();
 
-  constructor(private readonly onUnexpectedExit: (process: ManagedProcess, status: ExitStatus) => void = () => undefined) {
+  constructor(
+    private readonly onUnexpectedExit: (process: ManagedProcess, status: ExitStatus) => void = () => undefined,
+  ) {
     // If the demo itself dies (an uncaught error, process.exit), its children must not outlive it.
     process.on('exit', this.killOnExit);
   }
@@ -291,7 +299,8 @@ export function processesWithCommandLine(text: string): number[] {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
       // Arguments are NUL-separated.
-      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').includes(text)) found.push(Number(entry));
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ').includes(text))
+        found.push(Number(entry));
     } catch {
       // Ended while we looked, or not ours to read.
     }

@@ -31,7 +31,11 @@ export interface FederatedDescriptiveStats {
 }
 
 /** Runs descriptive-stats at every site in `sites` and pools the results. */
-export async function federatedDescriptiveStats(pht: PhtClient, sites: readonly string[], options: DescriptiveStatsOptions = {}): Promise<FederatedDescriptiveStats> {
+export async function federatedDescriptiveStats(
+  pht: PhtClient,
+  sites: readonly string[],
+  options: DescriptiveStatsOptions = {},
+): Promise<FederatedDescriptiveStats> {
   const { signal, timeoutMs = 10 * 60_000 } = options;
   const task = await pht.runTask(
     {
@@ -51,7 +55,9 @@ async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { sites: { type: 'string' }, image: { type: 'string' } } });
   const pht = PhtClient.fromEnv();
   try {
-    const sites = values.sites ? values.sites.split(',') : (await pht.listSites()).filter((s) => s.enabled).map((s) => s.name);
+    const sites = values.sites
+      ? values.sites.split(',')
+      : (await pht.listSites()).filter((s) => s.enabled).map((s) => s.name);
     const { taskId, stats } = await federatedDescriptiveStats(pht, sites, { image: values.image });
     process.stdout.write(JSON.stringify({ taskId, ...stats }, null, 2) + '\n');
     return 0;

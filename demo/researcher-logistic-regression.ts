@@ -13,7 +13,12 @@
  */
 import { parseArgs } from 'node:util';
 import { PhtClient } from '../sdk/index.js';
-import { combineLogisticResults, fitNewtonRaphson, type LogisticRegressionResult, type NewtonRaphsonFit } from './federated.js';
+import {
+  combineLogisticResults,
+  fitNewtonRaphson,
+  type LogisticRegressionResult,
+  type NewtonRaphsonFit,
+} from './federated.js';
 import { OUTCOME_MODEL } from './synthetic-data.js';
 import { resultsFromEverySite } from './task-results.js';
 
@@ -78,7 +83,10 @@ export async function federatedLogisticRegression(
     options.onRound?.(record);
     return results;
   };
-  const fit = await fitNewtonRaphson(evaluate, { tolerance: options.tolerance ?? 1e-8, maxIterations: options.maxRounds ?? 25 });
+  const fit = await fitNewtonRaphson(evaluate, {
+    tolerance: options.tolerance ?? 1e-8,
+    maxIterations: options.maxRounds ?? 25,
+  });
   return { fit, rounds };
 }
 
@@ -86,10 +94,13 @@ async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { sites: { type: 'string' }, image: { type: 'string' } } });
   const pht = PhtClient.fromEnv();
   try {
-    const sites = values.sites ? values.sites.split(',') : (await pht.listSites()).filter((s) => s.enabled).map((s) => s.name);
+    const sites = values.sites
+      ? values.sites.split(',')
+      : (await pht.listSites()).filter((s) => s.enabled).map((s) => s.name);
     const { fit, rounds } = await federatedLogisticRegression(pht, sites, {
       image: values.image,
-      onRound: (r) => process.stderr.write(`round ${r.round} (task ${r.taskId}): log-likelihood ${r.logLikelihood.toFixed(6)}\n`),
+      onRound: (r) =>
+        process.stderr.write(`round ${r.round} (task ${r.taskId}): log-likelihood ${r.logLikelihood.toFixed(6)}\n`),
     });
     process.stdout.write(JSON.stringify({ ...fit, rounds }, null, 2) + '\n');
     return fit.converged ? 0 : 1;

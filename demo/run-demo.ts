@@ -41,11 +41,25 @@ import {
   removeSiteResources,
   type InfrastructureStatus,
 } from './docker-resources.js';
-import { describeExit, ProcessGroup, processesWithCommandLine, type ExitStatus, type ManagedProcess } from './processes.js';
+import {
+  describeExit,
+  ProcessGroup,
+  processesWithCommandLine,
+  type ExitStatus,
+  type ManagedProcess,
+} from './processes.js';
 import { federatedDescriptiveStats } from './researcher-descriptive-stats.js';
 import { federatedLogisticRegression } from './researcher-logistic-regression.js';
 import { DEMO_SEED, generateDemoData } from './synthetic-data.js';
-import { clientCommandLineMarker, demoSiteNames, emptyTrainProcesses, LOG_DIR, startTrain, stopTrain, type Train } from './train.js';
+import {
+  clientCommandLineMarker,
+  demoSiteNames,
+  emptyTrainProcesses,
+  LOG_DIR,
+  startTrain,
+  stopTrain,
+  type Train,
+} from './train.js';
 
 export interface DemoOptions {
   /** Keep the temp dir (data, registry database, client work dirs, logs) at the end. */
@@ -75,7 +89,9 @@ export class TrainProcessExitedError extends Error {
     readonly process: ManagedProcess,
     readonly status: ExitStatus,
   ) {
-    super(`${process.name} (pid ${process.pid}) ${describeExit(status)} while the demo was running; last lines of ${process.logFile}:\n${process.logTail()}`);
+    super(
+      `${process.name} (pid ${process.pid}) ${describeExit(status)} while the demo was running; last lines of ${process.logFile}:\n${process.logTail()}`,
+    );
   }
 }
 
@@ -97,7 +113,8 @@ function seconds(ms: number): string {
 export function repositoryRoot(from: string = __dirname): string {
   for (let dir = from; ; dir = path.dirname(dir)) {
     const file = path.join(dir, 'package.json');
-    if (fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string }).name === 'pht') return dir;
+    if (fs.existsSync(file) && (JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string }).name === 'pht')
+      return dir;
     if (path.dirname(dir) === dir) throw new Error(`no PHT package.json above ${from}`);
   }
 }
@@ -164,7 +181,13 @@ export class Demo {
     const images = algorithmImages(this.options.imageRegistry);
     await this.timed('algorithm images built and pushed', async () => {
       print(`building and pushing ${images.descriptiveStats} and ${images.logisticRegression}`);
-      await buildAlgorithmImages(this.processes, root, this.logFile('build-algorithm-images.log'), this.options.env, signal);
+      await buildAlgorithmImages(
+        this.processes,
+        root,
+        this.logFile('build-algorithm-images.log'),
+        this.options.env,
+        signal,
+      );
     });
 
     const train = await this.timed('train started', () => this.startTrain(root, signal));
@@ -173,18 +196,26 @@ export class Demo {
     const pht = new PhtClient({ url: train.registryUrl, token: train.researcher.token });
     try {
       const patients = generateDemoData(this.options.seed);
-      const centralStats: Record<string, CentralDescriptiveStats> = { pooled: centralDescriptiveStats([...patients.values()].flat()) };
+      const centralStats: Record<string, CentralDescriptiveStats> = {
+        pooled: centralDescriptiveStats([...patients.values()].flat()),
+      };
       for (const site of train.sites) centralStats[site.name] = centralDescriptiveStats(patients.get(site.profile)!);
 
       print();
       print('1. Federated descriptive statistics (one task, one run per site)');
-      const stats = await this.timed('descriptive statistics', () => federatedDescriptiveStats(pht, this.siteNames, { image: images.descriptiveStats, signal }));
+      const stats = await this.timed('descriptive statistics', () =>
+        federatedDescriptiveStats(pht, this.siteNames, { image: images.descriptiveStats, signal }),
+      );
       const statsComparison = compareDescriptiveStats(stats.stats, centralStats);
-      print(`   task ${stats.taskId}: results from ${this.siteNames.length} sites, next to the central computation on all patients`);
+      print(
+        `   task ${stats.taskId}: results from ${this.siteNames.length} sites, next to the central computation on all patients`,
+      );
       for (const line of formatDescriptiveComparison(statsComparison)) print(`   ${line}`);
 
       print();
-      print('2. Federated logistic regression of 2-year survival on age, BMI and sex (Newton-Raphson, one task per round)');
+      print(
+        '2. Federated logistic regression of 2-year survival on age, BMI and sex (Newton-Raphson, one task per round)',
+      );
       const logistic = await this.timed('logistic regression', () =>
         federatedLogisticRegression(pht, this.siteNames, {
           image: images.logisticRegression,
@@ -213,7 +244,11 @@ export class Demo {
 
       const agree = statsComparison.agree && logisticComparison.agree;
       print();
-      print(agree ? 'RESULT: both federated analyses agree with the central computation.' : 'RESULT: the federated and central answers DISAGREE.');
+      print(
+        agree
+          ? 'RESULT: both federated analyses agree with the central computation.'
+          : 'RESULT: the federated and central answers DISAGREE.',
+      );
       return agree;
     } finally {
       await pht.close();
@@ -237,9 +272,16 @@ export class Demo {
     try {
       const killed = await stopTrain(this.processes, this.train, STOP_GRACE_MS);
       // Scripts (image build, infra.sh) cut short by an interruption.
-      killed.push(...(await this.processes.stop(this.processes.list().filter((p) => !p.stopRequested), STOP_GRACE_MS)));
+      killed.push(
+        ...(await this.processes.stop(
+          this.processes.list().filter((p) => !p.stopRequested),
+          STOP_GRACE_MS,
+        )),
+      );
       const stopped = this.processes.list().length;
-      print(`   stopped ${plural(stopped, 'process', 'processes')}${killed.length ? ` (killed after ${STOP_GRACE_MS / 1000} s: ${killed.join(', ')})` : ''}`);
+      print(
+        `   stopped ${plural(stopped, 'process', 'processes')}${killed.length ? ` (killed after ${STOP_GRACE_MS / 1000} s: ${killed.join(', ')})` : ''}`,
+      );
       const stillRunning = this.processes.list().filter((p) => p.running);
       if (stillRunning.length) {
         clean = false;
@@ -253,32 +295,40 @@ export class Demo {
     if (!this.ownsSites) {
       // No client was started, so nothing in Docker is ours; these names may be another demo's.
       print('   Docker: untouched (no site client was started)');
-    } else try {
-      const docker = new Docker({ socketPath: DOCKER_SOCKET });
-      let containers = 0;
-      const networks: string[] = [];
-      for (const site of this.siteNames) {
-        const removed = await removeSiteResources(docker, site);
-        containers += removed.containers.length;
-        networks.push(...removed.networks);
-      }
-      print(`   removed ${plural(containers, 'container')} and ${plural(networks.length, 'Docker network')} (${networks.join(', ') || 'none'}) of sites ${this.siteNames.join(', ')}`);
-      const rules = await removeFirewallRules([...new Set([...networks, ...this.siteNames.map(defaultGatewayNetwork)])]);
-      if (rules > 0) print(`   removed ${plural(rules, 'host firewall rule')} a killed client left behind`);
-      const left = await Promise.all(this.siteNames.map((site) => listSiteResources(docker, site)));
-      const leftCount = left.reduce((n, r) => n + r.containers.length + r.networks.length, 0);
-      if (leftCount > 0) {
+    } else
+      try {
+        const docker = new Docker({ socketPath: DOCKER_SOCKET });
+        let containers = 0;
+        const networks: string[] = [];
+        for (const site of this.siteNames) {
+          const removed = await removeSiteResources(docker, site);
+          containers += removed.containers.length;
+          networks.push(...removed.networks);
+        }
+        print(
+          `   removed ${plural(containers, 'container')} and ${plural(networks.length, 'Docker network')} (${networks.join(', ') || 'none'}) of sites ${this.siteNames.join(', ')}`,
+        );
+        const rules = await removeFirewallRules([
+          ...new Set([...networks, ...this.siteNames.map(defaultGatewayNetwork)]),
+        ]);
+        if (rules > 0) print(`   removed ${plural(rules, 'host firewall rule')} a killed client left behind`);
+        const left = await Promise.all(this.siteNames.map((site) => listSiteResources(docker, site)));
+        const leftCount = left.reduce((n, r) => n + r.containers.length + r.networks.length, 0);
+        if (leftCount > 0) {
+          clean = false;
+          print(
+            `   LEFT BEHIND: ${leftCount} containers or networks labelled org.pht.site=${this.siteNames.join('|')}`,
+          );
+        }
+      } catch (e) {
         clean = false;
-        print(`   LEFT BEHIND: ${leftCount} containers or networks labelled org.pht.site=${this.siteNames.join('|')}`);
+        print(`   could not clean up Docker: ${e instanceof Error ? e.message : String(e)}`);
       }
-    } catch (e) {
-      clean = false;
-      print(`   could not clean up Docker: ${e instanceof Error ? e.message : String(e)}`);
-    }
 
     if (this.processes.list().length > 0) {
       print(`   logs (${options.keepDir ? 'kept' : 'removed with the working directory; --keep keeps them'}):`);
-      for (const p of this.processes.list()) print(`     ${p.name.padEnd(30)} pid ${String(p.pid).padEnd(8)} ${p.logFile}`);
+      for (const p of this.processes.list())
+        print(`     ${p.name.padEnd(30)} pid ${String(p.pid).padEnd(8)} ${p.logFile}`);
     }
     if (options.keepDir) {
       print(`   kept ${this.dir}`);
@@ -286,8 +336,14 @@ export class Demo {
       fs.rmSync(this.dir, { recursive: true, force: true });
       print(`   removed ${this.dir}`);
     }
-    print(`   shutdown took ${seconds(Date.now() - started)}; the demo took ${seconds(Date.now() - this.startedAt)} in all`);
-    print(clean ? '   nothing left behind: no processes, containers or networks of the demo' : '   NOT everything could be cleaned up (see above)');
+    print(
+      `   shutdown took ${seconds(Date.now() - started)}; the demo took ${seconds(Date.now() - this.startedAt)} in all`,
+    );
+    print(
+      clean
+        ? '   nothing left behind: no processes, containers or networks of the demo'
+        : '   NOT everything could be cleaned up (see above)',
+    );
     return clean;
   }
 
@@ -307,10 +363,15 @@ export class Demo {
     let status = await checkInfrastructure(infra, signal);
     if (!ready(status)) {
       const logFile = this.logFile('infra-up.log');
-      this.print(`${describeMissing(status, infra.imageRegistry)}: running \`bash scripts/infra.sh up\` (log: ${logFile})`);
+      this.print(
+        `${describeMissing(status, infra.imageRegistry)}: running \`bash scripts/infra.sh up\` (log: ${logFile})`,
+      );
       await bringInfrastructureUp(this.processes, root, logFile, this.options.env, signal);
       status = await checkInfrastructure(infra, signal);
-      if (!ready(status)) throw new Error(`${describeMissing(status, infra.imageRegistry)} even after \`bash scripts/infra.sh up\`; see ${logFile}`);
+      if (!ready(status))
+        throw new Error(
+          `${describeMissing(status, infra.imageRegistry)} even after \`bash scripts/infra.sh up\`; see ${logFile}`,
+        );
       this.print('(the daemons infra.sh started stay up for the next run; `bash scripts/infra.sh down` stops them)');
     }
     this.print(`Docker engine, image registry ${infra.imageRegistry} and base image: ready`);
@@ -326,7 +387,9 @@ export class Demo {
     for (const site of this.siteNames) {
       const users = processesWithCommandLine(clientCommandLineMarker(site));
       if (users.length > 0) {
-        throw new Error(`another demo's client for site ${site} is running (pid ${users.join(', ')}); give this one other site names with --site-prefix`);
+        throw new Error(
+          `another demo's client for site ${site} is running (pid ${users.join(', ')}); give this one other site names with --site-prefix`,
+        );
       }
     }
     this.ownsSites = true;
@@ -343,7 +406,9 @@ export class Demo {
   }
 
   private async startTrain(root: string, signal: AbortSignal): Promise<Train> {
-    this.print(`starting ${this.siteNames.length} SPARQL endpoints, the registry (node master) and ${this.siteNames.length} site clients (node client)`);
+    this.print(
+      `starting ${this.siteNames.length} SPARQL endpoints, the registry (node master) and ${this.siteNames.length} site clients (node client)`,
+    );
     const train = await startTrain(
       this.processes,
       this.train,
@@ -363,8 +428,11 @@ export class Demo {
       const client = this.train.clients.find((c) => c.name === `client ${site.name}`)!;
       return [site.name, String(patients.get(site.profile)!.length), site.sparqlUrl, String(client.pid)];
     });
-    for (const line of formatTable(['site', 'patients', 'SPARQL endpoint (127.0.0.1 only)', 'client pid'], rows)) this.print(`   ${line}`);
-    this.print(`   registry ${train.registryUrl} (pid ${this.train.master!.pid}); researcher "${train.researcher.name}"`);
+    for (const line of formatTable(['site', 'patients', 'SPARQL endpoint (127.0.0.1 only)', 'client pid'], rows))
+      this.print(`   ${line}`);
+    this.print(
+      `   registry ${train.registryUrl} (pid ${this.train.master!.pid}); researcher "${train.researcher.name}"`,
+    );
     return train;
   }
 }
@@ -380,7 +448,11 @@ function describeMissing(status: InfrastructureStatus, registry: string): string
 }
 
 /** The command line: options, signals, exit code. */
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env, print: Print = (line = '') => void process.stdout.write(line + '\n')): Promise<number> {
+export async function main(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  print: Print = (line = '') => void process.stdout.write(line + '\n'),
+): Promise<number> {
   const usage = 'usage: node dist/demo/run-demo.js [--keep] [--site-prefix PREFIX] [--seed N]   (npm start)';
   let values;
   try {
@@ -413,7 +485,14 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
   }
 
   const demo = new Demo(
-    { keep: values.keep ?? false, sitePrefix, seed, imageRegistry: env.PHT_IMAGE_REGISTRY ?? '127.0.0.1:5050', dockerCli: env.DOCKER ?? defaultDockerCli(), env },
+    {
+      keep: values.keep ?? false,
+      sitePrefix,
+      seed,
+      imageRegistry: env.PHT_IMAGE_REGISTRY ?? '127.0.0.1:5050',
+      dockerCli: env.DOCKER ?? defaultDockerCli(),
+      env,
+    },
     print,
   );
   const interrupt = new AbortController();
@@ -443,7 +522,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
     // An abort surfaces as whatever the aborted call threw; the signal's reason says why.
     const reason: unknown = interrupt.signal.aborted ? interrupt.signal.reason : (demo.failureReason ?? e);
     print();
-    print(reason instanceof DemoInterruptedError ? `demo ${reason.message}` : `demo failed: ${reason instanceof Error ? reason.message : String(reason)}`);
+    print(
+      reason instanceof DemoInterruptedError
+        ? `demo ${reason.message}`
+        : `demo failed: ${reason instanceof Error ? reason.message : String(reason)}`,
+    );
   }
   // A failed demo keeps its logs for whoever wants to look; an interrupted one does not.
   const keepDir = values.keep || (failed && !interrupt.signal.aborted && demo.startedProcesses);

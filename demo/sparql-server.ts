@@ -176,7 +176,12 @@ async function parseRequest(req: http.IncomingMessage, url: URL, maxBodyBytes: n
   return parsed;
 }
 
-function sendText(res: http.ServerResponse, status: number, text: string, headers: http.OutgoingHttpHeaders = {}): void {
+function sendText(
+  res: http.ServerResponse,
+  status: number,
+  text: string,
+  headers: http.OutgoingHttpHeaders = {},
+): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers });
   res.end(text.endsWith('\n') ? text : text + '\n');
 }

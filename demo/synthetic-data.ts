@@ -56,16 +56,37 @@ export interface SiteProfile {
 /** Three hospitals of different size and case mix: a young one, a middle one, an old heavy one. */
 export const DEMO_SITES: readonly SiteProfile[] = [
   {
-    name: 'site-a', size: 400, ageMean: 52, ageSd: 12, bmiMean: 25.5, bmiSd: 3.5,
-    femaleShare: 0.56, bmiMissingShare: 0, diagnosisWeights: [5, 3, 1, 1],
+    name: 'site-a',
+    size: 400,
+    ageMean: 52,
+    ageSd: 12,
+    bmiMean: 25.5,
+    bmiSd: 3.5,
+    femaleShare: 0.56,
+    bmiMissingShare: 0,
+    diagnosisWeights: [5, 3, 1, 1],
   },
   {
-    name: 'site-b', size: 650, ageMean: 61, ageSd: 10, bmiMean: 27.5, bmiSd: 4.5,
-    femaleShare: 0.49, bmiMissingShare: 0, diagnosisWeights: [4, 3, 2, 2],
+    name: 'site-b',
+    size: 650,
+    ageMean: 61,
+    ageSd: 10,
+    bmiMean: 27.5,
+    bmiSd: 4.5,
+    femaleShare: 0.49,
+    bmiMissingShare: 0,
+    diagnosisWeights: [4, 3, 2, 2],
   },
   {
-    name: 'site-c', size: 900, ageMean: 68, ageSd: 9, bmiMean: 29, bmiSd: 5.5,
-    femaleShare: 0.45, bmiMissingShare: 0.03, diagnosisWeights: [3, 3, 3, 2],
+    name: 'site-c',
+    size: 900,
+    ageMean: 68,
+    ageSd: 9,
+    bmiMean: 29,
+    bmiSd: 5.5,
+    femaleShare: 0.45,
+    bmiMissingShare: 0.03,
+    diagnosisWeights: [3, 3, 3, 2],
   },
 ];
 

@@ -16,7 +16,12 @@ export class SiteResultsMissingError extends Error {
   ) {
     super(
       `task ${taskId}: no result from ${failures.map((f) => f.site).join(', ')}\n` +
-        failures.map((f) => `  ${f.site}: ${f.status}${f.reason ? ` (${f.reason})` : ''}${f.logTail ? `\n    ${f.logTail.split('\n').join('\n    ')}` : ''}`).join('\n'),
+        failures
+          .map(
+            (f) =>
+              `  ${f.site}: ${f.status}${f.reason ? ` (${f.reason})` : ''}${f.logTail ? `\n    ${f.logTail.split('\n').join('\n    ')}` : ''}`,
+          )
+          .join('\n'),
     );
   }
 }
@@ -25,7 +30,12 @@ export class SiteResultsMissingError extends Error {
  * The parsed result.json of every site in `sites`, in that order. Rejects with
  * SiteResultsMissingError (with each failed run's log tail) when a site has none.
  */
-export async function resultsFromEverySite<T>(pht: PhtClient, task: TaskWithResults, sites: readonly string[], signal?: AbortSignal): Promise<SiteResult<T>[]> {
+export async function resultsFromEverySite<T>(
+  pht: PhtClient,
+  task: TaskWithResults,
+  sites: readonly string[],
+  signal?: AbortSignal,
+): Promise<SiteResult<T>[]> {
   const failures: Array<{ site: string; status: string; reason: string | null; logTail: string }> = [];
   const results: SiteResult<T>[] = [];
   for (const site of sites) {

@@ -82,7 +82,12 @@ export function clientCommandLineMarker(site: string): string {
 }
 
 /** Starts everything; the processes are recorded in `processes` as soon as they are spawned. */
-export async function startTrain(group: ProcessGroup, processes: TrainProcesses, options: TrainOptions, signal?: AbortSignal): Promise<Train> {
+export async function startTrain(
+  group: ProcessGroup,
+  processes: TrainProcesses,
+  options: TrainOptions,
+  signal?: AbortSignal,
+): Promise<Train> {
   const { root, dir } = options;
   const logDir = path.join(dir, LOG_DIR);
   fs.mkdirSync(logDir, { recursive: true });
@@ -96,7 +101,15 @@ export async function startTrain(group: ProcessGroup, processes: TrainProcesses,
     const server = group.start({
       name: `sparql ${name}`,
       command: process.execPath,
-      args: [path.join(root, 'dist', 'demo', 'sparql-server.js'), '--data', turtleFile, '--port', '0', '--host', '127.0.0.1'],
+      args: [
+        path.join(root, 'dist', 'demo', 'sparql-server.js'),
+        '--data',
+        turtleFile,
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+      ],
       logFile: path.join(logDir, `sparql-${name}.log`),
       env: options.env,
     });
@@ -125,16 +138,23 @@ export async function startTrain(group: ProcessGroup, processes: TrainProcesses,
   // 3. Sites and a researcher, with the admin CLI on the registry's database (as its operator
   //    would). The keys are printed once, on stdout: they go into the client configs, never a log.
   const adminCli = async (args: string[]): Promise<Record<string, unknown>> => {
-    const { stdout } = await execFileAsync(process.execPath, [path.join(root, 'master'), ...args, '--json', '--data-dir', dataDir], {
-      env: options.env,
-      signal,
-      timeout: 60_000,
-    });
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [path.join(root, 'master'), ...args, '--json', '--data-dir', dataDir],
+      {
+        env: options.env,
+        signal,
+        timeout: 60_000,
+      },
+    );
     return JSON.parse(stdout) as Record<string, unknown>;
   };
   const apiKeys = new Map<string, string>();
   for (const site of sites) apiKeys.set(site.name, String((await adminCli(['create-site', site.name])).apiKey));
-  const researcher = { name: 'researcher', token: String((await adminCli(['create-user', 'researcher', '--role', 'researcher'])).token) };
+  const researcher = {
+    name: 'researcher',
+    token: String((await adminCli(['create-user', 'researcher', '--role', 'researcher'])).token),
+  };
 
   // 4. One site client per hospital, each with a config file as a site would write it.
   for (const site of sites) {
@@ -162,7 +182,12 @@ export async function startTrain(group: ProcessGroup, processes: TrainProcesses,
   }
   // Ready once polling: the gateway network, firewall and SPARQL gateway are up by then.
   await Promise.all(
-    processes.clients.map((client) => client.waitForLogLine((line) => (jsonLogField(line, 'client state', 'to') === 'polling' ? true : undefined), ready)),
+    processes.clients.map((client) =>
+      client.waitForLogLine(
+        (line) => (jsonLogField(line, 'client state', 'to') === 'polling' ? true : undefined),
+        ready,
+      ),
+    ),
   );
 
   return { registryUrl, researcher, sites };

@@ -22,7 +22,13 @@ type Print = (text: string) => void;
  * The admin commands. They open the same SQLite file as the server (WAL allows both at once),
  * so they work whether or not the registry is running.
  */
-export async function runAdminCommand(command: string, args: string[], flags: Record<string, string | true>, dataDir: string, print: Print): Promise<void> {
+export async function runAdminCommand(
+  command: string,
+  args: string[],
+  flags: Record<string, string | true>,
+  dataDir: string,
+  print: Print,
+): Promise<void> {
   const asJson = flags.json === true;
   const store = openStore(dataDir);
   try {
@@ -30,7 +36,9 @@ export async function runAdminCommand(command: string, args: string[], flags: Re
       case 'create-site': {
         const name = requireName(args[0], SITE_NAME_PATTERN, 'site name (lowercase letters, digits, "-" and "_")');
         const { secret } = await store.createPrincipal('site', name, 'site');
-        print(asJson ? JSON.stringify({ name, apiKey: secret }) : `site "${name}" created\napi key (shown once): ${secret}`);
+        print(
+          asJson ? JSON.stringify({ name, apiKey: secret }) : `site "${name}" created\napi key (shown once): ${secret}`,
+        );
         return;
       }
       case 'create-user': {
@@ -38,18 +46,25 @@ export async function runAdminCommand(command: string, args: string[], flags: Re
         const role = flags.role ?? 'researcher';
         if (role !== 'researcher' && role !== 'admin') throw new UsageError('--role must be researcher or admin');
         const { secret } = await store.createPrincipal('user', name, role);
-        print(asJson ? JSON.stringify({ name, role, token: secret }) : `${role} "${name}" created\ntoken (shown once): ${secret}`);
+        print(
+          asJson
+            ? JSON.stringify({ name, role, token: secret })
+            : `${role} "${name}" created\ntoken (shown once): ${secret}`,
+        );
         return;
       }
       case 'list': {
         const which = args[0];
-        if (which !== undefined && which !== 'sites' && which !== 'users') throw new UsageError('list takes "sites" or "users"');
+        if (which !== undefined && which !== 'sites' && which !== 'users')
+          throw new UsageError('list takes "sites" or "users"');
         const kind: PrincipalKind | null = which === 'sites' ? 'site' : which === 'users' ? 'user' : null;
         const principals = await store.listPrincipals(kind);
         if (asJson) print(JSON.stringify(principals.map(({ id: _id, ...p }) => p)));
         else
           for (const p of principals) {
-            print(`${p.kind.padEnd(5)} ${p.name.padEnd(24)} ${p.role.padEnd(10)} ${p.enabled ? 'enabled ' : 'disabled'} last seen ${p.lastSeen ?? 'never'}`);
+            print(
+              `${p.kind.padEnd(5)} ${p.name.padEnd(24)} ${p.role.padEnd(10)} ${p.enabled ? 'enabled ' : 'disabled'} last seen ${p.lastSeen ?? 'never'}`,
+            );
           }
         return;
       }
@@ -59,7 +74,11 @@ export async function runAdminCommand(command: string, args: string[], flags: Re
         const name = requireName(args[1], kind === 'site' ? SITE_NAME_PATTERN : USER_NAME_PATTERN, `${kind} name`);
         const changed = await store.setPrincipalEnabled(kind, name, command === 'enable');
         if (!changed) throw new UsageError(`no ${kind} named "${name}"`);
-        print(asJson ? JSON.stringify({ kind, name, enabled: command === 'enable' }) : `${kind} "${name}" ${command === 'enable' ? 'enabled' : 'disabled'}`);
+        print(
+          asJson
+            ? JSON.stringify({ kind, name, enabled: command === 'enable' })
+            : `${kind} "${name}" ${command === 'enable' ? 'enabled' : 'disabled'}`,
+        );
         return;
       }
       case 'rotate-key': {
@@ -67,7 +86,11 @@ export async function runAdminCommand(command: string, args: string[], flags: Re
         const name = requireName(args[1], kind === 'site' ? SITE_NAME_PATTERN : USER_NAME_PATTERN, `${kind} name`);
         const secret = await store.rotateSecret(kind, name);
         if (!secret) throw new UsageError(`no ${kind} named "${name}"`);
-        print(asJson ? JSON.stringify({ kind, name, [kind === 'site' ? 'apiKey' : 'token']: secret }) : `new key for ${kind} "${name}" (shown once): ${secret}`);
+        print(
+          asJson
+            ? JSON.stringify({ kind, name, [kind === 'site' ? 'apiKey' : 'token']: secret })
+            : `new key for ${kind} "${name}" (shown once): ${secret}`,
+        );
         return;
       }
       default:

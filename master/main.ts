@@ -20,11 +20,16 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const command = positional[0] ?? 'serve';
   try {
     const port = flags.port === undefined ? undefined : Number(flags.port);
-    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) throw new UsageError('--port must be an integer from 0 to 65535');
+    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
+      throw new UsageError('--port must be an integer from 0 to 65535');
     const config = loadMasterConfig({
       file: typeof flags.config === 'string' ? flags.config : null,
       env,
-      flags: { port, host: typeof flags.host === 'string' ? flags.host : undefined, dataDir: typeof flags['data-dir'] === 'string' ? flags['data-dir'] : undefined },
+      flags: {
+        port,
+        host: typeof flags.host === 'string' ? flags.host : undefined,
+        dataDir: typeof flags['data-dir'] === 'string' ? flags['data-dir'] : undefined,
+      },
     });
     if (command !== 'serve') {
       await runAdminCommand(command, positional.slice(1), flags, config.dataDir, (text) => console.log(text));

@@ -34,7 +34,9 @@ export class ResultFileStore {
       transform(chunk: Buffer, _enc, callback) {
         size += chunk.length;
         if (size > maxBytes) {
-          callback(new RegistryError(413, ERROR_CODES.payloadTooLarge, `file is larger than the allowed ${maxBytes} bytes`));
+          callback(
+            new RegistryError(413, ERROR_CODES.payloadTooLarge, `file is larger than the allowed ${maxBytes} bytes`),
+          );
           return;
         }
         hash.update(chunk);

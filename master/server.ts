@@ -25,11 +25,15 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   const events = new RegistryEvents();
   const files = new ResultFileStore(config.dataDir);
   const orphans = files.removeUnreferenced(await store.storedFileNames());
-  if (orphans > 0) logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
+  if (orphans > 0)
+    logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
   const app = createApp({ store, events, files, config, logger });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):
   // check often enough that a slow-loris connection is closed close to the configured limit.
-  const server = http.createServer({ connectionsCheckingInterval: Math.max(250, Math.min(30_000, Math.floor(config.limits.headersTimeoutMs / 2))) }, app);
+  const server = http.createServer(
+    { connectionsCheckingInterval: Math.max(250, Math.min(30_000, Math.floor(config.limits.headersTimeoutMs / 2))) },
+    app,
+  );
   // Slow-loris defence: headers must arrive quickly; bodies may take long (multi-GB results).
   server.headersTimeout = config.limits.headersTimeoutMs;
   server.requestTimeout = config.limits.requestTimeoutMs;

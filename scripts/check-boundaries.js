@@ -24,13 +24,15 @@ function walk(dir) {
 function check(file) {
   const source = fs.readFileSync(file, 'utf8');
   const top = path.relative(root, file).split(path.sep)[0];
-  const pattern = /(?:import|export)[^'"]*?from\s*['"](\.[^'"]+)['"]|require\(\s*['"](\.[^'"]+)['"]\s*\)|import\(\s*['"](\.[^'"]+)['"]\s*\)/g;
+  const pattern =
+    /(?:import|export)[^'"]*?from\s*['"](\.[^'"]+)['"]|require\(\s*['"](\.[^'"]+)['"]\s*\)|import\(\s*['"](\.[^'"]+)['"]\s*\)/g;
   for (const m of source.matchAll(pattern)) {
     const spec = m[1] ?? m[2] ?? m[3];
     const target = path.relative(root, path.resolve(path.dirname(file), spec)).split(path.sep)[0];
     // Entry shims (master/index.js, client/index.js, sdk/pht.js) load the compiled build.
     if (target === 'dist' && /(index\.js|pht\.js)$/.test(file)) continue;
-    if (!rules[top].includes(target)) problems.push(`${path.relative(root, file)} imports ${spec} (${top}/ may import only ${rules[top].join(', ')})`);
+    if (!rules[top].includes(target))
+      problems.push(`${path.relative(root, file)} imports ${spec} (${top}/ may import only ${rules[top].join(', ')})`);
   }
 }
 for (const dir of Object.keys(rules)) if (fs.existsSync(path.join(root, dir))) walk(path.join(root, dir));

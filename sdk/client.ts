@@ -93,9 +93,11 @@ export class PhtClient {
     } catch {
       throw new TypeError(`PhtClient: url is not a valid URL: ${options.url}`);
     }
-    if (typeof options.token !== 'string' || options.token.length === 0) throw new TypeError('PhtClient: token must be a non-empty string');
+    if (typeof options.token !== 'string' || options.token.length === 0)
+      throw new TypeError('PhtClient: token must be a non-empty string');
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new TypeError(`PhtClient: timeoutMs must be a positive number, got ${timeoutMs}`);
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs))
+      throw new TypeError(`PhtClient: timeoutMs must be a positive number, got ${timeoutMs}`);
     this.transport = new RegistryTransport(options.url, options.token, timeoutMs, options.dispatcher);
   }
 
@@ -106,8 +108,12 @@ export class PhtClient {
   static fromEnv(env: NodeJS.ProcessEnv = process.env, options: Partial<PhtClientOptions> = {}): PhtClient {
     const url = options.url ?? env.PHT_URL;
     const token = options.token ?? env.PHT_TOKEN;
-    if (!url) throw new TypeError('PhtClient.fromEnv: PHT_URL is not set (the registry URL, e.g. http://localhost:5000)');
-    if (!token) throw new TypeError('PhtClient.fromEnv: PHT_TOKEN is not set (a researcher token from `node master create-user`)');
+    if (!url)
+      throw new TypeError('PhtClient.fromEnv: PHT_URL is not set (the registry URL, e.g. http://localhost:5000)');
+    if (!token)
+      throw new TypeError(
+        'PhtClient.fromEnv: PHT_TOKEN is not set (a researcher token from `node master create-user`)',
+      );
     const timeoutMs = options.timeoutMs ?? (env.PHT_TIMEOUT_MS ? Number(env.PHT_TIMEOUT_MS) : undefined);
     return new PhtClient({ ...options, url, token, timeoutMs });
   }
@@ -168,17 +174,27 @@ export class PhtClient {
     };
     // Updates in between are a courtesy: the long poll decides when the wait is over, so a broken
     // event stream is not worth failing the wait for.
-    const watching = onUpdate ? this.watchTask(taskId, { onUpdate: report, signal: inner.signal }).catch(() => undefined) : null;
+    const watching = onUpdate
+      ? this.watchTask(taskId, { onUpdate: report, signal: inner.signal }).catch(() => undefined)
+      : null;
     try {
       for (;;) {
         const seconds = Math.max(0, Math.min(MAX_WAIT_SECONDS, (deadline - Date.now()) / 1000));
-        const body = await this.transport.json('GET', p, { query: { timeout: seconds.toFixed(3) }, holdMs: seconds * 1000, signal: inner.signal });
+        const body = await this.transport.json('GET', p, {
+          query: { timeout: seconds.toFixed(3) },
+          holdMs: seconds * 1000,
+          signal: inner.signal,
+        });
         const { done, ...task } = asWaitResult(body, { method: 'GET', path: p });
         report(task);
         if (updateFailed) break;
         if (done) return task;
         if (Date.now() >= deadline) {
-          throw new PhtTimeoutError(`task ${taskId} did not finish within ${timeoutMs} ms (it is ${task.status} and keeps running)`, timeoutMs!, task);
+          throw new PhtTimeoutError(
+            `task ${taskId} did not finish within ${timeoutMs} ms (it is ${task.status} and keeps running)`,
+            timeoutMs!,
+            task,
+          );
         }
       }
     } catch (e) {
@@ -196,7 +212,10 @@ export class PhtClient {
    * Follows the task's server-sent event stream, calling `onUpdate` with the task now and on every
    * change; resolves with the last task when the registry ends the stream (the task is final).
    */
-  async watchTask(taskId: number, options: CallOptions & { onUpdate: (task: Task) => void }): Promise<Task | undefined> {
+  async watchTask(
+    taskId: number,
+    options: CallOptions & { onUpdate: (task: Task) => void },
+  ): Promise<Task | undefined> {
     const p = `/tasks/${checkId(taskId, 'task id')}/events`;
     const origin = { method: 'GET', path: p };
     const requestOptions = { signal: options.signal, bodyTimeoutMs: this.transport.timeoutMs + EVENT_KEEPALIVE_MS };
@@ -314,7 +333,11 @@ export class PhtClient {
     try {
       return JSON.parse(text);
     } catch (e) {
-      throw new PhtResultError(`result file ${name} of run ${runId} is not valid JSON: ${(e as Error).message}`, runId, name);
+      throw new PhtResultError(
+        `result file ${name} of run ${runId} is not valid JSON: ${(e as Error).message}`,
+        runId,
+        name,
+      );
     }
   }
 
@@ -361,7 +384,8 @@ export class PhtClient {
 }
 
 function checkId(id: number, what: string): number {
-  if (!Number.isInteger(id) || id < 1) throw new TypeError(`${what} must be a positive integer, got ${JSON.stringify(id)}`);
+  if (!Number.isInteger(id) || id < 1)
+    throw new TypeError(`${what} must be a positive integer, got ${JSON.stringify(id)}`);
   return id;
 }
 

@@ -14,10 +14,25 @@ export type {
   TaskWithResults,
   WaitForTaskOptions,
 } from './client.js';
-export { PhtApiError, PhtConnectionError, PhtError, PhtResponseError, PhtResultError, PhtTimeoutError } from './errors.js';
+export {
+  PhtApiError,
+  PhtConnectionError,
+  PhtError,
+  PhtResponseError,
+  PhtResultError,
+  PhtTimeoutError,
+} from './errors.js';
 export type { Me } from './response-shapes.js';
 export { ERROR_CODES, type ErrorCode } from '../shared/error-codes.js';
-export { FINAL_RUN_STATES, isFinalRunState, isFinalTaskStatus, RUN_STATES, TASK_STATUSES, type RunState, type TaskStatus } from '../shared/run-state.js';
+export {
+  FINAL_RUN_STATES,
+  isFinalRunState,
+  isFinalTaskStatus,
+  RUN_STATES,
+  TASK_STATUSES,
+  type RunState,
+  type TaskStatus,
+} from '../shared/run-state.js';
 export type {
   CreateTaskRequest,
   ResultFile,

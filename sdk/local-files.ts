@@ -13,7 +13,12 @@ import { PhtResponseError } from './errors.js';
  */
 export function localPathOf(dir: string, name: string, origin: { method: string; path: string }): string {
   const problem = resultFilePathProblem(name);
-  if (problem) throw new PhtResponseError(`the registry listed a result file with an unsafe name ${JSON.stringify(name)}: ${problem}`, origin.method, origin.path);
+  if (problem)
+    throw new PhtResponseError(
+      `the registry listed a result file with an unsafe name ${JSON.stringify(name)}: ${problem}`,
+      origin.method,
+      origin.path,
+    );
   return path.join(dir, ...name.split('/'));
 }
 
@@ -21,7 +26,12 @@ export function localPathOf(dir: string, name: string, origin: { method: string;
  * Streams `body` to `target` through a temporary file, checking size and SHA-256 against the
  * listing; the file appears under its name only when complete and verified.
  */
-export async function writeVerified(body: Readable, target: string, expected: ResultFile, origin: { method: string; path: string }): Promise<void> {
+export async function writeVerified(
+  body: Readable,
+  target: string,
+  expected: ResultFile,
+  origin: { method: string; path: string },
+): Promise<void> {
   fs.mkdirSync(path.dirname(target), { recursive: true });
   const partial = `${target}.${crypto.randomBytes(4).toString('hex')}.partial`;
   const hash = crypto.createHash('sha256');

@@ -16,7 +16,11 @@ export interface Origin {
 type Json = Record<string, unknown>;
 
 function fail(origin: Origin, problem: string): never {
-  throw new PhtResponseError(`unexpected answer from the registry to ${origin.method} ${origin.path}: ${problem}`, origin.method, origin.path);
+  throw new PhtResponseError(
+    `unexpected answer from the registry to ${origin.method} ${origin.path}: ${problem}`,
+    origin.method,
+    origin.path,
+  );
 }
 
 function object(v: unknown, origin: Origin, what: string): Json {
@@ -42,7 +46,8 @@ function count(o: Json, key: string, origin: Origin, what: string): void {
 }
 
 function oneOf(o: Json, key: string, allowed: readonly string[], origin: Origin, what: string): void {
-  if (!allowed.includes(o[key] as string)) fail(origin, `${what}.${key} is ${JSON.stringify(o[key])}, not one of ${allowed.join(', ')}`);
+  if (!allowed.includes(o[key] as string))
+    fail(origin, `${what}.${key} is ${JSON.stringify(o[key])}, not one of ${allowed.join(', ')}`);
 }
 
 function checkRun(v: unknown, origin: Origin, what: string): RunDetail {

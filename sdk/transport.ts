@@ -17,7 +17,13 @@ export interface RequestOptions {
 export type OpenResponse = Dispatcher.ResponseData;
 
 // Errors that mean "the connection failed", as opposed to a bug in how the request was made.
-const CONNECTION_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH']);
+const CONNECTION_CODES = new Set([
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+]);
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
@@ -39,7 +45,8 @@ export class RegistryTransport {
     // Accept the registry's root URL with or without the API prefix.
     this.apiBase = url.replace(/\/+$/, '').replace(/\/api\/v1$/, '') + '/api/v1';
     this.ownsDispatcher = dispatcher === undefined;
-    this.dispatcher = dispatcher ?? new Agent({ connectTimeout: Math.min(timeoutMs, 10_000), keepAliveTimeout: 10_000 });
+    this.dispatcher =
+      dispatcher ?? new Agent({ connectTimeout: Math.min(timeoutMs, 10_000), keepAliveTimeout: 10_000 });
   }
 
   /** Sends a request and returns the successful response with its body unread. */
@@ -74,7 +81,11 @@ export class RegistryTransport {
     try {
       return JSON.parse(text);
     } catch {
-      throw new PhtResponseError(`the registry answered ${method} ${path} with a body that is not JSON: ${snippet(text)}`, method, path);
+      throw new PhtResponseError(
+        `the registry answered ${method} ${path} with a body that is not JSON: ${snippet(text)}`,
+        method,
+        path,
+      );
     }
   }
 
@@ -94,12 +105,17 @@ export class RegistryTransport {
     const code = errorCode(thrown) ?? errorCode((thrown as { cause?: unknown } | null)?.cause);
     const what = `${method} ${path}`;
     if (code !== undefined && TIMEOUT_CODES.has(code)) {
-      const ms = code === 'UND_ERR_HEADERS_TIMEOUT' ? this.timeoutMs + (options.holdMs ?? 0) : (options.bodyTimeoutMs ?? this.timeoutMs);
+      const ms =
+        code === 'UND_ERR_HEADERS_TIMEOUT'
+          ? this.timeoutMs + (options.holdMs ?? 0)
+          : (options.bodyTimeoutMs ?? this.timeoutMs);
       return new PhtTimeoutError(`the registry did not answer ${what} within ${ms} ms`, ms);
     }
     const origin = new URL(this.apiBase).origin;
     if (code !== undefined && (CONNECTION_CODES.has(code) || /^E[A-Z]+$/.test(code))) {
-      return new PhtConnectionError(`cannot reach the registry at ${origin} (${code}) during ${what}`, origin, code, { cause: thrown });
+      return new PhtConnectionError(`cannot reach the registry at ${origin} (${code}) during ${what}`, origin, code, {
+        cause: thrown,
+      });
     }
     const message = thrown instanceof Error ? thrown.message : String(thrown);
     return new PhtError(`request ${what} to ${origin} failed: ${message}`, { cause: thrown });
@@ -125,11 +141,22 @@ function apiError(status: number, text: string, method: string, path: string): P
   } catch {
     // Not the registry's JSON error body (a proxy's HTML page, say): report the status instead.
   }
-  if (body && typeof body === 'object' && typeof (body as { code?: unknown }).code === 'string' && typeof (body as { message?: unknown }).message === 'string') {
+  if (
+    body &&
+    typeof body === 'object' &&
+    typeof (body as { code?: unknown }).code === 'string' &&
+    typeof (body as { message?: unknown }).message === 'string'
+  ) {
     const { code, message, details } = body as { code: string; message: string; details?: unknown };
     return new PhtApiError(status, code, message, method, path, details);
   }
-  return new PhtApiError(status, 'unknown', `HTTP ${status} for ${method} ${path}${text ? `: ${snippet(text)}` : ''}`, method, path);
+  return new PhtApiError(
+    status,
+    'unknown',
+    `HTTP ${status} for ${method} ${path}${text ? `: ${snippet(text)}` : ''}`,
+    method,
+    path,
+  );
 }
 
 function snippet(text: string): string {

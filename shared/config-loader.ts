@@ -77,7 +77,10 @@ function parseEnvValue(value: string, o: EnvOverride, file: string | null): unkn
     case 'number': {
       const n = Number(value);
       if (!Number.isFinite(n) || (o.type === 'integer' && !Number.isInteger(n))) {
-        throw new ConfigError(`environment variable ${o.variable} must be ${o.type === 'integer' ? 'an integer' : 'a number'}, got "${value}"`, file);
+        throw new ConfigError(
+          `environment variable ${o.variable} must be ${o.type === 'integer' ? 'an integer' : 'a number'}, got "${value}"`,
+          file,
+        );
       }
       return n;
     }
@@ -106,7 +109,10 @@ function setPath(target: Record<string, unknown>, dotted: string, value: unknown
 }
 
 /** Reads `--name value` and `--name=value` flags; positional arguments are returned in order. */
-export function parseArgs(argv: readonly string[], booleanFlags: readonly string[] = []): { flags: Record<string, string | true>; positional: string[] } {
+export function parseArgs(
+  argv: readonly string[],
+  booleanFlags: readonly string[] = [],
+): { flags: Record<string, string | true>; positional: string[] } {
   const flags: Record<string, string | true> = {};
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {

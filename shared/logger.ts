@@ -22,7 +22,11 @@ export function createLogger(options: LoggerOptions = {}, env: NodeJS.ProcessEnv
     defaultMeta: options.defaultMeta,
     format:
       format === 'json'
-        ? winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: false }), winston.format.json())
+        ? winston.format.combine(
+            winston.format.timestamp(),
+            winston.format.errors({ stack: false }),
+            winston.format.json(),
+          )
         : winston.format.combine(
             winston.format.timestamp({ format: 'HH:mm:ss.SSS' }),
             winston.format.colorize(),
@@ -31,7 +35,9 @@ export function createLogger(options: LoggerOptions = {}, env: NodeJS.ProcessEnv
               return `${String(timestamp)} ${lvl} ${String(message)}${rest}`;
             }),
           ),
-    transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
+    transports: [
+      new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] }),
+    ],
   });
 }
 

@@ -69,7 +69,11 @@ export const finishReportSchema = {
     state: { enum: ['completed', 'failed', 'rejected', 'timed_out', 'cancelled'] },
     exitCode: { type: ['integer', 'null'], minimum: -2147483648, maximum: 2147483647 },
     reason: { type: ['string', 'null'], maxLength: LIMITS.reasonLength },
-    digest: { type: ['string', 'null'], maxLength: IMAGE_REFERENCE_MAX_LENGTH + 80, pattern: '^[^\\s]*@?sha256:[a-f0-9]{64}$' },
+    digest: {
+      type: ['string', 'null'],
+      maxLength: IMAGE_REFERENCE_MAX_LENGTH + 80,
+      pattern: '^[^\\s]*@?sha256:[a-f0-9]{64}$',
+    },
     durationMs: { type: ['integer', 'null'], minimum: 0 },
   },
 } as const;
@@ -103,13 +107,21 @@ export const waitQuerySchema = {
   },
 } as const;
 
-export const emptyQuerySchema = { $id: 'EmptyQuery', type: 'object', additionalProperties: false, properties: {} } as const;
+export const emptyQuerySchema = {
+  $id: 'EmptyQuery',
+  type: 'object',
+  additionalProperties: false,
+  properties: {},
+} as const;
 
 export const validateCreateTask = compile<CreateTaskRequest>(createTaskSchema, 'body');
 export const validateProgressReport = compile<ProgressReport>(progressReportSchema, 'body');
 export const validateLogAppend = compile<LogAppend>(logAppendSchema, 'body');
 export const validateFinishReport = compile<FinishReport>(finishReportSchema, 'body');
 export const validateEmptyBody = compile<Record<string, never>>(emptyBodySchema, 'body');
-export const validateTaskListQuery = compile<{ status?: string; limit?: string; offset?: string }>(taskListQuerySchema, 'query');
+export const validateTaskListQuery = compile<{ status?: string; limit?: string; offset?: string }>(
+  taskListQuerySchema,
+  'query',
+);
 export const validateWaitQuery = compile<{ wait?: string; timeout?: string }>(waitQuerySchema, 'query');
 export const validateEmptyQuery = compile<Record<string, never>>(emptyQuerySchema, 'query');

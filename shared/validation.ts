@@ -33,9 +33,13 @@ export function describeErrors(errors: readonly ErrorObject[], subject: string):
     if (e.keyword === 'additionalProperties') {
       out.add(`${where}: unknown field "${String((e.params as { additionalProperty: string }).additionalProperty)}"`);
     } else if (e.keyword === 'required') {
-      out.add(`${where}: missing required field "${String((e.params as { missingProperty: string }).missingProperty)}"`);
+      out.add(
+        `${where}: missing required field "${String((e.params as { missingProperty: string }).missingProperty)}"`,
+      );
     } else if (e.keyword === 'enum') {
-      out.add(`${where}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`);
+      out.add(
+        `${where}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`,
+      );
     } else if (e.keyword === 'if') {
       continue;
     } else {

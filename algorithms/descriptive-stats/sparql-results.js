@@ -23,10 +23,22 @@ const XSD = 'http://www.w3.org/2001/XMLSchema#';
 /** xsd datatypes whose lexical forms are numbers (integers and their derived types included). */
 const NUMERIC_DATATYPES = new Set(
   [
-    'integer', 'decimal', 'double', 'float',
-    'int', 'long', 'short', 'byte',
-    'nonNegativeInteger', 'positiveInteger', 'nonPositiveInteger', 'negativeInteger',
-    'unsignedLong', 'unsignedInt', 'unsignedShort', 'unsignedByte',
+    'integer',
+    'decimal',
+    'double',
+    'float',
+    'int',
+    'long',
+    'short',
+    'byte',
+    'nonNegativeInteger',
+    'positiveInteger',
+    'nonPositiveInteger',
+    'negativeInteger',
+    'unsignedLong',
+    'unsignedInt',
+    'unsignedShort',
+    'unsignedByte',
   ].map((name) => XSD + name),
 );
 
@@ -37,7 +49,8 @@ const NUMERIC_DATATYPES = new Set(
 function normalizeTerm(raw) {
   if (raw === null || typeof raw !== 'object') throw new Error(`not a SPARQL result term: ${JSON.stringify(raw)}`);
   const value = raw.value;
-  if (value === undefined || value === null) throw new Error(`SPARQL result term without a value: ${JSON.stringify(raw)}`);
+  if (value === undefined || value === null)
+    throw new Error(`SPARQL result term without a value: ${JSON.stringify(raw)}`);
   const type = raw.type === 'typed-literal' ? 'literal' : raw.type;
   const term = { type: type, value: String(value) };
   if (type === 'literal') {

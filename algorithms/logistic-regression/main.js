@@ -51,7 +51,13 @@ const DEFAULT_CONFIG = {
 class ConfigError extends Error {}
 
 function checkScaling(name, value) {
-  if (!value || typeof value !== 'object' || !Number.isFinite(value.center) || !Number.isFinite(value.scale) || value.scale <= 0) {
+  if (
+    !value ||
+    typeof value !== 'object' ||
+    !Number.isFinite(value.center) ||
+    !Number.isFinite(value.scale) ||
+    value.scale <= 0
+  ) {
     throw new ConfigError(`standardize.${name} must be {"center": number, "scale": number > 0}`);
   }
   return { center: value.center, scale: value.scale };

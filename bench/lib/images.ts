@@ -29,5 +29,9 @@ else finish();
 /** Checks Docker and the image registry, builds and pushes the workload image; returns its digest reference. */
 export async function workloadImage(): Promise<string> {
   await requireInfrastructure();
-  return buildAndPushImage('pht-bench/workload:1', { 'main.js': WORKLOAD }, { cmd: ['/app/main.js'], labels: { 'org.pht.bench': 'workload' } });
+  return buildAndPushImage(
+    'pht-bench/workload:1',
+    { 'main.js': WORKLOAD },
+    { cmd: ['/app/main.js'], labels: { 'org.pht.bench': 'workload' } },
+  );
 }

@@ -46,7 +46,13 @@ export class ClientTimeline {
         return typeof args[0] === 'number' ? args[0] : null;
       });
     }
-    this.wrap(RunWorkspace.prototype as any, 'update', 'workspace.update', (_args, _result, self) => (self as RunWorkspace).record.runId, true);
+    this.wrap(
+      RunWorkspace.prototype as any,
+      'update',
+      'workspace.update',
+      (_args, _result, self) => (self as RunWorkspace).record.runId,
+      true,
+    );
     this.wrap(RunWorkspace as any, 'create', 'workspace.create', (args) => (args[2] as { id: number }).id, true);
     return this;
   }
@@ -60,7 +66,13 @@ export class ClientTimeline {
     return this.spans.filter((s) => s.start >= from && s.start <= to);
   }
 
-  private wrap(target: Record<string, any>, name: string, what: string, runOf: (args: unknown[], result: unknown, self: unknown) => number | null, sync = false): void {
+  private wrap(
+    target: Record<string, any>,
+    name: string,
+    what: string,
+    runOf: (args: unknown[], result: unknown, self: unknown) => number | null,
+    sync = false,
+  ): void {
     const original = target[name] as (...a: unknown[]) => unknown;
     const spans = this.spans;
     target[name] = sync

@@ -17,7 +17,11 @@ export function machineInfo(): MachineInfo {
   let docker = 'unknown';
   try {
     // Debian's client matches the engine; another docker may come first on PATH.
-    docker = execFileSync('/usr/bin/docker', ['version', '--format', '{{.Server.Version}} (API {{.Server.APIVersion}})'], { encoding: 'utf8' }).trim();
+    docker = execFileSync(
+      '/usr/bin/docker',
+      ['version', '--format', '{{.Server.Version}} (API {{.Server.APIVersion}})'],
+      { encoding: 'utf8' },
+    ).trim();
   } catch {
     /* no engine: the figure will say so when it fails */
   }

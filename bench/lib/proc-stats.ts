@@ -83,6 +83,13 @@ export class ProcSampler {
     this.peak = Math.max(this.peak, s.rssBytes);
     const wall = performance.now() - this.startWall;
     const cpu = s.cpuMs - this.startCpu;
-    return { wallMs: wall, cpuMs: cpu, cores: cpu / wall, peakRssBytes: this.peak, startRssBytes: this.startRss, endRssBytes: s.rssBytes };
+    return {
+      wallMs: wall,
+      cpuMs: cpu,
+      cores: cpu / wall,
+      peakRssBytes: this.peak,
+      startRssBytes: this.startRss,
+      endRssBytes: s.rssBytes,
+    };
   }
 }

@@ -33,7 +33,11 @@ export function makeDataDir(): string {
  * Creates sites and researchers directly in the registry's SQLite file (what `node master
  * create-site` does, without a process start per principal: 1,000 sites would take minutes).
  */
-export async function seedPrincipals(dataDir: string, sites: string[], users: string[]): Promise<{ siteKeys: Map<string, string>; userTokens: Map<string, string> }> {
+export async function seedPrincipals(
+  dataDir: string,
+  sites: string[],
+  users: string[],
+): Promise<{ siteKeys: Map<string, string>; userTokens: Map<string, string> }> {
   const store = openStore(dataDir);
   const siteKeys = new Map<string, string>();
   const userTokens = new Map<string, string>();
@@ -50,7 +54,17 @@ export async function seedPrincipals(dataDir: string, sites: string[], users: st
 export async function startRegistryProcess(options: RegistryProcessOptions = {}): Promise<RegistryProcess> {
   const dataDir = options.dataDir ?? makeDataDir();
   const logFile = path.join(dataDir, 'registry.log');
-  const args = [...(options.nodeArgs ?? []), path.join(REPO_ROOT, 'master/index.js'), 'serve', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir];
+  const args = [
+    ...(options.nodeArgs ?? []),
+    path.join(REPO_ROOT, 'master/index.js'),
+    'serve',
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--data-dir',
+    dataDir,
+  ];
   if (options.config) {
     const configFile = path.join(dataDir, 'registry-config.json');
     fs.writeFileSync(configFile, JSON.stringify(options.config));
@@ -84,7 +98,8 @@ export async function startRegistryProcess(options: RegistryProcessOptions = {})
 async function waitForListening(child: ChildProcess, logFile: string): Promise<number> {
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`registry exited with ${child.exitCode}: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`);
+    if (child.exitCode !== null)
+      throw new Error(`registry exited with ${child.exitCode}: ${fs.readFileSync(logFile, 'utf8').slice(-2000)}`);
     for (const line of fs.readFileSync(logFile, 'utf8').split('\n')) {
       if (!line.includes('registry listening')) continue;
       try {

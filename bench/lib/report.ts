@@ -9,7 +9,17 @@ export const REPO_ROOT = findRepoRoot(__dirname);
 
 const FILE = path.join(REPO_ROOT, 'BENCHMARKS.md');
 /** Sections keep this order in the file whatever order the scripts run in. */
-const ORDER = ['overhead', 'dispatch', 'scale', 'scale-profile-long', 'scale-profile-plain', 'scale-profile-long-plain', 'store-costs', 'throughput', 'large-results'];
+const ORDER = [
+  'overhead',
+  'dispatch',
+  'scale',
+  'scale-profile-long',
+  'scale-profile-plain',
+  'scale-profile-long-plain',
+  'store-costs',
+  'throughput',
+  'large-results',
+];
 
 /** Load when the script started: the machine is shared, and a busy one slows Docker down a lot. */
 const LOAD_AT_START = os.loadavg();
@@ -66,8 +76,13 @@ export function writeSection(section: Section): void {
 function codeVersion(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'master', 'client', 'shared', 'sdk'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
-    return dirty ? `${head} with uncommitted changes in ${[...new Set(dirty.split('\n').map((l) => l.slice(3).split('/')[0]))].join(', ')}` : head;
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'master', 'client', 'shared', 'sdk'], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    }).trim();
+    return dirty
+      ? `${head} with uncommitted changes in ${[...new Set(dirty.split('\n').map((l) => l.slice(3).split('/')[0]))].join(', ')}`
+      : head;
   } catch {
     return 'unknown (not a git checkout)';
   }

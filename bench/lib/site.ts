@@ -26,7 +26,12 @@ export function uniqueSite(kind: string): string {
  * benchmarks measure the client as shipped, so only what they must (registry, key, allowlist,
  * work dir) and what a figure varies is set.
  */
-export function rawSiteConfig(registryUrl: string, apiKey: string, workDir: string, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function rawSiteConfig(
+  registryUrl: string,
+  apiKey: string,
+  workDir: string,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     registryUrl,
     apiKey,
@@ -66,19 +71,30 @@ export async function stopSite(client: SiteClient, config: ClientConfig): Promis
 
 /** Containers and networks of one site, or (without a name) of every benchmark site and of the benchmarks themselves. */
 export async function removeSiteLeftovers(site?: string): Promise<void> {
-  const containers = await docker().listContainers({ all: true, filters: { label: site ? [`${CONTAINER_LABELS.site}=${site}`] : [CONTAINER_LABELS.site] } });
+  const containers = await docker().listContainers({
+    all: true,
+    filters: { label: site ? [`${CONTAINER_LABELS.site}=${site}`] : [CONTAINER_LABELS.site] },
+  });
   const own = await docker().listContainers({ all: true, filters: { label: [BENCH_LABEL] } });
   for (const c of [...containers, ...(site ? [] : own)]) {
     const name = c.Labels?.[CONTAINER_LABELS.site];
     if (!site && name !== undefined && !name.startsWith(SITE_PREFIX)) continue;
-    await docker().getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
+    await docker()
+      .getContainer(c.Id)
+      .remove({ force: true, v: true })
+      .catch(() => undefined);
   }
-  const networks = await docker().listNetworks({ filters: { label: site ? [`${CONTAINER_LABELS.site}=${site}`] : [CONTAINER_LABELS.site] } });
+  const networks = await docker().listNetworks({
+    filters: { label: site ? [`${CONTAINER_LABELS.site}=${site}`] : [CONTAINER_LABELS.site] },
+  });
   const ownNetworks = await docker().listNetworks({ filters: { label: [BENCH_LABEL] } });
   for (const n of [...networks, ...(site ? [] : ownNetworks)]) {
     const name = n.Labels?.[CONTAINER_LABELS.site];
     if (!site && name !== undefined && !name.startsWith(SITE_PREFIX)) continue;
-    await docker().getNetwork(n.Id).remove().catch(() => undefined);
+    await docker()
+      .getNetwork(n.Id)
+      .remove()
+      .catch(() => undefined);
   }
 }
 
@@ -90,7 +106,10 @@ export async function createInternalNetwork(purpose: string): Promise<{ name: st
     Driver: 'bridge',
     Internal: true,
     Labels: { [BENCH_LABEL]: purpose },
-    Options: { 'com.docker.network.bridge.enable_icc': 'false', 'com.docker.network.bridge.enable_ip_masquerade': 'false' },
+    Options: {
+      'com.docker.network.bridge.enable_icc': 'false',
+      'com.docker.network.bridge.enable_ip_masquerade': 'false',
+    },
   });
   return { name, remove: () => network.remove().catch(() => undefined) };
 }

@@ -10,11 +10,18 @@ export interface TrainWorld {
 }
 
 /** A registry process with the given sites and one researcher, and the researcher's SDK client. */
-export async function startWorld(sites: string[], registryOptions: Parameters<typeof startRegistryProcess>[0] = {}): Promise<TrainWorld> {
+export async function startWorld(
+  sites: string[],
+  registryOptions: Parameters<typeof startRegistryProcess>[0] = {},
+): Promise<TrainWorld> {
   const dataDir = makeDataDir();
   const { siteKeys, userTokens } = await seedPrincipals(dataDir, sites, ['bench-researcher']);
   const registry = await startRegistryProcess({ ...registryOptions, dataDir });
-  const researcher = new PhtClient({ url: registry.url, token: userTokens.get('bench-researcher')!, timeoutMs: 120_000 });
+  const researcher = new PhtClient({
+    url: registry.url,
+    token: userTokens.get('bench-researcher')!,
+    timeoutMs: 120_000,
+  });
   return {
     registry,
     researcher,

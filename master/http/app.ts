@@ -26,7 +26,11 @@ export function createApp(ctx: RegistryContext): express.Express {
 
   const api = express.Router();
   api.use(authenticate(ctx.store));
-  const parseJson = express.json({ limit: ctx.config.limits.jsonBodyBytes, strict: false, type: ['application/json', 'application/*+json'] });
+  const parseJson = express.json({
+    limit: ctx.config.limits.jsonBodyBytes,
+    strict: false,
+    type: ['application/json', 'application/*+json'],
+  });
   // PUT carries a result file's raw bytes, whatever its Content-Type (a site may label result.json
   // as JSON): the upload route streams them to disk itself, so they must not be parsed here.
   api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
@@ -67,23 +71,41 @@ function errorHandler(ctx: RegistryContext) {
 
 export function toErrorResponse(thrown: unknown): { status: number; body: ApiErrorBody } {
   if (thrown instanceof RegistryError) {
-    return { status: thrown.status, body: { code: thrown.code, message: thrown.message, ...(thrown.details !== undefined ? { details: thrown.details } : {}) } };
+    return {
+      status: thrown.status,
+      body: {
+        code: thrown.code,
+        message: thrown.message,
+        ...(thrown.details !== undefined ? { details: thrown.details } : {}),
+      },
+    };
   }
   const e = thrown as BodyParserError & { message?: string; code?: string };
   switch (e?.type) {
     case 'entity.parse.failed':
-      return { status: 400, body: { code: ERROR_CODES.invalidJson, message: `request body is not valid JSON: ${e.message ?? ''}` } };
+      return {
+        status: 400,
+        body: { code: ERROR_CODES.invalidJson, message: `request body is not valid JSON: ${e.message ?? ''}` },
+      };
     case 'entity.too.large':
       return { status: 413, body: { code: ERROR_CODES.payloadTooLarge, message: 'request body is too large' } };
     case 'encoding.unsupported':
     case 'charset.unsupported':
-      return { status: 415, body: { code: ERROR_CODES.unsupportedMediaType, message: e.message ?? 'unsupported encoding' } };
+      return {
+        status: 415,
+        body: { code: ERROR_CODES.unsupportedMediaType, message: e.message ?? 'unsupported encoding' },
+      };
     case 'request.aborted':
       return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'request aborted' } };
   }
   // Express could not percent-decode a path parameter (e.g. "%ZZ"): the client's URL is broken.
-  if (thrown instanceof URIError) return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'the URL has a malformed percent-encoding' } };
-  if (e?.code === 'ENOSPC' || e?.code === 'SQLITE_FULL') return { status: 507, body: { code: ERROR_CODES.storageFull, message: 'the registry is out of disk space; retry later' } };
+  if (thrown instanceof URIError)
+    return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'the URL has a malformed percent-encoding' } };
+  if (e?.code === 'ENOSPC' || e?.code === 'SQLITE_FULL')
+    return {
+      status: 507,
+      body: { code: ERROR_CODES.storageFull, message: 'the registry is out of disk space; retry later' },
+    };
   if (e?.code === 'ECONNRESET' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
     return { status: 400, body: { code: ERROR_CODES.badRequest, message: 'request aborted' } };
   }

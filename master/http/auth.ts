@@ -18,11 +18,18 @@ export function authenticate(store: RegistryStore) {
     const match = header ? /^Bearer ([A-Za-z0-9_.~+/=-]{8,512})$/.exec(header) : null;
     if (!match) {
       res.setHeader('WWW-Authenticate', 'Bearer');
-      throw new RegistryError(401, ERROR_CODES.unauthorized, header ? 'malformed Authorization header: expected "Bearer <key>"' : 'missing Authorization header: send "Bearer <key>"');
+      throw new RegistryError(
+        401,
+        ERROR_CODES.unauthorized,
+        header
+          ? 'malformed Authorization header: expected "Bearer <key>"'
+          : 'missing Authorization header: send "Bearer <key>"',
+      );
     }
     const principal = await store.authenticate(match[1]!);
     if (!principal) throw new RegistryError(401, ERROR_CODES.unauthorized, 'unknown API key or token');
-    if (!principal.enabled) throw new RegistryError(403, ERROR_CODES.forbidden, `${principal.kind} "${principal.name}" is disabled`);
+    if (!principal.enabled)
+      throw new RegistryError(403, ERROR_CODES.forbidden, `${principal.kind} "${principal.name}" is disabled`);
     const now = Date.now();
     if ((lastWrite.get(principal.id) ?? 0) + SEEN_WRITE_INTERVAL_MS < now) {
       lastWrite.set(principal.id, now);
@@ -39,11 +46,13 @@ export function principalOf(res: Response): Principal {
 }
 
 export function requireSite(_req: Request, res: Response, next: NextFunction): void {
-  if (principalOf(res).kind !== 'site') throw new RegistryError(403, ERROR_CODES.forbidden, 'this route is for sites; use a site API key');
+  if (principalOf(res).kind !== 'site')
+    throw new RegistryError(403, ERROR_CODES.forbidden, 'this route is for sites; use a site API key');
   next();
 }
 
 export function requireUser(_req: Request, res: Response, next: NextFunction): void {
-  if (principalOf(res).kind !== 'user') throw new RegistryError(403, ERROR_CODES.forbidden, 'this route is for researchers; use a researcher token');
+  if (principalOf(res).kind !== 'user')
+    throw new RegistryError(403, ERROR_CODES.forbidden, 'this route is for researchers; use a researcher token');
   next();
 }

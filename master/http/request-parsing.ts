@@ -8,7 +8,11 @@ import { BadRequestError, RegistryError } from '../errors.js';
 export function idParam(req: Request, name: string): number {
   const raw = req.params[name];
   const id = typeof raw === 'string' ? parseId(raw) : null;
-  if (id === null) throw new BadRequestError(`${name} must be a positive integer, got "${String(raw).slice(0, 40)}"`, ERROR_CODES.badRequest);
+  if (id === null)
+    throw new BadRequestError(
+      `${name} must be a positive integer, got "${String(raw).slice(0, 40)}"`,
+      ERROR_CODES.badRequest,
+    );
   return id;
 }
 
@@ -22,18 +26,24 @@ export function jsonBody<T>(req: Request, validate: Validator<T>, allowEmpty = f
     const length = Number(req.headers['content-length'] ?? 0);
     const chunked = req.headers['transfer-encoding'] !== undefined;
     if (length > 0 || chunked) {
-      throw new RegistryError(415, ERROR_CODES.unsupportedMediaType, 'request body must be JSON (Content-Type: application/json)');
+      throw new RegistryError(
+        415,
+        ERROR_CODES.unsupportedMediaType,
+        'request body must be JSON (Content-Type: application/json)',
+      );
     }
     if (!allowEmpty) throw new BadRequestError('request body is missing: send a JSON object');
     body = {};
   }
-  if (!validate(body)) throw new BadRequestError(validate.problems().join('; '), ERROR_CODES.validation, validate.problems());
+  if (!validate(body))
+    throw new BadRequestError(validate.problems().join('; '), ERROR_CODES.validation, validate.problems());
   return body;
 }
 
 export function query<T>(req: Request, validate: Validator<T>): T {
   const q: unknown = { ...(req.query as object) };
-  if (!validate(q)) throw new BadRequestError(validate.problems().join('; '), ERROR_CODES.validation, validate.problems());
+  if (!validate(q))
+    throw new BadRequestError(validate.problems().join('; '), ERROR_CODES.validation, validate.problems());
   return q;
 }
 

@@ -3,7 +3,14 @@ import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { isFinalTaskStatus } from '../../shared/run-state.js';
-import { LIMITS, validateCreateTask, validateEmptyBody, validateEmptyQuery, validateTaskListQuery, validateWaitQuery } from '../../shared/schemas.js';
+import {
+  LIMITS,
+  validateCreateTask,
+  validateEmptyBody,
+  validateEmptyQuery,
+  validateTaskListQuery,
+  validateWaitQuery,
+} from '../../shared/schemas.js';
 import type { Task, TaskWaitResult } from '../../shared/types.js';
 import { NotFoundError, RegistryError } from '../errors.js';
 import type { Principal } from '../store/registry-store.js';
@@ -35,7 +42,8 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   /** A task the caller may see: its owner's, or any for an admin. Others get the same 404. */
   async function visibleTask(principal: Principal, taskId: number) {
     const task = await store.getTask(taskId);
-    if (!task || (principal.role !== 'admin' && task.ownerId !== principal.id)) throw new NotFoundError(`task ${taskId}`);
+    if (!task || (principal.role !== 'admin' && task.ownerId !== principal.id))
+      throw new NotFoundError(`task ${taskId}`);
     return task;
   }
 
@@ -57,7 +65,11 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     const body = jsonBody(req, validateCreateTask);
     const configBytes = Buffer.from(JSON.stringify(body.config ?? null), 'utf8');
     if (configBytes.length > config.limits.configBytes) {
-      throw new RegistryError(413, ERROR_CODES.payloadTooLarge, `config is ${configBytes.length} bytes; the limit is ${config.limits.configBytes}`);
+      throw new RegistryError(
+        413,
+        ERROR_CODES.payloadTooLarge,
+        `config is ${configBytes.length} bytes; the limit is ${config.limits.configBytes}`,
+      );
     }
     const task = await store.createTask(principal, {
       name: body.name ?? null,
@@ -66,7 +78,12 @@ export function researcherRoutes(ctx: RegistryContext): Router {
       configType: 'application/json',
       sites: body.sites ?? null,
     });
-    ctx.logger.info('task created', { taskId: task.id, owner: principal.name, image: task.image, sites: task.runs.length });
+    ctx.logger.info('task created', {
+      taskId: task.id,
+      owner: principal.name,
+      image: task.image,
+      sites: task.runs.length,
+    });
     for (const run of task.runs) events.notifySite(run.site);
     res.status(201).location(`/api/v1/tasks/${task.id}`).json(task);
   });

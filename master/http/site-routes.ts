@@ -1,6 +1,13 @@
 import { Router, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
-import { LIMITS, validateEmptyBody, validateFinishReport, validateLogAppend, validateProgressReport, validateWaitQuery } from '../../shared/schemas.js';
+import {
+  LIMITS,
+  validateEmptyBody,
+  validateFinishReport,
+  validateLogAppend,
+  validateProgressReport,
+  validateWaitQuery,
+} from '../../shared/schemas.js';
 import { NotFoundError, RegistryError } from '../errors.js';
 import { principalOf, requireSite } from './auth.js';
 import type { RegistryContext } from './context.js';
@@ -95,7 +102,11 @@ export function siteRoutes(ctx: RegistryContext): Router {
     const maxBytes = Math.min(config.limits.resultFileBytes, config.limits.runResultBytes - check.runBytes);
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
     if (declared !== null && declared > maxBytes) {
-      throw new RegistryError(413, ERROR_CODES.payloadTooLarge, `file is ${declared} bytes; at most ${maxBytes} more bytes are allowed for this run`);
+      throw new RegistryError(
+        413,
+        ERROR_CODES.payloadTooLarge,
+        `file is ${declared} bytes; at most ${maxBytes} more bytes are allowed for this run`,
+      );
     }
     const stored = await files.receive(req, maxBytes);
     let outcome;
@@ -117,7 +128,13 @@ export function siteRoutes(ctx: RegistryContext): Router {
     const runId = idParam(req, 'id');
     const body = jsonBody(req, validateFinishReport);
     const view = await store.finishRun(site.id, runId, body);
-    logger.info('run finished', { runId, taskId: view.taskId, site: site.name, state: body.state, exitCode: body.exitCode ?? null });
+    logger.info('run finished', {
+      runId,
+      taskId: view.taskId,
+      site: site.name,
+      state: body.state,
+      exitCode: body.exitCode ?? null,
+    });
     events.notifyTask(view.taskId);
     res.json(view);
   });

@@ -21,7 +21,9 @@ export function readMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
 
 /** Applies every migration newer than the database, each in its own transaction. */
 export function migrate(db: Database.Database, migrations: Migration[] = readMigrations()): number[] {
-  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
+  );
   const applied = new Set(
     (db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
   );

@@ -4,7 +4,16 @@
  * (hence Promises, although better-sqlite3 itself is synchronous).
  */
 import type { RunState } from '../../shared/run-state.js';
-import type { FinishReport, ProgressReport, ResultFile, RunAssignment, RunDetail, SiteInfo, SiteRunView, Task } from '../../shared/types.js';
+import type {
+  FinishReport,
+  ProgressReport,
+  ResultFile,
+  RunAssignment,
+  RunDetail,
+  SiteInfo,
+  SiteRunView,
+  Task,
+} from '../../shared/types.js';
 
 export type PrincipalKind = 'site' | 'user';
 export type PrincipalRole = 'site' | 'researcher' | 'admin';
@@ -55,7 +64,11 @@ export interface SweepOutcome {
 }
 
 export interface RegistryStore {
-  createPrincipal(kind: PrincipalKind, name: string, role: PrincipalRole): Promise<{ principal: Principal; secret: string }>;
+  createPrincipal(
+    kind: PrincipalKind,
+    name: string,
+    role: PrincipalRole,
+  ): Promise<{ principal: Principal; secret: string }>;
   /** The principal holding this key or token, whether enabled or not; null when none does. */
   authenticate(secret: string): Promise<Principal | null>;
   listPrincipals(kind: PrincipalKind | null): Promise<Principal[]>;
@@ -83,9 +96,18 @@ export interface RegistryStore {
   reportProgress(siteId: number, runId: number, progress: ProgressReport): Promise<SiteRunView>;
   appendLog(siteId: number, runId: number, text: string, maxLogBytes: number): Promise<SiteRunView>;
   /** Checks that a file may be stored for this run now (before its bytes are received). */
-  checkFileUpload(siteId: number, runId: number, name: string, maxFiles: number): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }>;
+  checkFileUpload(
+    siteId: number,
+    runId: number,
+    name: string,
+    maxFiles: number,
+  ): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }>;
   /** Records an uploaded file; `duplicate` means an identical copy was already stored and kept. */
-  recordFile(siteId: number, runId: number, file: StoredFile): Promise<{ previous: StoredFile | null; duplicate: boolean }>;
+  recordFile(
+    siteId: number,
+    runId: number,
+    file: StoredFile,
+  ): Promise<{ previous: StoredFile | null; duplicate: boolean }>;
   finishRun(siteId: number, runId: number, report: FinishReport): Promise<SiteRunView>;
 
   getRun(runId: number): Promise<RunWithOwner | null>;

@@ -1,7 +1,16 @@
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
 import { deriveTaskStatus, isFinalRunState, type RunState } from '../../shared/run-state.js';
-import type { FinishReport, ProgressReport, ResultFile, RunAssignment, RunDetail, SiteInfo, SiteRunView, Task } from '../../shared/types.js';
+import type {
+  FinishReport,
+  ProgressReport,
+  ResultFile,
+  RunAssignment,
+  RunDetail,
+  SiteInfo,
+  SiteRunView,
+  Task,
+} from '../../shared/types.js';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migrate } from './migrate.js';
@@ -141,7 +150,9 @@ export class SqliteRegistryStore implements RegistryStore {
       insertRun: db.prepare("INSERT INTO runs (task_id, site_id, status, created_at) VALUES (?, ?, 'queued', ?)"),
       task: db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE t.id = ?`),
       taskConfig: db.prepare('SELECT config, config_type FROM tasks WHERE id = ?'),
-      taskRuns: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.task_id = ? ORDER BY r.id`),
+      taskRuns: db.prepare(
+        `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.task_id = ? ORDER BY r.id`,
+      ),
       runStateCountsOfTask: db.prepare('SELECT status, COUNT(*) AS n FROM runs WHERE task_id = ? GROUP BY status'),
       taskStatusAndCancelled: db.prepare('SELECT status, cancelled FROM tasks WHERE id = ?'),
       setTaskStatus: db.prepare('UPDATE tasks SET status = ?, updated_at = ? WHERE id = ?'),
@@ -161,7 +172,9 @@ export class SqliteRegistryStore implements RegistryStore {
       assignment: db.prepare(
         'SELECT r.id, r.task_id, r.attempt, t.image, t.config, t.config_type FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.id = ?',
       ),
-      siteRun: db.prepare(`SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.id = ? AND r.site_id = ?`),
+      siteRun: db.prepare(
+        `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.id = ? AND r.site_id = ?`,
+      ),
       run: db.prepare(
         `SELECT ${RUN_COLUMNS}, t.owner_id FROM runs r JOIN principals p ON p.id = r.site_id JOIN tasks t ON t.id = r.task_id WHERE r.id = ?`,
       ),
@@ -173,7 +186,9 @@ export class SqliteRegistryStore implements RegistryStore {
         'UPDATE runs SET progress_current = ?, progress_total = ?, progress_message = ?, last_contact_at = ? WHERE id = ?',
       ),
       insertLog: db.prepare('INSERT INTO run_logs (run_id, text) VALUES (?, ?)'),
-      logBytes: db.prepare('UPDATE runs SET log_bytes = log_bytes + ?, log_truncated = ?, last_contact_at = ? WHERE id = ?'),
+      logBytes: db.prepare(
+        'UPDATE runs SET log_bytes = log_bytes + ?, log_truncated = ?, last_contact_at = ? WHERE id = ?',
+      ),
       readLog: db.prepare('SELECT text FROM run_logs WHERE run_id = ? ORDER BY id'),
       fileByName: db.prepare('SELECT name, size, sha256, stored_as FROM run_files WHERE run_id = ? AND name = ?'),
       fileStats: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM run_files WHERE run_id = ?'),
@@ -188,7 +203,9 @@ export class SqliteRegistryStore implements RegistryStore {
       expiredLeases: db.prepare(
         "SELECT r.id, p.name AS site_name, r.task_id FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.status = 'assigned' AND r.lease_expires_at < ?",
       ),
-      requeue: db.prepare("UPDATE runs SET status = 'queued', lease_expires_at = NULL WHERE id = ? AND status = 'assigned'"),
+      requeue: db.prepare(
+        "UPDATE runs SET status = 'queued', lease_expires_at = NULL WHERE id = ? AND status = 'assigned'",
+      ),
       // A cancelled run the site never confirmed (it went silent) is ended after one lease period.
       unconfirmedCancels: db.prepare(
         "SELECT id, task_id FROM runs WHERE status = 'running' AND cancel_requested = 1 AND last_contact_at < ?",
@@ -210,7 +227,11 @@ export class SqliteRegistryStore implements RegistryStore {
     };
   }
 
-  async createPrincipal(kind: PrincipalKind, name: string, role: PrincipalRole): Promise<{ principal: Principal; secret: string }> {
+  async createPrincipal(
+    kind: PrincipalKind,
+    name: string,
+    role: PrincipalRole,
+  ): Promise<{ principal: Principal; secret: string }> {
     const secret = generateSecret(kind);
     try {
       const row = this.stmt.insertPrincipal.get(kind, name, role, hashSecret(secret), isoNow()) as PrincipalRow;
@@ -234,19 +255,21 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async setPrincipalEnabled(kind: PrincipalKind, name: string, enabled: boolean): Promise<boolean> {
-    return this.db.transaction(() => {
-      const changed = this.stmt.setEnabled.run(enabled ? 1 : 0, kind, name).changes === 1;
-      if (changed && kind === 'site' && !enabled) {
-        const now = isoNow();
-        const tasks = new Set<number>();
-        for (const r of this.stmt.openRunsOfSite.all(name) as { id: number; task_id: number }[]) {
-          this.stmt.failRunOfDisabledSite.run(now, r.id);
-          tasks.add(r.task_id);
+    return this.db
+      .transaction(() => {
+        const changed = this.stmt.setEnabled.run(enabled ? 1 : 0, kind, name).changes === 1;
+        if (changed && kind === 'site' && !enabled) {
+          const now = isoNow();
+          const tasks = new Set<number>();
+          for (const r of this.stmt.openRunsOfSite.all(name) as { id: number; task_id: number }[]) {
+            this.stmt.failRunOfDisabledSite.run(now, r.id);
+            tasks.add(r.task_id);
+          }
+          for (const taskId of tasks) this.refreshTaskStatus(taskId);
         }
-        for (const taskId of tasks) this.refreshTaskStatus(taskId);
-      }
-      return changed;
-    }).immediate();
+        return changed;
+      })
+      .immediate();
   }
 
   async rotateSecret(kind: PrincipalKind, name: string): Promise<string | null> {
@@ -271,7 +294,8 @@ export class SqliteRegistryStore implements RegistryStore {
       let siteIds: number[];
       if (task.sites === null) {
         siteIds = (this.stmt.enabledSites.all() as { id: number }[]).map((r) => r.id);
-        if (siteIds.length === 0) throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
+        if (siteIds.length === 0)
+          throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
       } else {
         const unknown: string[] = [];
         const disabled: string[] = [];
@@ -291,7 +315,8 @@ export class SqliteRegistryStore implements RegistryStore {
       }
       const now = isoNow();
       const taskId = Number(
-        this.stmt.insertTask.run(owner.id, task.name, task.image, task.config, task.configType, 'queued', now, now).lastInsertRowid,
+        this.stmt.insertTask.run(owner.id, task.name, task.image, task.config, task.configType, 'queued', now, now)
+          .lastInsertRowid,
       );
       for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
       return taskId;
@@ -343,7 +368,9 @@ export class SqliteRegistryStore implements RegistryStore {
     const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks t ${clause}`).get(...params) as { n: number }).n;
     const rows = this.db
-      .prepare(`SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id ${clause} ORDER BY t.id DESC LIMIT ? OFFSET ?`)
+      .prepare(
+        `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id ${clause} ORDER BY t.id DESC LIMIT ? OFFSET ?`,
+      )
       .all(...params, query.limit, query.offset) as TaskRow[];
     return {
       tasks: rows.map((r) => {
@@ -358,7 +385,9 @@ export class SqliteRegistryStore implements RegistryStore {
   private refreshTaskStatus(taskId: number): void {
     // One representative per state is enough to derive the status, and the count comes from the
     // (task_id, status) index alone.
-    const states = (this.stmt.runStateCountsOfTask.all(taskId) as { status: RunState; n: number }[]).map((r) => r.status);
+    const states = (this.stmt.runStateCountsOfTask.all(taskId) as { status: RunState; n: number }[]).map(
+      (r) => r.status,
+    );
     const task = this.stmt.taskStatusAndCancelled.get(taskId) as { status: TaskRow['status']; cancelled: number };
     const status = deriveTaskStatus(states, task.cancelled === 1);
     if (status !== task.status) this.stmt.setTaskStatus.run(status, isoNow(), taskId);
@@ -379,22 +408,24 @@ export class SqliteRegistryStore implements RegistryStore {
   async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
     // better-sqlite3 runs this synchronously inside one transaction: no other request can
     // interleave, so a run is handed out exactly once even with many pollers per site.
-    const claimed = this.db.transaction(() => {
-      const next = this.stmt.nextQueued.get(siteId) as { id: number } | undefined;
-      if (!next) return null;
-      const now = Date.now();
-      this.stmt.assign.run(now + leaseMs, now, next.id);
-      const row = this.stmt.assignment.get(next.id) as {
-        id: number;
-        task_id: number;
-        attempt: number;
-        image: string;
-        config: Buffer;
-        config_type: string;
-      };
-      this.refreshTaskStatus(row.task_id);
-      return row;
-    }).immediate();
+    const claimed = this.db
+      .transaction(() => {
+        const next = this.stmt.nextQueued.get(siteId) as { id: number } | undefined;
+        if (!next) return null;
+        const now = Date.now();
+        this.stmt.assign.run(now + leaseMs, now, next.id);
+        const row = this.stmt.assignment.get(next.id) as {
+          id: number;
+          task_id: number;
+          attempt: number;
+          image: string;
+          config: Buffer;
+          config_type: string;
+        };
+        this.refreshTaskStatus(row.task_id);
+        return row;
+      })
+      .immediate();
     if (!claimed) return null;
     return {
       id: claimed.id,
@@ -418,25 +449,31 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async listSiteRuns(siteId: number, states: readonly RunState[]): Promise<SiteRunView[]> {
-    return (this.stmt.siteUnfinishedRuns.all(siteId) as RunRow[]).filter((r) => states.includes(r.status)).map(toSiteView);
+    return (this.stmt.siteUnfinishedRuns.all(siteId) as RunRow[])
+      .filter((r) => states.includes(r.status))
+      .map(toSiteView);
   }
 
   async startRun(siteId: number, runId: number): Promise<SiteRunView> {
-    return this.db.transaction(() => {
-      const row = this.siteRunRow(siteId, runId);
-      if (row.status === 'running') throw new ConflictError(`run ${runId} was already started`, { status: row.status });
-      if (row.status !== 'assigned' && row.status !== 'queued') {
-        throw new ConflictError(`run ${runId} cannot start: it is ${row.status}`, { status: row.status });
-      }
-      const now = Date.now();
-      this.stmt.start.run(new Date(now).toISOString(), now, runId);
-      this.refreshTaskStatus(row.task_id);
-      return toSiteView(this.siteRunRow(siteId, runId));
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const row = this.siteRunRow(siteId, runId);
+        if (row.status === 'running')
+          throw new ConflictError(`run ${runId} was already started`, { status: row.status });
+        if (row.status !== 'assigned' && row.status !== 'queued') {
+          throw new ConflictError(`run ${runId} cannot start: it is ${row.status}`, { status: row.status });
+        }
+        const now = Date.now();
+        this.stmt.start.run(new Date(now).toISOString(), now, runId);
+        this.refreshTaskStatus(row.task_id);
+        return toSiteView(this.siteRunRow(siteId, runId));
+      })
+      .immediate();
   }
 
   private requireRunning(row: RunRow, action: string): void {
-    if (row.status !== 'running') throw new ConflictError(`cannot ${action}: run ${row.id} is ${row.status}`, { status: row.status });
+    if (row.status !== 'running')
+      throw new ConflictError(`cannot ${action}: run ${row.id} is ${row.status}`, { status: row.status });
   }
 
   async reportProgress(siteId: number, runId: number, progress: ProgressReport): Promise<SiteRunView> {
@@ -462,7 +499,10 @@ export class SqliteRegistryStore implements RegistryStore {
         this.stmt.insertLog.run(runId, text);
         this.stmt.logBytes.run(bytes, 0, Date.now(), runId);
       } else {
-        const kept = Buffer.from(text).subarray(0, Math.max(0, room)).toString('utf8').replace(/\uFFFD+$/, '');
+        const kept = Buffer.from(text)
+          .subarray(0, Math.max(0, room))
+          .toString('utf8')
+          .replace(/\uFFFD+$/, '');
         const marker = `\n[log truncated: the registry keeps at most ${maxLogBytes} bytes per run]\n`;
         this.stmt.insertLog.run(runId, kept + marker);
         this.stmt.logBytes.run(Buffer.byteLength(kept), 1, Date.now(), runId);
@@ -471,7 +511,12 @@ export class SqliteRegistryStore implements RegistryStore {
     })();
   }
 
-  async checkFileUpload(siteId: number, runId: number, name: string, maxFiles: number): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }> {
+  async checkFileUpload(
+    siteId: number,
+    runId: number,
+    name: string,
+    maxFiles: number,
+  ): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }> {
     const row = this.siteRunRow(siteId, runId);
     if (row.status !== 'running' && !isFinalRunState(row.status)) {
       throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
@@ -479,64 +524,81 @@ export class SqliteRegistryStore implements RegistryStore {
     const existing = this.fileRow(runId, name);
     const stats = this.stmt.fileStats.get(runId) as { n: number; bytes: number };
     if (!existing && stats.n >= maxFiles) {
-      throw new RegistryError(413, ERROR_CODES.payloadTooLarge, `run ${runId} already has the maximum of ${maxFiles} files`);
+      throw new RegistryError(
+        413,
+        ERROR_CODES.payloadTooLarge,
+        `run ${runId} already has the maximum of ${maxFiles} files`,
+      );
     }
     return { existing, runFinal: isFinalRunState(row.status), runBytes: stats.bytes - (existing?.size ?? 0) };
   }
 
   private fileRow(runId: number, name: string): StoredFile | null {
-    const f = this.stmt.fileByName.get(runId, name) as { name: string; size: number; sha256: string; stored_as: string } | undefined;
+    const f = this.stmt.fileByName.get(runId, name) as
+      { name: string; size: number; sha256: string; stored_as: string } | undefined;
     return f ? { name: f.name, size: f.size, sha256: f.sha256, storedAs: f.stored_as } : null;
   }
 
-  async recordFile(siteId: number, runId: number, file: StoredFile): Promise<{ previous: StoredFile | null; duplicate: boolean }> {
-    return this.db.transaction(() => {
-      const row = this.siteRunRow(siteId, runId);
-      const existing = this.fileRow(runId, file.name);
-      if (isFinalRunState(row.status)) {
-        // A site retrying after a crash may upload again what it already delivered: harmless.
-        if (existing && existing.sha256 === file.sha256 && existing.size === file.size) return { previous: null, duplicate: true };
-        throw new ConflictError(`cannot change files: run ${runId} is ${row.status}`, { status: row.status });
-      }
-      if (row.status !== 'running') throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
-      this.stmt.upsertFile.run(runId, file.name, file.size, file.sha256, file.storedAs, isoNow());
-      this.stmt.contact.run(Date.now(), runId);
-      return { previous: existing, duplicate: false };
-    }).immediate();
+  async recordFile(
+    siteId: number,
+    runId: number,
+    file: StoredFile,
+  ): Promise<{ previous: StoredFile | null; duplicate: boolean }> {
+    return this.db
+      .transaction(() => {
+        const row = this.siteRunRow(siteId, runId);
+        const existing = this.fileRow(runId, file.name);
+        if (isFinalRunState(row.status)) {
+          // A site retrying after a crash may upload again what it already delivered: harmless.
+          if (existing && existing.sha256 === file.sha256 && existing.size === file.size)
+            return { previous: null, duplicate: true };
+          throw new ConflictError(`cannot change files: run ${runId} is ${row.status}`, { status: row.status });
+        }
+        if (row.status !== 'running')
+          throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
+        this.stmt.upsertFile.run(runId, file.name, file.size, file.sha256, file.storedAs, isoNow());
+        this.stmt.contact.run(Date.now(), runId);
+        return { previous: existing, duplicate: false };
+      })
+      .immediate();
   }
 
   async finishRun(siteId: number, runId: number, report: FinishReport): Promise<SiteRunView> {
-    return this.db.transaction(() => {
-      const row = this.siteRunRow(siteId, runId);
-      if (isFinalRunState(row.status)) {
-        // Repeating the same finish (a retry after a lost response) is answered as success.
-        if (row.status === report.state) return toSiteView(row);
-        throw new ConflictError(`run ${runId} already ended as ${row.status}`, { status: row.status });
-      }
-      const allowedFrom: Record<FinishReport['state'], RunState[]> = {
-        completed: ['running'],
-        timed_out: ['running'],
-        failed: ['queued', 'assigned', 'running'],
-        cancelled: ['queued', 'assigned', 'running'],
-        rejected: ['queued', 'assigned'],
-      };
-      if (!allowedFrom[report.state].includes(row.status)) {
-        throw new ConflictError(`run ${runId} cannot become ${report.state}: it is ${row.status}`, { status: row.status });
-      }
-      const now = Date.now();
-      this.stmt.finish.run(
-        report.state,
-        report.exitCode ?? null,
-        report.reason ?? null,
-        report.digest ?? null,
-        report.durationMs ?? null,
-        new Date(now).toISOString(),
-        now,
-        runId,
-      );
-      this.refreshTaskStatus(row.task_id);
-      return toSiteView(this.siteRunRow(siteId, runId));
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const row = this.siteRunRow(siteId, runId);
+        if (isFinalRunState(row.status)) {
+          // Repeating the same finish (a retry after a lost response) is answered as success.
+          if (row.status === report.state) return toSiteView(row);
+          throw new ConflictError(`run ${runId} already ended as ${row.status}`, { status: row.status });
+        }
+        const allowedFrom: Record<FinishReport['state'], RunState[]> = {
+          completed: ['running'],
+          timed_out: ['running'],
+          failed: ['queued', 'assigned', 'running'],
+          cancelled: ['queued', 'assigned', 'running'],
+          rejected: ['queued', 'assigned'],
+        };
+        if (!allowedFrom[report.state].includes(row.status)) {
+          throw new ConflictError(`run ${runId} cannot become ${report.state}: it is ${row.status}`, {
+            status: row.status,
+          });
+        }
+        const now = Date.now();
+        this.stmt.finish.run(
+          report.state,
+          report.exitCode ?? null,
+          report.reason ?? null,
+          report.digest ?? null,
+          report.durationMs ?? null,
+          new Date(now).toISOString(),
+          now,
+          runId,
+        );
+        this.refreshTaskStatus(row.task_id);
+        return toSiteView(this.siteRunRow(siteId, runId));
+      })
+      .immediate();
   }
 
   async getRun(runId: number): Promise<RunWithOwner | null> {
@@ -557,25 +619,27 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async storedFileNames(): Promise<Set<string>> {
-    return new Set((this.db.prepare('SELECT stored_as FROM run_files').pluck().all() as string[]));
+    return new Set(this.db.prepare('SELECT stored_as FROM run_files').pluck().all() as string[]);
   }
 
   async sweep(now: number, leaseMs: number): Promise<SweepOutcome> {
-    return this.db.transaction(() => {
-      const requeuedSites = new Set<string>();
-      const changedTasks = new Set<number>();
-      for (const r of this.stmt.expiredLeases.all(now) as { id: number; site_name: string; task_id: number }[]) {
-        this.stmt.requeue.run(r.id);
-        requeuedSites.add(r.site_name);
-        changedTasks.add(r.task_id);
-      }
-      for (const r of this.stmt.unconfirmedCancels.all(now - leaseMs) as { id: number; task_id: number }[]) {
-        this.stmt.forceCancel.run(new Date(now).toISOString(), r.id);
-        changedTasks.add(r.task_id);
-      }
-      for (const taskId of changedTasks) this.refreshTaskStatus(taskId);
-      return { requeuedSites: [...requeuedSites], changedTasks: [...changedTasks] };
-    }).immediate();
+    return this.db
+      .transaction(() => {
+        const requeuedSites = new Set<string>();
+        const changedTasks = new Set<number>();
+        for (const r of this.stmt.expiredLeases.all(now) as { id: number; site_name: string; task_id: number }[]) {
+          this.stmt.requeue.run(r.id);
+          requeuedSites.add(r.site_name);
+          changedTasks.add(r.task_id);
+        }
+        for (const r of this.stmt.unconfirmedCancels.all(now - leaseMs) as { id: number; task_id: number }[]) {
+          this.stmt.forceCancel.run(new Date(now).toISOString(), r.id);
+          changedTasks.add(r.task_id);
+        }
+        for (const taskId of changedTasks) this.refreshTaskStatus(taskId);
+        return { requeuedSites: [...requeuedSites], changedTasks: [...changedTasks] };
+      })
+      .immediate();
   }
 
   async close(): Promise<void> {

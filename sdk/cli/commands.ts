@@ -85,7 +85,7 @@ export const COMMANDS: readonly Command[] = [
   {
     name: 'task results',
     synopsis: 'ID --out DIR',
-    summary: 'download every run\'s result files to DIR/<site>/...',
+    summary: "download every run's result files to DIR/<site>/...",
     args: ['ID'],
     valueFlags: ['out'],
     booleanFlags: [],
@@ -103,7 +103,9 @@ export const COMMANDS: readonly Command[] = [
       if (ctx.json) ctx.io.stdout.write(toJson(task));
       else {
         const stopping = task.runs.filter((r) => r.cancelRequested && !isFinalRunState(r.status)).length;
-        ctx.io.stdout.write(`${taskTitle(task)}: ${task.status}${stopping > 0 ? ` (${stopping} running run${stopping === 1 ? '' : 's'} asked to stop)` : ''}\n`);
+        ctx.io.stdout.write(
+          `${taskTitle(task)}: ${task.status}${stopping > 0 ? ` (${stopping} running run${stopping === 1 ? '' : 's'} asked to stop)` : ''}\n`,
+        );
       }
       return EXIT.ok;
     },
@@ -129,14 +131,21 @@ async function createTask(ctx: CommandContext): Promise<number> {
   const configFile = stringFlag(ctx, 'config');
   const config = configFile === undefined ? undefined : readJsonFile(configFile);
   const sitesFlag = stringFlag(ctx, 'sites');
-  const sites = sitesFlag?.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const sites = sitesFlag
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (sites !== undefined && sites.length === 0) throw new UsageError('--sites needs at least one site name');
   const wait = ctx.flags.wait === true;
   const timeoutMs = timeoutFlag(ctx);
   if (timeoutMs !== undefined && !wait) throw new UsageError('--timeout only makes sense with --wait');
   const task = await ctx.client.createTask({ image, config, sites, name: stringFlag(ctx, 'name') });
   if (!wait) {
-    ctx.io.stdout.write(ctx.json ? toJson(task) : `created ${taskTitle(task)} with ${task.runs.length} run${task.runs.length === 1 ? '' : 's'}: ${task.runs.map((r) => r.site).join(', ')}\n`);
+    ctx.io.stdout.write(
+      ctx.json
+        ? toJson(task)
+        : `created ${taskTitle(task)} with ${task.runs.length} run${task.runs.length === 1 ? '' : 's'}: ${task.runs.map((r) => r.site).join(', ')}\n`,
+    );
     return EXIT.ok;
   }
   if (!ctx.json) ctx.io.stdout.write(`created ${taskTitle(task)}\n`);
@@ -153,13 +162,16 @@ async function waitAndReport(ctx: CommandContext, id: number, timeoutMs: number 
     // A task that is merely slow is the task's outcome (exit 1), not a registry failure.
     if (!(e instanceof PhtTimeoutError) || !e.task) throw e;
     if (ctx.json) ctx.io.stdout.write(toJson(e.task));
-    ctx.io.stderr.write(`pht: ${taskTitle(e.task)} did not finish within ${formatMs(e.timeoutMs)}; it is ${e.task.status} and keeps running (stop it with: pht task cancel ${id})\n`);
+    ctx.io.stderr.write(
+      `pht: ${taskTitle(e.task)} did not finish within ${formatMs(e.timeoutMs)}; it is ${e.task.status} and keeps running (stop it with: pht task cancel ${id})\n`,
+    );
     return EXIT.taskNotCompleted;
   }
   if (ctx.json) ctx.io.stdout.write(toJson(task));
   else {
     ctx.io.stdout.write(`${taskOutcome(task)}\n`);
-    if (task.runs.some((r) => r.status === 'completed')) ctx.io.stdout.write(`results: pht task results ${task.id} --out DIR\n`);
+    if (task.runs.some((r) => r.status === 'completed'))
+      ctx.io.stdout.write(`results: pht task results ${task.id} --out DIR\n`);
   }
   return task.status === 'completed' ? EXIT.ok : EXIT.taskNotCompleted;
 }
@@ -183,7 +195,9 @@ async function listTasks(ctx: CommandContext): Promise<number> {
   ctx.io.stdout.write(tasksTable(list.tasks));
   const shownTo = list.offset + list.tasks.length;
   if (list.offset > 0 || shownTo < list.total) {
-    ctx.io.stdout.write(`tasks ${list.offset + 1}–${shownTo} of ${list.total}${shownTo < list.total ? ` (more with --offset ${shownTo})` : ''}\n`);
+    ctx.io.stdout.write(
+      `tasks ${list.offset + 1}–${shownTo} of ${list.total}${shownTo < list.total ? ` (more with --offset ${shownTo})` : ''}\n`,
+    );
   }
   return EXIT.ok;
 }
@@ -191,10 +205,12 @@ async function listTasks(ctx: CommandContext): Promise<number> {
 async function showLogs(ctx: CommandContext): Promise<number> {
   const task = await ctx.client.getTask(taskId(ctx));
   const width = Math.max(0, ...task.runs.map((r) => r.site.length));
-  const prefixer = (site: string) => new LinePrefixer(`[${site}]`.padEnd(width + 3), (text) => ctx.io.stdout.write(text));
+  const prefixer = (site: string) =>
+    new LinePrefixer(`[${site}]`.padEnd(width + 3), (text) => ctx.io.stdout.write(text));
   if (ctx.flags.follow !== true) {
     const logs: { site: string; runId: number; status: string; log: string }[] = [];
-    for (const run of task.runs) logs.push({ site: run.site, runId: run.id, status: run.status, log: await ctx.client.getRunLog(run.id) });
+    for (const run of task.runs)
+      logs.push({ site: run.site, runId: run.id, status: run.status, log: await ctx.client.getRunLog(run.id) });
     if (ctx.json) ctx.io.stdout.write(toJson({ taskId: task.id, runs: logs }));
     else {
       for (const { site, log } of logs) {
@@ -210,7 +226,9 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   const failures: unknown[] = [];
   const follows = task.runs.map(async (run) => {
     const p = prefixer(run.site);
-    const onText = ctx.json ? (text: string) => ctx.io.stdout.write(JSON.stringify({ site: run.site, runId: run.id, text }) + '\n') : (text: string) => p.push(text);
+    const onText = ctx.json
+      ? (text: string) => ctx.io.stdout.write(JSON.stringify({ site: run.site, runId: run.id, text }) + '\n')
+      : (text: string) => p.push(text);
     try {
       await ctx.client.followRunLog(run.id, { onText, signal: stop.signal });
     } catch (e) {
@@ -230,20 +248,30 @@ async function saveResults(ctx: CommandContext): Promise<number> {
   const out = stringFlag(ctx, 'out');
   if (out === undefined) throw new UsageError('task results needs --out DIR');
   const task = await ctx.client.getTask(taskId(ctx));
-  if (!isFinalTaskStatus(task.status)) ctx.io.stderr.write(`pht: ${taskTitle(task)} is ${task.status}; results may be incomplete\n`);
+  if (!isFinalTaskStatus(task.status))
+    ctx.io.stderr.write(`pht: ${taskTitle(task)} is ${task.status}; results may be incomplete\n`);
   const runs = [];
   for (const run of task.runs) {
     const files = await ctx.client.saveRunFiles(run.id, path.join(out, run.site));
     runs.push({ site: run.site, runId: run.id, status: run.status, detail: runDetail(run), files });
   }
   if (ctx.json) {
-    ctx.io.stdout.write(toJson({ taskId: task.id, status: task.status, dir: path.resolve(out), runs: runs.map(({ detail: _detail, ...r }) => r) }));
+    ctx.io.stdout.write(
+      toJson({
+        taskId: task.id,
+        status: task.status,
+        dir: path.resolve(out),
+        runs: runs.map(({ detail: _detail, ...r }) => r),
+      }),
+    );
     return EXIT.ok;
   }
   const rows = runs.flatMap((r) => r.files.map((f) => [r.site, path.relative(out, f.path) || f.name, String(f.size)]));
   if (rows.length > 0) ctx.io.stdout.write(table(['SITE', 'FILE', 'BYTES'], rows));
   const withFiles = runs.filter((r) => r.files.length > 0).length;
-  ctx.io.stdout.write(`saved ${rows.length} file${rows.length === 1 ? '' : 's'} from ${withFiles} of ${runs.length} runs to ${out}\n`);
+  ctx.io.stdout.write(
+    `saved ${rows.length} file${rows.length === 1 ? '' : 's'} from ${withFiles} of ${runs.length} runs to ${out}\n`,
+  );
   return EXIT.ok;
 }
 
@@ -261,7 +289,8 @@ function integerFlag(ctx: CommandContext, name: string, min: number, max: number
   const raw = stringFlag(ctx, name);
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!/^[0-9]+$/.test(raw) || n < min || n > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}`);
+  if (!/^[0-9]+$/.test(raw) || n < min || n > max)
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max}`);
   return n;
 }
 

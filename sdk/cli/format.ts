@@ -66,7 +66,14 @@ export function describeTask(task: Task): string {
 export function tasksTable(tasks: readonly Task[]): string {
   return table(
     ['ID', 'STATUS', 'RUNS', 'NAME', 'IMAGE', 'CREATED'],
-    tasks.map((t) => [String(t.id), t.status, `${finalRunCount(t)}/${t.runs.length}`, t.name ?? '-', t.image, t.createdAt]),
+    tasks.map((t) => [
+      String(t.id),
+      t.status,
+      `${finalRunCount(t)}/${t.runs.length}`,
+      t.name ?? '-',
+      t.image,
+      t.createdAt,
+    ]),
   );
 }
 

@@ -58,7 +58,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     if (!command) {
       if (positional.length === 0) throw new UsageError('no command given');
       if (positional.length === 1 && positional[0] === 'task') {
-        throw new UsageError(`"pht task" needs a subcommand: ${COMMANDS.filter((c) => c.name.startsWith('task ')).map((c) => c.name.slice(5)).join(', ')}`);
+        throw new UsageError(
+          `"pht task" needs a subcommand: ${COMMANDS.filter((c) => c.name.startsWith('task '))
+            .map((c) => c.name.slice(5))
+            .join(', ')}`,
+        );
       }
       throw new UsageError(`unknown command "${positional.join(' ')}"`);
     }
@@ -110,7 +114,9 @@ function checkCommandLine(command: Command, flags: Record<string, string | true>
   }
   if (args.length !== command.args.length) {
     const wanted = command.args.length === 0 ? 'no arguments' : command.args.join(' ');
-    throw new UsageError(`"pht ${command.name}" takes ${wanted}; got ${args.length === 0 ? 'none' : `"${args.join(' ')}"`}`);
+    throw new UsageError(
+      `"pht ${command.name}" takes ${wanted}; got ${args.length === 0 ? 'none' : `"${args.join(' ')}"`}`,
+    );
   }
 }
 
@@ -129,7 +135,10 @@ function connect(flags: Record<string, string | true>, env: NodeJS.ProcessEnv): 
 function reportError(e: unknown, io: CliIo, json: boolean): number {
   const code = e instanceof UsageError ? EXIT.usage : EXIT.registry;
   if (json) {
-    const error: Record<string, unknown> = { type: e instanceof Error ? e.name : 'Error', message: e instanceof Error ? e.message : String(e) };
+    const error: Record<string, unknown> = {
+      type: e instanceof Error ? e.name : 'Error',
+      message: e instanceof Error ? e.message : String(e),
+    };
     if (e instanceof PhtApiError) Object.assign(error, { status: e.status, code: e.code });
     io.stderr.write(JSON.stringify({ error }) + '\n');
     return code;

@@ -3,7 +3,10 @@ import { compileAllowlist } from '../../client/allowlist.js';
 
 describe('image allowlist', () => {
   it('allows nothing when empty', () => {
-    expect(compileAllowlist([]).check('127.0.0.1:5050/pht/x:1')).toEqual({ allowed: false, reason: 'the site allows no images (empty allowlist)' });
+    expect(compileAllowlist([]).check('127.0.0.1:5050/pht/x:1')).toEqual({
+      allowed: false,
+      reason: 'the site allows no images (empty allowlist)',
+    });
   });
 
   it('matches regular expressions against the whole reference', () => {

@@ -30,7 +30,8 @@ describe('client configuration', () => {
     expect(config.allowlist.check('127.0.0.1:5050/myConsortium/deep/image:1').allowed).toBe(true);
     const example = JSON.parse(fs.readFileSync(path.join(ROOT, 'config.example.json'), 'utf8'));
     for (const key of Object.keys(example).filter((k) => !k.startsWith('//'))) {
-      if (!['dockerSocket', 'logLevel'].includes(key)) expect(example[`//${key}`], `comment for ${key}`).toBeTypeOf('string');
+      if (!['dockerSocket', 'logLevel'].includes(key))
+        expect(example[`//${key}`], `comment for ${key}`).toBeTypeOf('string');
     }
   });
 
@@ -51,26 +52,41 @@ describe('client configuration', () => {
   });
 
   it('names a field with a wrong type or an unknown field', () => {
-    expect(() => loadClientConfig(writeConfig({ ...minimal, concurrency: 'two' }), {})).toThrow(/config\.concurrency: must be integer/);
-    expect(() => loadClientConfig(writeConfig({ ...minimal, limits: { memry: 1 } }), {})).toThrow(/config\.limits: unknown field "memry"/);
-    expect(() => loadClientConfig(writeConfig({ ...minimal, pullPolicy: 'sometimes' }), {})).toThrow(/config\.pullPolicy: must be one of/);
+    expect(() => loadClientConfig(writeConfig({ ...minimal, concurrency: 'two' }), {})).toThrow(
+      /config\.concurrency: must be integer/,
+    );
+    expect(() => loadClientConfig(writeConfig({ ...minimal, limits: { memry: 1 } }), {})).toThrow(
+      /config\.limits: unknown field "memry"/,
+    );
+    expect(() => loadClientConfig(writeConfig({ ...minimal, pullPolicy: 'sometimes' }), {})).toThrow(
+      /config\.pullPolicy: must be one of/,
+    );
   });
 
   it('refuses an invalid regular expression in the allowlist, naming the entry', () => {
-    expect(() => loadClientConfig(writeConfig({ ...minimal, allowedImages: ['ok/.*', 'broken(['] }), {})).toThrow(/allowedImages: entry 1/);
+    expect(() => loadClientConfig(writeConfig({ ...minimal, allowedImages: ['ok/.*', 'broken(['] }), {})).toThrow(
+      /allowedImages: entry 1/,
+    );
   });
 
   it('refuses a schedule that is neither a duration nor a cron expression', () => {
-    expect(() => loadClientConfig(writeConfig({ ...minimal, poll: { schedule: 'whenever' } }), {})).toThrow(/poll\.schedule/);
+    expect(() => loadClientConfig(writeConfig({ ...minimal, poll: { schedule: 'whenever' } }), {})).toThrow(
+      /poll\.schedule/,
+    );
   });
 
   it('accepts a cron schedule', () => {
-    expect(loadClientConfig(writeConfig({ ...minimal, poll: { schedule: '*/5 * * * *' } }), {}).poll.schedule).toEqual({ kind: 'cron', expression: '*/5 * * * *' });
+    expect(loadClientConfig(writeConfig({ ...minimal, poll: { schedule: '*/5 * * * *' } }), {}).poll.schedule).toEqual({
+      kind: 'cron',
+      expression: '*/5 * * * *',
+    });
   });
 
   it('reports a file that is not JSON or does not exist', () => {
     expect(() => loadClientConfig(writeConfig('{ nope'), {})).toThrow(/is not valid JSON/);
-    expect(() => loadClientConfig('/nonexistent/config.json', {})).toThrow(/cannot read config file \/nonexistent\/config.json/);
+    expect(() => loadClientConfig('/nonexistent/config.json', {})).toThrow(
+      /cannot read config file \/nonexistent\/config.json/,
+    );
   });
 
   it('takes environment overrides and validates them too', () => {
@@ -82,6 +98,8 @@ describe('client configuration', () => {
   });
 
   it('requires a network name in named mode', () => {
-    expect(() => loadClientConfig(writeConfig({ ...minimal, network: { mode: 'named' } }), {})).toThrow(/network\.name is required/);
+    expect(() => loadClientConfig(writeConfig({ ...minimal, network: { mode: 'named' } }), {})).toThrow(
+      /network\.name is required/,
+    );
   });
 });

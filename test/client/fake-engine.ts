@@ -2,7 +2,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import type { ContainerEngine, ContainerSpec, ContainerState, ImageInfo, ManagedContainer } from '../../client/container-engine.js';
+import type {
+  ContainerEngine,
+  ContainerSpec,
+  ContainerState,
+  ImageInfo,
+  ManagedContainer,
+} from '../../client/container-engine.js';
 import { PermanentRunError } from '../../client/errors.js';
 import { CONTAINER_LABELS, CONTAINER_PATHS } from '../../shared/container-contract.js';
 
@@ -35,7 +41,12 @@ export class FakeEngine implements ContainerEngine {
   readonly pulls: string[] = [];
   starts = 0;
   pullFailures: Error[] = [];
-  behaviour: FakeBehaviour = { exitCode: 0, log: 'hello from the fake\n', files: { 'result.json': '{"ok":true}' }, durationMs: 10 };
+  behaviour: FakeBehaviour = {
+    exitCode: 0,
+    log: 'hello from the fake\n',
+    files: { 'result.json': '{"ok":true}' },
+    durationMs: 10,
+  };
 
   async ping(): Promise<void> {}
 
@@ -52,11 +63,21 @@ export class FakeEngine implements ContainerEngine {
   }
 
   async create(spec: ContainerSpec): Promise<string> {
-    if ([...this.containers.values()].some((c) => c.spec.name === spec.name)) throw new PermanentRunError(`name ${spec.name} in use`);
+    if ([...this.containers.values()].some((c) => c.spec.name === spec.name))
+      throw new PermanentRunError(`name ${spec.name} in use`);
     const id = crypto.randomBytes(32).toString('hex');
     let exit!: (code: number) => void;
     const exited = new Promise<number>((resolve) => (exit = resolve));
-    const container: FakeContainer = { id, spec, state: 'created', exitCode: null, startedAt: null, finishedAt: null, exited, exit: () => undefined };
+    const container: FakeContainer = {
+      id,
+      spec,
+      state: 'created',
+      exitCode: null,
+      startedAt: null,
+      finishedAt: null,
+      exited,
+      exit: () => undefined,
+    };
     container.exit = (code) => {
       if (container.state === 'exited') return;
       container.state = 'exited';
@@ -86,7 +107,15 @@ export class FakeEngine implements ContainerEngine {
   async inspect(idOrName: string): Promise<ContainerState | null> {
     const c = this.find(idOrName);
     if (!c) return null;
-    return { id: c.id, running: c.state === 'running', exitCode: c.state === 'exited' ? c.exitCode : c.state === 'created' ? 0 : null, oomKilled: false, startedAt: c.startedAt, finishedAt: c.finishedAt, labels: c.spec.labels };
+    return {
+      id: c.id,
+      running: c.state === 'running',
+      exitCode: c.state === 'exited' ? c.exitCode : c.state === 'created' ? 0 : null,
+      oomKilled: false,
+      startedAt: c.startedAt,
+      finishedAt: c.finishedAt,
+      labels: c.spec.labels,
+    };
   }
 
   async wait(id: string): Promise<number> {

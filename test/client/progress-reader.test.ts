@@ -24,7 +24,11 @@ describe('progress file', () => {
     expect(parseProgressLine('{"current":1,"evil":true}')).toBeNull();
     expect(parseProgressLine('{"current":1,"message":' + JSON.stringify('x'.repeat(5000)) + '}')).toBeNull();
     expect(parseProgressLine('[1,2]')).toBeNull();
-    expect(parseProgressLine('{"current":5,"total":null,"message":null}')).toEqual({ current: 5, total: null, message: null });
+    expect(parseProgressLine('{"current":5,"total":null,"message":null}')).toEqual({
+      current: 5,
+      total: null,
+      message: null,
+    });
   });
 
   it('does not follow a symlink in place of the progress file', () => {

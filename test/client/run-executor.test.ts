@@ -36,14 +36,19 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
 
   beforeEach(() => {
     engine = new FakeEngine();
-    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', { network: { mode: 'none' } });
+    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
+      network: { mode: 'none' },
+    });
     workDir = config.workDir;
     executor = new RunExecutor({
       api,
       engine,
       config,
       site: 'fake-site',
-      networking: { networkMode: 'none', sparqlFor: () => ({ url: 'http://127.0.0.1:1/sparql', token: null, release: () => undefined }) },
+      networking: {
+        networkMode: 'none',
+        sparqlFor: () => ({ url: 'http://127.0.0.1:1/sparql', token: null, release: () => undefined }),
+      },
       logger: silentLogger(),
       audit: silentLogger(),
       shutdown: new AbortController().signal,
@@ -66,7 +71,9 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
   }
 
   async function runOf(taskId: number) {
-    const res = await fetch(`${registry.url}/api/v1/tasks/${taskId}`, { headers: { authorization: `Bearer ${token}` } });
+    const res = await fetch(`${registry.url}/api/v1/tasks/${taskId}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     return ((await res.json()) as Task).runs[0]!;
   }
 
@@ -93,7 +100,11 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
       name: ws.record.containerName,
       imageId: ws.record.imageId!,
       env: {},
-      labels: { 'org.pht.run-id': String(assignment.id), 'org.pht.task-id': String(task.id), 'org.pht.registry': registryLabel(registry.url) },
+      labels: {
+        'org.pht.run-id': String(assignment.id),
+        'org.pht.task-id': String(task.id),
+        'org.pht.registry': registryLabel(registry.url),
+      },
       user: '65534:65534',
       mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
       networkMode: 'none',
@@ -118,7 +129,11 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
       name: ws.record.containerName,
       imageId: 'sha256:old',
       env: {},
-      labels: { 'org.pht.run-id': String(assignment.id), 'org.pht.task-id': String(task.id), 'org.pht.registry': registryLabel('http://old-registry:5000') },
+      labels: {
+        'org.pht.run-id': String(assignment.id),
+        'org.pht.task-id': String(task.id),
+        'org.pht.registry': registryLabel('http://old-registry:5000'),
+      },
       user: '65534:65534',
       mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
       networkMode: 'none',
@@ -176,8 +191,12 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     engine.behaviour = { ...engine.behaviour, durationMs: null };
     const task = await post();
     const execution = executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
-    while ((await runOf(task.id)).status !== 'running' || engine.starts === 0) await new Promise((r) => setTimeout(r, 20));
-    await fetch(`${registry.url}/api/v1/tasks/${task.id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+    while ((await runOf(task.id)).status !== 'running' || engine.starts === 0)
+      await new Promise((r) => setTimeout(r, 20));
+    await fetch(`${registry.url}/api/v1/tasks/${task.id}/cancel`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
     await execution;
     const run = await runOf(task.id);
     expect(run.status).toBe('cancelled');
@@ -186,13 +205,19 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
 
   it('reports a run whose output exceeds the site limit as failed and sends nothing', async () => {
     engine.behaviour = { ...engine.behaviour, files: { 'a.txt': 'x', 'b.txt': 'y' } };
-    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', { network: { mode: 'none' }, limits: { outputFiles: 1 } });
+    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
+      network: { mode: 'none' },
+      limits: { outputFiles: 1 },
+    });
     const strict = new RunExecutor({
       api,
       engine,
       config,
       site: 'fake-site',
-      networking: { networkMode: 'none', sparqlFor: () => ({ url: 'http://x', token: null, release: () => undefined }) },
+      networking: {
+        networkMode: 'none',
+        sparqlFor: () => ({ url: 'http://x', token: null, release: () => undefined }),
+      },
       logger: silentLogger(),
       audit: silentLogger(),
       shutdown: new AbortController().signal,
@@ -202,7 +227,9 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     const run = await runOf(task.id);
     expect(run.status).toBe('failed');
     expect(run.reason).toContain('output exceeds');
-    const files = await fetch(`${registry.url}/api/v1/runs/${run.id}/files`, { headers: { authorization: `Bearer ${token}` } });
+    const files = await fetch(`${registry.url}/api/v1/runs/${run.id}/files`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
     expect(await files.json()).toEqual([]);
   });
 });

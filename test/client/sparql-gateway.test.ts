@@ -11,15 +11,29 @@ describe('SPARQL gateway', () => {
   const auditLines: any[] = [];
 
   beforeAll(async () => {
-    endpoint = await startSparqlServer({ host: '127.0.0.1', allowUpdate: true, turtle: '<urn:a> <urn:b> "x" . <urn:c> <urn:d> "y" .' });
+    endpoint = await startSparqlServer({
+      host: '127.0.0.1',
+      allowUpdate: true,
+      turtle: '<urn:a> <urn:b> "x" . <urn:c> <urn:d> "y" .',
+    });
     const sink = new Writable({
       write(chunk, _enc, cb) {
         auditLines.push(JSON.parse(chunk.toString()));
         cb();
       },
     });
-    const audit = winston.createLogger({ format: winston.format.json(), transports: [new winston.transports.Stream({ stream: sink })] });
-    gateway = new SparqlGateway({ endpoint: endpoint.url, allowUpdates: false, maxResponseBytes: 2048, queryTimeoutMs: 5000, audit, logger: silentLogger() });
+    const audit = winston.createLogger({
+      format: winston.format.json(),
+      transports: [new winston.transports.Stream({ stream: sink })],
+    });
+    gateway = new SparqlGateway({
+      endpoint: endpoint.url,
+      allowUpdates: false,
+      maxResponseBytes: 2048,
+      queryTimeoutMs: 5000,
+      audit,
+      logger: silentLogger(),
+    });
     await gateway.listen('127.0.0.1');
   });
 
@@ -32,10 +46,16 @@ describe('SPARQL gateway', () => {
 
   it('forwards a GET and a form POST query and audits them with the run id', async () => {
     const { url } = gateway.registerRun(7);
-    const get = await fetch(`${url}?query=${encodeURIComponent(count)}`, { headers: { accept: 'application/sparql-results+json' } });
+    const get = await fetch(`${url}?query=${encodeURIComponent(count)}`, {
+      headers: { accept: 'application/sparql-results+json' },
+    });
     expect(get.status).toBe(200);
     expect(((await get.json()) as any).results.bindings[0].n.value).toBe('2');
-    const post = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `query=${encodeURIComponent(count)}` });
+    const post = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `query=${encodeURIComponent(count)}`,
+    });
     expect(post.status).toBe(200);
     await new Promise((r) => setTimeout(r, 50));
     const queries = auditLines.filter((l) => l.event === 'sparql_query' && l.runId === 7);
@@ -50,13 +70,18 @@ describe('SPARQL gateway', () => {
       { 'content-type': 'application/x-www-form-urlencoded', body: `update=${encodeURIComponent(insert)}` },
       { 'content-type': 'application/sparql-update', body: insert },
       { 'content-type': 'application/sparql-query', body: insert },
-      { 'content-type': 'application/x-www-form-urlencoded', body: `query=${encodeURIComponent('  delete where { ?s ?p ?o }')}` },
+      {
+        'content-type': 'application/x-www-form-urlencoded',
+        body: `query=${encodeURIComponent('  delete where { ?s ?p ?o }')}`,
+      },
     ];
     for (const a of attempts) {
       const res = await fetch(url, { method: 'POST', headers: { 'content-type': a['content-type'] }, body: a.body });
       expect(res.status).toBe(403);
     }
-    const res = await fetch(`${endpoint.url}?query=${encodeURIComponent(count)}`, { headers: { accept: 'application/sparql-results+json' } });
+    const res = await fetch(`${endpoint.url}?query=${encodeURIComponent(count)}`, {
+      headers: { accept: 'application/sparql-results+json' },
+    });
     expect(((await res.json()) as any).results.bindings[0].n.value).toBe('2');
   });
 
@@ -64,21 +89,32 @@ describe('SPARQL gateway', () => {
     const reg = gateway.registerRun(9);
     gateway.unregisterRun(reg.token);
     expect((await fetch(`${reg.url}?query=${encodeURIComponent(count)}`)).status).toBe(404);
-    expect((await fetch(`${reg.url.replace(/\/sparql\/.*/, '/sparql/not-a-real-token-at-all')}?query=x`)).status).toBe(404);
+    expect((await fetch(`${reg.url.replace(/\/sparql\/.*/, '/sparql/not-a-real-token-at-all')}?query=x`)).status).toBe(
+      404,
+    );
   });
 
   it('cuts off a response larger than the cap instead of passing it on', async () => {
     const { url } = gateway.registerRun(10);
-    const big = 'SELECT ?s ?p ?o ?x WHERE { ?s ?p ?o . VALUES ?x { ' + Array.from({ length: 200 }, (_, i) => `"${'v'.repeat(20)}${i}"`).join(' ') + ' } }';
+    const big =
+      'SELECT ?s ?p ?o ?x WHERE { ?s ?p ?o . VALUES ?x { ' +
+      Array.from({ length: 200 }, (_, i) => `"${'v'.repeat(20)}${i}"`).join(' ') +
+      ' } }';
     await expect(
-      fetch(url, { method: 'POST', headers: { 'content-type': 'application/sparql-query', accept: 'application/sparql-results+json' }, body: big }).then((r) => r.text()),
+      fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/sparql-query', accept: 'application/sparql-results+json' },
+        body: big,
+      }).then((r) => r.text()),
     ).rejects.toThrow();
   });
 
   it('rejects methods and content types it does not speak', async () => {
     const { url } = gateway.registerRun(11);
     expect((await fetch(url, { method: 'PUT', body: 'x' })).status).toBe(405);
-    expect((await fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status).toBe(415);
+    expect((await fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'x' })).status).toBe(
+      415,
+    );
     expect((await fetch(url)).status).toBe(400);
   });
 });

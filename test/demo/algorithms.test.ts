@@ -5,7 +5,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { centralDescriptiveStats, designMatrix, logisticLikelihood } from '../../demo/central.js';
 import type { DescriptiveStatsResult, LogisticRegressionResult } from '../../demo/federated.js';
-import { createSparqlHandler, loadTurtleStore, startSparqlServer, type RunningSparqlServer } from '../../demo/sparql-server.js';
+import {
+  createSparqlHandler,
+  loadTurtleStore,
+  startSparqlServer,
+  type RunningSparqlServer,
+} from '../../demo/sparql-server.js';
 import { generateDemoData, OUTCOME_MODEL, patientsToTurtle, type Patient } from '../../demo/synthetic-data.js';
 import { ALGORITHMS_DIR, runAlgorithm } from './run-algorithm.js';
 
@@ -48,10 +53,11 @@ async function startVirtuosoLikeEndpoint(turtle: string): Promise<{ url: string;
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/sparql`,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -73,7 +79,13 @@ describe('descriptive-stats algorithm', () => {
     expect(run.exitCode).toBe(0);
     const result = run.result as DescriptiveStatsResult;
     const central = centralDescriptiveStats(patients);
-    expect(result).toMatchObject({ algorithm: 'descriptive-stats', version: 1, taskId: '7', runId: '21', patients: 900 });
+    expect(result).toMatchObject({
+      algorithm: 'descriptive-stats',
+      version: 1,
+      taskId: '7',
+      runId: '21',
+      patients: 900,
+    });
     for (const name of ['age', 'bmi'] as const) {
       const mine = result.variables[name]!;
       const theirs = central.variables[name];
@@ -155,7 +167,10 @@ describe('logistic-regression algorithm', () => {
 
   it('uses the scaling constants from the config', async () => {
     const standardize = { age: { center: 50, scale: 20 }, bmi: { center: 25, scale: 4 } };
-    const run = await runAlgorithm('logistic-regression', { endpoint: site.url, config: { coefficients, standardize } });
+    const run = await runAlgorithm('logistic-regression', {
+      endpoint: site.url,
+      config: { coefficients, standardize },
+    });
     expect(run.exitCode).toBe(0);
     const { x, y } = designMatrix(patients, standardize);
     const result = run.result as LogisticRegressionResult;
@@ -203,15 +218,18 @@ describe('algorithm folders', () => {
     },
   );
 
-  it.each(['descriptive-stats', 'logistic-regression'])('%s has a Dockerfile FROM the loopback node base image', (name) => {
-    const dockerfile = fs.readFileSync(path.join(ALGORITHMS_DIR, name, 'Dockerfile'), 'utf8');
-    expect(dockerfile).toMatch(/^ARG BASE=127\.0\.0\.1:5050\/pht\/node-base:20$/m);
-    expect(dockerfile).toMatch(/^FROM \$\{BASE\}$/m);
-    expect(dockerfile).toMatch(/^CMD \["\/app\/main\.js"\]$/m);
-    // Everything main.js requires must be copied into the image.
-    const main = fs.readFileSync(path.join(ALGORITHMS_DIR, name, 'main.js'), 'utf8');
-    for (const [, local] of main.matchAll(/require\('\.\/([^']+)'\)/g)) {
-      expect(dockerfile).toContain(`COPY ${local} /app/${local}`);
-    }
-  });
+  it.each(['descriptive-stats', 'logistic-regression'])(
+    '%s has a Dockerfile FROM the loopback node base image',
+    (name) => {
+      const dockerfile = fs.readFileSync(path.join(ALGORITHMS_DIR, name, 'Dockerfile'), 'utf8');
+      expect(dockerfile).toMatch(/^ARG BASE=127\.0\.0\.1:5050\/pht\/node-base:20$/m);
+      expect(dockerfile).toMatch(/^FROM \$\{BASE\}$/m);
+      expect(dockerfile).toMatch(/^CMD \["\/app\/main\.js"\]$/m);
+      // Everything main.js requires must be copied into the image.
+      const main = fs.readFileSync(path.join(ALGORITHMS_DIR, name, 'main.js'), 'utf8');
+      for (const [, local] of main.matchAll(/require\('\.\/([^']+)'\)/g)) {
+        expect(dockerfile).toContain(`COPY ${local} /app/${local}`);
+      }
+    },
+  );
 });

@@ -61,7 +61,10 @@ describe('pooling descriptive statistics', () => {
   it('pools any split of a sample into the summary of the whole sample', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.array(fc.double({ min: -1e4, max: 1e4, noNaN: true }), { maxLength: 30 }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.array(fc.double({ min: -1e4, max: 1e4, noNaN: true }), { maxLength: 30 }), {
+          minLength: 1,
+          maxLength: 6,
+        }),
         (groups) => {
           const pooled = poolNumericSummaries(groups.map(summaryOf));
           const whole = summaryOf(groups.flat());
@@ -78,7 +81,12 @@ describe('pooling descriptive statistics', () => {
 
   it('refuses the same site twice and results of another algorithm', () => {
     const result = { algorithm: 'descriptive-stats', version: 1, patients: 1, variables: {}, categories: {} } as const;
-    expect(() => poolDescriptiveStats([{ site: 'a', result }, { site: 'a', result }])).toThrow(/twice/);
+    expect(() =>
+      poolDescriptiveStats([
+        { site: 'a', result },
+        { site: 'a', result },
+      ]),
+    ).toThrow(/twice/);
     const other = { ...result, algorithm: 'logistic-regression' } as unknown as DescriptiveStatsResult;
     expect(() => poolDescriptiveStats([{ site: 'a', result: other }])).toThrow(/expected a descriptive-stats/);
   });
@@ -90,7 +98,10 @@ describe('Newton–Raphson from summed site gradients and Hessians', () => {
     const results = ['site-a', 'site-b', 'site-c'].map((site) => siteLikelihood(site, b));
     const { x, y } = designMatrix(pooledDemoPatients());
     const central = logisticLikelihood(x, y, b);
-    const centralStep = solveLinearSystem(central.hessian.map((r) => r.map((v) => -v)), central.gradient);
+    const centralStep = solveLinearSystem(
+      central.hessian.map((r) => r.map((v) => -v)),
+      central.gradient,
+    );
     newtonStep(b, results).forEach((v, i) => expect(v).toBeCloseTo(b[i]! + centralStep[i]!, 10));
   });
 
@@ -104,9 +115,30 @@ describe('Newton–Raphson from summed site gradients and Hessians', () => {
   });
 
   it('solves linear systems and reports standard errors from the Hessian', () => {
-    expect(solveLinearSystem([[0, 2], [3, 1]], [4, 5])).toEqual([1, 2]);
-    expect(() => solveLinearSystem([[1, 2], [2, 4]], [1, 1])).toThrow(/singular/);
-    expect(standardErrors([[-4, 0], [0, -25]])).toEqual([0.5, 0.2]);
+    expect(
+      solveLinearSystem(
+        [
+          [0, 2],
+          [3, 1],
+        ],
+        [4, 5],
+      ),
+    ).toEqual([1, 2]);
+    expect(() =>
+      solveLinearSystem(
+        [
+          [1, 2],
+          [2, 4],
+        ],
+        [1, 1],
+      ),
+    ).toThrow(/singular/);
+    expect(
+      standardErrors([
+        [-4, 0],
+        [0, -25],
+      ]),
+    ).toEqual([0.5, 0.2]);
   });
 
   it('turns standardised coefficients into per-unit ones', () => {
@@ -129,7 +161,10 @@ describe('federated analyses over the algorithms at three running sites', () => 
     await sites?.close();
   });
 
-  async function runEverywhere<T>(name: 'descriptive-stats' | 'logistic-regression', config: unknown): Promise<SiteResult<T>[]> {
+  async function runEverywhere<T>(
+    name: 'descriptive-stats' | 'logistic-regression',
+    config: unknown,
+  ): Promise<SiteResult<T>[]> {
     return Promise.all(
       [...sites.endpoints].map(async ([site, endpoint]) => {
         const run = await runAlgorithm(name, { endpoint, config });

@@ -42,7 +42,10 @@ export async function runAlgorithm(
       PHT_TASK_ID: options.taskId ?? '7',
       PHT_RUN_ID: options.runId ?? '21',
     };
-    const child = spawn(process.execPath, [path.join(ALGORITHMS_DIR, name, 'main.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(ALGORITHMS_DIR, name, 'main.js')], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -54,7 +57,11 @@ export async function runAlgorithm(
     const resultFile = path.join(outputDir, 'result.json');
     const result: unknown = fs.existsSync(resultFile) ? JSON.parse(fs.readFileSync(resultFile, 'utf8')) : null;
     const progress = fs.existsSync(progressFile)
-      ? fs.readFileSync(progressFile, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as AlgorithmRun['progress'][number])
+      ? fs
+          .readFileSync(progressFile, 'utf8')
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line) as AlgorithmRun['progress'][number])
       : [];
     return { exitCode, stdout, stderr, result, progress };
   } finally {
@@ -63,7 +70,9 @@ export async function runAlgorithm(
 }
 
 /** One SPARQL endpoint per demo site, serving that site's generated Turtle on 127.0.0.1. */
-export async function startDemoSites(seed?: number): Promise<{ endpoints: Map<string, string>; close(): Promise<void> }> {
+export async function startDemoSites(
+  seed?: number,
+): Promise<{ endpoints: Map<string, string>; close(): Promise<void> }> {
   const servers: RunningSparqlServer[] = [];
   const endpoints = new Map<string, string>();
   try {

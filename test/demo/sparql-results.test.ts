@@ -70,7 +70,11 @@ describe('sparql-results parser', () => {
     expect(termToNumber(normalizeTerm({ type: 'literal', value: '63' }))).toBe(63);
     expect(termToNumber(normalizeTerm({ type: 'literal', value: ' 27.40 ' }))).toBe(27.4);
     expect(termToNumber(normalizeTerm({ type: 'literal', value: 27.4 }))).toBe(27.4);
-    expect(normalizeTerm({ type: 'literal', value: 63 })).toEqual({ type: 'literal', value: '63', datatype: `${XSD}integer` });
+    expect(normalizeTerm({ type: 'literal', value: 63 })).toEqual({
+      type: 'literal',
+      value: '63',
+      datatype: `${XSD}integer`,
+    });
     expect(termToNumber(normalizeTerm({ type: 'literal', value: '1.5E1', datatype: `${XSD}double` }))).toBe(15);
     expect(termToNumber(normalizeTerm({ type: 'literal', value: '-.5', datatype: `${XSD}decimal` }))).toBe(-0.5);
     expect(termToNumber(normalizeTerm({ type: 'literal', value: 'INF', datatype: `${XSD}double` }))).toBe(Infinity);
@@ -110,9 +114,15 @@ describe('sparql-results parser', () => {
 
   it('rejects documents and terms that are not SPARQL results', () => {
     expect(() => parseSelectResults({ head: { vars: [] } })).toThrow(/results\.bindings/);
-    expect(() => parseSelectResults({ results: { bindings: [{ x: { type: 'triple', value: 'x' } }] } })).toThrow(/unknown/);
-    expect(() => parseSelectResults({ results: { bindings: [{ x: { type: 'literal' } }] } })).toThrow(/without a value/);
-    expect(() => parseAskResult({ head: {}, results: { bindings: [{ a: { type: 'literal', value: '1' } }, {}] } })).toThrow();
+    expect(() => parseSelectResults({ results: { bindings: [{ x: { type: 'triple', value: 'x' } }] } })).toThrow(
+      /unknown/,
+    );
+    expect(() => parseSelectResults({ results: { bindings: [{ x: { type: 'literal' } }] } })).toThrow(
+      /without a value/,
+    );
+    expect(() =>
+      parseAskResult({ head: {}, results: { bindings: [{ a: { type: 'literal', value: '1' } }, {}] } }),
+    ).toThrow();
   });
 
   it('takes the local name of an IRI after # or /', () => {

@@ -103,7 +103,10 @@ describe('demo SPARQL server', () => {
 
   it('applies updates when started with allowUpdate', async () => {
     const server = await start({ allowUpdate: true });
-    const res = await fetch(server.url, form({ update: 'DELETE WHERE { ?p a <https://w3id.org/pht/demo#Patient> ; ?x ?y }' }));
+    const res = await fetch(
+      server.url,
+      form({ update: 'DELETE WHERE { ?p a <https://w3id.org/pht/demo#Patient> ; ?x ?y }' }),
+    );
     expect(res.status).toBe(204);
     expect(await patientCount(server)).toBe(0);
   });
@@ -129,7 +132,11 @@ describe('demo SPARQL server', () => {
 
   it('answers 415 to an unknown body type, 405 to other methods and 404 off the endpoint path', async () => {
     const server = await start();
-    const json = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const json = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(json.status).toBe(415);
     const put = await fetch(server.url, { method: 'PUT', body: 'x' });
     expect(put.status).toBe(405);
@@ -162,10 +169,16 @@ describe('demo SPARQL server', () => {
 
   it('negotiates CSV for SELECT and Turtle for CONSTRUCT', async () => {
     const server = await start();
-    const csv = await fetch(server.url, { ...form({ query: SELECT_AGES }), headers: { ...form({}).headers, accept: 'text/csv' } });
+    const csv = await fetch(server.url, {
+      ...form({ query: SELECT_AGES }),
+      headers: { ...form({}).headers, accept: 'text/csv' },
+    });
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
     expect((await csv.text()).split(/\r?\n/)[0]).toBe('p,age');
-    const construct = await fetch(server.url, form({ query: 'CONSTRUCT WHERE { ?s <https://w3id.org/pht/demo#age> ?o }' }));
+    const construct = await fetch(
+      server.url,
+      form({ query: 'CONSTRUCT WHERE { ?s <https://w3id.org/pht/demo#age> ?o }' }),
+    );
     expect(construct.status).toBe(200);
     expect(construct.headers.get('content-type')).toMatch(/^text\/turtle/);
     expect(await construct.text()).toContain('63');
@@ -192,7 +205,9 @@ describe('demo SPARQL server', () => {
 
 describe('queryForm', () => {
   it('finds the form past comments, BASE and PREFIX declarations whose IRIs contain #', () => {
-    expect(queryForm('# a comment\nPREFIX pht: <https://w3id.org/pht/demo#>\nBASE <http://x/>\n  select * {}')).toBe('SELECT');
+    expect(queryForm('# a comment\nPREFIX pht: <https://w3id.org/pht/demo#>\nBASE <http://x/>\n  select * {}')).toBe(
+      'SELECT',
+    );
     expect(queryForm('PREFIX : <urn:x#> ASK {}')).toBe('ASK');
     expect(queryForm('construct where { ?s ?p ?o }')).toBe('CONSTRUCT');
     expect(queryForm('DESCRIBE <urn:x>')).toBe('DESCRIBE');

@@ -19,7 +19,11 @@ class ClientProcess {
   constructor(readonly configFile: string) {}
 
   start(): void {
-    this.child = spawn(process.execPath, ['client', '--config', this.configFile], { cwd: ROOT, env: { ...process.env, PHT_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, ['client', '--config', this.configFile], {
+      cwd: ROOT,
+      env: { ...process.env, PHT_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
   }
@@ -87,7 +91,8 @@ describe('site client killed and restarted', () => {
   });
 
   afterEach((ctx) => {
-    if (ctx.task.result?.state === 'fail') fs.writeFileSync(path.join(os.tmpdir(), `pht-client-restart-${ctx.task.id}.log`), client.output);
+    if (ctx.task.result?.state === 'fail')
+      fs.writeFileSync(path.join(os.tmpdir(), `pht-client-restart-${ctx.task.id}.log`), client.output);
   });
 
   afterAll(async () => {
@@ -122,7 +127,10 @@ describe('site client killed and restarted', () => {
     // Let the container end while nobody watches, then take the registry away too.
     const until = Date.now() + 30_000;
     for (;;) {
-      const [c] = await docker().listContainers({ all: true, filters: { label: [`org.pht.run-id=${task.runs[0]!.id}`] } });
+      const [c] = await docker().listContainers({
+        all: true,
+        filters: { label: [`org.pht.run-id=${task.runs[0]!.id}`] },
+      });
       if (!c || c.State === 'exited' || Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 200));
     }

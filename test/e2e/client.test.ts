@@ -61,7 +61,12 @@ describe('site client against the real Docker engine', () => {
 
   it('runs an allowed image and sends back its output files, logs, progress and digest', async () => {
     // A config crafted to look like shell, flags and environment is only ever data.
-    const hostile = { answer: 42, shell: '$(touch /tmp/pht-pwned); `id` && rm -rf /', flags: '--volume=/:/host --privileged', env: 'X=1\nSPARQL_ENDPOINT=http://evil' };
+    const hostile = {
+      answer: 42,
+      shell: '$(touch /tmp/pht-pwned); `id` && rm -rf /',
+      flags: '--volume=/:/host --privileged',
+      env: 'X=1\nSPARQL_ENDPOINT=http://evil',
+    };
     const task = await researcher.post(PROBE, { mode: 'ok', echo: hostile }, [site]);
     const done = await researcher.waitDone(task.id);
     const run = done.runs[0]!;
@@ -96,7 +101,15 @@ describe('site client against the real Docker engine', () => {
       .filter(Boolean)
       .map((l) => JSON.parse(l))
       .filter((e) => e.runId === run.id);
-    expect(audit.map((e) => e.event)).toEqual(['run_received', 'image_decision', 'run_started', 'run_ended', 'file_sent', 'file_sent', 'result_reported']);
+    expect(audit.map((e) => e.event)).toEqual([
+      'run_received',
+      'image_decision',
+      'run_started',
+      'run_ended',
+      'file_sent',
+      'file_sent',
+      'result_reported',
+    ]);
     expect(audit.find((e) => e.event === 'run_started').digest).toBe(run.digest);
     expect(audit.find((e) => e.event === 'result_reported').bytesSent).toBe(files.reduce((n, f) => n + f.size, 0));
     // The container is removed after the run.
@@ -125,10 +138,18 @@ describe('site client against the real Docker engine', () => {
 
   it('pulls a moved tag again and runs the new image', async () => {
     const tag = `${E2E_REPO}/moving:1`;
-    const first = await buildAndPushImage(tag, { 'main.js': probeSource, 'version.txt': 'one' }, { cmd: ['/app/main.js'] });
+    const first = await buildAndPushImage(
+      tag,
+      { 'main.js': probeSource, 'version.txt': 'one' },
+      { cmd: ['/app/main.js'] },
+    );
     const runOne = (await researcher.waitDone((await researcher.post(tag, { mode: 'version' }, [site])).id)).runs[0]!;
     expect(await researcher.file(runOne.id, 'version.txt')).toBe('one');
-    const second = await buildAndPushImage(tag, { 'main.js': probeSource, 'version.txt': 'two' }, { cmd: ['/app/main.js'] });
+    const second = await buildAndPushImage(
+      tag,
+      { 'main.js': probeSource, 'version.txt': 'two' },
+      { cmd: ['/app/main.js'] },
+    );
     expect(second).not.toBe(first);
     const runTwo = (await researcher.waitDone((await researcher.post(tag, { mode: 'version' }, [site])).id)).runs[0]!;
     expect(await researcher.file(runTwo.id, 'version.txt')).toBe('two');
@@ -137,7 +158,11 @@ describe('site client against the real Docker engine', () => {
   });
 
   it('runs an image pinned by digest exactly', async () => {
-    const pinned = await buildAndPushImage(`${E2E_REPO}/pinned:1`, { 'main.js': probeSource, 'version.txt': 'pinned' }, { cmd: ['/app/main.js'] });
+    const pinned = await buildAndPushImage(
+      `${E2E_REPO}/pinned:1`,
+      { 'main.js': probeSource, 'version.txt': 'pinned' },
+      { cmd: ['/app/main.js'] },
+    );
     const run = (await researcher.waitDone((await researcher.post(pinned, { mode: 'version' }, [site])).id)).runs[0]!;
     expect(run.status).toBe('completed');
     expect(run.digest).toBe(pinned);
@@ -152,20 +177,27 @@ describe('site client against the real Docker engine', () => {
   });
 
   it('fails a run whose image does not exist, with the reason', async () => {
-    const run = (await researcher.waitDone((await researcher.post(`${E2E_REPO}/does-not-exist:1`, {}, [site])).id)).runs[0]!;
+    const run = (await researcher.waitDone((await researcher.post(`${E2E_REPO}/does-not-exist:1`, {}, [site])).id))
+      .runs[0]!;
     expect(run.status).toBe('failed');
     expect(run.reason).toMatch(/pull of .*does-not-exist:1 failed|not found|manifest unknown/);
   });
 
   it('kills a container that runs past the site timeout and reports timed_out', async () => {
-    const run = (await researcher.waitDone((await researcher.post(PROBE, { mode: 'sleep', ms: 60_000 }, [strictSite])).id)).runs[0]!;
+    const run = (
+      await researcher.waitDone((await researcher.post(PROBE, { mode: 'sleep', ms: 60_000 }, [strictSite])).id)
+    ).runs[0]!;
     expect(run.status).toBe('timed_out');
     expect(run.reason).toContain('3 s');
     expect(await researcher.log(run.id)).toContain('going to sleep');
   });
 
   it('stops a container that writes more than the output limit and sends none of it', async () => {
-    const run = (await researcher.waitDone((await researcher.post(PROBE, { mode: 'big-output', megabytes: 8, lingerMs: 10_000 }, [strictSite])).id)).runs[0]!;
+    const run = (
+      await researcher.waitDone(
+        (await researcher.post(PROBE, { mode: 'big-output', megabytes: 8, lingerMs: 10_000 }, [strictSite])).id,
+      )
+    ).runs[0]!;
     expect(run.status).toBe('failed');
     expect(run.reason).toMatch(/output limit|output exceeds/);
     expect(await researcher.files(run.id)).toEqual([]);
@@ -173,7 +205,8 @@ describe('site client against the real Docker engine', () => {
 
   it('keeps a container inside its two mounts', async () => {
     const hostPath = path.join(registry.dataDir, 'escape-target.txt');
-    const run = (await researcher.waitDone((await researcher.post(PROBE, { mode: 'escape', hostPath }, [site])).id)).runs[0]!;
+    const run = (await researcher.waitDone((await researcher.post(PROBE, { mode: 'escape', hostPath }, [site])).id))
+      .runs[0]!;
     expect(run.status).toBe('failed');
     expect(run.exitCode).toBe(2);
     const attempts = JSON.parse(await researcher.file(run.id, 'attempts.json'));
@@ -192,7 +225,8 @@ describe('site client against the real Docker engine', () => {
     await researcher.waitForRunStatus(task.id, 'running');
     // Let the container get going, so the cancel hits a live container.
     const until = Date.now() + 30_000;
-    while (!(await researcher.log(task.runs[0]!.id)).includes('going to sleep') && Date.now() < until) await new Promise((r) => setTimeout(r, 200));
+    while (!(await researcher.log(task.runs[0]!.id)).includes('going to sleep') && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 200));
     expect((await researcher.call('POST', `/tasks/${task.id}/cancel`)).status).toBe(200);
     const done = await researcher.waitDone(task.id, 60);
     expect(done.status).toBe('cancelled');
@@ -210,21 +244,31 @@ describe('site client against the real Docker engine', () => {
       { host: '127.0.0.1', port: registry.port },
       { host: '10.255.255.1', port: 80 },
     ];
-    const run = (await researcher.waitDone((await researcher.post(PROBE, { mode: 'network', targets }, [site])).id)).runs[0]!;
+    const run = (await researcher.waitDone((await researcher.post(PROBE, { mode: 'network', targets }, [site])).id))
+      .runs[0]!;
     expect(run.status).toBe('completed');
     const report = JSON.parse(await researcher.file(run.id, 'network.json'));
     expect(report.select.status).toBe(200);
     expect(JSON.parse(report.select.body).results.bindings[0].n.value).toBe('2');
     expect(report.update.status).toBe(403);
     const audit = fs.readFileSync(path.join(clientWorkDir, 'audit.log'), 'utf8');
-    expect(audit).toMatch(new RegExp(`"event":"sparql_query".*"runId":${run.id}|"runId":${run.id}.*"event":"sparql_query"`));
-    expect(audit).toMatch(new RegExp(`"event":"sparql_update_refused".*"runId":${run.id}|"runId":${run.id}.*"event":"sparql_update_refused"`));
+    expect(audit).toMatch(
+      new RegExp(`"event":"sparql_query".*"runId":${run.id}|"runId":${run.id}.*"event":"sparql_query"`),
+    );
+    expect(audit).toMatch(
+      new RegExp(
+        `"event":"sparql_update_refused".*"runId":${run.id}|"runId":${run.id}.*"event":"sparql_update_refused"`,
+      ),
+    );
     expect(report.updateAsQuery.status).toBe(403);
     for (const target of targets) expect(report.connections[`${target.host}:${target.port}`]).not.toBe('connected');
     // The endpoint itself was never changed.
-    const count = await fetch(`${sparql.url}?query=${encodeURIComponent('SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }')}`, {
-      headers: { accept: 'application/sparql-results+json' },
-    });
+    const count = await fetch(
+      `${sparql.url}?query=${encodeURIComponent('SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }')}`,
+      {
+        headers: { accept: 'application/sparql-results+json' },
+      },
+    );
     expect(((await count.json()) as any).results.bindings[0].n.value).toBe('2');
   });
 
@@ -235,7 +279,10 @@ describe('site client against the real Docker engine', () => {
     // The container finishes while the registry is away; the client keeps the result.
     const until = Date.now() + 30_000;
     for (;;) {
-      const containers = await docker().listContainers({ all: true, filters: { label: [`org.pht.run-id=${task.runs[0]!.id}`] } });
+      const containers = await docker().listContainers({
+        all: true,
+        filters: { label: [`org.pht.run-id=${task.runs[0]!.id}`] },
+      });
       if (containers.length === 0 || containers[0]!.State === 'exited' || Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 200));
     }

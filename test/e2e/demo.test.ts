@@ -73,7 +73,9 @@ function processesMentioning(text: string): number[] {
 }
 
 function maxDifference(output: string, what: string): number {
-  const match = new RegExp(`max \\|federated - central\\| over ${what}: (\\S+) \\(tolerance [^)]*\\): (AGREE|DISAGREE)`).exec(output);
+  const match = new RegExp(
+    `max \\|federated - central\\| over ${what}: (\\S+) \\(tolerance [^)]*\\): (AGREE|DISAGREE)`,
+  ).exec(output);
   if (!match) throw new Error(`no comparison over ${what} in the demo's output:\n${output}`);
   return Number(match[1]);
 }
@@ -83,7 +85,10 @@ async function expectNothingLeftBehind(output: string, sites: string[]): Promise
   const context = `demo output:\n${output}`;
   const workDir = /^working directory: (\S+)$/m.exec(output)?.[1];
   expect(workDir, context).toMatch(/pht-demo-/);
-  const listed = [...output.matchAll(/^\s+(.+?)\s+pid (\d+)\s+(\S+\.log)$/gm)].map((m) => ({ name: m[1]!, pid: Number(m[2]) }));
+  const listed = [...output.matchAll(/^\s+(.+?)\s+pid (\d+)\s+(\S+\.log)$/gm)].map((m) => ({
+    name: m[1]!,
+    pid: Number(m[2]),
+  }));
   expect(listed.length, context).toBeGreaterThan(0);
   expect(listed.filter((p) => alive(p.pid))).toEqual([]);
   expect(processesMentioning(workDir!)).toEqual([]);
@@ -113,34 +118,44 @@ describe('the demo (npm start)', () => {
     }
   });
 
-  it('runs both federated analyses, agrees with the central computation and leaves nothing behind', { timeout: 900_000 }, async () => {
-    const { prefix, sites } = uniqueSites();
-    const { code, output } = await runDemo(['--site-prefix', prefix]);
-    const context = `demo output:\n${output}`;
-    expect(code, context).toBe(0);
+  it(
+    'runs both federated analyses, agrees with the central computation and leaves nothing behind',
+    { timeout: 900_000 },
+    async () => {
+      const { prefix, sites } = uniqueSites();
+      const { code, output } = await runDemo(['--site-prefix', prefix]);
+      const context = `demo output:\n${output}`;
+      expect(code, context).toBe(0);
 
-    // The printed results: both comparisons within their tolerances, every site in the table.
-    expect(maxDifference(output, 'n, mean and sd'), context).toBeLessThanOrEqual(1e-6);
-    expect(maxDifference(output, 'the coefficients'), context).toBeLessThanOrEqual(1e-3);
-    expect(output).not.toContain('DISAGREE');
-    expect(output).toContain('RESULT: both federated analyses agree with the central computation.');
-    for (const site of sites) expect(output).toMatch(new RegExp(`^\\s+${site}\\s+bmi\\s+\\d+`, 'm'));
-    expect(output).toMatch(/^\s+pooled\s+age\s+1950\s/m);
-    expect(output).toMatch(/converged after \d+ rounds on 1912 complete cases/);
-    expect(output).toMatch(/logistic regression: \d+ rounds, [\d.]+ s per round on average/);
-    const listed = [...output.matchAll(/^\s+(.+?)\s+pid \d+\s+\S+\.log$/gm)].map((m) => m[1]);
-    expect(listed).toEqual(expect.arrayContaining(['registry (node master)', ...sites.flatMap((s) => [`client ${s}`, `sparql ${s}`])]));
+      // The printed results: both comparisons within their tolerances, every site in the table.
+      expect(maxDifference(output, 'n, mean and sd'), context).toBeLessThanOrEqual(1e-6);
+      expect(maxDifference(output, 'the coefficients'), context).toBeLessThanOrEqual(1e-3);
+      expect(output).not.toContain('DISAGREE');
+      expect(output).toContain('RESULT: both federated analyses agree with the central computation.');
+      for (const site of sites) expect(output).toMatch(new RegExp(`^\\s+${site}\\s+bmi\\s+\\d+`, 'm'));
+      expect(output).toMatch(/^\s+pooled\s+age\s+1950\s/m);
+      expect(output).toMatch(/converged after \d+ rounds on 1912 complete cases/);
+      expect(output).toMatch(/logistic regression: \d+ rounds, [\d.]+ s per round on average/);
+      const listed = [...output.matchAll(/^\s+(.+?)\s+pid \d+\s+\S+\.log$/gm)].map((m) => m[1]);
+      expect(listed).toEqual(
+        expect.arrayContaining(['registry (node master)', ...sites.flatMap((s) => [`client ${s}`, `sparql ${s}`])]),
+      );
 
-    await expectNothingLeftBehind(output, sites);
-  });
+      await expectNothingLeftBehind(output, sites);
+    },
+  );
 
-  it('shuts everything down when interrupted in the middle of the logistic regression (Ctrl-C)', { timeout: 900_000 }, async () => {
-    const { prefix, sites } = uniqueSites();
-    // Right after round 1 the demo posts round 2: its containers are starting or running.
-    const { code, output } = await runDemo(['--site-prefix', prefix], /^\s+round 1 \(task \d+/m);
-    expect(code, `demo output:\n${output}`).toBe(130);
-    expect(output).toContain('demo interrupted by SIGINT');
-    expect(output).not.toContain('RESULT:');
-    await expectNothingLeftBehind(output, sites);
-  });
+  it(
+    'shuts everything down when interrupted in the middle of the logistic regression (Ctrl-C)',
+    { timeout: 900_000 },
+    async () => {
+      const { prefix, sites } = uniqueSites();
+      // Right after round 1 the demo posts round 2: its containers are starting or running.
+      const { code, output } = await runDemo(['--site-prefix', prefix], /^\s+round 1 \(task \d+/m);
+      expect(code, `demo output:\n${output}`).toBe(130);
+      expect(output).toContain('demo interrupted by SIGINT');
+      expect(output).not.toContain('RESULT:');
+      await expectNothingLeftBehind(output, sites);
+    },
+  );
 });

@@ -64,7 +64,9 @@ describe('docker engine and loopback image registry', () => {
       { 'main.js': `console.log(require('./message.json').greeting);`, 'message.json': JSON.stringify({ greeting }) },
       { cmd: ['/app/main.js'], labels: { [LABEL]: runLabel } },
     );
-    expect(digestRef).toMatch(new RegExp(`^${IMAGE_REGISTRY.replace(/\./g, '\\.')}/pht-test/infra-[0-9a-f]{8}@sha256:[0-9a-f]{64}$`));
+    expect(digestRef).toMatch(
+      new RegExp(`^${IMAGE_REGISTRY.replace(/\./g, '\\.')}/pht-test/infra-[0-9a-f]{8}@sha256:[0-9a-f]{64}$`),
+    );
     expect(await imageExistsInRegistry(tag)).toBe(true);
     expect(await imageExistsInRegistry(digestRef)).toBe(true);
 

@@ -23,7 +23,12 @@ export function testLogger(): Logger {
 }
 
 /** A client config as a site would write it, with test-friendly limits; `raw` overrides any field. */
-export function clientConfig(registryUrl: string, apiKey: string, sparqlEndpoint: string, raw: Record<string, unknown> = {}): ClientConfig {
+export function clientConfig(
+  registryUrl: string,
+  apiKey: string,
+  sparqlEndpoint: string,
+  raw: Record<string, unknown> = {},
+): ClientConfig {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-client-'));
   const validated = loadRawConfig({
     file: null,
@@ -55,7 +60,11 @@ export async function startClient(config: ClientConfig, logger: Logger = testLog
 export async function cleanupSite(site: string): Promise<void> {
   await removeContainersByLabel(CONTAINER_LABELS.site, site);
   const networks = await docker().listNetworks({ filters: { label: [`${CONTAINER_LABELS.site}=${site}`] } });
-  for (const n of networks) await docker().getNetwork(n.Id).remove().catch(() => undefined);
+  for (const n of networks)
+    await docker()
+      .getNetwork(n.Id)
+      .remove()
+      .catch(() => undefined);
 }
 
 export class Researcher {
@@ -67,7 +76,10 @@ export class Researcher {
   async call(method: string, route: string, body?: unknown): Promise<{ status: number; json: any; text: string }> {
     const res = await fetch(`${this.registry.url}/api/v1${route}`, {
       method,
-      headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();

@@ -5,7 +5,12 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SiteClient } from '../../client/site-client.js';
-import { centralDescriptiveStats, centralLogisticRegression, designMatrix, logisticLikelihood } from '../../demo/central.js';
+import {
+  centralDescriptiveStats,
+  centralLogisticRegression,
+  designMatrix,
+  logisticLikelihood,
+} from '../../demo/central.js';
 import type { DescriptiveStatsResult, LogisticRegressionResult } from '../../demo/federated.js';
 import { federatedLogisticRegression } from '../../demo/researcher-logistic-regression.js';
 import { DEMO_SITES, generateSitePatients, OUTCOME_MODEL, patientsToTurtle } from '../../demo/synthetic-data.js';
@@ -39,7 +44,10 @@ describe('a site whose patients live in Virtuoso', () => {
 
   beforeAll(async () => {
     // The demo's own build: images as `npm start` would run them.
-    await execFileAsync('bash', [path.join(ROOT, 'demo', 'build-algorithm-images.sh')], { cwd: ROOT, timeout: 300_000 });
+    await execFileAsync('bash', [path.join(ROOT, 'demo', 'build-algorithm-images.sh')], {
+      cwd: ROOT,
+      timeout: 300_000,
+    });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-virtuoso-e2e-'));
     const turtle = path.join(dir, 'site-c.ttl');
     fs.writeFileSync(turtle, patientsToTurtle(patients));
@@ -68,7 +76,9 @@ describe('a site whose patients live in Virtuoso', () => {
   async function runAtSite(image: string, config: unknown): Promise<RunWithResult> {
     const task = await pht.runTask({ image, config, sites: [site] }, { timeoutMs: 150_000 });
     const run = task.runs[0]!;
-    expect(run.status, `run ${run.id} ${run.status} (${run.reason}):\n${await pht.getRunLog(run.id)}`).toBe('completed');
+    expect(run.status, `run ${run.id} ${run.status} (${run.reason}):\n${await pht.getRunLog(run.id)}`).toBe(
+      'completed',
+    );
     return run;
   }
 
@@ -79,7 +89,9 @@ describe('a site whose patients live in Virtuoso', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/sparql-results+json' },
       body: new URLSearchParams({ query }).toString(),
     });
-    const bindings = ((await response.json()) as { results: { bindings: Array<{ bmi: { type: string; value: string } }> } }).results.bindings;
+    const bindings = (
+      (await response.json()) as { results: { bindings: Array<{ bmi: { type: string; value: string } }> } }
+    ).results.bindings;
     expect(bindings).toHaveLength(patients.filter((p) => p.bmi !== null).length);
     // Without these the test would not exercise the parser's Virtuoso paths.
     expect(new Set(bindings.map((b) => b.bmi.type))).toEqual(new Set(['typed-literal']));
@@ -114,18 +126,29 @@ describe('a site whose patients live in Virtuoso', () => {
     expect([result.count, result.excluded]).toEqual([y.length, patients.length - y.length]);
     expect(Math.abs(result.logLikelihood - central.logLikelihood)).toBeLessThanOrEqual(1e-6);
     const gradientDiff = Math.max(...result.gradient.map((g, i) => Math.abs(g - central.gradient[i]!)));
-    const hessianDiff = Math.max(...result.hessian.flatMap((row, i) => row.map((h, j) => Math.abs(h - central.hessian[i]![j]!))));
+    const hessianDiff = Math.max(
+      ...result.hessian.flatMap((row, i) => row.map((h, j) => Math.abs(h - central.hessian[i]![j]!))),
+    );
     expect(gradientDiff).toBeLessThanOrEqual(1e-6);
     expect(hessianDiff).toBeLessThanOrEqual(1e-6);
   });
 
   // One task per round: on a loaded two-core machine a round can take many seconds.
-  it('fits the logistic regression by federated Newton-Raphson to the central coefficients', { timeout: 600_000 }, async () => {
-    const { fit, rounds } = await federatedLogisticRegression(pht, [site], { image: LOGISTIC_REGRESSION, roundTimeoutMs: 150_000 });
-    const central = centralLogisticRegression(patients);
-    expect(fit.converged).toBe(true);
-    expect(rounds.length).toBe(fit.iterations);
-    expect(fit.count).toBe(central.count);
-    expect(Math.max(...fit.coefficients.map((b, i) => Math.abs(b - central.coefficients[i]!)))).toBeLessThanOrEqual(1e-3);
-  });
+  it(
+    'fits the logistic regression by federated Newton-Raphson to the central coefficients',
+    { timeout: 600_000 },
+    async () => {
+      const { fit, rounds } = await federatedLogisticRegression(pht, [site], {
+        image: LOGISTIC_REGRESSION,
+        roundTimeoutMs: 150_000,
+      });
+      const central = centralLogisticRegression(patients);
+      expect(fit.converged).toBe(true);
+      expect(rounds.length).toBe(fit.iterations);
+      expect(fit.count).toBe(central.count);
+      expect(Math.max(...fit.coefficients.map((b, i) => Math.abs(b - central.coefficients[i]!)))).toBeLessThanOrEqual(
+        1e-3,
+      );
+    },
+  );
 });

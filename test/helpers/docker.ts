@@ -93,7 +93,9 @@ export async function buildAndPushImage(
 
   // The engine rejects a push without an X-Registry-Auth header, even to a registry with no auth.
   const pushStream = await withDockerHint(() =>
-    docker().getImage(fullTag).push({ authconfig: { serveraddress: ref.registry } }),
+    docker()
+      .getImage(fullTag)
+      .push({ authconfig: { serveraddress: ref.registry } }),
   );
   const pushEvents = await followProgress(pushStream);
   failOnStreamError(pushEvents, `push of ${fullTag} (is the registry up? ${SETUP_HINT})`);

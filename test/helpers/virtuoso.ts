@@ -92,8 +92,7 @@ function makeHandle(
       // TTLP_MT reads through the server, which only opens files under DirsAllowed: copy it in.
       const local = path.join(where.dir, `load-${Date.now()}-${path.basename(file)}`);
       fs.copyFileSync(file, local);
-      const sql =
-        `DB.DBA.TTLP_MT(file_to_string_output(${sqlString(local)}), '', ${sqlString(graph)}); checkpoint;`;
+      const sql = `DB.DBA.TTLP_MT(file_to_string_output(${sqlString(local)}), '', ${sqlString(graph)}); checkpoint;`;
       const { stdout, stderr } = await execFileAsync(
         'isql-vt',
         [`${where.host}:${where.sqlPort}`, 'dba', 'dba', `exec=${sql}`],

@@ -26,7 +26,10 @@ describe('node master admin commands', () => {
     expect(Object.keys(out).sort()).toEqual(['apiKey', 'name']);
     expect(out.name).toBe('hospital-1');
     expect(out.apiKey).toMatch(/^pht_site_[A-Za-z0-9_-]{43}$/);
-    expect((await new SiteClient(reg.url, out.apiKey, 'hospital-1').get('/api/v1/site/me').expect(200)).body).toEqual({ name: 'hospital-1', kind: 'site' });
+    expect((await new SiteClient(reg.url, out.apiKey, 'hospital-1').get('/api/v1/site/me').expect(200)).body).toEqual({
+      name: 'hospital-1',
+      kind: 'site',
+    });
   });
 
   it('create-user --json prints the name, role (researcher unless --role admin) and a token', async () => {
@@ -37,12 +40,26 @@ describe('node master admin commands', () => {
       runMaster(['create-user', 'carol', '--json', '--data-dir', reg.dataDir]),
     ]);
     for (const r of [alice, root, carol]) expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(alice.stdout)).toEqual({ name: 'alice', role: 'researcher', token: expect.stringMatching(/^pht_user_/) });
-    expect(JSON.parse(carol.stdout)).toEqual({ name: 'carol', role: 'researcher', token: expect.stringMatching(/^pht_user_/) });
+    expect(JSON.parse(alice.stdout)).toEqual({
+      name: 'alice',
+      role: 'researcher',
+      token: expect.stringMatching(/^pht_user_/),
+    });
+    expect(JSON.parse(carol.stdout)).toEqual({
+      name: 'carol',
+      role: 'researcher',
+      token: expect.stringMatching(/^pht_user_/),
+    });
     const admin = JSON.parse(root.stdout) as { name: string; role: string; token: string };
     expect(admin.role).toBe('admin');
-    expect((await new ResearcherClient(reg.url, admin.token).get('/api/v1/me').expect(200)).body).toEqual({ name: 'root@example.org', kind: 'user', role: 'admin' });
-    expect((await new ResearcherClient(reg.url, JSON.parse(alice.stdout).token).get('/api/v1/me').expect(200)).body.role).toBe('researcher');
+    expect((await new ResearcherClient(reg.url, admin.token).get('/api/v1/me').expect(200)).body).toEqual({
+      name: 'root@example.org',
+      kind: 'user',
+      role: 'admin',
+    });
+    expect(
+      (await new ResearcherClient(reg.url, JSON.parse(alice.stdout).token).get('/api/v1/me').expect(200)).body.role,
+    ).toBe('researcher');
   });
 
   it('prints the key once in plain text without --json', async () => {
@@ -124,7 +141,8 @@ describe('node master admin commands', () => {
       ['site', 'site-b', 'site', false],
       ['user', 'alice', 'researcher', true],
     ]);
-    for (const p of principals) expect(Object.keys(p).sort()).toEqual(['createdAt', 'enabled', 'kind', 'lastSeen', 'name', 'role']);
+    for (const p of principals)
+      expect(Object.keys(p).sort()).toEqual(['createdAt', 'enabled', 'kind', 'lastSeen', 'name', 'role']);
     expect((JSON.parse(sitesOnly.stdout) as { name: string }[]).map((p) => p.name)).toEqual(['site-a', 'site-b']);
   });
 

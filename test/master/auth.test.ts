@@ -1,5 +1,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Client, ensureBuilt, expectApiError, runMaster, sharedWorld, SiteClient, world, type World } from './helpers.js';
+import {
+  Client,
+  ensureBuilt,
+  expectApiError,
+  runMaster,
+  sharedWorld,
+  SiteClient,
+  world,
+  type World,
+} from './helpers.js';
 
 /** Every authenticated route, with a placeholder `:run` / `:task` for ids that exist. */
 const RESEARCHER_ROUTES: [string, string][] = [
@@ -58,14 +67,19 @@ describe('authentication', () => {
     expect(res.headers['www-authenticate']).toBe('Bearer');
   });
 
-  it.each(['Basic dXNlcjpwYXNz', 'Bearer', 'Bearer ', 'bearer pht_user_abcdefghij', 'Bearer short', 'Bearer has space inside', 'Token pht_user_abcdefghij'])(
-    'refuses a malformed Authorization header %j (401)',
-    async (header) => {
-      const res = await new Client(shared().reg.url, null).get('/api/v1/tasks').set('Authorization', header);
-      expectApiError(res, 401, 'unauthorized');
-      expect(res.body.message).toMatch(/malformed|missing/);
-    },
-  );
+  it.each([
+    'Basic dXNlcjpwYXNz',
+    'Bearer',
+    'Bearer ',
+    'bearer pht_user_abcdefghij',
+    'Bearer short',
+    'Bearer has space inside',
+    'Token pht_user_abcdefghij',
+  ])('refuses a malformed Authorization header %j (401)', async (header) => {
+    const res = await new Client(shared().reg.url, null).get('/api/v1/tasks').set('Authorization', header);
+    expectApiError(res, 401, 'unauthorized');
+    expect(res.body.message).toMatch(/malformed|missing/);
+  });
 
   it.each(ALL_ROUTES)('refuses %s %s with an unknown key (401)', async (method, route) => {
     const res = await call(new Client(shared().reg.url, 'pht_site_not-a-real-key-0123456789'), method, route, ids);
@@ -83,7 +97,11 @@ describe('authentication', () => {
 
   it('tells each principal who it is', async () => {
     const w = shared();
-    expect((await w.researcher.get('/api/v1/me').expect(200)).body).toEqual({ name: 'alice', kind: 'user', role: 'researcher' });
+    expect((await w.researcher.get('/api/v1/me').expect(200)).body).toEqual({
+      name: 'alice',
+      kind: 'user',
+      role: 'researcher',
+    });
     expect((await w.admin.get('/api/v1/me').expect(200)).body).toEqual({ name: 'root', kind: 'user', role: 'admin' });
     expect((await w.sites[0]!.get('/api/v1/site/me').expect(200)).body).toEqual({ name: 'site-a', kind: 'site' });
   });
@@ -151,34 +169,47 @@ describe('revoked principals (node master revoke)', () => {
 });
 
 describe('visibility', () => {
-  it.each(['/api/v1/site/runs/:run', '/api/v1/site/runs/:run/start', '/api/v1/site/runs/:run/progress', '/api/v1/site/runs/:run/log', '/api/v1/site/runs/:run/finish', '/api/v1/site/runs/:run/files/out.csv'])(
-    'answers 404 when a site touches another site’s run via %s',
-    async (route) => {
-      const w = await world({ siteCount: 2 });
-      const ids = await withRun(w);
-      const before = await w.admin.run(ids.runId);
-      const bodies: Record<string, unknown> = { progress: { current: 1 }, log: { text: 'x' }, finish: { state: 'failed' } };
-      const p = route.replace(':run', String(ids.runId));
-      const last = p.split('/').pop()!;
-      const site = w.sites[1]!;
-      const res = route.endsWith('out.csv')
-        ? await site.put(p, Buffer.from('evil'))
-        : route.endsWith(':run')
-          ? await site.get(p)
-          : await site.post(p, bodies[last] ?? {});
-      expectApiError(res, 404, 'not_found');
-      expect(await w.admin.run(ids.runId)).toEqual(before);
-    },
-  );
+  it.each([
+    '/api/v1/site/runs/:run',
+    '/api/v1/site/runs/:run/start',
+    '/api/v1/site/runs/:run/progress',
+    '/api/v1/site/runs/:run/log',
+    '/api/v1/site/runs/:run/finish',
+    '/api/v1/site/runs/:run/files/out.csv',
+  ])('answers 404 when a site touches another site’s run via %s', async (route) => {
+    const w = await world({ siteCount: 2 });
+    const ids = await withRun(w);
+    const before = await w.admin.run(ids.runId);
+    const bodies: Record<string, unknown> = {
+      progress: { current: 1 },
+      log: { text: 'x' },
+      finish: { state: 'failed' },
+    };
+    const p = route.replace(':run', String(ids.runId));
+    const last = p.split('/').pop()!;
+    const site = w.sites[1]!;
+    const res = route.endsWith('out.csv')
+      ? await site.put(p, Buffer.from('evil'))
+      : route.endsWith(':run')
+        ? await site.get(p)
+        : await site.post(p, bodies[last] ?? {});
+    expectApiError(res, 404, 'not_found');
+    expect(await w.admin.run(ids.runId)).toEqual(before);
+  });
 
-  it.each(['/api/v1/tasks/:task', '/api/v1/tasks/:task/wait?timeout=0', '/api/v1/tasks/:task/events', '/api/v1/runs/:run', '/api/v1/runs/:run/log', '/api/v1/runs/:run/files', '/api/v1/runs/:run/files/out.csv'])(
-    'answers 404 when a researcher reads another researcher’s %s',
-    async (route) => {
-      const w = await world({ siteCount: 1 });
-      const ids = await withRun(w);
-      expectApiError(await call(w.other, 'GET', route, ids), 404, 'not_found');
-    },
-  );
+  it.each([
+    '/api/v1/tasks/:task',
+    '/api/v1/tasks/:task/wait?timeout=0',
+    '/api/v1/tasks/:task/events',
+    '/api/v1/runs/:run',
+    '/api/v1/runs/:run/log',
+    '/api/v1/runs/:run/files',
+    '/api/v1/runs/:run/files/out.csv',
+  ])('answers 404 when a researcher reads another researcher’s %s', async (route) => {
+    const w = await world({ siteCount: 1 });
+    const ids = await withRun(w);
+    expectApiError(await call(w.other, 'GET', route, ids), 404, 'not_found');
+  });
 
   it('answers 404 when a researcher cancels another researcher’s task, and leaves it alone', async () => {
     const w = await world({ siteCount: 1 });

@@ -3,7 +3,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { expectApiError, IMAGE, sharedWorld } from './helpers.js';
 
 /** Sends a request exactly as given: path unnormalised, body and headers untouched. */
-function raw(url: string, method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string; body: any }> {
+function raw(
+  url: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string | Buffer,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string; body: any }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const req = http.request({ hostname, port, path, method, headers }, (res) => {
@@ -88,7 +94,13 @@ describe('request bodies', () => {
 
   it.each(POST_ROUTES)('%s answers 400 for malformed JSON', async (_name, who, path) => {
     for (const body of ['{', '{"state": }', "{'a': 1}", '[1,]', '\u0000']) {
-      const res = await raw(shared().reg.url, 'POST', path(), { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json' }, body);
+      const res = await raw(
+        shared().reg.url,
+        'POST',
+        path(),
+        { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json' },
+        body,
+      );
       expect(res.status, res.text).toBe(400);
       expect(res.body.code).toBe('invalid_json');
       expect(res.text).not.toMatch(/\n\s+at /);
@@ -96,8 +108,19 @@ describe('request bodies', () => {
   });
 
   it.each(POST_ROUTES)('%s answers 415 for a body that is not declared as JSON', async (_name, who, path) => {
-    for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'application/octet-stream', 'multipart/form-data; boundary=x']) {
-      const res = await raw(shared().reg.url, 'POST', path(), { authorization: `Bearer ${keyOf(who)}`, 'content-type': type }, '{"state":"failed"}');
+    for (const type of [
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'application/octet-stream',
+      'multipart/form-data; boundary=x',
+    ]) {
+      const res = await raw(
+        shared().reg.url,
+        'POST',
+        path(),
+        { authorization: `Bearer ${keyOf(who)}`, 'content-type': type },
+        '{"state":"failed"}',
+      );
       expect(res.status, `${type}: ${res.text}`).toBe(415);
       expect(res.body.code).toBe('unsupported_media_type');
     }
@@ -106,28 +129,52 @@ describe('request bodies', () => {
   });
 
   it.each(POST_ROUTES)('%s answers 415 for a JSON body in an unsupported charset', async (_name, who, path) => {
-    const res = await raw(shared().reg.url, 'POST', path(), { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json; charset=latin1' }, '{}');
+    const res = await raw(
+      shared().reg.url,
+      'POST',
+      path(),
+      { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json; charset=latin1' },
+      '{}',
+    );
     expect(res.status).toBe(415);
     expect(res.body.code).toBe('unsupported_media_type');
   });
 
   it.each(POST_ROUTES)('%s answers 413 for a body above limits.jsonBodyBytes', async (_name, who, path) => {
     const body = JSON.stringify({ text: 'x'.repeat(5000) });
-    const res = await raw(shared().reg.url, 'POST', path(), { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json' }, body);
+    const res = await raw(
+      shared().reg.url,
+      'POST',
+      path(),
+      { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json' },
+      body,
+    );
     expect(res.status).toBe(413);
     expect(res.body.code).toBe('payload_too_large');
   });
 
   it.each(POST_ROUTES)('%s answers 400 for a JSON value that is not an object', async (_name, who, path) => {
     for (const body of ['null', '[]', '"text"', '42', 'true']) {
-      const res = await raw(shared().reg.url, 'POST', path(), { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json' }, body);
+      const res = await raw(
+        shared().reg.url,
+        'POST',
+        path(),
+        { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json' },
+        body,
+      );
       expect(res.status, `${body}: ${res.text}`).toBe(400);
       expect(res.body.code).toBe('validation_failed');
     }
   });
 
   it.each(POST_ROUTES)('%s answers 400 for an unknown field', async (_name, who, path) => {
-    const res = await raw(shared().reg.url, 'POST', path(), { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json' }, JSON.stringify({ image: IMAGE, current: 1, text: 'x', state: 'failed', surprise: 1 }));
+    const res = await raw(
+      shared().reg.url,
+      'POST',
+      path(),
+      { authorization: `Bearer ${keyOf(who)}`, 'content-type': 'application/json' },
+      JSON.stringify({ image: IMAGE, current: 1, text: 'x', state: 'failed', surprise: 1 }),
+    );
     expect(res.status, res.text).toBe(400);
     expect(res.body.code).toBe('validation_failed');
     expect(res.body.message).toContain('unknown field "');
@@ -206,9 +253,12 @@ describe('query strings', () => {
     expectApiError(await shared().researcher.get(path.replace('TASK', String(taskId))), 400, 'validation_failed');
   });
 
-  it.each(['?wait=abc', '?wait=-1', '?wait=1&wait=2', '?wait=Infinity', '?sleep=1'])('GET /site/runs/next%s answers 400', async (q) => {
-    expectApiError(await shared().sites[0]!.get(`/api/v1/site/runs/next${q}`), 400, 'validation_failed');
-  });
+  it.each(['?wait=abc', '?wait=-1', '?wait=1&wait=2', '?wait=Infinity', '?sleep=1'])(
+    'GET /site/runs/next%s answers 400',
+    async (q) => {
+      expectApiError(await shared().sites[0]!.get(`/api/v1/site/runs/next${q}`), 400, 'validation_failed');
+    },
+  );
 
   it('clamps the page size to what the registry allows', async () => {
     const res = await shared().researcher.get('/api/v1/tasks?limit=9999&offset=0').expect(200);
@@ -240,7 +290,9 @@ describe('paths', () => {
   });
 
   it('answers 400 for a malformed percent-encoding in a path parameter', async () => {
-    const res = await raw(shared().reg.url, 'GET', '/api/v1/tasks/%E0%A4%A', { authorization: `Bearer ${shared().researcher.key}` });
+    const res = await raw(shared().reg.url, 'GET', '/api/v1/tasks/%E0%A4%A', {
+      authorization: `Bearer ${shared().researcher.key}`,
+    });
     expect(res.status, res.text).toBe(400);
     expect(res.body.code).toBe('bad_request');
   });

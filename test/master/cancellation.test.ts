@@ -48,7 +48,11 @@ describe('cancelling a task', () => {
     const task = await researcher.createTask();
     const run = await sites[0]!.claimAndStart();
     await researcher.post(`/api/v1/tasks/${task.id}/cancel`).expect(200);
-    const ended = await eventually(() => researcher.run(run.id), (r) => r.status === 'cancelled', 'the unconfirmed cancel to be swept');
+    const ended = await eventually(
+      () => researcher.run(run.id),
+      (r) => r.status === 'cancelled',
+      'the unconfirmed cancel to be swept',
+    );
     expect(ended.reason).toMatch(/did not confirm/);
     expect((await researcher.task(task.id)).status).toBe('cancelled');
   });

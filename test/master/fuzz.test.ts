@@ -14,28 +14,39 @@ interface Sent {
  * One request exactly as generated (path unnormalised, any method, any headers). An event stream
  * is cut off after its headers; the response body of anything else is read to the end.
  */
-function send(url: string, method: string, path: string, headers: Record<string, string>, body: Buffer | null): Promise<Sent> {
+function send(
+  url: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Buffer | null,
+): Promise<Sent> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     // Framed explicitly: Node sends a GET's body unframed, which the server's parser refuses.
     const framing = body ? { 'content-length': String(body.length) } : {};
-    const req = http.request({ hostname, port, path, method, headers: { connection: 'close', ...framing, ...headers }, agent: false }, (res) => {
-      const contentType = res.headers['content-type'];
-      if (contentType === 'text/event-stream' || method === 'HEAD') {
-        res.destroy();
-        req.destroy();
-        resolve({ status: res.statusCode!, contentType, text: '' });
-        return;
-      }
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode!, contentType, text }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      { hostname, port, path, method, headers: { connection: 'close', ...framing, ...headers }, agent: false },
+      (res) => {
+        const contentType = res.headers['content-type'];
+        if (contentType === 'text/event-stream' || method === 'HEAD') {
+          res.destroy();
+          req.destroy();
+          resolve({ status: res.statusCode!, contentType, text: '' });
+          return;
+        }
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode!, contentType, text }));
+        res.on('error', reject);
+      },
+    );
     req.setTimeout(20_000, () => req.destroy(new Error(`no answer to ${method} ${path}`)));
     // The server may answer (413, 401) and close before it has read a large body.
-    req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? undefined : reject(e)));
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      e.code === 'EPIPE' || e.code === 'ECONNRESET' ? undefined : reject(e),
+    );
     req.end(body ?? undefined);
   });
 }
@@ -95,12 +106,28 @@ function requestArbitrary(ids: number[], keys: { site: string[]; user: string[] 
     fc.array(segment, { minLength: 1, maxLength: 4 }).map((s) => s.join('/')),
   );
   const randomPath = fc
-    .tuple(fc.constantFrom('', '/api/v1', '/api/v1/site', '/api/v1/tasks/1', '/api'), fc.array(segment, { maxLength: 5 }))
+    .tuple(
+      fc.constantFrom('', '/api/v1', '/api/v1/site', '/api/v1/tasks/1', '/api'),
+      fc.array(segment, { maxLength: 5 }),
+    )
     .map(([prefix, segs]) => `${prefix}/${segs.join('/')}`);
   // Waits are kept short or invalid: a long poll is a valid request, not a slow fuzz run.
   const query = fc.oneof(
     { weight: 6, arbitrary: fc.constant('') },
-    fc.constantFrom('?wait=0', '?timeout=0', '?wait=0.05', '?timeout=0.05', '?wait=abc', '?timeout=-1', '?wait=0&wait=0', '?status=queued', '?status=nope', '?limit=2&offset=1', '?limit=abc', '?offset=99999999999999'),
+    fc.constantFrom(
+      '?wait=0',
+      '?timeout=0',
+      '?wait=0.05',
+      '?timeout=0.05',
+      '?wait=abc',
+      '?timeout=-1',
+      '?wait=0&wait=0',
+      '?status=queued',
+      '?status=nope',
+      '?limit=2&offset=1',
+      '?limit=abc',
+      '?offset=99999999999999',
+    ),
     fc
       .tuple(fc.stringMatching(/^[a-z[\]]{1,6}$/), fc.stringMatching(/^[A-Za-z0-9%]{0,6}$/))
       .filter(([k]) => !k.startsWith('wait') && !k.startsWith('timeout'))
@@ -115,15 +142,50 @@ function requestArbitrary(ids: number[], keys: { site: string[]; user: string[] 
   const contentType = fc.oneof(
     { weight: 2, arbitrary: fc.constant(null) },
     { weight: 6, arbitrary: fc.constant('application/json') },
-    fc.constantFrom('application/json; charset=utf-8', 'application/json; charset=latin1', 'text/plain', 'application/octet-stream', 'application/merge-patch+json', 'multipart/form-data'),
+    fc.constantFrom(
+      'application/json; charset=utf-8',
+      'application/json; charset=latin1',
+      'text/plain',
+      'application/octet-stream',
+      'application/merge-patch+json',
+      'multipart/form-data',
+    ),
     fc.stringMatching(/^[ -~]{0,30}$/),
   );
-  const contentEncoding = fc.oneof({ weight: 15, arbitrary: fc.constant(null) }, fc.constantFrom('gzip', 'deflate', 'br', 'identity', 'bogus'));
+  const contentEncoding = fc.oneof(
+    { weight: 15, arbitrary: fc.constant(null) },
+    fc.constantFrom('gzip', 'deflate', 'br', 'identity', 'bogus'),
+  );
   const json = (v: unknown) => Buffer.from(JSON.stringify(v));
   const shapedBody = fc.oneof(
-    fc.record({ image: fc.constantFrom(IMAGE, 'Bad Image', ''), config: fc.jsonValue({ maxDepth: 2 }), sites: fc.constantFrom(['site-a'], ['site-b'], ['nowhere'], []), name: fc.string() }, { requiredKeys: [] }).map(json),
-    fc.record({ state: fc.constantFrom('completed', 'failed', 'rejected', 'cancelled', 'timed_out', 'running', 'x'), exitCode: fc.oneof(fc.integer(), fc.double()), reason: fc.string(), durationMs: fc.integer() }, { requiredKeys: [] }).map(json),
-    fc.record({ current: fc.oneof(fc.double(), fc.integer()), total: fc.option(fc.integer()), message: fc.string() }, { requiredKeys: [] }).map(json),
+    fc
+      .record(
+        {
+          image: fc.constantFrom(IMAGE, 'Bad Image', ''),
+          config: fc.jsonValue({ maxDepth: 2 }),
+          sites: fc.constantFrom(['site-a'], ['site-b'], ['nowhere'], []),
+          name: fc.string(),
+        },
+        { requiredKeys: [] },
+      )
+      .map(json),
+    fc
+      .record(
+        {
+          state: fc.constantFrom('completed', 'failed', 'rejected', 'cancelled', 'timed_out', 'running', 'x'),
+          exitCode: fc.oneof(fc.integer(), fc.double()),
+          reason: fc.string(),
+          durationMs: fc.integer(),
+        },
+        { requiredKeys: [] },
+      )
+      .map(json),
+    fc
+      .record(
+        { current: fc.oneof(fc.double(), fc.integer()), total: fc.option(fc.integer()), message: fc.string() },
+        { requiredKeys: [] },
+      )
+      .map(json),
     fc.record({ text: fc.oneof(fc.string(), fc.constant('x'.repeat(3000))) }, { requiredKeys: [] }).map(json),
     fc.constant(json({})),
   );
@@ -139,15 +201,31 @@ function requestArbitrary(ids: number[], keys: { site: string[]; user: string[] 
   const fitting = fc.constantFrom(...ROUTES).chain(([method, template, who]) =>
     fc.record({
       method: fc.oneof({ weight: 8, arbitrary: fc.constant(method) }, anyMethod),
-      path: fc.tuple(id, name, fc.oneof({ weight: 8, arbitrary: fc.constant('') }, fc.constant('/'))).map(([i, n, slash]) => template.replace('{id}', i).replace('{name}', n) + slash),
+      path: fc
+        .tuple(id, name, fc.oneof({ weight: 8, arbitrary: fc.constant('') }, fc.constant('/')))
+        .map(([i, n, slash]) => template.replace('{id}', i).replace('{name}', n) + slash),
       query,
-      auth: fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...(who === 'site' ? keys.site : keys.user)).map((k) => `Bearer ${k}`) }, junkAuth),
+      auth: fc.oneof(
+        {
+          weight: 8,
+          arbitrary: fc.constantFrom(...(who === 'site' ? keys.site : keys.user)).map((k) => `Bearer ${k}`),
+        },
+        junkAuth,
+      ),
       contentType: method === 'PUT' ? fc.oneof(fc.constant('application/octet-stream'), contentType) : contentType,
       contentEncoding,
       body: method === 'GET' ? fc.oneof({ weight: 6, arbitrary: fc.constant(null) }, body) : body,
     }),
   );
-  const junk = fc.record({ method: anyMethod, path: randomPath, query, auth: junkAuth, contentType, contentEncoding, body });
+  const junk = fc.record({
+    method: anyMethod,
+    path: randomPath,
+    query,
+    auth: junkAuth,
+    contentType,
+    contentEncoding,
+    body,
+  });
   return fc.oneof({ weight: 5, arbitrary: fitting }, junk);
 }
 
@@ -159,7 +237,8 @@ async function state(w: World): Promise<unknown> {
   const res = await w.admin.get('/api/v1/tasks?limit=500').expect(200);
   const tasks = res.body.tasks as Task[];
   const runs: Record<number, unknown> = {};
-  for (const r of tasks.flatMap((t) => t.runs)) runs[r.id] = { files: await w.reg.store.listFiles(r.id), log: await w.reg.store.readLog(r.id) };
+  for (const r of tasks.flatMap((t) => t.runs))
+    runs[r.id] = { files: await w.reg.store.listFiles(r.id), log: await w.reg.store.readLog(r.id) };
   return { tasks, runs };
 }
 
@@ -188,39 +267,50 @@ async function seed(w: World): Promise<number[]> {
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
 
 describe('fuzzing every route', () => {
-  it('never answers 5xx, always answers errors as JSON, and a refused request changes nothing', async () => {
-    const w = await world({ siteCount: 2, overrides: { limits: { jsonBodyBytes: 2048, resultFileBytes: 2000, logBytes: 4096 } } });
-    const ids = await seed(w);
-    const keys = { site: [w.sites[0]!.key!, w.sites[1]!.key!], user: [w.researcher.key!, w.other.key!, w.admin.key!] };
-    let before = await state(w);
+  it(
+    'never answers 5xx, always answers errors as JSON, and a refused request changes nothing',
+    async () => {
+      const w = await world({
+        siteCount: 2,
+        overrides: { limits: { jsonBodyBytes: 2048, resultFileBytes: 2000, logBytes: 4096 } },
+      });
+      const ids = await seed(w);
+      const keys = {
+        site: [w.sites[0]!.key!, w.sites[1]!.key!],
+        user: [w.researcher.key!, w.other.key!, w.admin.key!],
+      };
+      let before = await state(w);
 
-    await fc.assert(
-      fc.asyncProperty(requestArbitrary(ids, keys), async (r) => {
-        let path = r.path + r.query;
-        // A task wait without a timeout would wait 30 s: the fuzz asks for an immediate answer.
-        if (/\/wait\/?$/.test(r.path) && !r.query.includes('timeout=')) path += r.query ? '&timeout=0' : '?timeout=0';
-        const headers: Record<string, string> = {};
-        if (r.auth !== null) headers.authorization = r.auth;
-        if (r.contentType !== null) headers['content-type'] = r.contentType;
-        if (r.contentEncoding !== null) headers['content-encoding'] = r.contentEncoding;
-        const res = await send(w.reg.url, r.method, path, headers, r.body);
+      await fc.assert(
+        fc.asyncProperty(requestArbitrary(ids, keys), async (r) => {
+          let path = r.path + r.query;
+          // A task wait without a timeout would wait 30 s: the fuzz asks for an immediate answer.
+          if (/\/wait\/?$/.test(r.path) && !r.query.includes('timeout=')) path += r.query ? '&timeout=0' : '?timeout=0';
+          const headers: Record<string, string> = {};
+          if (r.auth !== null) headers.authorization = r.auth;
+          if (r.contentType !== null) headers['content-type'] = r.contentType;
+          if (r.contentEncoding !== null) headers['content-encoding'] = r.contentEncoding;
+          const res = await send(w.reg.url, r.method, path, headers, r.body);
 
-        expect(res.status, `${r.method} ${path} → ${res.status} ${res.text}`).toBeLessThan(500);
-        if (res.status >= 400 && r.method !== 'HEAD') {
-          expect(res.contentType, `${r.method} ${path}`).toMatch(/^application\/json/);
-          const err = JSON.parse(res.text) as { code: unknown; message: unknown };
-          expect(typeof err.code).toBe('string');
-          expect(typeof err.message).toBe('string');
-          expect(res.text).not.toMatch(/\n\s+at /);
-        }
-        const health = await send(w.reg.url, 'GET', '/healthz', {}, null);
-        expect(health.status).toBe(200);
+          expect(res.status, `${r.method} ${path} → ${res.status} ${res.text}`).toBeLessThan(500);
+          if (res.status >= 400 && r.method !== 'HEAD') {
+            expect(res.contentType, `${r.method} ${path}`).toMatch(/^application\/json/);
+            const err = JSON.parse(res.text) as { code: unknown; message: unknown };
+            expect(typeof err.code).toBe('string');
+            expect(typeof err.message).toBe('string');
+            expect(res.text).not.toMatch(/\n\s+at /);
+          }
+          const health = await send(w.reg.url, 'GET', '/healthz', {}, null);
+          expect(health.status).toBe(200);
 
-        const after = await state(w);
-        if (res.status >= 400) expect(after, `refused ${r.method} ${path} (${res.status}) changed the registry`).toEqual(before);
-        before = after;
-      }),
-      { numRuns: RUNS },
-    );
-  }, Math.max(180_000, RUNS * 400));
+          const after = await state(w);
+          if (res.status >= 400)
+            expect(after, `refused ${r.method} ${path} (${res.status}) changed the registry`).toEqual(before);
+          before = after;
+        }),
+        { numRuns: RUNS },
+      );
+    },
+    Math.max(180_000, RUNS * 400),
+  );
 });

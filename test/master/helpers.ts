@@ -38,7 +38,11 @@ export function capturingLogger(lines: LoggedLine[]): winston.Logger {
       callback();
     },
   });
-  return winston.createLogger({ level: 'warn', format: winston.format.json(), transports: [new winston.transports.Stream({ stream: sink })] });
+  return winston.createLogger({
+    level: 'warn',
+    format: winston.format.json(),
+    transports: [new winston.transports.Stream({ stream: sink })],
+  });
 }
 
 /**
@@ -91,7 +95,9 @@ export class Client {
     return this.auth(request(this.url).put(p)).set('Content-Type', contentType).send(bytes);
   }
   method(m: string, p: string): request.Test {
-    return this.auth((request(this.url) as unknown as Record<string, (p: string) => request.Test>)[m.toLowerCase()]!(p));
+    return this.auth(
+      (request(this.url) as unknown as Record<string, (p: string) => request.Test>)[m.toLowerCase()]!(p),
+    );
   }
 }
 
@@ -170,11 +176,17 @@ export function sharedWorld(options: { siteCount?: number; overrides?: Record<st
   let w: World | null = null;
   const lines: LoggedLine[] = [];
   beforeAll(async () => {
-    w = await populate(await startTestRegistry(options.overrides ?? {}, { logger: capturingLogger(lines) }), options.siteCount ?? 2);
+    w = await populate(
+      await startTestRegistry(options.overrides ?? {}, { logger: capturingLogger(lines) }),
+      options.siteCount ?? 2,
+    );
   });
   afterAll(async () => {
     await w?.reg.destroy();
-    expect(lines.filter((l) => l.level === 'error'), 'the registry logged errors').toEqual([]);
+    expect(
+      lines.filter((l) => l.level === 'error'),
+      'the registry logged errors',
+    ).toEqual([]);
   });
   return () => {
     if (!w) throw new Error('sharedWorld() is only available inside tests');
@@ -258,13 +270,17 @@ export function ensureBuilt(): Promise<void> {
     if (fresh()) return;
     const tsc = await exec(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {});
     const assets = await exec(process.execPath, ['scripts/copy-assets.js'], {});
-    if (!fresh() || assets.code !== 0) throw new Error(`building dist/ failed:\n${tsc.stdout}\n${tsc.stderr}\n${assets.stderr}`);
+    if (!fresh() || assets.code !== 0)
+      throw new Error(`building dist/ failed:\n${tsc.stdout}\n${tsc.stderr}\n${assets.stderr}`);
   });
   return built;
 }
 
 async function withBuildLock(fn: () => Promise<void>): Promise<void> {
-  const lock = path.join(os.tmpdir(), `pht-build-${crypto.createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 12)}.lock`);
+  const lock = path.join(
+    os.tmpdir(),
+    `pht-build-${crypto.createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 12)}.lock`,
+  );
   for (;;) {
     try {
       fs.mkdirSync(lock);
@@ -272,7 +288,8 @@ async function withBuildLock(fn: () => Promise<void>): Promise<void> {
     } catch (e) {
       if ((e as { code?: string }).code !== 'EEXIST') throw e;
       // A lock left by a killed test run is stale after a few minutes.
-      if (Date.now() - fs.statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 180_000) fs.rmSync(lock, { recursive: true, force: true });
+      if (Date.now() - fs.statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 180_000)
+        fs.rmSync(lock, { recursive: true, force: true });
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -15,7 +15,8 @@ function servedRoutes(stack: Layer[], prefix = ''): string[] {
   const out: string[] = [];
   for (const layer of stack) {
     if (layer.route) {
-      for (const method of Object.keys(layer.route.methods)) out.push(`${method.toUpperCase()} ${prefix}${layer.route.path}`);
+      for (const method of Object.keys(layer.route.methods))
+        out.push(`${method.toUpperCase()} ${prefix}${layer.route.path}`);
     } else if (layer.handle.stack) {
       const mount = typeof layer.rawPath === 'string' && layer.rawPath !== '/' ? layer.rawPath : '';
       out.push(...servedRoutes(layer.handle.stack, prefix + mount));
@@ -32,15 +33,26 @@ function toOpenApiPath(path: string): string {
 describe('OpenAPI document', () => {
   it('lists every route the app serves under /api/v1, and nothing else', async () => {
     const reg = await registry();
-    const doc = (await (await fetch(`${reg.url}/api/v1/openapi.json`)).json()) as { servers: { url: string }[]; paths: Record<string, Record<string, unknown>> };
+    const doc = (await (await fetch(`${reg.url}/api/v1/openapi.json`)).json()) as {
+      servers: { url: string }[];
+      paths: Record<string, Record<string, unknown>>;
+    };
     expect(doc.servers).toEqual([{ url: '/api/v1' }]);
-    const documented = Object.entries(doc.paths).flatMap(([path, item]) => Object.keys(item).map((m) => `${m.toUpperCase()} /api/v1${path}`));
+    const documented = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.keys(item).map((m) => `${m.toUpperCase()} /api/v1${path}`),
+    );
 
     // The app as the server builds it, walked through its router.
     const { createApp } = await import('../../master/http/app.js');
     const { ResultFileStore } = await import('../../master/result-files.js');
     const { silentLogger } = await import('../../shared/logger.js');
-    const app = createApp({ store: reg.store, events: reg.events, files: new ResultFileStore(reg.dataDir), config: reg.config, logger: silentLogger() });
+    const app = createApp({
+      store: reg.store,
+      events: reg.events,
+      files: new ResultFileStore(reg.dataDir),
+      config: reg.config,
+      logger: silentLogger(),
+    });
     const served = servedRoutes((app as unknown as { router: { stack: Layer[] } }).router.stack).map((r) => {
       const [method, path] = r.split(' ') as [string, string];
       return `${method} ${toOpenApiPath(path)}`;
@@ -61,14 +73,23 @@ describe('OpenAPI document', () => {
       paths: Record<string, Record<string, { security?: unknown[] }>>;
     };
     expect(doc.security).toEqual([{ bearer: [] }]);
-    const open = Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).filter(([, op]) => op.security?.length === 0).map(([m]) => `${m} ${path}`));
+    const open = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([, op]) => op.security?.length === 0)
+        .map(([m]) => `${m} ${path}`),
+    );
     expect(open).toEqual(['get /openapi.json']);
   });
 
   it('documents the request schemas the registry validates with', async () => {
     const reg = await registry();
-    const doc = (await (await fetch(`${reg.url}/api/v1/openapi.json`)).json()) as { components: { schemas: Record<string, { additionalProperties?: boolean; required?: string[] }> } };
-    expect(doc.components.schemas.CreateTaskRequest).toMatchObject({ additionalProperties: false, required: ['image'] });
+    const doc = (await (await fetch(`${reg.url}/api/v1/openapi.json`)).json()) as {
+      components: { schemas: Record<string, { additionalProperties?: boolean; required?: string[] }> };
+    };
+    expect(doc.components.schemas.CreateTaskRequest).toMatchObject({
+      additionalProperties: false,
+      required: ['image'],
+    });
     expect(doc.components.schemas.FinishReport).toMatchObject({ additionalProperties: false, required: ['state'] });
   });
 });

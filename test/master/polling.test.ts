@@ -14,8 +14,16 @@ afterEach(async () => {
   await Promise.all(agents.splice(0).map((a) => a.close()));
 });
 
-async function poll(url: string, key: string, dispatcher: Agent, query = ''): Promise<{ status: number; run: RunAssignment | null }> {
-  const res = await fetch(`${url}/api/v1/site/runs/next${query}`, { headers: { authorization: `Bearer ${key}` }, dispatcher });
+async function poll(
+  url: string,
+  key: string,
+  dispatcher: Agent,
+  query = '',
+): Promise<{ status: number; run: RunAssignment | null }> {
+  const res = await fetch(`${url}/api/v1/site/runs/next${query}`, {
+    headers: { authorization: `Bearer ${key}` },
+    dispatcher,
+  });
   if (res.status === 204) return { status: 204, run: null };
   const body = (await res.json()) as RunAssignment;
   return { status: res.status, run: res.status === 200 ? body : null };
@@ -198,7 +206,9 @@ describe('task event stream', () => {
   it('sends the task on every change and ends with the final task', async () => {
     const { reg, researcher, sites } = await world({ siteCount: 1 });
     const task = await researcher.createTask();
-    const res = await fetch(`${reg.url}/api/v1/tasks/${task.id}/events`, { headers: { authorization: `Bearer ${researcher.key}` } });
+    const res = await fetch(`${reg.url}/api/v1/tasks/${task.id}/events`, {
+      headers: { authorization: `Bearer ${researcher.key}` },
+    });
     expect(res.status).toBe(200);
     const events = readTaskEvents(res);
     await waiting(reg.url, 'tasks', 1);
@@ -216,7 +226,9 @@ describe('task event stream', () => {
     const { reg, researcher } = await world({ siteCount: 1 });
     const task = await researcher.createTask();
     await researcher.post(`/api/v1/tasks/${task.id}/cancel`).expect(200);
-    const res = await fetch(`${reg.url}/api/v1/tasks/${task.id}/events`, { headers: { authorization: `Bearer ${researcher.key}` } });
+    const res = await fetch(`${reg.url}/api/v1/tasks/${task.id}/events`, {
+      headers: { authorization: `Bearer ${researcher.key}` },
+    });
     const received = await readTaskEvents(res);
     expect(received.map((t) => t.status)).toEqual(['cancelled']);
   });

@@ -2,10 +2,23 @@ import crypto from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { populate, registry, restart, snapshot, SiteClient, ResearcherClient, type World } from './helpers.js';
 
+type RunIdsByState = Record<
+  | 'completed'
+  | 'failed'
+  | 'timed_out'
+  | 'cancelled'
+  | 'rejected'
+  | 'running'
+  | 'cancelRequested'
+  | 'assigned'
+  | 'queued',
+  number
+>;
+
 /** Puts one run in every state (and one running run flagged for cancellation). */
-async function runsInEveryState(w: World): Promise<Record<string, number>> {
+async function runsInEveryState(w: World): Promise<RunIdsByState> {
   const site = w.sites[0]!;
-  const ids: Record<string, number> = {};
+  const ids: Partial<RunIdsByState> = {};
   const next = async () => {
     await w.researcher.createTask({ sites: ['site-a'] });
     return site.claim();
@@ -16,7 +29,12 @@ async function runsInEveryState(w: World): Promise<Record<string, number>> {
     await site.log(run.id, `${state} run says hello\n`);
     await site.post(`/api/v1/site/runs/${run.id}/progress`, { current: 10, total: 10, message: 'done' }).expect(200);
     await site.upload(run.id, `out/${state}.csv`, Buffer.from(`state,${state}\n`)).expect(201);
-    await site.finish(run.id, { state, exitCode: state === 'completed' ? 0 : 1, reason: `ended ${state}`, durationMs: 5 });
+    await site.finish(run.id, {
+      state,
+      exitCode: state === 'completed' ? 0 : 1,
+      reason: `ended ${state}`,
+      durationMs: 5,
+    });
     ids[state] = run.id;
   }
   const rejected = await next();
@@ -37,7 +55,7 @@ async function runsInEveryState(w: World): Promise<Record<string, number>> {
 
   ids.assigned = (await next()).id;
   ids.queued = (await w.researcher.createTask({ sites: ['site-a'] })).runs[0]!.id;
-  return ids;
+  return ids as RunIdsByState;
 }
 
 describe('registry restart', () => {
@@ -46,7 +64,8 @@ describe('registry restart', () => {
     const w = await populate(reg, 1);
     const ids = await runsInEveryState(w);
     const before = await snapshot(w.admin);
-    const partial = (await w.researcher.get(`/api/v1/runs/${ids.running}/files/partial.bin`).buffer(true).expect(200)).body as Buffer;
+    const partial = (await w.researcher.get(`/api/v1/runs/${ids.running}/files/partial.bin`).buffer(true).expect(200))
+      .body as Buffer;
 
     reg = await restart(reg);
     // Same port, same keys: the old clients simply go on.
@@ -54,7 +73,9 @@ describe('registry restart', () => {
     const researcher = new ResearcherClient(reg.url, w.researcher.key);
     const site = new SiteClient(reg.url, w.sites[0]!.key!, 'site-a');
     expect(await snapshot(admin)).toEqual(before);
-    const states = Object.fromEntries(await Promise.all(Object.entries(ids).map(async ([k, id]) => [k, (await researcher.run(id)).status])));
+    const states = Object.fromEntries(
+      await Promise.all(Object.entries(ids).map(async ([k, id]) => [k, (await researcher.run(id)).status])),
+    );
     expect(states).toEqual({
       completed: 'completed',
       failed: 'failed',
@@ -66,13 +87,16 @@ describe('registry restart', () => {
       assigned: 'assigned',
       queued: 'queued',
     });
-    const again = (await researcher.get(`/api/v1/runs/${ids.running}/files/partial.bin`).buffer(true).expect(200)).body as Buffer;
+    const again = (await researcher.get(`/api/v1/runs/${ids.running}/files/partial.bin`).buffer(true).expect(200))
+      .body as Buffer;
     expect(Buffer.compare(again, partial)).toBe(0);
 
     // Work goes on where it stopped.
     expect((await site.get(`/api/v1/site/runs/${ids.cancelRequested}`).expect(200)).body.cancelRequested).toBe(true);
     await site.log(ids.running, 'after restart\n');
-    expect((await researcher.get(`/api/v1/runs/${ids.running}/log`).expect(200)).text).toBe('half way\nafter restart\n');
+    expect((await researcher.get(`/api/v1/runs/${ids.running}/log`).expect(200)).text).toBe(
+      'half way\nafter restart\n',
+    );
     await site.finish(ids.running, { state: 'completed', exitCode: 0 });
     await site.start(ids.assigned);
     expect((await site.claim()).id).toBe(ids.queued);

@@ -15,7 +15,10 @@ async function runningRun(w: World): Promise<number> {
 
 /** How many files the registry keeps on disk, finished or in progress. */
 function filesOnDisk(w: World): number {
-  return fs.readdirSync(path.join(w.reg.dataDir, 'files')).length + fs.readdirSync(path.join(w.reg.dataDir, 'files-tmp')).length;
+  return (
+    fs.readdirSync(path.join(w.reg.dataDir, 'files')).length +
+    fs.readdirSync(path.join(w.reg.dataDir, 'files-tmp')).length
+  );
 }
 
 /** Downloads a result file as raw bytes. */
@@ -34,11 +37,23 @@ function download(w: World, runId: number, name: string) {
  * A PUT whose path goes on the wire exactly as given (no URL normalisation) and whose body is
  * streamed in chunks without a Content-Length.
  */
-function rawPut(url: string, key: string, path: string, chunks: Buffer[], headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+function rawPut(
+  url: string,
+  key: string,
+  path: string,
+  chunks: Buffer[],
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any }> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { hostname, port, path, method: 'PUT', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream', ...headers } },
+      {
+        hostname,
+        port,
+        path,
+        method: 'PUT',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream', ...headers },
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -102,13 +117,21 @@ describe('result files', () => {
     const runId = await runningRun(w);
     const bytes = Buffer.from('{"patients": 42,\n "note": "kept byte for byte"}\n');
     const json = { 'content-type': 'application/json' };
-    const res = await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/result.json`, [bytes], json);
+    const res = await rawPut(
+      w.reg.url,
+      w.sites[0]!.key!,
+      `/api/v1/site/runs/${runId}/files/result.json`,
+      [bytes],
+      json,
+    );
     expect(res.status, JSON.stringify(res.body)).toBe(201);
     expect(res.body).toEqual({ name: 'result.json', size: bytes.length, sha256: sha256(bytes) });
     expect(Buffer.compare((await download(w, runId, 'result.json').expect(200)).body as Buffer, bytes)).toBe(0);
     // Not JSON at all, and larger than a JSON body may be, but labelled JSON: still just bytes.
     const big = Buffer.concat([Buffer.from('not json {'), Buffer.alloc(2 * 1024 * 1024, 0x41)]);
-    expect((await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/broken.json`, [big], json)).status).toBe(201);
+    expect(
+      (await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/broken.json`, [big], json)).status,
+    ).toBe(201);
   });
 
   it('keeps nothing of an upload the site cut off half way, and takes the retry', async () => {
@@ -121,7 +144,11 @@ describe('result files', () => {
         port,
         method: 'PUT',
         path: `/api/v1/site/runs/${runId}/files/cut.bin`,
-        headers: { authorization: `Bearer ${w.sites[0]!.key}`, 'content-type': 'application/octet-stream', 'content-length': '100000' },
+        headers: {
+          authorization: `Bearer ${w.sites[0]!.key}`,
+          'content-type': 'application/octet-stream',
+          'content-length': '100000',
+        },
       });
       req.on('error', () => resolve());
       req.write(Buffer.alloc(40_000), () => req.destroy());
@@ -129,10 +156,16 @@ describe('result files', () => {
     // The registry notices the hang-up asynchronously: a later upload of the same name wins.
     const bytes = Buffer.from('complete\n');
     await w.sites[0]!.upload(runId, 'cut.bin', bytes).expect(201);
-    expect((await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200)).body).toEqual([{ name: 'cut.bin', size: bytes.length, sha256: sha256(bytes) }]);
+    expect((await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200)).body).toEqual([
+      { name: 'cut.bin', size: bytes.length, sha256: sha256(bytes) },
+    ]);
     expect(Buffer.compare((await download(w, runId, 'cut.bin').expect(200)).body as Buffer, bytes)).toBe(0);
     // No half file is left on disk, in the store or in its temporary folder.
-    await eventually(() => Promise.resolve(filesOnDisk(w)), (n) => n === 1, 'the cut-off upload to be cleaned up');
+    await eventually(
+      () => Promise.resolve(filesOnDisk(w)),
+      (n) => n === 1,
+      'the cut-off upload to be cleaned up',
+    );
   });
 
   it('replaces a file uploaded twice while the run is running', async () => {
@@ -171,7 +204,11 @@ describe('result files', () => {
     const w = await world({ siteCount: 1 });
     const runId = await runningRun(w);
     expectApiError(await w.sites[0]!.upload(runId, 'x'.repeat(256), Buffer.from('x')), 400, 'bad_request');
-    expectApiError(await w.sites[0]!.upload(runId, Array(17).fill('d').join('/'), Buffer.from('x')), 400, 'bad_request');
+    expectApiError(
+      await w.sites[0]!.upload(runId, Array(17).fill('d').join('/'), Buffer.from('x')),
+      400,
+      'bad_request',
+    );
   });
 
   it('refuses a file above the configured limit (413) whether its length is declared or not', async () => {
@@ -179,7 +216,10 @@ describe('result files', () => {
     const runId = await runningRun(w);
     await w.sites[0]!.upload(runId, 'fits.bin', Buffer.alloc(1000, 1)).expect(201);
     expectApiError(await w.sites[0]!.upload(runId, 'big.bin', Buffer.alloc(1001, 1)), 413, 'payload_too_large');
-    const streamed = await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/big2.bin`, [Buffer.alloc(600), Buffer.alloc(600)]);
+    const streamed = await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/big2.bin`, [
+      Buffer.alloc(600),
+      Buffer.alloc(600),
+    ]);
     expect(streamed.status).toBe(413);
     expect(streamed.body.code).toBe('payload_too_large');
     const list = await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200);
@@ -191,7 +231,9 @@ describe('result files', () => {
     const w = await world({ siteCount: 1, overrides: { limits: { resultFileBytes: 1000 } } });
     const runId = await runningRun(w);
     for (let i = 0; i < 5; i++) {
-      const res = await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/big${i}.bin`, [Buffer.alloc(5000)]);
+      const res = await rawPut(w.reg.url, w.sites[0]!.key!, `/api/v1/site/runs/${runId}/files/big${i}.bin`, [
+        Buffer.alloc(5000),
+      ]);
       expect(res.status).toBe(413);
     }
     // A complete upload afterwards: its own disk work runs after any the refused ones started.
@@ -223,7 +265,9 @@ describe('result files', () => {
     expectApiError(await w.sites[0]!.upload(runId, 'out.csv', Buffer.from('n\n43\n')), 409, 'conflict');
     expectApiError(await w.sites[0]!.upload(runId, 'new.csv', bytes), 409, 'conflict');
 
-    expect((await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200)).body).toEqual([{ name: 'out.csv', size: bytes.length, sha256: sha256(bytes) }]);
+    expect((await w.researcher.get(`/api/v1/runs/${runId}/files`).expect(200)).body).toEqual([
+      { name: 'out.csv', size: bytes.length, sha256: sha256(bytes) },
+    ]);
     expect(Buffer.compare((await download(w, runId, 'out.csv').expect(200)).body as Buffer, bytes)).toBe(0);
     // Neither the harmless copy nor the refused one is kept.
     expect(filesOnDisk(w)).toBe(1);

@@ -29,7 +29,13 @@ describe('run lifecycle', () => {
     const runId = task.runs[0]!.id;
 
     const assignment = await site.claim();
-    expect(assignment).toEqual({ id: runId, taskId: task.id, image: IMAGE, config: { query: 'SELECT ?s WHERE { ?s ?p ?o }' }, attempt: 1 });
+    expect(assignment).toEqual({
+      id: runId,
+      taskId: task.id,
+      image: IMAGE,
+      config: { query: 'SELECT ?s WHERE { ?s ?p ?o }' },
+      attempt: 1,
+    });
     expect((await researcher.run(runId)).status).toBe('assigned');
 
     expect(await site.start(runId)).toEqual({ id: runId, taskId: task.id, status: 'running', cancelRequested: false });
@@ -61,7 +67,7 @@ describe('run lifecycle', () => {
   it('lets a site reject a queued or assigned run before starting it', async () => {
     const { researcher, sites } = await world({ siteCount: 2 });
     const task = await researcher.createTask();
-    const [a, b] = sites as [typeof sites[0], typeof sites[0]];
+    const [a, b] = sites as [(typeof sites)[0], (typeof sites)[0]];
     const assigned = await a.claim();
     await a.finish(assigned.id, { state: 'rejected', reason: 'image not allowed' });
     const queued = task.runs.find((r) => r.site === 'site-b')!;
@@ -141,7 +147,11 @@ describe('run lifecycle', () => {
     const site = sites[0]!;
     const first = await site.claim();
     expect(first.attempt).toBe(1);
-    await eventually(() => researcher.run(first.id), (r) => r.status === 'queued', 'the lease to expire');
+    await eventually(
+      () => researcher.run(first.id),
+      (r) => r.status === 'queued',
+      'the lease to expire',
+    );
     expect((await researcher.task(task.id)).status).toBe('queued');
     const second = await site.claim();
     expect(second).toMatchObject({ id: first.id, attempt: 2 });
@@ -152,7 +162,11 @@ describe('run lifecycle', () => {
     await researcher.createTask();
     const site = sites[0]!;
     const slow = await site.claim();
-    await eventually(() => researcher.run(slow.id), (r) => r.status === 'queued', 'the lease to expire');
+    await eventually(
+      () => researcher.run(slow.id),
+      (r) => r.status === 'queued',
+      'the lease to expire',
+    );
     const again = await site.claim();
     expect(again).toMatchObject({ id: slow.id, attempt: 2 });
     // First start wins; the other poller learns it must not run the image.
@@ -168,7 +182,11 @@ describe('run lifecycle', () => {
     // Another run whose lease does expire tells us the sweeper has had its chance.
     await researcher.createTask();
     const other = await sites[0]!.claim();
-    await eventually(() => researcher.run(other.id), (r) => r.status === 'queued', 'the other lease to expire');
+    await eventually(
+      () => researcher.run(other.id),
+      (r) => r.status === 'queued',
+      'the other lease to expire',
+    );
     expect((await researcher.run(run.id)).status).toBe('running');
   });
 

@@ -18,7 +18,11 @@ afterEach(async () => {
 /** Runs a node process from the repository root and collects its output and exit code. */
 function node(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -28,7 +32,8 @@ function node(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numb
   });
 }
 
-const pht = (args: string[], env?: NodeJS.ProcessEnv) => node(['sdk/pht.js', ...args], env ?? { PHT_URL: world.registry.url, PHT_TOKEN: world.token });
+const pht = (args: string[], env?: NodeJS.ProcessEnv) =>
+  node(['sdk/pht.js', ...args], env ?? { PHT_URL: world.registry.url, PHT_TOKEN: world.token });
 
 describe('the pht binary', () => {
   it('prints its usage with the exit codes', async () => {

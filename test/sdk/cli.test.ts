@@ -50,7 +50,8 @@ function startPht(args: string[], options: { tty?: boolean; env?: NodeJS.Process
   }).then((code): Outcome => ({ code, out, err }));
   return {
     done,
-    printed: (text: string) => (out.includes(text) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ text, resolve }))),
+    printed: (text: string) =>
+      out.includes(text) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ text, resolve })),
   };
 }
 
@@ -60,7 +61,9 @@ function writeConfig(value: unknown): string {
   return file;
 }
 
-async function finishedTask(runs: { a?: Parameters<RegistryWorld['siteA']['play']>[0]; b?: Parameters<RegistryWorld['siteB']['play']>[0] } = {}): Promise<Task> {
+async function finishedTask(
+  runs: { a?: Parameters<RegistryWorld['siteA']['play']>[0]; b?: Parameters<RegistryWorld['siteB']['play']>[0] } = {},
+): Promise<Task> {
   const task = await world.client.createTask({ image: IMAGE, name: 'count' });
   await world.siteA.play(runs.a);
   await world.siteB.play(runs.b);
@@ -69,7 +72,17 @@ async function finishedTask(runs: { a?: Parameters<RegistryWorld['siteA']['play'
 
 describe('pht task create', () => {
   it('waits for the task and exits 0 when every run completed', async () => {
-    const running = pht(['task', 'create', '--image', IMAGE, '--config', writeConfig({ rounds: 2 }), '--name', 'count', '--wait']);
+    const running = pht([
+      'task',
+      'create',
+      '--image',
+      IMAGE,
+      '--config',
+      writeConfig({ rounds: 2 }),
+      '--name',
+      'count',
+      '--wait',
+    ]);
     await world.siteA.play({ progress: { current: 1, total: 2, message: 'half way' } });
     await world.siteB.play();
     const { code, out, err } = await running;
@@ -94,9 +107,21 @@ describe('pht task create', () => {
   });
 
   it('exits 1 when the task does not finish within --timeout, leaving it running', async () => {
-    const { code, err } = await pht(['task', 'create', '--image', IMAGE, '--sites', 'site-a', '--wait', '--timeout', '0.2']);
+    const { code, err } = await pht([
+      'task',
+      'create',
+      '--image',
+      IMAGE,
+      '--sites',
+      'site-a',
+      '--wait',
+      '--timeout',
+      '0.2',
+    ]);
     expect(code).toBe(1);
-    expect(err).toContain('task 1 did not finish within 200 ms; it is queued and keeps running (stop it with: pht task cancel 1)');
+    expect(err).toContain(
+      'task 1 did not finish within 200 ms; it is queued and keeps running (stop it with: pht task cancel 1)',
+    );
     expect((await world.client.getTask(1)).status).toBe('queued');
   });
 
@@ -112,7 +137,19 @@ describe('pht task create', () => {
   });
 
   it('prints only the created task as JSON with --json', async () => {
-    const { code, out } = await pht(['task', 'create', '--image', IMAGE, '--sites', 'site-b', '--name', 'n1', '--config', writeConfig([1, 2]), '--json']);
+    const { code, out } = await pht([
+      'task',
+      'create',
+      '--image',
+      IMAGE,
+      '--sites',
+      'site-b',
+      '--name',
+      'n1',
+      '--config',
+      writeConfig([1, 2]),
+      '--json',
+    ]);
     expect(code).toBe(0);
     const task = JSON.parse(out) as Task;
     expect(task).toMatchObject({ id: 1, name: 'n1', image: IMAGE, status: 'queued' });
@@ -129,7 +166,7 @@ describe('pht task create', () => {
     expect(JSON.parse(out)).toMatchObject({ id: 1, status: 'completed' });
   });
 
-  it('exits 3 when a site is unknown, with the registry\'s message', async () => {
+  it("exits 3 when a site is unknown, with the registry's message", async () => {
     const { code, err } = await pht(['task', 'create', '--image', IMAGE, '--sites', 'site-a,nowhere']);
     expect(code).toBe(3);
     expect(err).toMatch(/^pht: .*nowhere.* \(HTTP 422, unknown_site\)\n$/);
@@ -152,7 +189,9 @@ describe('pht task wait, show, list, cancel', () => {
     expect(code).toBe(0);
     expect(out).toContain('status  failed');
     expect(out).toContain(`image   ${IMAGE}`);
-    expect(out).toMatch(/SITE\s+RUN\s+STATUS\s+DETAIL\nsite-a\s+1\s+completed\s+exit 0\nsite-b\s+2\s+failed\s+exit 1: boom\n/);
+    expect(out).toMatch(
+      /SITE\s+RUN\s+STATUS\s+DETAIL\nsite-a\s+1\s+completed\s+exit 0\nsite-b\s+2\s+failed\s+exit 1: boom\n/,
+    );
     const json = await pht(['task', 'show', '1', '--json']);
     expect(JSON.parse(json.out)).toMatchObject({ id: 1, status: 'failed' });
   });
@@ -162,7 +201,9 @@ describe('pht task wait, show, list, cancel', () => {
     await world.client.createTask({ image: IMAGE, sites: ['site-a'] });
     const all = await pht(['task', 'list']);
     expect(all.code).toBe(0);
-    expect(all.out).toMatch(/^ID\s+STATUS\s+RUNS\s+NAME\s+IMAGE\s+CREATED\n2\s+queued\s+0\/1\s+-\s+.+\n1\s+completed\s+2\/2\s+count\s+/);
+    expect(all.out).toMatch(
+      /^ID\s+STATUS\s+RUNS\s+NAME\s+IMAGE\s+CREATED\n2\s+queued\s+0\/1\s+-\s+.+\n1\s+completed\s+2\/2\s+count\s+/,
+    );
     const completed = await pht(['task', 'list', '--status', 'completed', '--json']);
     expect((JSON.parse(completed.out) as { tasks: Task[] }).tasks.map((t) => t.id)).toEqual([1]);
     const paged = await pht(['task', 'list', '--limit', '1']);
@@ -188,7 +229,7 @@ describe('pht task wait, show, list, cancel', () => {
 });
 
 describe('pht task logs', () => {
-  it('prints every run\'s log with its site in front of each line', async () => {
+  it("prints every run's log with its site in front of each line", async () => {
     await finishedTask({ a: { log: 'one\ntwo\n' }, b: { log: 'three (no newline)' } });
     const { code, out } = await pht(['task', 'logs', '1']);
     expect(code).toBe(0);
@@ -226,7 +267,10 @@ describe('pht task logs', () => {
     await finishedTask({ a: { log: 'a1\n' }, b: { log: 'b1\n' } });
     const { code, out } = await pht(['task', 'logs', '1', '--follow', '--json']);
     expect(code).toBe(0);
-    const records = out.trim().split('\n').map((line) => JSON.parse(line) as { site: string });
+    const records = out
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { site: string });
     expect(records.sort((x, y) => x.site.localeCompare(y.site))).toEqual([
       { site: 'site-a', runId: 1, text: 'a1\n' },
       { site: 'site-b', runId: 2, text: 'b1\n' },
@@ -235,8 +279,11 @@ describe('pht task logs', () => {
 });
 
 describe('pht task results', () => {
-  it('saves every run\'s files under DIR/<site>/', async () => {
-    await finishedTask({ a: { files: { 'result.json': { n: 1 } } }, b: { files: { 'result.json': { n: 2 }, 'plots/hist.csv': 'x,y\n' } } });
+  it("saves every run's files under DIR/<site>/", async () => {
+    await finishedTask({
+      a: { files: { 'result.json': { n: 1 } } },
+      b: { files: { 'result.json': { n: 2 }, 'plots/hist.csv': 'x,y\n' } },
+    });
     const out = path.join(tmp, 'results');
     const human = await pht(['task', 'results', '1', '--out', out]);
     expect(human.code).toBe(0);
@@ -277,7 +324,14 @@ describe('command line', () => {
   it('documents the commands and exit codes in --help', async () => {
     const { code, out } = await pht(['--help'], { env: {} });
     expect(code).toBe(0);
-    for (const text of ['pht task create', 'pht task logs ID [--follow]', 'pht sites', 'Exit codes:', '3  the registry refused']) expect(out).toContain(text);
+    for (const text of [
+      'pht task create',
+      'pht task logs ID [--follow]',
+      'pht sites',
+      'Exit codes:',
+      '3  the registry refused',
+    ])
+      expect(out).toContain(text);
     const one = await pht(['task', 'results', '--help'], { env: {} });
     expect(one.out).toContain('Usage: pht task results ID --out DIR');
   });
@@ -310,7 +364,9 @@ describe('command line', () => {
 
   it('takes --url and --token over the environment', async () => {
     const port = await closedPort();
-    const { code } = await pht(['sites', '--url', world.registry.url, '--token', world.token], { env: { PHT_URL: `http://127.0.0.1:${port}`, PHT_TOKEN: 'wrong-token' } });
+    const { code } = await pht(['sites', '--url', world.registry.url, '--token', world.token], {
+      env: { PHT_URL: `http://127.0.0.1:${port}`, PHT_TOKEN: 'wrong-token' },
+    });
     expect(code).toBe(0);
   });
 
@@ -325,6 +381,8 @@ describe('command line', () => {
     const { code, out, err } = await pht(['task', 'list', '--json', '--url', `http://127.0.0.1:${port}`]);
     expect(code).toBe(3);
     expect(out).toBe('');
-    expect(JSON.parse(err)).toEqual({ error: { type: 'PhtConnectionError', message: expect.stringContaining('ECONNREFUSED') } });
+    expect(JSON.parse(err)).toEqual({
+      error: { type: 'PhtConnectionError', message: expect.stringContaining('ECONNREFUSED') },
+    });
   });
 });

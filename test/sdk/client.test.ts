@@ -49,7 +49,12 @@ afterEach(async () => {
 
 describe('tasks', () => {
   it('creates a task at the named sites and reads it back', async () => {
-    const created = await world.client.createTask({ image: IMAGE, config: { rounds: 3 }, sites: ['site-a'], name: 'count' });
+    const created = await world.client.createTask({
+      image: IMAGE,
+      config: { rounds: 3 },
+      sites: ['site-a'],
+      name: 'count',
+    });
     expect(created).toMatchObject({ image: IMAGE, name: 'count', status: 'queued', owner: 'alice' });
     expect(created.runs.map((r) => [r.site, r.status])).toEqual([['site-a', 'queued']]);
     const read = await world.client.getTask(created.id);
@@ -144,7 +149,7 @@ describe('waiting', () => {
     expect((error as PhtTimeoutError).timeoutMs).toBe(300);
   });
 
-  it('stops waiting when its signal aborts, with the signal\'s reason', async () => {
+  it("stops waiting when its signal aborts, with the signal's reason", async () => {
     const task = await world.client.createTask({ image: IMAGE, sites: ['site-a'] });
     const controller = new AbortController();
     const updates = updateRecorder();
@@ -167,7 +172,7 @@ describe('waiting', () => {
     ).rejects.toBe(failure);
   });
 
-  it('runs a task and parses every completed run\'s JSON result', async () => {
+  it("runs a task and parses every completed run's JSON result", async () => {
     const running = world.client.runTask({ image: IMAGE, config: { round: 1 } }, { timeoutMs: 20_000 });
     await world.siteA.play({ files: { 'result.json': { count: 12, mean: 3.5 } } });
     await world.siteB.play({ files: { 'result.json': { count: 30, mean: 4 } } });
@@ -192,9 +197,18 @@ describe('waiting', () => {
 describe('runs, logs and files', () => {
   it('reads a run and its log', async () => {
     const task = await world.client.createTask({ image: IMAGE, sites: ['site-a'] });
-    await world.siteA.play({ log: 'loading 10 patients\ndone\n', progress: { current: 10, total: 10, message: 'done' } });
+    await world.siteA.play({
+      log: 'loading 10 patients\ndone\n',
+      progress: { current: 10, total: 10, message: 'done' },
+    });
     const run = await world.client.getRun(task.runs[0]!.id);
-    expect(run).toMatchObject({ taskId: task.id, site: 'site-a', status: 'completed', exitCode: 0, progress: { current: 10, total: 10, message: 'done' } });
+    expect(run).toMatchObject({
+      taskId: task.id,
+      site: 'site-a',
+      status: 'completed',
+      exitCode: 0,
+      progress: { current: 10, total: 10, message: 'done' },
+    });
     expect(await world.client.getRunLog(run.id)).toBe('loading 10 patients\ndone\n');
   });
 
@@ -237,11 +251,15 @@ describe('runs, logs and files', () => {
     ]);
 
     const chunks: Buffer[] = [];
-    for await (const chunk of await world.client.downloadRunFile(runId, 'model/weights.bin')) chunks.push(chunk as Buffer);
+    for await (const chunk of await world.client.downloadRunFile(runId, 'model/weights.bin'))
+      chunks.push(chunk as Buffer);
     expect(Buffer.concat(chunks).equals(weights)).toBe(true);
 
     const saved = await world.client.saveRunFiles(runId, path.join(tmp, 'out'));
-    expect(saved.map((f) => path.relative(tmp, f.path))).toEqual([path.join('out', 'model', 'weights.bin'), path.join('out', 'result.json')]);
+    expect(saved.map((f) => path.relative(tmp, f.path))).toEqual([
+      path.join('out', 'model', 'weights.bin'),
+      path.join('out', 'result.json'),
+    ]);
     expect(fs.readFileSync(path.join(tmp, 'out/model/weights.bin')).equals(weights)).toBe(true);
     expect(JSON.parse(fs.readFileSync(path.join(tmp, 'out/result.json'), 'utf8'))).toEqual({ ok: true });
     expect(fs.readdirSync(path.join(tmp, 'out')).sort()).toEqual(['model', 'result.json']);
@@ -260,7 +278,11 @@ describe('runs, logs and files', () => {
   it('reports a missing result file as a 404', async () => {
     const task = await world.client.createTask({ image: IMAGE, sites: ['site-a'] });
     await world.siteA.play();
-    await expect(world.client.readJsonResult(task.runs[0]!.id)).rejects.toMatchObject({ name: 'PhtApiError', status: 404, code: 'not_found' });
+    await expect(world.client.readJsonResult(task.runs[0]!.id)).rejects.toMatchObject({
+      name: 'PhtApiError',
+      status: 404,
+      code: 'not_found',
+    });
   });
 });
 
@@ -277,7 +299,11 @@ describe('errors', () => {
   });
 
   it('answers 404 for a task that does not exist or belongs to someone else', async () => {
-    await expect(world.client.getTask(999)).rejects.toMatchObject({ name: 'PhtApiError', status: 404, code: 'not_found' });
+    await expect(world.client.getTask(999)).rejects.toMatchObject({
+      name: 'PhtApiError',
+      status: 404,
+      code: 'not_found',
+    });
     const bob = new PhtClient({ url: world.registry.url, token: await world.registry.createUser('bob') });
     try {
       const task = await world.client.createTask({ image: IMAGE, sites: ['site-a'] });
@@ -288,14 +314,19 @@ describe('errors', () => {
   });
 
   it('refuses a task for an unknown site with 422 unknown_site', async () => {
-    const error = await world.client.createTask({ image: IMAGE, sites: ['site-a', 'nowhere'] }).catch((e: unknown) => e);
+    const error = await world.client
+      .createTask({ image: IMAGE, sites: ['site-a', 'nowhere'] })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PhtApiError);
     expect(error).toMatchObject({ status: 422, code: 'unknown_site' });
     expect((error as PhtApiError).message).toContain('nowhere');
   });
 
-  it('passes the registry\'s validation message on', async () => {
-    await expect(world.client.createTask({ image: 'Not An Image!' })).rejects.toMatchObject({ status: 400, code: 'validation_failed' });
+  it("passes the registry's validation message on", async () => {
+    await expect(world.client.createTask({ image: 'Not An Image!' })).rejects.toMatchObject({
+      status: 400,
+      code: 'validation_failed',
+    });
   });
 
   it('reports a registry that is not there as a PhtConnectionError', async () => {
@@ -323,10 +354,12 @@ describe('errors', () => {
     }
   });
 
-  it('says clearly when the answer does not have the API\'s shape', async () => {
+  it("says clearly when the answer does not have the API's shape", async () => {
     const wrong = await startFakeServer((req, res) => {
       res.setHeader('content-type', req.url?.includes('/sites') ? 'text/html' : 'application/json');
-      res.end(req.url?.includes('/sites') ? '<html>hello</html>' : JSON.stringify({ id: 1, status: 'sleeping', runs: [] }));
+      res.end(
+        req.url?.includes('/sites') ? '<html>hello</html>' : JSON.stringify({ id: 1, status: 'sleeping', runs: [] }),
+      );
     });
     const client = new PhtClient({ url: wrong.url, token: 'whatever-token' });
     try {
@@ -373,7 +406,9 @@ describe('saving files from a registry that cannot be trusted blindly', () => {
     try {
       const error = await client.saveRunFiles(1, path.join(tmp, 'out')).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(PhtResponseError);
-      expect((error as Error).message).toMatch(/result\.json arrived with 2 bytes and SHA-256 [0-9a-f]{64}; the registry listed 2 bytes/);
+      expect((error as Error).message).toMatch(
+        /result\.json arrived with 2 bytes and SHA-256 [0-9a-f]{64}; the registry listed 2 bytes/,
+      );
       expect(fs.readdirSync(path.join(tmp, 'out'))).toEqual([]);
     } finally {
       await client.close();

@@ -38,7 +38,10 @@ export function ensureSdkBuilt(): void {
     };
     fs.writeFileSync(config, JSON.stringify(settings));
     try {
-      execFileSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', config], { cwd: ROOT, stdio: 'pipe' });
+      execFileSync(process.execPath, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', config], {
+        cwd: ROOT,
+        stdio: 'pipe',
+      });
     } catch (e) {
       const output = (e as { stdout?: Buffer }).stdout?.toString() ?? '';
       throw new Error(`building the SDK failed:\n${output}`);

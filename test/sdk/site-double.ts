@@ -31,7 +31,8 @@ export class SiteDouble {
     });
     const text = await response.text();
     const parsed: unknown = text ? JSON.parse(text) : null;
-    if (response.status >= 400) throw new Error(`site ${this.name}: ${method} ${path} answered ${response.status}: ${text}`);
+    if (response.status >= 400)
+      throw new Error(`site ${this.name}: ${method} ${path} answered ${response.status}: ${text}`);
     return { status: response.status, body: parsed };
   }
 
@@ -55,7 +56,10 @@ export class SiteDouble {
   }
 
   async upload(runId: number, name: string, content: string | Buffer | object): Promise<void> {
-    const bytes = typeof content === 'string' || Buffer.isBuffer(content) ? Buffer.from(content) : Buffer.from(JSON.stringify(content));
+    const bytes =
+      typeof content === 'string' || Buffer.isBuffer(content)
+        ? Buffer.from(content)
+        : Buffer.from(JSON.stringify(content));
     await this.call('PUT', `/runs/${runId}/files/${name}`, bytes);
   }
 

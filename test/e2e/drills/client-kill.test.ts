@@ -200,10 +200,16 @@ describe('fault drill: site clients SIGKILLed and restarted', () => {
   it('picks up a run whose workspace a kill interrupted in its very first save, and leaves no folder behind', async () => {
     const site = sites[0]!;
     await site.client.stop();
-    const config: DrillConfig = { seed: `ck-first-save-${Date.now()}`, sleepMs: 0, files: [{ name: 'result.bin', bytes: 64 * 1024 }] };
+    const config: DrillConfig = {
+      seed: `ck-first-save-${Date.now()}`,
+      sleepMs: 0,
+      files: [{ name: 'result.bin', bytes: 64 * 1024 }],
+    };
     const { task } = await researcher.postOnce(`client-kill-first-save-${Date.now()}`, image, config, [site.name]);
     // What the killed client had done: claimed the run and written its workspace up to the rename.
-    const claim = await fetch(`${master.url}/api/v1/site/runs/next?wait=5`, { headers: { authorization: `Bearer ${site.apiKey}` } });
+    const claim = await fetch(`${master.url}/api/v1/site/runs/next?wait=5`, {
+      headers: { authorization: `Bearer ${site.apiKey}` },
+    });
     const assignment = (await claim.json()) as RunAssignment;
     expect(assignment.taskId).toBe(task.id);
     const ws = RunWorkspace.create(site.workDir, site.name, assignment, 65534, 65534);
@@ -212,7 +218,9 @@ describe('fault drill: site clients SIGKILLed and restarted', () => {
     site.client.start();
     const done = await researcher.waitDone(task.id, 120);
     expect(done.runs[0]!.status).toBe('completed');
-    expect(await allFileProblems(researcher, runsOf([done], [{ name: task.name!, sites: [site.name], config }]))).toEqual([]);
+    expect(
+      await allFileProblems(researcher, runsOf([done], [{ name: task.name!, sites: [site.name], config }])),
+    ).toEqual([]);
     expect(await leftoverWorkspaces(site.workDir)).toEqual([]);
   }, 180_000);
 });

@@ -86,13 +86,24 @@ function fill(file: string, leaveBytes: number): void {
 function putRaw(url: string, key: string, body: Buffer): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
     let answered = false;
-    const req = http.request(url, { method: 'PUT', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream', 'content-length': body.length } }, (res) => {
-      answered = true;
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : null }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url,
+      {
+        method: 'PUT',
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/octet-stream',
+          'content-length': body.length,
+        },
+      },
+      (res) => {
+        answered = true;
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : null }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', (e) => {
       if (!answered) reject(e);
     });
@@ -114,7 +125,10 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
   const siteCall = async (key: string, method: string, route: string, body?: unknown) => {
     const res = await fetch(`${master.url}/api/v1/site${route}`, {
       method,
-      headers: { authorization: `Bearer ${key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(30_000),
     });
@@ -149,7 +163,9 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
   });
 
   it('refuses an upload that does not fit with 507 storage_full, keeps no partial file and keeps serving', async () => {
-    const task = (await researcher.call('POST', '/tasks', { image, config: { seed: 'probe', files: [] }, sites: [probeSite.name] })).json as Task;
+    const task = (
+      await researcher.call('POST', '/tasks', { image, config: { seed: 'probe', files: [] }, sites: [probeSite.name] })
+    ).json as Task;
     const claimed = await siteCall(probeSite.apiKey, 'GET', '/runs/next?wait=5');
     expect(claimed.status).toBe(200);
     const run = claimed.json as RunAssignment;
@@ -159,8 +175,15 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
     fill(filler(), 2 * MB);
     try {
       const freeBefore = freeBytes(dataDir);
-      const refused = await putRaw(`${master.url}/api/v1/site/runs/${run.id}/files/big.bin`, probeSite.apiKey, crypto.randomBytes(4 * MB));
-      expect(refused).toEqual({ status: 507, json: { code: 'storage_full', message: expect.stringContaining('out of disk space') } });
+      const refused = await putRaw(
+        `${master.url}/api/v1/site/runs/${run.id}/files/big.bin`,
+        probeSite.apiKey,
+        crypto.randomBytes(4 * MB),
+      );
+      expect(refused).toEqual({
+        status: 507,
+        json: { code: 'storage_full', message: expect.stringContaining('out of disk space') },
+      });
       // The part that was written is gone again.
       expect(fs.readdirSync(path.join(dataDir, 'files-tmp'))).toEqual([]);
       expect(freeBytes(dataDir)).toBeGreaterThanOrEqual(freeBefore - 64 * 1024);
@@ -169,31 +192,58 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
       expect((await fetch(`${master.url}/healthz`)).status).toBe(200);
       expect((await researcher.call('GET', '/tasks')).status).toBe(200);
       expect((await siteCall(probeSite.apiKey, 'GET', '/runs/next?wait=1')).status).toBe(204);
-      expect((await researcher.call('POST', '/tasks', { image, config: { seed: 'x', files: [] }, sites: [probeSite.name] })).status).toBe(201);
-      const small = await putRaw(`${master.url}/api/v1/site/runs/${run.id}/files/small.txt`, probeSite.apiKey, Buffer.from('fits\n'));
+      expect(
+        (await researcher.call('POST', '/tasks', { image, config: { seed: 'x', files: [] }, sites: [probeSite.name] }))
+          .status,
+      ).toBe(201);
+      const small = await putRaw(
+        `${master.url}/api/v1/site/runs/${run.id}/files/small.txt`,
+        probeSite.apiKey,
+        Buffer.from('fits\n'),
+      );
       expect(small.status).toBe(201);
-      expect((await researcher.call('GET', `/runs/${run.id}/files`)).json).toEqual([expect.objectContaining({ name: 'small.txt', size: 5 })]);
+      expect((await researcher.call('GET', `/runs/${run.id}/files`)).json).toEqual([
+        expect.objectContaining({ name: 'small.txt', size: 5 }),
+      ]);
     } finally {
       fs.rmSync(filler(), { force: true });
     }
     // Space is back: the same upload goes through.
-    const accepted = await putRaw(`${master.url}/api/v1/site/runs/${run.id}/files/big.bin`, probeSite.apiKey, crypto.randomBytes(4 * MB));
+    const accepted = await putRaw(
+      `${master.url}/api/v1/site/runs/${run.id}/files/big.bin`,
+      probeSite.apiKey,
+      crypto.randomBytes(4 * MB),
+    );
     expect(accepted.status).toBe(201);
-    expect((await siteCall(probeSite.apiKey, 'POST', `/runs/${run.id}/finish`, { state: 'completed', exitCode: 0 })).status).toBe(200);
+    expect(
+      (await siteCall(probeSite.apiKey, 'POST', `/runs/${run.id}/finish`, { state: 'completed', exitCode: 0 })).status,
+    ).toBe(200);
     // The second probe task is not this drill's business: take it off the queue.
     const second = await siteCall(probeSite.apiKey, 'GET', '/runs/next?wait=5');
-    expect((await siteCall(probeSite.apiKey, 'POST', `/runs/${(second.json as RunAssignment).id}/finish`, { state: 'rejected', reason: 'drill' })).status).toBe(200);
+    expect(
+      (
+        await siteCall(probeSite.apiKey, 'POST', `/runs/${(second.json as RunAssignment).id}/finish`, {
+          state: 'rejected',
+          reason: 'drill',
+        })
+      ).status,
+    ).toBe(200);
   });
 
   it("holds a site's result while the disk is full and delivers it once space returns", async () => {
     const uploadErrors: string[] = [];
     site.client.onLog((line: LogLine) => {
-      if (typeof line.message === 'string' && line.message.includes('will keep trying to upload')) uploadErrors.push(String(line.error));
+      if (typeof line.message === 'string' && line.message.includes('will keep trying to upload'))
+        uploadErrors.push(String(line.error));
     });
     fill(filler(), 2 * MB);
     let freed = false;
     try {
-      const config: DrillConfig = { seed: `df-${Date.now()}`, sleepMs: 0, files: [{ name: 'result.bin', bytes: 5 * MB }] };
+      const config: DrillConfig = {
+        seed: `df-${Date.now()}`,
+        sleepMs: 0,
+        files: [{ name: 'result.bin', bytes: 5 * MB }],
+      };
       const task = (await researcher.call('POST', '/tasks', { image, config, sites: [site.name] })).json as Task;
       const until = Date.now() + 60_000;
       while (uploadErrors.length === 0 && Date.now() < until) await sleep(200);
@@ -245,7 +295,12 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
       expect.soft(list.status, `GET /tasks answered ${list.status} ${list.bytes.toString()}`).toBe(200);
       const poll = await siteCall(pollerKey, 'GET', '/runs/next?wait=1');
       expect.soft(poll.status, `site poll answered ${poll.status} ${JSON.stringify(poll.json)}`).toBe(204);
-      const created = await reader.call('POST', '/tasks', { image, config: { seed: 'full', files: [] }, sites: [pollerName], name: 'x'.repeat(200) });
+      const created = await reader.call('POST', '/tasks', {
+        image,
+        config: { seed: 'full', files: [] },
+        sites: [pollerName],
+        name: 'x'.repeat(200),
+      });
       expect.soft({ status: created.status, code: created.json?.code }).toEqual({ status: 507, code: 'storage_full' });
     } finally {
       fs.rmSync(filler(), { force: true });
@@ -256,7 +311,11 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
     // Past the 5 s in which a principal's last_seen is not written again.
     await sleep(5500);
     expect((await researcher.call('GET', '/tasks')).status).toBe(200);
-    const created = await researcher.call('POST', '/tasks', { image, config: { seed: 'after', files: [] }, sites: [probeSite.name] });
+    const created = await researcher.call('POST', '/tasks', {
+      image,
+      config: { seed: 'after', files: [] },
+      sites: [probeSite.name],
+    });
     expect(created.status).toBe(201);
     expect((await siteCall(probeSite.apiKey, 'GET', '/runs/next?wait=5')).status).toBe(200);
   });

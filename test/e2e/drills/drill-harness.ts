@@ -78,7 +78,9 @@ export class ProgramProcess {
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
-    child.once('exit', (code, signal) => this.logStream.write(`[start ${start}] exited code=${code} signal=${signal}\n`));
+    child.once('exit', (code, signal) =>
+      this.logStream.write(`[start ${start}] exited code=${code} signal=${signal}\n`),
+    );
   }
 
   private onLine(start: number, line: string): void {
@@ -140,7 +142,19 @@ export class MasterProcess extends ProgramProcess {
     logFile: string,
     configFile?: string,
   ) {
-    super('master', ['--port', String(port), '--host', '127.0.0.1', '--data-dir', dataDir, ...(configFile ? ['--config', configFile] : [])], logFile);
+    super(
+      'master',
+      [
+        '--port',
+        String(port),
+        '--host',
+        '127.0.0.1',
+        '--data-dir',
+        dataDir,
+        ...(configFile ? ['--config', configFile] : []),
+      ],
+      logFile,
+    );
     this.url = `http://127.0.0.1:${port}`;
   }
 
@@ -163,7 +177,11 @@ export class MasterProcess extends ProgramProcess {
 
   /** The admin CLI against this registry's data dir (works whether the server runs or not). */
   async admin(args: string[]): Promise<Record<string, string>> {
-    const { stdout } = await execFileAsync(process.execPath, ['master', ...args, '--json', '--data-dir', this.dataDir], { cwd: ROOT });
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      ['master', ...args, '--json', '--data-dir', this.dataDir],
+      { cwd: ROOT },
+    );
     return JSON.parse(stdout) as Record<string, string>;
   }
 
@@ -218,12 +236,24 @@ export interface DrillSite {
   client: ProgramProcess;
 }
 
-export async function createDrillSite(dir: string, master: MasterProcess, name: string, sparqlEndpoint: string, concurrency: number, extra?: Record<string, unknown>): Promise<DrillSite> {
+export async function createDrillSite(
+  dir: string,
+  master: MasterProcess,
+  name: string,
+  sparqlEndpoint: string,
+  concurrency: number,
+  extra?: Record<string, unknown>,
+): Promise<DrillSite> {
   const apiKey = await master.createSite(name);
   const workDir = path.join(dir, `${name}-work`);
   const configFile = path.join(dir, `${name}.json`);
   writeClientConfig(configFile, { registryUrl: master.url, apiKey, sparqlEndpoint, workDir, concurrency, extra });
-  return { name, apiKey, workDir, client: new ProgramProcess('client', ['--config', configFile], path.join(dir, `${name}.log`)) };
+  return {
+    name,
+    apiKey,
+    workDir,
+    client: new ProgramProcess('client', ['--config', configFile], path.join(dir, `${name}.log`)),
+  };
 }
 
 export function uniqueName(prefix: string): string {
@@ -259,7 +289,10 @@ export function drillBytes(seed: string, runId: number, name: string, bytes: num
 }
 
 export function expectedSha256(seed: string, runId: number, file: DrillFile): string {
-  return crypto.createHash('sha256').update(drillBytes(seed, runId, file.name, file.bytes)).digest('hex');
+  return crypto
+    .createHash('sha256')
+    .update(drillBytes(seed, runId, file.name, file.bytes))
+    .digest('hex');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -275,7 +308,10 @@ export class DrillResearcher {
   async call(method: string, route: string, body?: unknown): Promise<{ status: number; json: any; bytes: Buffer }> {
     const res = await fetch(`${this.url}/api/v1${route}`, {
       method,
-      headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(30_000),
     });
@@ -308,7 +344,12 @@ export class DrillResearcher {
    * Creates a task named `name` exactly once, however often the registry dies around the POST:
    * after a failed attempt the task list says whether the registry got it.
    */
-  async postOnce(name: string, image: string, config: unknown, sites: string[]): Promise<{ task: Task; attempts: number }> {
+  async postOnce(
+    name: string,
+    image: string,
+    config: unknown,
+    sites: string[],
+  ): Promise<{ task: Task; attempts: number }> {
     for (let attempts = 1; ; attempts++) {
       try {
         const res = await this.call('POST', '/tasks', { name, image, config, sites });
@@ -373,7 +414,8 @@ export class ContainerStartRecorder {
     this.partial = lines.pop()!;
     for (const line of lines) {
       if (!line.trim()) continue;
-      const attributes = (JSON.parse(line) as { Actor?: { Attributes?: Record<string, string> } }).Actor?.Attributes ?? {};
+      const attributes =
+        (JSON.parse(line) as { Actor?: { Attributes?: Record<string, string> } }).Actor?.Attributes ?? {};
       const site = attributes[CONTAINER_LABELS.site] ?? '';
       const runId = Number(attributes[CONTAINER_LABELS.runId]);
       const perRun = this.starts.get(site) ?? new Map<number, number>();
@@ -423,23 +465,38 @@ export interface FileCheck {
  * Checks one completed run's result files against what the drill image must have written: the
  * listing (names, sizes, sha256) and the bytes served back.
  */
-export async function checkRunFiles(researcher: DrillResearcher, runId: number, config: DrillConfig): Promise<FileCheck[]> {
+export async function checkRunFiles(
+  researcher: DrillResearcher,
+  runId: number,
+  config: DrillConfig,
+): Promise<FileCheck[]> {
   const problems: FileCheck[] = [];
   const listing = await researcher.get(`/runs/${runId}/files`);
   const files = listing.json as { name: string; size: number; sha256: string }[];
   const expected = [...config.files].sort((a, b) => (a.name < b.name ? -1 : 1));
-  if (files.length !== expected.length) problems.push({ runId, problem: `files ${JSON.stringify(files.map((f) => f.name))}, expected ${JSON.stringify(expected.map((f) => f.name))}` });
+  if (files.length !== expected.length)
+    problems.push({
+      runId,
+      problem: `files ${JSON.stringify(files.map((f) => f.name))}, expected ${JSON.stringify(expected.map((f) => f.name))}`,
+    });
   for (const file of expected) {
     const sha = expectedSha256(config.seed, runId, file);
     const listed = files.find((f) => f.name === file.name);
     if (!listed) continue;
     if (listed.size !== file.bytes || listed.sha256 !== sha) {
-      problems.push({ runId, problem: `${file.name}: listed ${listed.size} bytes sha ${listed.sha256.slice(0, 12)}, expected ${file.bytes} bytes sha ${sha.slice(0, 12)}` });
+      problems.push({
+        runId,
+        problem: `${file.name}: listed ${listed.size} bytes sha ${listed.sha256.slice(0, 12)}, expected ${file.bytes} bytes sha ${sha.slice(0, 12)}`,
+      });
       continue;
     }
     const body = await researcher.get(`/runs/${runId}/files/${file.name}`);
     const served = crypto.createHash('sha256').update(body.bytes).digest('hex');
-    if (served !== sha) problems.push({ runId, problem: `${file.name}: served bytes have sha ${served.slice(0, 12)}, expected ${sha.slice(0, 12)}` });
+    if (served !== sha)
+      problems.push({
+        runId,
+        problem: `${file.name}: served bytes have sha ${served.slice(0, 12)}, expected ${sha.slice(0, 12)}`,
+      });
   }
   return problems;
 }
@@ -488,7 +545,9 @@ export async function waitUntilAllFinal(researcher: DrillResearcher, expected: n
     if (tasks.length >= expected && tasks.every((t) => isFinalTaskStatus(t.status))) return tasks;
     if (Date.now() > until) {
       const runs = tasks.flatMap((t) => t.runs);
-      throw new Error(`not every task ended within ${maxMs / 1000} s: runs ${JSON.stringify(histogram(runs.map((r) => r.status)))}`);
+      throw new Error(
+        `not every task ended within ${maxMs / 1000} s: runs ${JSON.stringify(histogram(runs.map((r) => r.status)))}`,
+      );
     }
     await sleep(1000);
   }
@@ -517,6 +576,10 @@ export async function allFileProblems(researcher: DrillResearcher, runs: readonl
   return problems;
 }
 
-export function notCompleted(runs: readonly DrillRun[]): { id: number; site: string; status: string; reason: string | null }[] {
-  return runs.filter(({ run }) => run.status !== 'completed').map(({ run }) => ({ id: run.id, site: run.site, status: run.status, reason: run.reason }));
+export function notCompleted(
+  runs: readonly DrillRun[],
+): { id: number; site: string; status: string; reason: string | null }[] {
+  return runs
+    .filter(({ run }) => run.status !== 'completed')
+    .map(({ run }) => ({ id: run.id, site: run.site, status: run.status, reason: run.reason }));
 }

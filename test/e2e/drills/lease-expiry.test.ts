@@ -56,10 +56,13 @@ class StallingProxy {
       this.held.push(`${req.method} ${req.url}`);
       await rule.release;
     }
-    const upstream = http.request({ host: '127.0.0.1', port: this.target, method: req.method, path: req.url, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
+    const upstream = http.request(
+      { host: '127.0.0.1', port: this.target, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
     upstream.on('error', () => res.destroy());
     res.on('close', () => upstream.destroy());
     req.pipe(upstream);
@@ -92,7 +95,9 @@ describe('fault drill: a run whose start is held up longer than its lease', () =
     image = await buildDrillImage();
     researcher = new DrillResearcher(master.url, await master.createUser('driller'));
     // The client talks to the registry through the proxy.
-    site = await createDrillSite(dir, master, uniqueName('lease'), UNUSED_SPARQL, 2, { registryUrl: `http://127.0.0.1:${proxyPort}` });
+    site = await createDrillSite(dir, master, uniqueName('lease'), UNUSED_SPARQL, 2, {
+      registryUrl: `http://127.0.0.1:${proxyPort}`,
+    });
     starts = await ContainerStartRecorder.listen();
     site.client.start();
   });
@@ -116,7 +121,10 @@ describe('fault drill: a run whose start is held up longer than its lease', () =
     let release!: () => void;
     let startsSeen = 0;
     const isStart = (method: string, url: string) => method === 'POST' && /\/runs\/[0-9]+\/start$/.test(url);
-    proxy.hold = { match: (method, url) => isStart(method, url) && ++startsSeen === 1, release: new Promise<void>((r) => (release = r)) };
+    proxy.hold = {
+      match: (method, url) => isStart(method, url) && ++startsSeen === 1,
+      release: new Promise<void>((r) => (release = r)),
+    };
     master.onLog((line) => {
       if (line.message === 'run assigned' && Number(line.attempt) === 2) setTimeout(release, 1000);
     });
@@ -124,7 +132,11 @@ describe('fault drill: a run whose start is held up longer than its lease', () =
     site.client.onLog((line) => {
       if (line.message === 'run reported') reports++;
     });
-    const config: DrillConfig = { seed: `lease-${Date.now()}`, sleepMs: 1500, files: [{ name: 'result.bin', bytes: 256 * 1024 }] };
+    const config: DrillConfig = {
+      seed: `lease-${Date.now()}`,
+      sleepMs: 1500,
+      files: [{ name: 'result.bin', bytes: 256 * 1024 }],
+    };
     const task = (await researcher.call('POST', '/tasks', { image, config, sites: [site.name] })).json as Task;
     const runId = task.runs[0]!.id;
     const until = Date.now() + 30_000;
@@ -134,12 +146,16 @@ describe('fault drill: a run whose start is held up longer than its lease', () =
     const done = await researcher.waitDone(task.id, 120);
     await starts!.close();
     const run = done.runs[0]!;
-    console.log(`lease-expiry drill: run ${runId} ${run.status} attempt ${run.attempt}; held ${JSON.stringify(proxy.held)}; container starts ${starts!.count(site.name, runId)}`);
+    console.log(
+      `lease-expiry drill: run ${runId} ${run.status} attempt ${run.attempt}; held ${JSON.stringify(proxy.held)}; container starts ${starts!.count(site.name, runId)}`,
+    );
     expect.soft(run.status).toBe('completed');
     expect.soft(starts!.count(site.name, runId), 'container starts').toBe(1);
-    expect.soft((await researcher.call('GET', `/runs/${runId}/files`)).json).toEqual([
-      { name: 'result.bin', size: 256 * 1024, sha256: expectedSha256(config.seed, runId, config.files[0]!) },
-    ]);
+    expect
+      .soft((await researcher.call('GET', `/runs/${runId}/files`)).json)
+      .toEqual([
+        { name: 'result.bin', size: 256 * 1024, sha256: expectedSha256(config.seed, runId, config.files[0]!) },
+      ]);
     // Wait for the client to settle before looking at what it left.
     await sleep(3000);
     expect.soft(reports, 'times the site reported the run').toBe(1);

@@ -79,7 +79,11 @@ describe('fault drill: registry SIGKILLed and restarted in a loop', () => {
     const plan: PlannedTask[] = [];
     for (let i = 0; i < 100; i++) {
       const taskSites = i % 2 === 0 ? sites.map((s) => s.name) : [sites[i % 3]!.name];
-      const config: DrillConfig = { seed: `rk-${i}-${began}`, sleepMs: Math.round(randomBetween(100, 600)), files: [{ name: 'result.bin', bytes: Math.round(randomBetween(8, 64)) * 1024 }] };
+      const config: DrillConfig = {
+        seed: `rk-${i}-${began}`,
+        sleepMs: Math.round(randomBetween(100, 600)),
+        files: [{ name: 'result.bin', bytes: Math.round(randomBetween(8, 64)) * 1024 }],
+      };
       plan.push({ name: `registry-kill-${i}`, sites: taskSites, config });
     }
     expect(plan.reduce((n, t) => n + t.sites.length, 0)).toBe(RUNS);
@@ -120,7 +124,9 @@ describe('fault drill: registry SIGKILLed and restarted in a loop', () => {
 
     // Every task exactly once, every run completed.
     tasks = await researcher.allTasks();
-    expect(histogram(tasks.map((t) => t.name ?? '')), 'a retried POST created a task twice').toEqual(Object.fromEntries(plan.map((t) => [t.name, 1])));
+    expect(histogram(tasks.map((t) => t.name ?? '')), 'a retried POST created a task twice').toEqual(
+      Object.fromEntries(plan.map((t) => [t.name, 1])),
+    );
     const runs = runsOf(tasks, plan);
     expect(runs.length).toBe(RUNS);
     expect(notCompleted(runs)).toEqual([]);
@@ -143,7 +149,8 @@ describe('fault drill: registry SIGKILLed and restarted in a loop', () => {
         .map((l) => JSON.parse(l) as { runId: number; state: string });
       const perRun = histogram(reports.map((r) => r.runId));
       for (const { run } of runs.filter((r) => r.run.site === site.name)) {
-        if (perRun[run.id] !== 1) reportProblems.push(`run ${run.id} at ${site.name}: reported ${perRun[run.id] ?? 0} times`);
+        if (perRun[run.id] !== 1)
+          reportProblems.push(`run ${run.id} at ${site.name}: reported ${perRun[run.id] ?? 0} times`);
       }
     }
     expect(reportProblems).toEqual([]);

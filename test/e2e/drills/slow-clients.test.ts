@@ -3,7 +3,15 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunAssignment, Task } from '../../../shared/types.js';
-import { drillDir, DrillResearcher, freePort, MasterProcess, randomBetween, sleep, uniqueName } from './drill-harness.js';
+import {
+  drillDir,
+  DrillResearcher,
+  freePort,
+  MasterProcess,
+  randomBetween,
+  sleep,
+  uniqueName,
+} from './drill-harness.js';
 
 /**
  * Fault drill 4: slow-loris clients (headers one byte every few seconds) and a flood of idle
@@ -104,7 +112,11 @@ describe('fault drill: slow and idle connections against the registry', () => {
       signal: AbortSignal.timeout(10_000),
     });
     await sleep(300);
-    const created = await researcher.call('POST', '/tasks', { image: IMAGE, config: { seed: 'slow', files: [] }, sites: [siteName] });
+    const created = await researcher.call('POST', '/tasks', {
+      image: IMAGE,
+      config: { seed: 'slow', files: [] },
+      sites: [siteName],
+    });
     expect(created.status).toBe(201);
     const handed = await poll;
     expect(handed.status).toBe(200);
@@ -114,7 +126,8 @@ describe('fault drill: slow and idle connections against the registry', () => {
     // The server, not the test, ends every slow and idle connection, with 408 (bound generous:
     // "closes them at all"; the next test is about "soon").
     await allClosed(probes, 60_000);
-    const closedWith408 = (list: Probe[]) => list.filter((p) => p.closedAt !== null && p.received.startsWith('HTTP/1.1 408')).length;
+    const closedWith408 = (list: Probe[]) =>
+      list.filter((p) => p.closedAt !== null && p.received.startsWith('HTTP/1.1 408')).length;
     const summary = {
       slowLoris: SLOW_LORIS,
       idle: IDLE_FLOOD,
@@ -142,7 +155,10 @@ describe('fault drill: slow and idle connections against the registry', () => {
     probes = Array.from({ length: 10 }, () => slowLoris(master.port));
     await allClosed(probes, 15_000);
     const late = probes.filter((p) => p.closedAt === null || p.closedAt - p.openedAt > 15_000);
-    expect(late.length, `${late.length} of ${probes.length} slow connections still open 15 s after they were opened (headersTimeout: 2 s)`).toBe(0);
+    expect(
+      late.length,
+      `${late.length} of ${probes.length} slow connections still open 15 s after they were opened (headersTimeout: 2 s)`,
+    ).toBe(0);
     expect(probes.every((p) => p.received.startsWith('HTTP/1.1 408'))).toBe(true);
   }, 60_000);
 });

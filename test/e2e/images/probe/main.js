@@ -44,9 +44,21 @@ async function main() {
       progress(1, 2, 'halfway');
       console.log('stdout line');
       console.error('stderr line');
-      fs.writeFileSync(path.join(out, 'result.json'), JSON.stringify({ echo: config.echo ?? null, env: {
-        taskId: process.env.PHT_TASK_ID, runId: process.env.PHT_RUN_ID, configFile: process.env.PHT_CONFIG_FILE,
-        outputDir: out, progressFile: process.env.PHT_PROGRESS_FILE, uid: process.getuid(), gid: process.getgid() } }));
+      fs.writeFileSync(
+        path.join(out, 'result.json'),
+        JSON.stringify({
+          echo: config.echo ?? null,
+          env: {
+            taskId: process.env.PHT_TASK_ID,
+            runId: process.env.PHT_RUN_ID,
+            configFile: process.env.PHT_CONFIG_FILE,
+            outputDir: out,
+            progressFile: process.env.PHT_PROGRESS_FILE,
+            uid: process.getuid(),
+            gid: process.getgid(),
+          },
+        }),
+      );
       fs.mkdirSync(path.join(out, 'nested'));
       fs.writeFileSync(path.join(out, 'nested', 'data.csv'), 'a,b\n1,2\n');
       fs.symlinkSync('/etc/passwd', path.join(out, 'link-to-host-file'));
@@ -76,7 +88,13 @@ async function main() {
     }
     case 'escape': {
       const attempts = {};
-      for (const target of ['/escape.txt', '/etc/escape.txt', '/app/escape.txt', config.hostPath, process.env.PHT_CONFIG_FILE]) {
+      for (const target of [
+        '/escape.txt',
+        '/etc/escape.txt',
+        '/app/escape.txt',
+        config.hostPath,
+        process.env.PHT_CONFIG_FILE,
+      ]) {
         try {
           fs.writeFileSync(target, 'escaped');
           attempts[target] = 'written';
@@ -96,11 +114,18 @@ async function main() {
     }
     case 'network': {
       const report = {};
-      report.select = await sparql('query=' + encodeURIComponent('SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }'), 'application/x-www-form-urlencoded');
-      report.update = await sparql('update=' + encodeURIComponent('INSERT DATA { <urn:a> <urn:b> <urn:c> }'), 'application/x-www-form-urlencoded');
+      report.select = await sparql(
+        'query=' + encodeURIComponent('SELECT (COUNT(*) AS ?n) WHERE { ?s ?p ?o }'),
+        'application/x-www-form-urlencoded',
+      );
+      report.update = await sparql(
+        'update=' + encodeURIComponent('INSERT DATA { <urn:a> <urn:b> <urn:c> }'),
+        'application/x-www-form-urlencoded',
+      );
       report.updateAsQuery = await sparql('INSERT DATA { <urn:a> <urn:b> <urn:c> }', 'application/sparql-query');
       report.connections = {};
-      for (const target of config.targets) report.connections[`${target.host}:${target.port}`] = await tryConnect(target.host, target.port);
+      for (const target of config.targets)
+        report.connections[`${target.host}:${target.port}`] = await tryConnect(target.host, target.port);
       fs.writeFileSync(path.join(out, 'network.json'), JSON.stringify(report));
       console.log(JSON.stringify(report.connections));
       return 0;
@@ -111,7 +136,10 @@ async function main() {
   }
 }
 
-main().then((code) => process.exit(code), (e) => {
-  console.error(e);
-  process.exit(70);
-});
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e);
+    process.exit(70);
+  },
+);
