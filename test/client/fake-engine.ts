@@ -29,6 +29,8 @@ export interface FakeBehaviour {
   files: Record<string, string>;
   /** null: runs until stopped. */
   durationMs: number | null;
+  /** Called with the output folder when the container exits (to leave hostile output behind). */
+  onExit?: (outputDir: string) => void;
 }
 
 /**
@@ -41,6 +43,8 @@ export class FakeEngine implements ContainerEngine {
   readonly pulls: string[] = [];
   starts = 0;
   pullFailures: Error[] = [];
+  /** Thrown by every logs() call while set. */
+  logsFailure: Error | null = null;
   behaviour: FakeBehaviour = {
     exitCode: 0,
     log: 'hello from the fake\n',
@@ -95,10 +99,11 @@ export class FakeEngine implements ContainerEngine {
     c.state = 'running';
     c.startedAt = new Date().toISOString();
     const output = c.spec.mounts.find((m) => m.container === CONTAINER_PATHS.outputDir)!.host;
-    const { files, durationMs, exitCode } = this.behaviour;
+    const { files, durationMs, exitCode, onExit } = this.behaviour;
     if (durationMs !== null) {
       setTimeout(() => {
         for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(output, name), content);
+        onExit?.(output);
         c.exit(exitCode);
       }, durationMs);
     }
@@ -127,6 +132,7 @@ export class FakeEngine implements ContainerEngine {
   }
 
   async logs(): Promise<Readable> {
+    if (this.logsFailure) throw this.logsFailure;
     return Readable.from([Buffer.from(this.behaviour.log)]);
   }
 
