@@ -169,13 +169,9 @@ export async function openForUpload(outputDir: string, file: OutputFile): Promis
 }
 
 /** Bytes and inodes in use on the filesystem holding `dir`: one statfs call, whatever is in it. */
-export async function filesystemUsage(dir: string): Promise<{ bytes: number; inodes: number; full: boolean }> {
+export async function filesystemUsage(dir: string): Promise<{ bytes: number; inodes: number; inodesFull: boolean }> {
   const s = await fs.promises.statfs(dir);
-  return {
-    bytes: (s.blocks - s.bfree) * s.bsize,
-    inodes: s.files - s.ffree,
-    full: s.bavail === 0 || s.ffree === 0,
-  };
+  return { bytes: (s.blocks - s.bfree) * s.bsize, inodes: s.files - s.ffree, inodesFull: s.ffree === 0 };
 }
 
 /**

@@ -7,6 +7,7 @@ import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, isDigestPinned } f
 import type { FinishReport, ProgressReport } from '../shared/types.js';
 import type { ClientConfig } from './config.js';
 import type { ContainerEngine } from './container-engine.js';
+import type { ContainerNetworking } from './container-network.js';
 import { DockerUnavailableError, PermanentRunError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { LogForwarder } from './log-forwarder.js';
 import { filesystemUsage, folderUsage, openForUpload, scanOutput } from './output-files.js';
@@ -15,12 +16,7 @@ import type { SiteRegistryApi } from './registry-api.js';
 import type { DiskSpec, RunOutcome, RunWorkspace } from './run-workspace.js';
 import { backoffDelay, sleep } from './sleep.js';
 
-/** How a container reaches SPARQL: per-run URL and a release when the run is over. */
-export interface ContainerNetworking {
-  networkMode: string;
-  /** Registers the run at the SPARQL gateway; `token` re-registers a run found after a restart. */
-  sparqlFor(runId: number, token: string | null): { url: string; token: string | null; release(): void };
-}
+export type { ContainerNetworking };
 
 export interface ExecutorDeps {
   api: SiteRegistryApi;
@@ -226,6 +222,8 @@ export class RunExecutor {
     }
     if (!state) {
       try {
+        const refusal = await this.deps.networking.check?.();
+        if (refusal) throw new PermanentRunError(refusal);
         await ws.prepareDisk(this.diskSpec());
         await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
         const id = await this.retryingDocker('create the container', log, async () => {
@@ -370,6 +368,7 @@ export class RunExecutor {
         { host: ws.progressDir, container: CONTAINER_PATHS.progressFile.replace(/\/[^/]+$/, ''), readOnly: false },
       ],
       networkMode: networking.networkMode,
+      dns: networking.dns ?? [],
       memoryBytes: config.limits.memoryBytes,
       nanoCpus: config.limits.nanoCpus,
       pids: config.limits.pids,
@@ -468,6 +467,11 @@ export class RunExecutor {
     const finalProgress = await progress.readLatest(Number.POSITIVE_INFINITY);
     if (finalProgress) await api.progress(runId, finalProgress).catch(() => undefined);
 
+    if (!killedFor) {
+      // A container that filled its disk and then exited on its own still broke the limit.
+      const overLimit = await this.diskProblem(ws);
+      if (overLimit) killedFor = { kind: 'limit', reason: overLimit } as KillReason;
+    }
     const state = await engine.inspect(containerId);
     const durationMs =
       state?.startedAt && state.finishedAt
@@ -496,8 +500,9 @@ export class RunExecutor {
       if (ws.record.disk === 'loop-image') {
         // One statfs, whatever the container wrote: the kernel keeps the counts.
         const usage = await filesystemUsage(ws.diskDir);
-        if (usage.full)
-          return `filled the site's disk limit for this run (${limits.outputBytes} bytes of output, ${limits.outputFiles} files)`;
+        const written = usage.bytes - (ws.record.diskBaselineBytes ?? 0);
+        if (usage.inodesFull || written > limits.outputBytes + limits.progressBytes)
+          return `filled the site's disk limit for this run (${limits.outputBytes} bytes of output and ${limits.progressBytes} of progress, ${limits.outputFiles} files)`;
         return null;
       }
       const usage = await folderUsage(ws.diskDir, 2 * limits.outputFiles + 64);
@@ -566,10 +571,12 @@ export class RunExecutor {
       const scan = await scanOutput(ws.outputDir, { maxFiles: config.limits.outputFiles });
       if (scan.overflow || scan.totalBytes > config.limits.outputBytes) {
         const counted = scan.overflow ? `more than ${scan.files.length} files` : `${scan.files.length} files`;
+        const over = `output exceeds the site's limit (${counted}, ${scan.totalBytes} bytes; at most ${config.limits.outputFiles} files, ${config.limits.outputBytes} bytes); nothing was sent`;
         report = {
           ...report,
           state: outcome.state === 'completed' ? 'failed' : outcome.state,
-          reason: `output exceeds the site's limit (${counted}, ${scan.totalBytes} bytes; at most ${config.limits.outputFiles} files, ${config.limits.outputBytes} bytes); nothing was sent`,
+          // A run that already failed keeps its own reason first (e.g. the disk limit it hit).
+          reason: outcome.state !== 'completed' && outcome.reason ? `${outcome.reason}; ${over}` : over,
         };
       } else {
         for (const skipped of scan.skipped) log.warn('output entry not sent', { entry: skipped });

@@ -44,6 +44,8 @@ export interface RunRecord {
   disk?: DiskMode | null;
   /** Executions of this run that ended in an error, across client restarts. */
   failedAttempts?: number;
+  /** Bytes the run's empty disk image already used (ext4's own metadata and journal). */
+  diskBaselineBytes?: number;
 }
 
 /**
@@ -173,7 +175,14 @@ export class RunWorkspace {
       if (process.getuid?.() === 0) fs.chownSync(writable, spec.uid, spec.gid);
       fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
     }
-    if (this.record.disk !== mode) this.update({ disk: mode });
+    if (this.record.disk !== mode) {
+      let baseline = 0;
+      if (mode === 'loop-image') {
+        const stat = await fs.promises.statfs(this.diskDir);
+        baseline = (stat.blocks - stat.bfree) * stat.bsize;
+      }
+      this.update({ disk: mode, diskBaselineBytes: baseline });
+    }
   }
 
   /** True when disk/ is a mount point (another filesystem than the workspace's). */

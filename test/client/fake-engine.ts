@@ -7,7 +7,9 @@ import type {
   ContainerSpec,
   ContainerState,
   ImageInfo,
+  InternalNetworkSpec,
   ManagedContainer,
+  NetworkInfo,
 } from '../../client/container-engine.js';
 import { PermanentRunError } from '../../client/errors.js';
 import { CONTAINER_LABELS, CONTAINER_PATHS } from '../../shared/container-contract.js';
@@ -94,6 +96,8 @@ export class FakeEngine implements ContainerEngine {
   }
 
   async start(id: string): Promise<void> {
+    const failure = this.startFailures.shift();
+    if (failure) throw failure;
     const c = this.find(id)!;
     this.starts++;
     c.state = 'running';
@@ -149,6 +153,31 @@ export class FakeEngine implements ContainerEngine {
     return [...this.containers.values()]
       .filter((c) => c.spec.labels[CONTAINER_LABELS.site] === site)
       .map((c) => ({ id: c.id, labels: c.spec.labels, running: c.state === 'running' }));
+  }
+
+  readonly networks = new Map<string, NetworkInfo>();
+  startFailures: Error[] = [];
+
+  async inspectNetwork(name: string): Promise<NetworkInfo | null> {
+    return this.networks.get(name) ?? null;
+  }
+
+  async createInternalNetwork(spec: InternalNetworkSpec): Promise<void> {
+    if (this.networks.has(spec.name)) return;
+    this.networks.set(spec.name, {
+      id: crypto.randomBytes(32).toString('hex'),
+      name: spec.name,
+      internal: true,
+      gatewayIp: '127.0.0.1',
+      bridgeInterface: spec.bridgeInterface,
+      labels: spec.labels,
+    });
+  }
+
+  async removeNetwork(name: string): Promise<boolean> {
+    if ([...this.containers.values()].some((c) => c.spec.networkMode === name && c.state === 'running')) return false;
+    this.networks.delete(name);
+    return true;
   }
 
   private find(idOrName: string): FakeContainer | undefined {

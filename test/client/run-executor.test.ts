@@ -250,6 +250,10 @@ describe('run executor: no run holds a slot forever', () => {
     await registry.destroy();
   });
 
+  /** Gateway tokens handed out and not yet released. */
+  const liveTokens = new Set<string>();
+  let tokenCounter = 0;
+
   function executorWith(engine: FakeEngine) {
     const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
       network: { mode: 'none' },
@@ -259,7 +263,14 @@ describe('run executor: no run holds a slot forever', () => {
       engine,
       config,
       site: 'slot-site',
-      networking: { networkMode: 'none', sparqlFor: () => ({ url: 'http://x', token: null, release: () => {} }) },
+      networking: {
+        networkMode: 'none',
+        sparqlFor: () => {
+          const token = `token-${++tokenCounter}`;
+          liveTokens.add(token);
+          return { url: 'http://x', token, release: () => liveTokens.delete(token) };
+        },
+      },
       logger: silentLogger(),
       audit: silentLogger(),
       shutdown: new AbortController().signal,
@@ -285,6 +296,20 @@ describe('run executor: no run holds a slot forever', () => {
     });
     return ((await res.json()) as Task).runs[0]!;
   }
+
+  it('releases the SPARQL gateway token and removes the container when a created container fails to start', async () => {
+    const engine = new FakeEngine();
+    engine.startFailures = [new PermanentRunError('cannot start the container: OCI runtime create failed')];
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    await executor.execute(RunWorkspace.create(workDir, 'slot-site', run, 65534, 65534));
+    const view = await runOf(task.id);
+    expect(view.status).toBe('failed');
+    expect(view.reason).toContain('OCI runtime create failed');
+    expect(tokenCounter).toBeGreaterThan(0);
+    expect(liveTokens.size).toBe(0);
+    expect(engine.containers.size).toBe(0);
+  });
 
   it('fails a run whose output cannot be collected, with the reason, and removes its workspace instead of throwing', async () => {
     const engine = new FakeEngine();
