@@ -23,6 +23,7 @@ import {
 } from './lib/site.js';
 import { ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
 import { argOf, numberArg, runMain, startWorld, type TrainWorld } from './lib/world.js';
+import { sleep } from '../shared/abortable.js';
 
 const HANDOUT_TARGET_MS = 5;
 
@@ -115,7 +116,7 @@ async function waitUntilParked(url: string, agent: Agent): Promise<void> {
     const res = await request(`${url}/healthz`, { dispatcher: agent });
     const body = (await res.body.json()) as { waiting: { sites: number } };
     if (body.waiting.sites >= 1) return;
-    await new Promise((r) => setTimeout(r, 1));
+    await sleep(1);
   }
   throw new Error('the long poll never reached the registry');
 }

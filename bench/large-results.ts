@@ -14,6 +14,7 @@ import { REPO_ROOT, writeSection } from './lib/report.js';
 import { rawSiteConfig, removeSiteLeftovers, uniqueSite } from './lib/site.js';
 import { mib, table, wallMs } from './lib/stats.js';
 import { numberArg, runMain, startWorld } from './lib/world.js';
+import { sleep } from '../shared/abortable.js';
 
 const GIB = 1024 ** 3;
 
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
   };
   try {
     await waitForLog(clientLog, 'site client starting', 20_000);
-    await new Promise((r) => setTimeout(r, 500)); // baseline samples
+    await sleep(500); // baseline samples
     const posted = wallMs();
     console.log(`posting a task that writes ${mib(size)}`);
     const task = await world.researcher.createTask({ image, config: { bytes: size }, sites: [site] });
@@ -170,7 +171,7 @@ async function waitForLog(file: string, text: string, timeoutMs: number): Promis
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(text)) return;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   throw new Error(
     `"${text}" not in ${file} within ${timeoutMs} ms: ${fs.existsSync(file) ? fs.readFileSync(file, 'utf8').slice(-1500) : ''}`,

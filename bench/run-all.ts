@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { cpuPressure } from './lib/report.js';
 import { argOf, numberArg } from './lib/world.js';
+import { sleep } from '../shared/abortable.js';
 
 const FIGURES = ['overhead', 'dispatch', 'scale', 'store-costs', 'throughput', 'large-results'];
 
@@ -19,7 +20,7 @@ async function waitQuiet(maxSeconds: number): Promise<void> {
     console.log(
       `  load average ${os.loadavg()[0]!.toFixed(2)} on ${cores} cores (CPU pressure ${cpuPressure()}): waiting for a quieter machine`,
     );
-    await new Promise((r) => setTimeout(r, 15_000));
+    await sleep(15_000);
   }
   if (os.loadavg()[0]! >= cores)
     console.log(`  still busy after ${maxSeconds} s: measuring anyway (the section records the load)`);

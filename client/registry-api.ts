@@ -61,26 +61,26 @@ export class SiteRegistryApi {
     return body.map(asRunView);
   }
 
-  async start(runId: number): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/start`, {}));
+  async start(runId: number, signal?: AbortSignal): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/start`, {}, signal));
   }
 
-  async progress(runId: number, progress: ProgressReport): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/progress`, progress));
+  async progress(runId: number, progress: ProgressReport, signal?: AbortSignal): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/progress`, progress, signal));
   }
 
-  async log(runId: number, text: string): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/log`, { text }));
+  async log(runId: number, text: string, signal?: AbortSignal): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/log`, { text }, signal));
   }
 
-  async finish(runId: number, report: FinishReport): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/finish`, report));
+  async finish(runId: number, report: FinishReport, signal?: AbortSignal): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/finish`, report, signal));
   }
 
-  /** Streams one result file; `name` has been validated as a safe relative path. */
-  async uploadFile(runId: number, name: string, body: Readable, size: number): Promise<void> {
+  /** Streams one result file; `name` has been validated as a safe relative path. `signal` ends the upload at once. */
+  async uploadFile(runId: number, name: string, body: Readable, size: number, signal?: AbortSignal): Promise<void> {
     const path = name.split('/').map(encodeURIComponent).join('/');
-    await this.call('PUT', `/runs/${runId}/files/${path}`, body, undefined, size);
+    await this.call('PUT', `/runs/${runId}/files/${path}`, body, signal, size);
   }
 
   async close(): Promise<void> {

@@ -12,7 +12,7 @@ import { folderBytes, openForUpload, scanOutput } from './output-files.js';
 import { ProgressReader } from './progress-reader.js';
 import type { SiteRegistryApi } from './registry-api.js';
 import type { RunOutcome, RunWorkspace } from './run-workspace.js';
-import { backoffDelay, sleep } from './sleep.js';
+import { retry, sleep } from '../shared/abortable.js';
 
 /** How a container reaches SPARQL: per-run URL and a release when the run is over. */
 export interface ContainerNetworking {
@@ -100,7 +100,7 @@ export class RunExecutor {
       return;
     }
     try {
-      await this.retrying('start the run', () => this.deps.api.start(runId));
+      await this.retrying('start the run', () => this.deps.api.start(runId, this.deps.shutdown));
     } catch (e) {
       if (e instanceof RegistryRefusedError) {
         // One client process serves a site, so a run that is already running is one this client
@@ -162,7 +162,7 @@ export class RunExecutor {
         });
         log.info('container started', { containerId: id.slice(0, 12), digest: ws.record.digest });
       } catch (e) {
-        if (e instanceof PermanentRunError || e instanceof DockerUnavailableError) {
+        if ((e instanceof PermanentRunError || e instanceof DockerUnavailableError) && !this.deps.shutdown.aborted) {
           log.warn('run could not start', { error: e.message });
           ws.update({
             phase: 'ended',
@@ -227,7 +227,7 @@ export class RunExecutor {
     const present = await engine.inspectImage(image);
     if (config.pullPolicy === 'always' || (config.pullPolicy === 'if-not-present' && !present)) {
       const started = Date.now();
-      await engine.pull(image);
+      await engine.pull(image, this.deps.shutdown);
       log.info('image pulled', { image, ms: Date.now() - started });
     } else if (!present) {
       throw new PermanentRunError(`image ${image} is not present at the site and pullPolicy is "never"`);
@@ -340,7 +340,7 @@ export class RunExecutor {
           lastFlush = now;
           await forwarder.flush();
         }
-        await sleep(WATCH_INTERVAL_MS, watching.signal);
+        await sleep(WATCH_INTERVAL_MS, watching.signal).catch(() => undefined); // aborted: the loop ends
       }
     })();
 
@@ -459,7 +459,7 @@ export class RunExecutor {
         try {
           for (const file of scan.files) {
             await this.retrying(`upload ${file.name}`, () =>
-              api.uploadFile(runId, file.name, openForUpload(file), file.size),
+              api.uploadFile(runId, file.name, openForUpload(file), file.size, this.deps.shutdown),
             );
             bytesSent += file.size;
             this.deps.audit.info('file sent', { event: 'file_sent', runId, file: file.name, bytes: file.size });
@@ -473,7 +473,7 @@ export class RunExecutor {
       }
     }
     try {
-      await this.retrying('report the result', () => api.finish(runId, report));
+      await this.retrying('report the result', () => api.finish(runId, report, this.deps.shutdown));
     } catch (e) {
       if (!(e instanceof RegistryRefusedError)) throw e;
       // 409: the run already ended at the registry (e.g. cancelled while the site was away).
@@ -494,32 +494,29 @@ export class RunExecutor {
    * Docker being unreachable is worth a few retries (a daemon restart takes seconds); after that
    * the run fails with the reason rather than hanging at the site forever.
    */
-  private async retryingDocker<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (e) {
-        if (!(e instanceof DockerUnavailableError) || attempt >= DOCKER_RETRIES) throw e;
-        log.warn(`Docker unavailable; retrying to ${what}`, { attempt: attempt + 1, error: e.message });
-        await sleep(backoffDelay(attempt, 1000, 15_000), this.deps.shutdown);
-        if (this.deps.shutdown.aborted) throw new ShutdownInterrupt();
-      }
-    }
+  private retryingDocker<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, {
+      baseMs: 1000,
+      capMs: 15_000,
+      maxAttempts: DOCKER_RETRIES + 1,
+      signal: this.deps.shutdown,
+      retryable: (e) => e instanceof DockerUnavailableError,
+      onRetry: (e, attempt) =>
+        log.warn(`Docker unavailable; retrying to ${what}`, { attempt: attempt + 1, error: coerceError(e).message }),
+    });
   }
 
   /** Retries while the registry is unavailable (capped, jittered backoff); stops on shutdown. */
-  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      if (this.deps.shutdown.aborted) throw new ShutdownInterrupt();
-      try {
-        return await fn();
-      } catch (e) {
-        if (!(e instanceof RegistryUnavailableError)) throw e;
-        const delay = backoffDelay(attempt, 500, this.deps.config.poll.maxBackoffMs);
+  private retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, {
+      baseMs: 500,
+      capMs: this.deps.config.poll.maxBackoffMs,
+      signal: this.deps.shutdown,
+      retryable: (e) => e instanceof RegistryUnavailableError,
+      onRetry: (e, attempt) => {
         if (attempt === 0)
-          this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: e.message });
-        await sleep(delay, this.deps.shutdown);
-      }
-    }
+          this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: coerceError(e).message });
+      },
+    });
   }
 }

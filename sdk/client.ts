@@ -3,7 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isFinalRunState, type TaskStatus } from '../shared/run-state.js';
 import type { CreateTaskRequest, ResultFile, RunDetail, SiteInfo, Task, TaskList } from '../shared/types.js';
-import { childSignal, sleep } from './abortable.js';
+import { childSignal, sleep } from '../shared/abortable.js';
 import { mapLimit } from './concurrency.js';
 import { PhtApiError, PhtResultError, PhtTimeoutError } from './errors.js';
 import { readServerSentEvents } from './event-stream.js';
