@@ -13,7 +13,7 @@ import { stopChild } from './lib/registry-process.js';
 import { REPO_ROOT, writeSection } from './lib/report.js';
 import { rawSiteConfig, removeSiteLeftovers, uniqueSite } from './lib/site.js';
 import { mib, table, wallMs } from './lib/stats.js';
-import { numberArg, runMain, startWorld } from './lib/world.js';
+import { type BenchArgs, runMain, startWorld } from './lib/world.js';
 import { sleep } from '../shared/abortable.js';
 
 const GIB = 1024 ** 3;
@@ -25,8 +25,8 @@ interface Sample {
   self: number;
 }
 
-async function main(): Promise<void> {
-  const wanted = numberArg('gib', 2) * GIB;
+async function main(args: BenchArgs): Promise<void> {
+  const wanted = args.number('gib', 2) * GIB;
   // The file exists three times at once: the run's output folder, the registry's store, the download.
   const free = freeBytes(os.tmpdir());
   const margin = 2 * GIB;
@@ -189,4 +189,11 @@ function auditTimes(file: string): Record<string, number> {
   return times;
 }
 
-runMain(main);
+runMain(
+  {
+    usage:
+      'Usage: node dist/bench/large-results.js [--gib N]\n  Figure 5: memory while a run sends one large file; rewrites its section of BENCHMARKS.md.',
+    options: { gib: 'value' },
+  },
+  main,
+);

@@ -21,7 +21,7 @@ import {
 } from './lib/registry-process.js';
 import { writeSection } from './lib/report.js';
 import { mib, ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
-import { argOf, numberArg, runMain } from './lib/world.js';
+import { type BenchArgs, runMain } from './lib/world.js';
 import type { DoneMessage, StartMessage } from './scale-sites.js';
 import { sleep } from '../shared/abortable.js';
 
@@ -47,15 +47,15 @@ interface PhaseResult {
   extra: Record<string, string>;
 }
 
-async function main(): Promise<void> {
-  const siteCount = numberArg('sites', 1000);
-  const generators = numberArg('generators', 2);
-  const broadcasts = numberArg('broadcasts', 5);
-  const rate = numberArg('rate', 100);
-  const seconds = numberArg('seconds', 20);
-  const plainSeconds = numberArg('plain-seconds', 30);
-  const profile = process.argv.includes('--profile');
-  const which = argOf('phases', 'long,plain').split(',');
+async function main(args: BenchArgs): Promise<void> {
+  const siteCount = args.number('sites', 1000);
+  const generators = args.number('generators', 2);
+  const broadcasts = args.number('broadcasts', 5);
+  const rate = args.number('rate', 100);
+  const seconds = args.number('seconds', 20);
+  const plainSeconds = args.number('plain-seconds', 30);
+  const profile = args.flag('profile');
+  const which = args.string('phases', 'long,plain').split(',');
   const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-scale-${String(i).padStart(4, '0')}`);
   const dataDir = makeDataDir();
   console.log(`seeding ${siteCount} sites`);
@@ -447,4 +447,20 @@ ${table(
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-runMain(main);
+runMain(
+  {
+    usage:
+      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n  Figure 3: one registry against many simulated sites; rewrites its section of BENCHMARKS.md.',
+    options: {
+      sites: 'value',
+      generators: 'value',
+      broadcasts: 'value',
+      rate: 'value',
+      seconds: 'value',
+      'plain-seconds': 'value',
+      phases: 'value',
+      profile: 'boolean',
+    },
+  },
+  main,
+);

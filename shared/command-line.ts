@@ -8,11 +8,12 @@
  * const USAGE = 'Usage: node thing [--port N] [--verbose] FILE';
  * const exit = runCommandLine(process.argv.slice(2), {
  *   usage: USAGE,
- *   options: { port: 'value', verbose: 'boolean' },   // --help/-h are always accepted
+ *   options: { port: 'value', verbose: 'boolean', data: 'list' },   // --help/-h are always accepted
  *   positionals: { min: 1, max: 1 },                  // default: none allowed
  * }, (args) => {
  *   args.values.port;        // string | undefined ('value' options; `--port 5001` or `--port=5001`)
  *   args.values.verbose;     // true | undefined ('boolean' options; a value given to one is refused)
+ *   args.values.data;        // string[] | undefined ('list' options may be given many times)
  *   args.positionals[0];     // the FILE
  *   return 0;                // the exit code (or a promise of one)
  * });
@@ -23,8 +24,8 @@
  */
 import { parseArgs } from 'node:util';
 
-/** 'value' takes an argument (`--name X` or `--name=X`); 'boolean' takes none. */
-export type OptionKind = 'value' | 'boolean';
+/** 'value' takes an argument (`--name X` or `--name=X`); 'boolean' takes none; 'list' is a value that may repeat. */
+export type OptionKind = 'value' | 'boolean' | 'list';
 
 export interface CommandLineSpec {
   /** The program's usage text: printed on --help and after every refusal. */
@@ -36,8 +37,8 @@ export interface CommandLineSpec {
 }
 
 export interface ParsedCommandLine {
-  /** Value options as strings, boolean options as `true`; absent options are missing. */
-  values: Record<string, string | true | undefined>;
+  /** Value options as strings, boolean options as `true`, list options as arrays; absent options are missing. */
+  values: Record<string, string | true | string[] | undefined>;
   positionals: string[];
   help: boolean;
 }
@@ -49,11 +50,11 @@ export class UsageError extends Error {
 
 /** Parses `argv` strictly against `spec`; throws UsageError naming the first problem. */
 export function parseCommandLine(argv: readonly string[], spec: CommandLineSpec): ParsedCommandLine {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {
     help: { type: 'boolean', short: 'h' },
   };
   for (const [name, kind] of Object.entries(spec.options)) {
-    options[name] = { type: kind === 'value' ? 'string' : 'boolean' };
+    options[name] = { type: kind === 'boolean' ? 'boolean' : 'string', multiple: kind === 'list' };
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -61,12 +62,12 @@ export function parseCommandLine(argv: readonly string[], spec: CommandLineSpec)
   } catch (e) {
     throw new UsageError(describeParseError(e));
   }
-  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
   const help = values.help === true;
-  const out: Record<string, string | true | undefined> = {};
+  const out: ParsedCommandLine['values'] = {};
   for (const [name, value] of Object.entries(values)) {
     if (name === 'help') continue;
-    out[name] = value === true ? true : typeof value === 'string' ? value : undefined;
+    out[name] = value === true ? true : typeof value === 'string' || Array.isArray(value) ? value : undefined;
   }
   const { min = 0, max = 0 } = spec.positionals ?? {};
   if (!help) {
@@ -89,23 +90,26 @@ export async function runCommandLine(
   argv: readonly string[],
   spec: CommandLineSpec,
   handler: (args: ParsedCommandLine) => number | Promise<number>,
-  io: { stdout: (text: string) => void; stderr: (text: string) => void } = {
-    stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
-  },
+  io: CommandLineIo = { stdout: (text) => console.log(text), stderr: (text) => console.error(text) },
 ): Promise<number> {
   try {
     const args = parseCommandLine(argv, spec);
     if (args.help) {
-      io.stdout(`${spec.usage.trimEnd()}\n`);
+      io.stdout(spec.usage.trimEnd());
       return 0;
     }
     return await handler(args);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    io.stderr(`error: ${e.message}\n${spec.usage.trimEnd()}\n`);
+    io.stderr(`error: ${e.message}\n${spec.usage.trimEnd()}`);
     return 2;
   }
+}
+
+/** Where runCommandLine prints: each call is one block of text without its final newline. */
+export interface CommandLineIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
 }
 
 /** Reads a value option as a non-negative integer (or the fallback when absent); refuses anything else. */
@@ -147,4 +151,10 @@ function describeParseError(e: unknown): string {
     default:
       return message;
   }
+}
+
+/** Reads a list option (every occurrence, in order); empty when absent. */
+export function listOption(args: ParsedCommandLine, name: string): string[] {
+  const raw = args.values[name];
+  return Array.isArray(raw) ? raw : typeof raw === 'string' ? [raw] : [];
 }

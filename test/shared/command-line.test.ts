@@ -51,7 +51,7 @@ describe('the strict command-line parser', () => {
     expect(r).toEqual({
       code: 2,
       stdout: '',
-      stderr: 'error: unknown option --prot\nUsage: node thing [--port N] [--verbose] [FILE]\n',
+      stderr: 'error: unknown option --prot\nUsage: node thing [--port N] [--verbose] [FILE]',
       seen: null,
     });
   });
@@ -59,7 +59,7 @@ describe('the strict command-line parser', () => {
   it('runCommandLine: --help and -h print the usage on stdout with exit 0', async () => {
     for (const flag of ['--help', '-h']) {
       const r = await run([flag]);
-      expect(r).toMatchObject({ code: 0, stdout: `${spec.usage}\n`, stderr: '', seen: null });
+      expect(r).toMatchObject({ code: 0, stdout: spec.usage, stderr: '', seen: null });
     }
   });
 
