@@ -290,9 +290,14 @@ export class RunExecutor {
     const { engine, config, api } = this.deps;
     const containerId = ws.record.containerId!;
     const runId = ws.record.runId;
-    const forwarder = new LogForwarder(api, runId, config.limits.logBytes, log, () => {
-      ws.update({ logForwardedUntil: Math.floor(Date.now() / 1000) });
-    });
+    const forwarder = new LogForwarder(
+      api,
+      runId,
+      config.limits.logBytes,
+      log,
+      () => ws.update({ logForwardedUntil: Math.floor(Date.now() / 1000) }),
+      this.deps.shutdown,
+    );
     if (ws.record.logForwardedUntil > 0) forwarder.note('site client restarted; log resumes here');
     let killedFor: KillReason | null = null;
     const kill = async (reason: KillReason) => {
