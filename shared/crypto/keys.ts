@@ -340,3 +340,46 @@ export function rotateKeyRing(
   ];
   return { ring: { current: next, previous }, statement: signRotation(ring.current, next.publicKey, now) };
 }
+
+// ---- key file sets (what the `keys create` commands write) ------------------------------------
+
+/** A private key file `x.key` has its public key beside it in `x.pub` and its rotations in `x.rotations.json`. */
+export function keyFilePaths(privateFile: string): { privateFile: string; publicFile: string; rotationsFile: string } {
+  const base = privateFile.endsWith('.key') ? privateFile.slice(0, -4) : privateFile;
+  return { privateFile, publicFile: `${base}.pub`, rotationsFile: `${base}.rotations.json` };
+}
+
+/** Creates a key pair's files (private 0600, public beside it). Refuses to replace an existing key. */
+export function createKeyFiles(privateFile: string): PrivateKey {
+  const key = generateKeyPair();
+  writeKeyRingFile(privateFile, { current: key, previous: [] });
+  writePublicKeyFile(keyFilePaths(privateFile).publicFile, key.publicKey);
+  return key;
+}
+
+/**
+ * Rotates the key in `privateFile`: the old key stays in the file (readable) for `graceMs`, the
+ * public file is replaced and the signed statement appended to the rotations file.
+ */
+export function rotateKeyFiles(
+  privateFile: string,
+  graceMs: number,
+  now: Date = new Date(),
+): { ring: KeyRing; statement: RotationStatement; rotations: RotationStatement[] } {
+  const paths = keyFilePaths(privateFile);
+  const { ring, statement } = rotateKeyRing(readKeyRingFile(privateFile, now), graceMs, now);
+  writeKeyRingFile(privateFile, ring, { overwrite: true });
+  writePublicKeyFile(paths.publicFile, ring.current.publicKey);
+  const rotations = [...readRotationsFile(paths.rotationsFile), statement];
+  fs.writeFileSync(paths.rotationsFile, JSON.stringify(rotations, null, 2) + '\n', { mode: 0o644 });
+  return { ring, statement, rotations };
+}
+
+/** The rotation statements published beside a public key (an empty list when none). */
+export function readRotationsFile(file: string): RotationStatement[] {
+  if (!fs.existsSync(file)) return [];
+  const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+  if (!Array.isArray(parsed)) throw new KeyFileError(`rotations file ${file} must hold a JSON list`, file);
+  for (const s of parsed) verifyRotation(s);
+  return parsed as RotationStatement[];
+}
