@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   unsupportedMediaType: 'unsupported_media_type',
   storageFull: 'storage_full',
   checksumMismatch: 'checksum_mismatch',
+  keyRevoked: 'key_revoked',
   unknownSite: 'unknown_site',
   noSites: 'no_sites',
   internal: 'internal_error',
