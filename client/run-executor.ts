@@ -393,13 +393,19 @@ export class RunExecutor {
     );
     if (ws.record.logForwardedUntil > 0) forwarder.note('site client restarted; log resumes here');
     let killedFor: KillReason | null = null;
+    let stopped = false;
     const kill = async (reason: KillReason) => {
-      if (killedFor) return;
-      killedFor = reason;
-      log.info('stopping container', { reason: reason.kind });
-      await engine
-        .stop(containerId, reason.kind === 'cancel' ? 2 : 0)
-        .catch((e: unknown) => log.warn('stop failed', { error: coerceError(e).message }));
+      // The first reason is the run's; a stop that failed is tried again on the next tick, so a
+      // container past its timeout can never keep its slot because one stop call failed.
+      if (stopped) return;
+      if (!killedFor) {
+        killedFor = reason;
+        log.info('stopping container', { reason: reason.kind });
+      }
+      await engine.stop(containerId, (killedFor as KillReason).kind === 'cancel' ? 2 : 0).then(
+        () => (stopped = true),
+        (e: unknown) => log.warn('stop failed; will try again', { error: coerceError(e).message }),
+      );
     };
 
     const logStream = await engine.logs(containerId, ws.record.logForwardedUntil);
