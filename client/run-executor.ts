@@ -78,6 +78,12 @@ export class RunExecutor {
     } catch (e) {
       if (e instanceof ShutdownInterrupt || this.deps.shutdown.aborted) {
         log.info('run left for the next start of the client', { phase: ws.record.phase });
+        // No container can be using the run's disk: unmount it (the next start mounts it again).
+        // One that may still run keeps it mounted: the image must never be mounted twice.
+        if (ws.record.phase === 'ended' || (ws.record.phase === 'started' && !ws.record.startedAtMs))
+          await ws
+            .unmountDisk()
+            .catch((err: unknown) => log.warn('could not unmount the run disk', { error: coerceError(err).message }));
         return;
       }
       const failures = (ws.record.failedAttempts ?? 0) + 1;
@@ -224,8 +230,8 @@ export class RunExecutor {
       try {
         const refusal = await this.deps.networking.check?.();
         if (refusal) throw new PermanentRunError(refusal);
-        await ws.prepareDisk(this.diskSpec());
         await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
+        await ws.prepareDisk(this.diskSpec());
         const id = await this.retryingDocker('create the container', log, async () => {
           // A create that reached Docker before an error still left a container under our name.
           const existing = await engine.inspect(ws.record.containerName);

@@ -261,16 +261,23 @@ export class RunWorkspace {
     fs.renameSync(tmp, file);
   }
 
+  /**
+   * Unmounts the run's disk, keeping its image (prepareDisk mounts it again). Only when no
+   * container can be using it: the image must never be mounted twice.
+   */
+  async unmountDisk(): Promise<void> {
+    if (!(await this.isDiskMounted())) return;
+    try {
+      await exec('umount', [this.diskDir]);
+    } catch {
+      // Busy (a process still has a file open): detach now, the kernel frees it when released.
+      await exec('umount', ['-l', this.diskDir]);
+    }
+  }
+
   /** Unmounts the run's disk (if mounted) and deletes the folder with everything in it. */
   async remove(): Promise<void> {
-    if (await this.isDiskMounted()) {
-      try {
-        await exec('umount', [this.diskDir]);
-      } catch {
-        // Busy (a process still has a file open): detach now, the kernel frees it when released.
-        await exec('umount', ['-l', this.diskDir]);
-      }
-    }
+    await this.unmountDisk();
     await fs.promises.rm(this.dir, { recursive: true, force: true });
   }
 }
