@@ -88,9 +88,16 @@ export class RunExecutor {
       }
       const failures = (ws.record.failedAttempts ?? 0) + 1;
       ws.update({ failedAttempts: failures });
-      if (isTransient(e) && failures < MAX_FAILED_ATTEMPTS) throw e;
+      let cancelled = false;
+      if (isTransient(e) && failures < MAX_FAILED_ATTEMPTS) {
+        // Still worth retrying, unless the researcher cancelled it (or it ended) meanwhile: then
+        // the slot is freed now rather than after the remaining attempts.
+        const view = await this.deps.api.getRun(ws.record.runId).catch(() => null);
+        cancelled = view !== null && (view.cancelRequested || !['assigned', 'running'].includes(view.status));
+        if (!cancelled) throw e;
+      }
       try {
-        await this.giveUp(ws, log, coerceError(e), failures);
+        await this.giveUp(ws, log, coerceError(e), failures, cancelled);
       } catch (inner) {
         if (inner instanceof ShutdownInterrupt || this.deps.shutdown.aborted) return;
         throw inner;
@@ -105,17 +112,31 @@ export class RunExecutor {
    * Ends a run that hit an error that will not go away: the container is removed, the registry
    * is told `failed` with the reason (no files are sent), and the workspace goes.
    */
-  private async giveUp(ws: RunWorkspace, log: Logger, error: Error, attempts: number): Promise<void> {
+  private async giveUp(
+    ws: RunWorkspace,
+    log: Logger,
+    error: Error,
+    attempts: number,
+    cancelled = false,
+  ): Promise<void> {
     const runId = ws.record.runId;
-    const reason =
-      `the site could not ${ws.record.phase === 'ended' ? 'deliver' : 'run'} this run: ${error.message}`.slice(0, 2000);
+    const reason = cancelled
+      ? 'cancelled by the researcher'
+      : `the site could not ${ws.record.phase === 'ended' ? 'deliver' : 'run'} this run: ${error.message}`.slice(
+          0,
+          2000,
+        );
     log.error('run failed for good', { phase: ws.record.phase, attempts, error: error.message });
     if (ws.record.containerId)
       await this.deps.engine
         .remove(ws.record.containerId)
         .catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
     const report: FinishReport = {
-      state: ws.record.outcome && ws.record.outcome.state !== 'completed' ? ws.record.outcome.state : 'failed',
+      state: cancelled
+        ? 'cancelled'
+        : ws.record.outcome && ws.record.outcome.state !== 'completed'
+          ? ws.record.outcome.state
+          : 'failed',
       exitCode: ws.record.outcome?.exitCode ?? null,
       reason: ws.record.outcome?.reason ? `${ws.record.outcome.reason}; ${reason}` : reason,
       digest: ws.record.digest,

@@ -356,6 +356,24 @@ describe('run executor: no run holds a slot forever', () => {
     expect(fs.existsSync(ws.dir)).toBe(false);
   });
 
+  it('frees the slot of a run retrying a transient error as soon as the researcher cancels it', async () => {
+    const engine = new FakeEngine();
+    engine.logsFailure = new DockerUnavailableError('cannot read the container log: the engine keeps failing');
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    const ws = RunWorkspace.create(workDir, 'slot-site', run, 65534, 65534);
+    await expect(executor.execute(ws)).rejects.toThrow('the engine keeps failing');
+    const cancel = await fetch(`${registry.url}/api/v1/tasks/${task.id}/cancel`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(cancel.status).toBe(200);
+    await expect(executor.execute(ws)).resolves.toBeUndefined();
+    expect((await runOf(task.id)).status).toBe('cancelled');
+    expect(fs.existsSync(ws.dir)).toBe(false);
+    expect(engine.containers.size).toBe(0);
+  });
+
   it('fails a run whose steps keep failing with a transient error, counted across restarts, and removes its workspace', async () => {
     const engine = new FakeEngine();
     engine.logsFailure = new DockerUnavailableError('cannot read the container log: the engine keeps failing');
