@@ -34,7 +34,7 @@ export interface RouteDoc {
   answers: Record<string, Answer>;
 }
 
-const RUN_ID = 'A run id is an integer of at least 1.';
+const ID = 'An id: an integer of at least 1.';
 
 /** Every route of /api/v1. */
 export const ROUTES: readonly RouteDoc[] = [
@@ -290,7 +290,7 @@ function operationDoc(route: RouteDoc): object {
             description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
             schema: { type: 'string', minLength: 1 },
           }
-        : { name, in: 'path', required: true, description: RUN_ID, schema: { type: 'integer', minimum: 1 } },
+        : { name, in: 'path', required: true, description: ID, schema: { type: 'integer', minimum: 1 } },
     ),
     ...Object.entries(route.query?.properties ?? {}).map(([name, schema]) => {
       const { description, ...rest } = schema as { description?: string };
