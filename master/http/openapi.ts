@@ -12,7 +12,8 @@ import {
 } from '../../shared/schemas.js';
 
 type SchemaName = keyof typeof WIRE_SCHEMAS;
-type Who = 'researcher' | 'site' | 'anyone';
+/** Who may call a route: its 401/403 answers and its tag follow from this. */
+type Who = 'researcher' | 'admin' | 'site' | 'anyone';
 
 /** What one status answers with: a named JSON schema, another media type, or no body. */
 type Answer =
@@ -21,7 +22,7 @@ type Answer =
   | { description: string };
 
 export interface RouteDoc {
-  method: 'get' | 'post' | 'put';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** OpenAPI path below /api/v1, e.g. "/tasks/{id}". */
   path: string;
   summary: string;
@@ -247,7 +248,11 @@ export function statusesOf(route: RouteDoc): Record<string, Answer> {
   if (route.who !== 'anyone') {
     out['401'] ??= error('Missing or unknown key');
     out['403'] ??= error(
-      route.who === 'site' ? 'Not a site key, or the site is disabled' : 'Not a researcher token, or disabled',
+      {
+        site: 'Not a site key, or the site is disabled',
+        researcher: 'Not a researcher token, or disabled',
+        admin: 'Not an admin token, or disabled',
+      }[route.who],
     );
   }
   if (pathParams(route.path).length > 0) out['404'] ??= error('Not found, or not yours');
@@ -311,7 +316,7 @@ function operationDoc(route: RouteDoc): object {
   return {
     operationId,
     summary: route.summary,
-    tags: [route.who === 'site' ? 'site' : route.who === 'researcher' ? 'researcher' : 'meta'],
+    tags: [route.who === 'anyone' ? 'meta' : route.who],
     ...(route.who === 'anyone' ? { security: [] } : {}),
     ...(parameters.length ? { parameters } : {}),
     ...(route.body
@@ -352,6 +357,7 @@ export function openApiDocument(): object {
     security: [{ bearer: [] }],
     tags: [
       { name: 'researcher', description: 'Researchers and admins: tasks, runs, results' },
+      { name: 'admin', description: 'Admins only' },
       { name: 'site', description: 'Site clients: claim, run and report' },
       { name: 'meta', description: 'About the API itself' },
     ],
