@@ -298,13 +298,13 @@ function operationDoc(route: RouteDoc): object {
         : { name, in: 'path', required: true, description: ID, schema: { type: 'integer', minimum: 1 } },
     ),
     ...Object.entries(route.query?.properties ?? {}).map(([name, schema]) => {
+      // The description belongs to the parameter; a named schema (e.g. TaskStatus) stays a $ref.
       const { description, ...rest } = schema as { description?: string };
       return {
         name,
         in: 'query',
         required: false,
-        ...(description ? { description } : {}),
-        schema: toDocSchema(rest, null),
+        ...(description ? { description, schema: toDocSchema(rest, null) } : { schema: toDocSchema(schema, null) }),
       };
     }),
   ];
