@@ -10,6 +10,7 @@ import {
   taskWaitQuerySchema,
   WIRE_SCHEMAS,
 } from '../../shared/schemas.js';
+import { KEY_KINDS } from '../../shared/key-schemas.js';
 
 type SchemaName = keyof typeof WIRE_SCHEMAS;
 /** Who may call a route: its 401/403 answers and its tag follow from this. */
@@ -35,7 +36,16 @@ export interface RouteDoc {
   answers: Record<string, Answer>;
 }
 
-const ID = 'An id: an integer of at least 1.';
+/** Every path parameter of the API, by name: the same name means the same thing everywhere. */
+const PATH_PARAMS: Record<string, { description: string; schema: object }> = {
+  id: { description: 'An id: an integer of at least 1.', schema: { type: 'integer', minimum: 1 } },
+  name: {
+    description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
+    schema: { type: 'string', minLength: 1 },
+  },
+  kind: { description: 'site, user or ttp', schema: { type: 'string', enum: KEY_KINDS } },
+  principal: { description: 'The name of the site, researcher or TTP', schema: { type: 'string', minLength: 1 } },
+};
 
 /** Every route of /api/v1. */
 export const ROUTES: readonly RouteDoc[] = [
@@ -141,6 +151,52 @@ export const ROUTES: readonly RouteDoc[] = [
     summary: 'This document',
     who: 'anyone',
     answers: { '200': { description: 'OpenAPI 3.1' } },
+  },
+  {
+    method: 'post',
+    path: '/public-key',
+    summary: "Register the researcher's public key (a change needs a rotation signed by the registered key)",
+    who: 'researcher',
+    body: { json: 'RegisterKeyRequest' },
+    answers: {
+      '200': { description: 'Already registered: nothing changed', json: 'KeyRecord' },
+      '201': { description: 'Registered', json: 'KeyRecord' },
+      '409': { description: 'Another key is registered and no valid rotation was sent', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/keys/{kind}/{principal}',
+    summary: 'The public key of a site, researcher or TTP, with its signed rotations (clients pin it)',
+    who: 'researcher',
+    answers: {
+      '200': { description: 'The key', json: 'KeyRecord' },
+      '410': { description: 'The key was revoked', json: 'Error' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/site/public-key',
+    summary: "Register the site's public key (a change needs a rotation signed by the registered key)",
+    who: 'site',
+    body: { json: 'RegisterKeyRequest' },
+    answers: {
+      '200': { description: 'Already registered: nothing changed', json: 'KeyRecord' },
+      '201': { description: 'Registered', json: 'KeyRecord' },
+      '409': { description: 'Another key is registered and no valid rotation was sent', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/site/keys/{kind}/{principal}',
+    summary: 'The public key of a researcher, TTP or site, with its signed rotations (clients pin it)',
+    who: 'site',
+    answers: {
+      '200': { description: 'The key', json: 'KeyRecord' },
+      '410': { description: 'The key was revoked', json: 'Error' },
+    },
   },
   {
     method: 'get',
@@ -286,17 +342,11 @@ function answerDoc(answer: Answer): object {
 
 function operationDoc(route: RouteDoc): object {
   const parameters = [
-    ...pathParams(route.path).map((name) =>
-      name === 'name'
-        ? {
-            name,
-            in: 'path',
-            required: true,
-            description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
-            schema: { type: 'string', minLength: 1 },
-          }
-        : { name, in: 'path', required: true, description: ID, schema: { type: 'integer', minimum: 1 } },
-    ),
+    ...pathParams(route.path).map((name) => {
+      const param = PATH_PARAMS[name];
+      if (!param) throw new Error(`describe the path parameter "${name}" of ${route.path} in PATH_PARAMS`);
+      return { name, in: 'path', required: true, ...param };
+    }),
     ...Object.entries(route.query?.properties ?? {}).map(([name, schema]) => {
       // The description belongs to the parameter; a named schema (e.g. TaskStatus) stays a $ref.
       const { description, ...rest } = schema as { description?: string };
