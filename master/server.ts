@@ -8,6 +8,7 @@ import { createApp } from './http/app.js';
 import { ResultFileStore } from './result-files.js';
 import type { RegistryStore } from './store/registry-store.js';
 import { openStore } from './store/open-store.js';
+import { withPrincipalCache } from './store/principal-cache.js';
 import { PublicKeyStore } from './public-keys.js';
 
 export { openStore };
@@ -22,7 +23,7 @@ export interface RunningRegistry {
 }
 
 export async function startRegistry(config: MasterConfig, logger: Logger): Promise<RunningRegistry> {
-  const store = openStore(config.dataDir);
+  const store = withPrincipalCache(openStore(config.dataDir));
   const events = new RegistryEvents();
   const files = new ResultFileStore(config.dataDir);
   const orphans = files.removeUnreferenced(await store.storedFileNames());

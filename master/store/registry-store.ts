@@ -85,6 +85,12 @@ export interface RegistryStore {
   ): Promise<{ principal: Principal; secret: string }>;
   /** The principal holding this key or token, whether enabled or not; null when none does. */
   authenticate(secret: string): Promise<Principal | null>;
+  /**
+   * Optional: a number that changes whenever another process commits to the database (SQLite's
+   * data_version), so that principals cached in this process are dropped after `node master
+   * revoke` or `rotate-key`. Backends without it rely on the cache's few-second expiry.
+   */
+  externalVersion?(): number;
   listPrincipals(kind: PrincipalKind | null): Promise<Principal[]>;
   /** Disabling a site also fails its unfinished runs, so their tasks can end. */
   setPrincipalEnabled(kind: PrincipalKind, name: string, enabled: boolean): Promise<boolean>;

@@ -150,6 +150,8 @@ export class SqliteRegistryStore implements RegistryStore {
         'INSERT INTO principals (kind, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
       ),
       principalByHash: db.prepare('SELECT * FROM principals WHERE key_hash = ?'),
+      // Changes only when another connection (the admin command) commits: cheap, no page read.
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
       principalsAll: db.prepare('SELECT * FROM principals ORDER BY kind, name'),
       principalsByKind: db.prepare('SELECT * FROM principals WHERE kind = ? ORDER BY name'),
       setEnabled: db.prepare('UPDATE principals SET enabled = ? WHERE kind = ? AND name = ?'),
@@ -263,6 +265,10 @@ export class SqliteRegistryStore implements RegistryStore {
   async authenticate(secret: string): Promise<Principal | null> {
     const row = this.stmt.principalByHash.get(hashSecret(secret)) as PrincipalRow | undefined;
     return row ? toPrincipal(row) : null;
+  }
+
+  externalVersion(): number {
+    return this.stmt.dataVersion.get() as number;
   }
 
   async listPrincipals(kind: PrincipalKind | null): Promise<Principal[]> {
@@ -413,6 +419,8 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
+    // Most polls find nothing: a plain read answers them without taking the write lock.
+    if (this.stmt.nextQueued.get(siteId) === undefined) return null;
     // better-sqlite3 runs this synchronously inside one transaction: no other request can
     // interleave, so a run is handed out exactly once even with many pollers per site.
     const claimed = this.db
