@@ -16,6 +16,7 @@ const ORDER = [
   'scale-profile-long',
   'scale-profile-plain',
   'scale-profile-long-plain',
+  'capacity',
   'store-costs',
   'throughput',
   'large-results',
