@@ -1,6 +1,7 @@
 import type { Logger } from '../../shared/logger.js';
 import type { MasterConfig } from '../config.js';
 import type { RegistryEvents } from '../events.js';
+import type { WaitingPolls } from '../hand-out.js';
 import type { PublicKeyStore } from '../public-keys.js';
 import type { ResultFileStore } from '../result-files.js';
 import type { RegistryStore } from '../store/registry-store.js';
@@ -12,6 +13,8 @@ export interface RegistryContext {
   files: ResultFileStore;
   config: MasterConfig;
   logger: Logger;
+  /** Long polls waiting for work, to hand new runs to in one batch (created by createApp when absent). */
+  polls?: WaitingPolls;
   /** Public keys relayed by the registry (opened from config.dataDir when absent). */
   keys?: PublicKeyStore;
 }

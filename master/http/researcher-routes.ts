@@ -83,7 +83,15 @@ export function researcherRoutes(ctx: RegistryContext): Router {
       image: task.image,
       sites: task.runs.length,
     });
-    for (const run of task.runs) events.notifySite(run.site);
+    // Polls already waiting get their run from one claim for all their sites; the rest are woken.
+    const handed = ctx.polls
+      ? await ctx.polls.offer(
+          store,
+          task.runs.map((r) => r.site),
+          config.leaseMs,
+        )
+      : new Set<string>();
+    for (const run of task.runs) if (!handed.has(run.site)) events.notifySite(run.site);
     res.status(201).location(`/api/v1/tasks/${task.id}`).json(task);
   });
 

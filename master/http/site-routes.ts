@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
+import type { RunAssignment } from '../../shared/types.js';
 import {
   LIMITS,
   validateClaimQuery,
@@ -9,6 +10,7 @@ import {
   validateProgressReport,
 } from '../../shared/schemas.js';
 import { NotFoundError, RegistryError } from '../errors.js';
+import { WaitingPolls } from '../hand-out.js';
 import { storeResultFile } from '../result-uploads.js';
 import { principalOf, requireSite } from './auth.js';
 import type { RegistryContext } from './context.js';
@@ -20,6 +22,7 @@ const POLL_CLOSED = Object.freeze({ reason: 'the long poll closed' });
 /** Routes for site clients. A site only ever sees and changes its own runs (others are 404). */
 export function siteRoutes(ctx: RegistryContext): Router {
   const { store, events, files, config, logger } = ctx;
+  const polls = ctx.polls ?? new WaitingPolls();
   const router = Router();
   router.use(requireSite);
 
@@ -36,8 +39,11 @@ export function siteRoutes(ctx: RegistryContext): Router {
     // AbortController per request (with the DOMException its abort() builds) was 3 % of the CPU.
     let abort: AbortController | null = null;
     const hungUp = () => abort?.signal.aborted === true || req.socket.destroyed;
+    // A run claimed for this poll while it waited (a new task's batch hand-out, hand-out.ts).
+    const handed: { run: RunAssignment | null } = { run: null };
     for (;;) {
-      const run = await store.claimNextRun(site.id, config.leaseMs);
+      const run = handed.run ?? (await store.claimNextRun(site.id, config.leaseMs));
+      handed.run = null;
       if (run) {
         logger.info('run assigned', { runId: run.id, taskId: run.taskId, site: site.name, attempt: run.attempt });
         events.notifyTask(run.taskId);
@@ -58,9 +64,23 @@ export function siteRoutes(ctx: RegistryContext): Router {
         const controller = (abort = new AbortController());
         res.on('close', () => controller.abort(POLL_CLOSED));
       }
-      await events.waitForSite(site.name, left, abort.signal);
-      // A poller that hung up (or a registry shutting down) must not claim a run nobody will get.
-      if (abort.signal.aborted) return;
+      const stopWaiting = polls.add(site.name, site.id, (r) => {
+        handed.run = r;
+        events.notifySite(site.name);
+      });
+      try {
+        await events.waitForSite(site.name, left, abort.signal);
+      } finally {
+        stopWaiting();
+      }
+      // A poller that hung up (or a registry shutting down) must not claim a run nobody will get;
+      // one handed to it meanwhile goes back to the queue when its lease expires.
+      if (abort.signal.aborted) {
+        const lost = handed.run as RunAssignment | null;
+        if (lost)
+          logger.warn('site disconnected while a run was being handed to it', { runId: lost.id, site: site.name });
+        return;
+      }
     }
   });
 

@@ -26,6 +26,7 @@ const KEEPS_PRINCIPALS = new Set<string>([
   'cancelTask',
   'getTaskConfig',
   'claimNextRun',
+  'claimNextRuns',
   'getSiteRun',
   'listSiteRuns',
   'startRun',

@@ -108,6 +108,11 @@ export interface RegistryStore {
   cancelTask(taskId: number): Promise<Task>;
   getTaskConfig(taskId: number): Promise<{ config: Buffer; configType: string } | null>;
 
+  /**
+   * Optional: claims the oldest queued run of each of these sites in one transaction (sites
+   * without one are left out), for long polls already waiting (master/hand-out.ts).
+   */
+  claimNextRuns?(siteIds: readonly number[], leaseMs: number): Promise<{ siteId: number; run: RunAssignment }[]>;
   /** Atomically hands the site its oldest queued run, or null. */
   claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null>;
   getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null>;

@@ -80,6 +80,15 @@ interface TaskRow {
   created_at: string;
 }
 
+interface AssignmentRow {
+  id: number;
+  task_id: number;
+  attempt: number;
+  image: string;
+  config: Buffer;
+  config_type: string;
+}
+
 const RUN_COLUMNS = `r.*, p.name AS site_name`;
 const TASK_COLUMNS = `t.id, t.owner_id, o.name AS owner_name, t.name, t.image, t.status, t.cancelled, t.created_at`;
 
@@ -449,6 +458,37 @@ export class SqliteRegistryStore implements RegistryStore {
       config: decodeConfig(claimed.config, claimed.config_type),
       attempt: claimed.attempt,
     };
+  }
+
+  async claimNextRuns(siteIds: readonly number[], leaseMs: number): Promise<{ siteId: number; run: RunAssignment }[]> {
+    const claimed = this.db
+      .transaction(() => {
+        const now = Date.now();
+        const rows: { siteId: number; row: AssignmentRow }[] = [];
+        const tasks = new Set<number>();
+        for (const siteId of siteIds) {
+          const next = this.stmt.nextQueued.get(siteId) as { id: number } | undefined;
+          if (!next) continue;
+          this.stmt.assign.run(now + leaseMs, now, next.id);
+          const row = this.stmt.assignment.get(next.id) as AssignmentRow;
+          rows.push({ siteId, row });
+          tasks.add(row.task_id);
+        }
+        // Once per task, not once per run: a broadcast's 1,000 runs share one recount.
+        for (const taskId of tasks) this.refreshTaskStatus(taskId);
+        return rows;
+      })
+      .immediate();
+    return claimed.map(({ siteId, row }) => ({
+      siteId,
+      run: {
+        id: row.id,
+        taskId: row.task_id,
+        image: row.image,
+        config: decodeConfig(row.config, row.config_type),
+        attempt: row.attempt,
+      },
+    }));
   }
 
   private siteRunRow(siteId: number, runId: number): RunRow {
