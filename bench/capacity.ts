@@ -9,26 +9,20 @@
  * interleaved (baseline, then this checkout, for every cell), built from `git archive` in a
  * temporary directory.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
+import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
 import { ProcSampler } from './lib/proc-stats.js';
 import { makeDataDir, startRegistryProcess } from './lib/registry-process.js';
-import { REPO_ROOT, writeSection } from './lib/report.js';
+import { writeSection } from './lib/report.js';
 import { ms, table } from './lib/stats.js';
 import { type BenchArgs, runMain } from './lib/world.js';
 
 const POLLS_PER_CORE_TARGET = 10_000;
 const CREATIONS_TARGET = 5_000;
 const IMAGE = '127.0.0.1:5050/pht-bench/workload:1';
-
-interface Build {
-  label: string;
-  root: string;
-}
 
 interface Cell {
   build: string;
@@ -64,30 +58,6 @@ async function seed(root: string, dataDir: string, sites: string[], users: strin
   } finally {
     await store.close();
   }
-}
-
-/** A build of another commit: its registry and store compiled in a temporary directory. */
-function buildBaseline(ref: string): Build {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-baseline-'));
-  const commit = execFileSync('git', ['rev-parse', '--short', ref], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
-  console.log(`building baseline ${commit} in ${dir}`);
-  const archive = execFileSync('git', ['archive', commit], { cwd: REPO_ROOT, maxBuffer: 1 << 30 });
-  execFileSync('tar', ['-x', '-C', dir], { input: archive });
-  fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
-  fs.writeFileSync(
-    path.join(dir, 'tsconfig.capacity.json'),
-    JSON.stringify({ extends: './tsconfig.json', include: ['shared', 'master'], exclude: ['**/*.test.ts'] }),
-  );
-  execFileSync(
-    process.execPath,
-    [path.join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.capacity.json'],
-    {
-      cwd: dir,
-      stdio: 'inherit',
-    },
-  );
-  execFileSync(process.execPath, ['scripts/copy-assets.js'], { cwd: dir, stdio: 'inherit' });
-  return { label: `baseline ${commit}`, root: dir };
 }
 
 async function measureCell(
@@ -175,7 +145,7 @@ async function main(args: BenchArgs): Promise<void> {
     .map((c) => Number(c));
   const builds: Build[] = [];
   if (baselineRef) builds.push(buildBaseline(baselineRef));
-  builds.push({ label: 'this checkout', root: REPO_ROOT });
+  builds.push(THIS_CHECKOUT);
   const cells: Cell[] = [];
   try {
     for (let round = 0; round < rounds; round++) {
@@ -192,7 +162,7 @@ async function main(args: BenchArgs): Promise<void> {
       }
     }
   } finally {
-    for (const b of builds) if (b.root !== REPO_ROOT) fs.rmSync(b.root, { recursive: true, force: true });
+    builds.forEach(removeBuild);
   }
   const rows = cells.map((c) => [
     c.build,

@@ -19,6 +19,7 @@ import {
   stopChild,
   type RegistryProcess,
 } from './lib/registry-process.js';
+import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
 import { writeSection } from './lib/report.js';
 import { mib, ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
 import { type BenchArgs, runMain } from './lib/world.js';
@@ -48,6 +49,19 @@ interface PhaseResult {
 }
 
 async function main(args: BenchArgs): Promise<void> {
+  const ref = args.string('baseline', '');
+  if (!ref) return measure(args, THIS_CHECKOUT, null);
+  // Before and after in one run: the baseline commit's registry first, then this checkout's.
+  const baseline = buildBaseline(ref);
+  try {
+    await measure(args, baseline, 'before');
+    await measure(args, THIS_CHECKOUT, 'after');
+  } finally {
+    removeBuild(baseline);
+  }
+}
+
+async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'after' | null): Promise<void> {
   const siteCount = args.number('sites', 1000);
   const generators = args.number('generators', 2);
   const broadcasts = args.number('broadcasts', 5);
@@ -66,6 +80,7 @@ async function main(args: BenchArgs): Promise<void> {
   );
   const profileDir = profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
   const registry = await startRegistryProcess({
+    root: build.root,
     dataDir,
     nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
   });
@@ -154,6 +169,9 @@ async function main(args: BenchArgs): Promise<void> {
     errors,
     errorSamples,
     peakRss,
+    build,
+    comparison,
+    args: process.argv.slice(2).join(' '),
   });
   if (profileDir) reportProfile(profileDir, process.argv.slice(2).join(' '), which);
 }
@@ -366,6 +384,9 @@ function report(
     errors: number;
     errorSamples: string[];
     peakRss: number;
+    build: Build;
+    comparison: 'before' | 'after' | null;
+    args: string;
   },
 ): void {
   const longPhases = phases.filter((p) => p.name.startsWith('long'));
@@ -407,9 +428,13 @@ Registry peak RSS over the whole benchmark (VmHWM): ${mib(o.peakRss)}. Errors: $
   console.log(body);
   if (!record) return;
   writeSection({
-    id: 'scale',
-    title: '3. Registry scale: 1,000 sites',
-    command: `npm run bench:scale -- --sites ${o.siteCount} --generators ${o.generators} --broadcasts ${o.broadcasts} --rate ${o.rate} --seconds ${o.seconds} --plain-seconds ${o.plainSeconds} --phases ${o.phases}`,
+    id: o.comparison ? `scale-${o.comparison}` : 'scale',
+    title: o.comparison
+      ? `3${o.comparison === 'before' ? 'e' : 'f'}. Registry scale, ${o.comparison} (${o.build.label}; 3e and 3f are one run)`
+      : '3. Registry scale: 1,000 sites',
+    command: o.comparison
+      ? `npm run bench:scale -- ${o.args}`
+      : `npm run bench:scale -- --sites ${o.siteCount} --generators ${o.generators} --broadcasts ${o.broadcasts} --rate ${o.rate} --seconds ${o.seconds} --plain-seconds ${o.plainSeconds} --phases ${o.phases}`,
     body,
   });
 }
@@ -450,7 +475,7 @@ ${table(
 runMain(
   {
     usage:
-      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n  Figure 3: one registry against many simulated sites; rewrites its section of BENCHMARKS.md.',
+      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--baseline GIT_REF]\n  Figure 3: one registry against many simulated sites; rewrites its section of BENCHMARKS.md.',
     options: {
       sites: 'value',
       generators: 'value',
@@ -460,6 +485,7 @@ runMain(
       'plain-seconds': 'value',
       phases: 'value',
       profile: 'boolean',
+      baseline: 'value',
     },
   },
   main,

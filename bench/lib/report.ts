@@ -16,6 +16,8 @@ const ORDER = [
   'scale-profile-long',
   'scale-profile-plain',
   'scale-profile-long-plain',
+  'scale-before',
+  'scale-after',
   'capacity',
   'store-costs',
   'throughput',
