@@ -63,8 +63,8 @@ function errorHandler(ctx: RegistryContext) {
       res.destroy();
       return;
     }
-    // A refused upload's remaining bytes are not worth reading: close instead of draining.
-    if (status === 413 || (req.method === 'PUT' && !req.complete)) res.setHeader('Connection', 'close');
+    // A refused request's remaining body is not worth reading (or waiting for): close instead.
+    if (status === 413 || !req.complete) res.setHeader('Connection', 'close');
     res.status(status).json(body);
   };
 }
