@@ -319,9 +319,12 @@ export class PhtClient {
   async saveRunFiles(runId: number, dir: string, options: CallOptions = {}): Promise<SavedFile[]> {
     const files = await this.listRunFiles(runId, options);
     const root = path.resolve(dir);
-    return mapLimit(files, PARALLEL_DOWNLOADS, async (file) => {
+    // Every name is checked before any file is written: a bad one leaves nothing half-saved.
+    const planned = files.map((file) => {
       const origin = { method: 'GET', path: filePath(runId, file.name) };
-      const target = localPathOf(root, file.name, origin);
+      return { file, origin, target: localPathOf(root, file.name, origin) };
+    });
+    return mapLimit(planned, PARALLEL_DOWNLOADS, async ({ file, origin, target }) => {
       await writeVerified(await this.downloadRunFile(runId, file.name, options), target, file, origin);
       return { ...file, path: target };
     });

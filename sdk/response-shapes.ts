@@ -6,6 +6,9 @@
 import { RUN_STATES, TASK_STATUSES } from '../shared/run-state.js';
 import type { ResultFile, RunDetail, SiteInfo, Task, TaskList, TaskWaitResult } from '../shared/types.js';
 import { PhtResponseError } from './errors.js';
+import { resultFilePathProblem, SITE_NAME_PATTERN } from '../shared/names.js';
+
+const SITE_NAME = new RegExp(SITE_NAME_PATTERN);
 
 /** Which request an answer belongs to, for the error message. */
 export interface Origin {
@@ -50,10 +53,20 @@ function oneOf(o: Json, key: string, allowed: readonly string[], origin: Origin,
     fail(origin, `${what}.${key} is ${JSON.stringify(o[key])}, not one of ${allowed.join(', ')}`);
 }
 
+/**
+ * Site and file names end up in paths and on terminals: a hostile or broken registry must not be
+ * able to send "../../x", an absolute path or control characters through them.
+ */
+function siteName(o: Json, key: string, origin: Origin, what: string): void {
+  string(o, key, origin, what);
+  if (!SITE_NAME.test(o[key] as string))
+    fail(origin, `${what}.${key} is not a valid site name: ${JSON.stringify((o[key] as string).slice(0, 80))}`);
+}
+
 function checkRun(v: unknown, origin: Origin, what: string): RunDetail {
   const o = object(v, origin, what);
   id(o, 'id', origin, what);
-  string(o, 'site', origin, what);
+  siteName(o, 'site', origin, what);
   oneOf(o, 'status', RUN_STATES, origin, what);
   return o as unknown as RunDetail;
 }
@@ -95,6 +108,12 @@ export function asFileList(v: unknown, origin: Origin): ResultFile[] {
   return array(v, origin, 'answer').map((f, i) => {
     const o = object(f, origin, `files[${i}]`);
     string(o, 'name', origin, `files[${i}]`);
+    const problem = resultFilePathProblem(o.name as string);
+    if (problem)
+      fail(
+        origin,
+        `files[${i}].name ${JSON.stringify((o.name as string).slice(0, 80))} is not a safe file name: ${problem}`,
+      );
     count(o, 'size', origin, `files[${i}]`);
     string(o, 'sha256', origin, `files[${i}]`);
     return o as unknown as ResultFile;
@@ -104,7 +123,7 @@ export function asFileList(v: unknown, origin: Origin): ResultFile[] {
 export function asSiteList(v: unknown, origin: Origin): SiteInfo[] {
   return array(v, origin, 'answer').map((s, i) => {
     const o = object(s, origin, `sites[${i}]`);
-    string(o, 'name', origin, `sites[${i}]`);
+    siteName(o, 'name', origin, `sites[${i}]`);
     if (typeof o.enabled !== 'boolean') fail(origin, `sites[${i}].enabled is not a boolean`);
     return o as unknown as SiteInfo;
   });
