@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   notFound: 'not_found',
   conflict: 'conflict',
   payloadTooLarge: 'payload_too_large',
+  nestingTooDeep: 'nesting_too_deep',
   unsupportedMediaType: 'unsupported_media_type',
   storageFull: 'storage_full',
   unknownSite: 'unknown_site',
