@@ -365,7 +365,7 @@ describe('errors', () => {
     try {
       const shape = await client.getTask(1).catch((e: unknown) => e);
       expect(shape).toBeInstanceOf(PhtResponseError);
-      expect((shape as Error).message).toMatch(/GET \/tasks\/1: task\.image is not a string/);
+      expect((shape as Error).message).toMatch(/GET \/tasks\/1: .*answer: missing required field "image"/);
       await expect(client.listSites()).rejects.toThrow(/not JSON/);
     } finally {
       await client.close();
@@ -420,7 +420,9 @@ describe('saving files from a registry that cannot be trusted blindly', () => {
     const fake = await registryListing([{ name: '../escaped.txt', size: 1, sha256: '0'.repeat(64) }], 'x');
     const client = new PhtClient({ url: fake.url, token: 'whatever-token' });
     try {
-      await expect(client.saveRunFiles(1, path.join(tmp, 'out'))).rejects.toThrow(/not a safe file name/);
+      await expect(client.saveRunFiles(1, path.join(tmp, 'out'))).rejects.toThrow(
+        /answer\[0\]\.name: must match pattern/,
+      );
       expect(fs.existsSync(path.join(tmp, 'escaped.txt'))).toBe(false);
     } finally {
       await client.close();

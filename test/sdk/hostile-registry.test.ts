@@ -3,9 +3,11 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../sdk/cli/main.js';
 import { PhtClient, PhtResponseError } from '../../sdk/index.js';
+import { MAX_FILE_PATH_LENGTH, RESULT_FILE_PATH_PATTERN, resultFilePathProblem } from '../../shared/names.js';
 import { startFakeServer } from './registry-world.js';
 
 /**
@@ -166,7 +168,7 @@ describe('pht task results against a registry that lies about names', () => {
       out,
     ]);
     expect(code).toBe(3);
-    expect(err).toMatch(/not a valid site name/);
+    expect(err).toMatch(/\.site: must match pattern/);
     expect(err).not.toMatch(/[\x00-\x09\x0b-\x1f]/);
     expect(filesUnder(tmp)).toEqual([]);
     expect(fs.existsSync(path.join(os.tmpdir(), 'pht-hostile-abs'))).toBe(false);
@@ -180,7 +182,7 @@ describe('pht task results against a registry that lies about names', () => {
     ];
     const { code, err } = await pht({ files }, ['task', 'results', '1', '--out', out]);
     expect(code).toBe(3);
-    expect(err).toMatch(/not a safe file name/);
+    expect(err).toMatch(/answer\[1\]\.name: must match pattern/);
     expect(err).not.toMatch(/[\x00-\x09\x0b-\x1f]/);
     expect(filesUnder(tmp)).toEqual([]);
     expect(fs.existsSync('/tmp/pht-hostile-evil.txt')).toBe(false);
@@ -205,8 +207,8 @@ describe('pht task results against a registry that lies about names', () => {
     const client = new PhtClient({ url: fake.url, token: 'pht_user_test_token' });
     try {
       await expect(client.saveRunFiles(1, path.join(tmp, 'out'))).rejects.toThrow(PhtResponseError);
-      await expect(client.listSites()).rejects.toThrow(/not a valid site name/);
-      await expect(client.getTask(1)).rejects.toThrow(/not a valid site name/);
+      await expect(client.listSites()).rejects.toThrow(/answer\[0\]\.name: must match pattern/);
+      await expect(client.getTask(1)).rejects.toThrow(/answer\.runs\[0\]\.site: must match pattern/);
     } finally {
       await client.close();
     }
@@ -276,5 +278,24 @@ describe('pht shows registry-supplied text with its control characters escaped',
     const json = await pht({ errorMessage: `gone${ATTACK}` }, ['task', 'show', '1', '--json']);
     expect(json.err).not.toMatch(RAW);
     expect((JSON.parse(json.err) as { error: { message: string } }).error.message).toBe(`gone${ATTACK}`);
+  });
+});
+
+describe('the wire pattern for result file names', () => {
+  it('accepts exactly the names resultFilePathProblem accepts', () => {
+    const pattern = new RegExp(RESULT_FILE_PATH_PATTERN, 'u');
+    const segment = fc.oneof(
+      fc.constantFrom('.', '..', '', 'a', '.a', 'a.', '...', 'x'.repeat(255), 'x'.repeat(256)),
+      fc.stringMatching(/^[A-Za-z0-9._-]{0,8}$/),
+      fc.string({ maxLength: 4 }),
+    );
+    const name = fc.array(segment, { minLength: 1, maxLength: 18 }).map((s) => s.join('/'));
+    fc.assert(
+      fc.property(name, (n) => {
+        const fitsLength = n.length <= MAX_FILE_PATH_LENGTH;
+        expect(pattern.test(n) && fitsLength, JSON.stringify(n)).toBe(resultFilePathProblem(n) === null);
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
