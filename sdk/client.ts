@@ -3,13 +3,31 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isFinalRunState, type TaskStatus } from '../shared/run-state.js';
 import { LIMITS } from '../shared/schemas.js';
-import type { CreateTaskRequest, ResultFile, RunDetail, SiteInfo, Task, TaskList } from '../shared/types.js';
+import type {
+  CreateTaskRequest,
+  ResultFile,
+  RunDetail,
+  SiteInfo,
+  Task,
+  TaskDeleted,
+  TaskList,
+} from '../shared/types.js';
 import { childSignal, sleep } from './abortable.js';
 import { mapLimit } from './concurrency.js';
 import { PhtApiError, PhtResultError, PhtTimeoutError } from './errors.js';
 import { readServerSentEvents } from './event-stream.js';
 import { localPathOf, writeVerified } from './local-files.js';
-import { asFileList, asMe, asRun, asSiteList, asTask, asTaskList, asWaitResult, type Me } from './response-shapes.js';
+import {
+  asFileList,
+  asMe,
+  asRun,
+  asSiteList,
+  asTask,
+  asTaskDeleted,
+  asTaskList,
+  asWaitResult,
+  type Me,
+} from './response-shapes.js';
 import { RegistryTransport } from './transport.js';
 
 export interface PhtClientOptions {
@@ -251,6 +269,15 @@ export class PhtClient {
   async cancelTask(taskId: number, options: CallOptions = {}): Promise<Task> {
     const p = `/tasks/${checkId(taskId, 'task id')}/cancel`;
     return asTask(await this.transport.json('POST', p, { ...options, json: {} }), { method: 'POST', path: p });
+  }
+
+  /**
+   * Deletes a finished task with its runs, logs and result files (yours, or any for an admin).
+   * A task that is not finished yet is PhtApiError 409 `task_not_final`: cancel it first.
+   */
+  async deleteTask(taskId: number, options: CallOptions = {}): Promise<TaskDeleted> {
+    const p = `/tasks/${checkId(taskId, 'task id')}`;
+    return asTaskDeleted(await this.transport.json('DELETE', p, options), { method: 'DELETE', path: p });
   }
 
   async getRun(runId: number, options: CallOptions = {}): Promise<RunDetail> {

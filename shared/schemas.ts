@@ -286,6 +286,17 @@ export const taskWaitResultSchema = {
   },
 } as const;
 
+export const taskDeletedSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'runs', 'files'],
+  properties: {
+    id,
+    runs: { ...count, description: 'Runs deleted with the task (with their logs).' },
+    files: { ...count, description: 'Result files deleted with the task.' },
+  },
+} as const;
+
 export const resultFileSchema = {
   type: 'object',
   additionalProperties: false,
@@ -378,6 +389,7 @@ export const WIRE_SCHEMAS = {
   Task: taskSchema,
   TaskList: taskListSchema,
   TaskWaitResult: taskWaitResultSchema,
+  TaskDeleted: taskDeletedSchema,
   ResultFile: resultFileSchema,
   ResultFileList: resultFileListSchema,
   Site: siteInfoSchema,

@@ -113,6 +113,23 @@ export const COMMANDS: readonly Command[] = [
     },
   },
   {
+    name: 'task delete',
+    synopsis: 'ID',
+    summary: 'delete a finished task with its runs, logs and result files at the registry',
+    args: ['ID'],
+    valueFlags: [],
+    booleanFlags: [],
+    run: async (ctx) => {
+      const deleted = await ctx.client.deleteTask(taskId(ctx));
+      ctx.io.stdout.write(
+        ctx.json
+          ? toJson(deleted)
+          : `task ${deleted.id} deleted with ${deleted.runs} run${deleted.runs === 1 ? '' : 's'} and ${deleted.files} result file${deleted.files === 1 ? '' : 's'}\n`,
+      );
+      return EXIT.ok;
+    },
+  },
+  {
     name: 'sites',
     synopsis: '',
     summary: 'the sites known to the registry',

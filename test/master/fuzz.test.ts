@@ -59,6 +59,7 @@ const ROUTES: [string, string, 'site' | 'user' | 'anyone'][] = [
   ['GET', '/api/v1/tasks/{id}/wait', 'user'],
   ['GET', '/api/v1/tasks/{id}/events', 'user'],
   ['POST', '/api/v1/tasks/{id}/cancel', 'user'],
+  ['DELETE', '/api/v1/tasks/{id}', 'user'],
   ['GET', '/api/v1/runs/{id}', 'user'],
   ['GET', '/api/v1/runs/{id}/log', 'user'],
   ['GET', '/api/v1/runs/{id}/files', 'user'],
