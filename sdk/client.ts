@@ -12,7 +12,7 @@ import type {
   TaskDeleted,
   TaskList,
 } from '../shared/types.js';
-import { childSignal, sleep } from './abortable.js';
+import { childSignal, sleep } from '../shared/abortable.js';
 import { mapLimit } from './concurrency.js';
 import { PhtApiError, PhtResultError, PhtTimeoutError } from './errors.js';
 import { readServerSentEvents } from './event-stream.js';

@@ -4,7 +4,7 @@ import { isFinalRunState, isFinalTaskStatus, TASK_STATUSES, type TaskStatus } fr
 import { parseDurationMs } from '../../shared/duration.js';
 import { SITE_NAME_PATTERN } from '../../shared/names.js';
 import type { Task } from '../../shared/types.js';
-import { childSignal } from '../abortable.js';
+import { childSignal } from '../../shared/abortable.js';
 import type { PhtClient } from '../client.js';
 import { PhtResponseError, PhtTimeoutError } from '../errors.js';
 import { describeTask, runDetail, sitesTable, table, taskOutcome, taskTitle, tasksTable } from './format.js';
