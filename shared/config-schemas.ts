@@ -34,7 +34,7 @@ export const masterConfigSchema = {
         /** Unfinished tasks one researcher may have at once (429 too_many_open_tasks beyond). */
         openTasksPerUser: { type: 'integer', minimum: 1, default: 1000 },
         /** Config bytes of all the tasks one researcher keeps (413 config_quota_exceeded beyond). */
-        configBytesPerUser: { type: 'integer', minimum: 2, default: 268435456 },
+        configBytesPerUser: { type: 'integer', minimum: 2, default: 67108864 },
       },
     },
   },
