@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -75,11 +76,7 @@ describe('per-researcher quotas', () => {
   });
 
   it('counts the configs of tasks stored before the quota existed (migration 0003)', async () => {
-    const seed = await startTestRegistry();
-    const dataDir = seed.dataDir;
-    await seed.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    fs.mkdirSync(dataDir);
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-quota-migration-'));
     // A database as the registry left it before migration 0003, holding one 3000-byte config.
     const db = new Database(path.join(dataDir, 'registry.sqlite'));
     migrate(
