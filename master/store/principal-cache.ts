@@ -25,6 +25,7 @@ const KEEPS_PRINCIPALS = new Set<string>([
   'listTasks',
   'cancelTask',
   'getTaskConfig',
+  'deleteTask',
   'claimNextRun',
   'claimNextRuns',
   'getSiteRun',
