@@ -18,6 +18,7 @@ const ORDER = [
   'scale-profile-long-plain',
   'scale-before',
   'scale-after',
+  'broadcast',
   'capacity',
   'store-costs',
   'throughput',
