@@ -83,7 +83,7 @@ function codeVersion(): string {
     const dirty = execFileSync('git', ['status', '--porcelain', '--', 'master', 'client', 'shared', 'sdk'], {
       cwd: REPO_ROOT,
       encoding: 'utf8',
-    }).trim();
+    }).trimEnd(); // not trim(): the first line's status column starts with a space (" M client/...")
     return dirty
       ? `${head} with uncommitted changes in ${[...new Set(dirty.split('\n').map((l) => l.slice(3).split('/')[0]))].join(', ')}`
       : head;
