@@ -5,11 +5,13 @@
  * figure is the hand-out alone. With `--baseline REF` the same is measured for that commit,
  * interleaved round by round in the same run.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Agent, fetch } from 'undici';
 import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
+import { hotSpots, newestProfile } from './lib/cpu-profile.js';
 import { readProc } from './lib/proc-stats.js';
 import { makeDataDir, startRegistryProcess } from './lib/registry-process.js';
 import { cpuPressure, writeSection } from './lib/report.js';
@@ -37,7 +39,7 @@ interface Round {
   pressure: string;
 }
 
-async function oneRound(build: Build, round: number, siteCount: number): Promise<Round> {
+async function oneRound(build: Build, round: number, siteCount: number, profileDir: string | null): Promise<Round> {
   const dataDir = makeDataDir();
   const mod = (await import(
     pathToFileURL(path.join(build.root, 'dist/master/store/open-store.js')).href
@@ -52,7 +54,11 @@ async function oneRound(build: Build, round: number, siteCount: number): Promise
   } finally {
     await store.close();
   }
-  const registry = await startRegistryProcess({ root: build.root, dataDir });
+  const registry = await startRegistryProcess({
+    root: build.root,
+    dataDir,
+    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  });
   const dispatcher = new Agent({ connections: siteCount + 10, headersTimeout: 120_000, bodyTimeout: 120_000 });
   try {
     let postedAt = Infinity;
@@ -117,11 +123,13 @@ async function main(args: BenchArgs): Promise<void> {
   const rounds = args.number('rounds', 3);
   const ref = args.string('baseline', '');
   const builds: Build[] = ref ? [buildBaseline(ref), THIS_CHECKOUT] : [THIS_CHECKOUT];
+  // A profiled run (this checkout only, one round) prints the registry's hot spots and records nothing.
+  const profileDir = args.flag('profile') ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
   const results: Round[] = [];
   try {
     for (let round = 1; round <= rounds; round++) {
       for (const build of builds) {
-        const r = await oneRound(build, round, siteCount);
+        const r = await oneRound(build, round, siteCount, profileDir);
         console.log(
           `${r.build} round ${round}: hand-out p50 ${ms(r.handout.median)} p99 ${ms(r.handout.p99)} max ${ms(r.handout.max)} ms, POST ${ms(r.postMs)} ms, registry CPU ${ms(r.registryCpuMs)} ms, load ${r.load}`,
         );
@@ -130,6 +138,14 @@ async function main(args: BenchArgs): Promise<void> {
     }
   } finally {
     builds.forEach(removeBuild);
+  }
+  if (profileDir) {
+    const spots = hotSpots(newestProfile(profileDir), 20);
+    console.log(`registry CPU profile, ${ms(spots.totalMs)} ms sampled (whole process life):`);
+    for (const f of spots.functions) console.log(`  ${f.name}  ${ms(f.selfMs)} ms  ${(f.share * 100).toFixed(1)} %`);
+    for (const f of spots.files) console.log(`  [file] ${f.name}  ${ms(f.selfMs)} ms  ${(f.share * 100).toFixed(1)} %`);
+    fs.rmSync(profileDir, { recursive: true, force: true });
+    return;
   }
   const rows = results.map((r) => [
     r.build,
@@ -166,8 +182,8 @@ ${table(['build', 'round', 'hand-out p50 / p99 / max', 'POST', 'registry CPU', '
 
 runMain(
   {
-    usage: 'usage: npm run bench:broadcast -- [--baseline GIT_REF] [--sites 1000] [--rounds 3]',
-    options: { baseline: 'value', sites: 'value', rounds: 'value' },
+    usage: 'usage: npm run bench:broadcast -- [--baseline GIT_REF] [--sites 1000] [--rounds 3] [--profile]',
+    options: { baseline: 'value', sites: 'value', rounds: 'value', profile: 'boolean' },
   },
   main,
 );
