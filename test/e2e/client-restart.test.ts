@@ -28,6 +28,23 @@ class ClientProcess {
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
   }
 
+  /** Resolves once the output written after `offset` contains `text` (rejects if the process ends first). */
+  outputAfter(offset: number, text: string): Promise<void> {
+    const child = this.child!;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!this.output.slice(offset).includes(text)) return;
+        child.stderr!.off('data', check);
+        child.off('exit', onExit);
+        resolve();
+      };
+      const onExit = () => reject(new Error(`client exited before writing "${text}"`));
+      child.stderr!.on('data', check);
+      child.once('exit', onExit);
+      check();
+    });
+  }
+
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null) return;
@@ -125,18 +142,16 @@ describe('site client killed and restarted', () => {
     await containerRunning(task.runs[0]!.id);
     await client.kill('SIGKILL');
     // Let the container end while nobody watches, then take the registry away too.
-    const until = Date.now() + 30_000;
-    for (;;) {
-      const [c] = await docker().listContainers({
-        all: true,
-        filters: { label: [`org.pht.run-id=${task.runs[0]!.id}`] },
-      });
-      if (!c || c.State === 'exited' || Date.now() > until) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const [c] = await docker().listContainers({
+      all: true,
+      filters: { label: [`org.pht.run-id=${task.runs[0]!.id}`] },
+    });
+    if (c) await docker().getContainer(c.Id).wait();
     await registry.close();
+    const mark = client.output.length;
     client.start();
-    await new Promise((r) => setTimeout(r, 1500));
+    // The client is up and has found the registry gone before the registry comes back.
+    await client.outputAfter(mark, 'registry unavailable; will keep trying');
     registry = await registry.restart();
     (researcher as { registry: TestRegistry }).registry = registry;
     const done = await researcher.waitDone(task.id);
