@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import cron from 'node-cron';
 import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
@@ -7,14 +6,13 @@ import type { Logger } from '../shared/logger.js';
 import { createAuditLog } from './audit-log.js';
 import type { ClientConfig } from './config.js';
 import { DockerEngine, type ContainerEngine } from './container-engine.js';
-import { ensureGatewayNetwork, HostFirewall } from './container-network.js';
+import { prepareContainerNetworking, type PreparedNetworking } from './container-network.js';
 import { abortReason, backoffDelay, isAbortError, retry, sleep } from '../shared/abortable.js';
 import { isTransientError, RegistryRefusedError, RegistryUnavailableError, ShutdownDeadlineError } from './errors.js';
 import { PollerStateMachine, type PollerState } from './poller-state.js';
 import { SiteRegistryApi } from './registry-api.js';
-import { RunExecutor, type ContainerNetworking } from './run-executor.js';
+import { RunExecutor } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
-import { SparqlGateway } from './sparql-gateway.js';
 
 /** How long close() lets in-flight steps end after they were told to stop, by default. */
 export const DEFAULT_SHUTDOWN_DEADLINE_MS = 15_000;
@@ -44,8 +42,7 @@ export class SiteClient {
   private readonly inFlight = new Map<number, Promise<void>>();
   private slotFreed: (() => void) | null = null;
   private loop: Promise<void> | null = null;
-  private gateway: SparqlGateway | null = null;
-  private firewall: HostFirewall | null = null;
+  private networking: PreparedNetworking | null = null;
   private cronTask: { stop(): void } | null = null;
   private cronTick: (() => void) | null = null;
   private starting: Promise<void> | null = null;
@@ -89,7 +86,14 @@ export class SiteClient {
     if (signal.aborted) throw abortReason(signal);
     this.audit = createAuditLog(this.config.auditLog, this.site);
     fs.mkdirSync(this.config.workDir, { recursive: true });
-    const networking = await this.prepareNetworking();
+    const networking = await prepareContainerNetworking({
+      engine: this.engine,
+      config: this.config,
+      site: this.site,
+      audit: this.audit,
+      logger: this.logger,
+    });
+    this.networking = networking;
     if (signal.aborted) throw abortReason(signal);
     this.executor = new RunExecutor({
       api: this.api,
@@ -101,7 +105,14 @@ export class SiteClient {
       audit: this.audit,
       shutdown: this.shutdown.signal,
     });
-    await this.recover();
+    try {
+      await this.recover();
+    } catch (e) {
+      // The gateway's listening socket would keep the process alive: undo what start did.
+      await networking.close().catch(() => undefined);
+      this.networking = null;
+      throw e;
+    }
     if (this.config.poll.schedule.kind === 'cron') {
       this.cronTask = cron.schedule(this.config.poll.schedule.expression, () => this.cronTick?.());
     }
@@ -141,57 +152,12 @@ export class SiteClient {
     const stuck = [...this.inFlight.keys()];
     if (!inTime) this.logger.error('shutdown deadline passed; steps still running', { runs: stuck });
     // Released even after the deadline: a gateway or firewall rule left behind outlives the process.
+    // The gateway goes; its network and firewall rules too, unless containers still use them.
     const grace = Math.max(1000, deadline - Date.now());
-    await within(this.gateway?.close() ?? Promise.resolve(), grace);
-    await this.firewall?.remove();
+    await within(this.networking?.close() ?? Promise.resolve(), grace);
     await within(this.api.close(), grace);
     this.states.to('stopped');
     if (!inTime) throw new ShutdownDeadlineError(this.shutdownDeadlineMs, stuck);
-  }
-
-  private async prepareNetworking(): Promise<ContainerNetworking> {
-    const { network, sparqlEndpoint } = this.config;
-    if (network.mode !== 'gateway') {
-      const url = network.sparqlEndpointForContainer ?? sparqlEndpoint;
-      const mode = network.mode === 'named' ? network.name! : network.mode;
-      if (network.mode === 'bridge')
-        this.logger.warn('containers use the default bridge: they can reach the outside world', {});
-      return { networkMode: mode, sparqlFor: () => ({ url, token: null, release: () => undefined }) };
-    }
-    if (!(this.engine instanceof DockerEngine)) throw new Error('gateway networking needs the real Docker engine');
-    const net = await ensureGatewayNetwork(this.engine.docker, this.config, this.site);
-    const gateway = new SparqlGateway({
-      endpoint: sparqlEndpoint,
-      allowUpdates: this.config.gateway.allowUpdates,
-      maxResponseBytes: this.config.gateway.maxResponseBytes,
-      queryTimeoutMs: this.config.gateway.queryTimeoutMs,
-      audit: this.audit,
-      logger: this.logger.child({ component: 'sparql-gateway' }),
-    });
-    // The same port across restarts, so containers that outlive a client restart keep their URL.
-    const portFile = path.join(this.config.workDir, 'gateway-port');
-    const previous = fs.existsSync(portFile) ? Number(fs.readFileSync(portFile, 'utf8')) : 0;
-    try {
-      await gateway.listen(net.gatewayIp, previous);
-    } catch {
-      await gateway.listen(net.gatewayIp, 0);
-    }
-    fs.writeFileSync(portFile, String(gateway.port));
-    this.gateway = gateway;
-    this.firewall = new HostFirewall(net, this.logger);
-    await this.firewall.apply(gateway.port);
-    this.logger.info('sparql gateway ready', {
-      network: net.name,
-      address: `${net.gatewayIp}:${gateway.port}`,
-      endpoint: sparqlEndpoint,
-    });
-    return {
-      networkMode: net.name,
-      sparqlFor: (runId, token) => {
-        const reg = gateway.registerRun(runId, token);
-        return { url: reg.url, token: reg.token, release: () => gateway.unregisterRun(reg.token) };
-      },
-    };
   }
 
   /** Picks up what the previous process left: workspaces, containers, runs the registry still counts as ours. */
@@ -304,7 +270,7 @@ export class SiteClient {
       // Refused (e.g. 409, the run already ended at the registry): nothing more to tell it.
       this.logger.warn('registry refused the failure report', { runId, error: coerceError(e).message });
     }
-    ws.remove();
+    await ws.remove();
   }
 
   private async pollLoop(): Promise<void> {
