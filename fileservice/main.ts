@@ -1,4 +1,4 @@
-import { parseArgs } from '../shared/config-loader.js';
+import { runCommandLine, type OptionKind, type ParsedCommandLine } from '../shared/command-line.js';
 import { CryptoError } from '../shared/crypto/index.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
@@ -14,22 +14,20 @@ const USAGE = `Usage: node fileservice [serve] [--port N] [--host ADDR] [--data-
 ${ADMIN_USAGE}`;
 
 const VALUE_FLAGS = ['port', 'host', 'data-dir', 'config', 'key-file', 'grace'];
-const BOOLEAN_FLAGS = ['json', 'help'];
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { flags, positional } = parseArgs(argv, BOOLEAN_FLAGS);
-  const unknown = Object.keys(flags).filter((f) => !VALUE_FLAGS.includes(f) && !BOOLEAN_FLAGS.includes(f));
-  if (unknown.length) {
-    console.error(`error: unknown option --${unknown[0]}\n${USAGE.split('\n')[0]}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(USAGE);
-    return 0;
-  }
+export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const options: Record<string, OptionKind> = { json: 'boolean' };
+  for (const f of VALUE_FLAGS) options[f] = 'value';
+  return runCommandLine(argv, { usage: USAGE, options, positionals: { max: 3 } }, (args) => run(args, env));
+}
+
+async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<number> {
+  const flags: Record<string, string | true> = {};
+  for (const [name, value] of Object.entries(args.values))
+    if (typeof value === 'string' || value === true) flags[name] = value;
+  const positional = args.positionals;
   const command = positional[0] ?? 'serve';
   try {
-    for (const f of VALUE_FLAGS) if (flags[f] === true) throw new UsageError(`--${f} needs a value`);
     const port = flags.port === undefined ? undefined : Number(flags.port);
     if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
       throw new UsageError('--port must be an integer from 0 to 65535');
@@ -78,7 +76,13 @@ function waitForSignal(logger: { info: (m: string) => unknown }, shutdown: () =>
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      console.error(`error: ${coerceError(e).message}`);
+      process.exitCode = 1;
+    },
+  );
 }
