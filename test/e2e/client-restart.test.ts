@@ -56,21 +56,26 @@ class ClientProcess {
 }
 
 /** Waits until the run's container is running (the client got past pull and create). */
-async function containerRunning(runId: number): Promise<void> {
+async function containerRunning(site: string, runId: number): Promise<void> {
   const until = Date.now() + 60_000;
   while (Date.now() < until) {
-    const [c] = await docker().listContainers({ filters: { label: [`org.pht.run-id=${runId}`], status: ['running'] } });
+    const [c] = await docker().listContainers({ filters: { label: runLabels(site, runId), status: ['running'] } });
     if (c) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`container of run ${runId} never ran`);
 }
 
-async function containerStarts(runId: number, since: number): Promise<number> {
+/** Run ids repeat across registries (and other test runs share the engine): a run is its site and id. */
+function runLabels(site: string, runId: number): string[] {
+  return [`org.pht.site=${site}`, `org.pht.run-id=${runId}`];
+}
+
+async function containerStarts(site: string, runId: number, since: number): Promise<number> {
   const stream = (await docker().getEvents({
     since: Math.floor(since / 1000) - 1,
     until: Math.floor(Date.now() / 1000) + 1,
-    filters: { type: ['container'], event: ['start'], label: [`org.pht.run-id=${runId}`] },
+    filters: { type: ['container'], event: ['start'], label: runLabels(site, runId) },
   })) as unknown as NodeJS.ReadableStream;
   let text = '';
   for await (const chunk of stream) text += chunk.toString();
@@ -124,7 +129,7 @@ describe('site client killed and restarted', () => {
     const since = Date.now();
     client.start();
     const task = await researcher.post(PROBE, { mode: 'sleep', ms: 4000 }, [site]);
-    await containerRunning(task.runs[0]!.id);
+    await containerRunning(site, task.runs[0]!.id);
     await client.kill('SIGKILL');
     client.start();
     const done = await researcher.waitDone(task.id);
@@ -132,19 +137,19 @@ describe('site client killed and restarted', () => {
     expect(run.status).toBe('completed');
     expect(run.attempt).toBe(1);
     expect(await researcher.file(run.id, 'slept.txt')).toBe('4000');
-    expect(await containerStarts(run.id, since)).toBe(1);
+    expect(await containerStarts(site, run.id, since)).toBe(1);
     expect(client.output).toContain('following a container found after a restart');
   });
 
   it('delivers a result that finished while both the client and the registry were down', async () => {
     const since = Date.now();
     const task = await researcher.post(PROBE, { mode: 'sleep', ms: 1500 }, [site]);
-    await containerRunning(task.runs[0]!.id);
+    await containerRunning(site, task.runs[0]!.id);
     await client.kill('SIGKILL');
     // Let the container end while nobody watches, then take the registry away too.
     const [c] = await docker().listContainers({
       all: true,
-      filters: { label: [`org.pht.run-id=${task.runs[0]!.id}`] },
+      filters: { label: runLabels(site, task.runs[0]!.id) },
     });
     if (c) await docker().getContainer(c.Id).wait();
     await registry.close();
@@ -157,6 +162,6 @@ describe('site client killed and restarted', () => {
     const done = await researcher.waitDone(task.id);
     expect(done.runs[0]!.status).toBe('completed');
     expect(await researcher.file(done.runs[0]!.id, 'slept.txt')).toBe('1500');
-    expect(await containerStarts(done.runs[0]!.id, since)).toBe(1);
+    expect(await containerStarts(site, done.runs[0]!.id, since)).toBe(1);
   });
 });
