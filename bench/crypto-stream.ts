@@ -113,11 +113,4 @@ directions on one core, so its throughput is about half of "seal only".`;
   });
 }
 
-runMain(
-  {
-    usage:
-      'Usage: node --expose-gc dist/bench/crypto-stream.js [--gib N]   (npm run bench:crypto)\n  Streaming seal/open of N GiB; memory sampled throughout.',
-    options: { gib: 'value' },
-  },
-  main,
-);
+runMain({ usage: 'Usage: npm run bench:crypto -- [--gib N]', options: { gib: 'value' } }, main);

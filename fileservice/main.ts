@@ -1,4 +1,10 @@
-import { runCommandLine, type OptionKind, type ParsedCommandLine } from '../shared/command-line.js';
+import {
+  integerOption,
+  runCommandLine,
+  stringOption,
+  type ParsedCommandLine,
+  UsageError as CommandLineUsageError,
+} from '../shared/command-line.js';
 import { CryptoError } from '../shared/crypto/index.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
@@ -13,25 +19,33 @@ const USAGE = `Usage: node fileservice [serve] [--port N] [--host ADDR] [--data-
 
 ${ADMIN_USAGE}`;
 
-const VALUE_FLAGS = ['port', 'host', 'data-dir', 'config', 'key-file', 'grace'];
-
 export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const options: Record<string, OptionKind> = { json: 'boolean' };
-  for (const f of VALUE_FLAGS) options[f] = 'value';
-  return runCommandLine(argv, { usage: USAGE, options, positionals: { max: 3 } }, (args) => run(args, env));
+  return runCommandLine(
+    argv,
+    {
+      usage: USAGE,
+      options: {
+        port: 'value',
+        host: 'value',
+        'data-dir': 'value',
+        config: 'value',
+        'key-file': 'value',
+        grace: 'value',
+        json: 'boolean',
+      },
+      positionals: { max: 3 },
+    },
+    (args) => run(args, env),
+  );
 }
 
 async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<number> {
-  const flags: Record<string, string | true> = {};
-  for (const [name, value] of Object.entries(args.values))
-    if (typeof value === 'string' || value === true) flags[name] = value;
   const positional = args.positionals;
+  const flags = args.values;
   const command = positional[0] ?? 'serve';
   try {
-    const port = flags.port === undefined ? undefined : Number(flags.port);
-    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
-      throw new UsageError('--port must be an integer from 0 to 65535');
-    const str = (name: string) => (typeof flags[name] === 'string' ? (flags[name] as string) : undefined);
+    const port = flags.port === undefined ? undefined : integerOption(args, 'port', 0, 65535);
+    const str = (name: string) => stringOption(args, name);
     const config = loadFileServiceConfig({
       file: str('config') ?? null,
       env,
@@ -47,6 +61,7 @@ async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<num
     await waitForSignal(logger, () => service.close());
     return 0;
   } catch (e) {
+    if (e instanceof CommandLineUsageError) throw e; // runCommandLine prints it with the usage, exit 2
     if (e instanceof UsageError || e instanceof ConfigError) {
       console.error(`error: ${e.message}`);
       return 2;
@@ -76,13 +91,7 @@ function waitForSignal(logger: { info: (m: string) => unknown }, shutdown: () =>
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      console.error(`error: ${coerceError(e).message}`);
-      process.exitCode = 1;
-    },
-  );
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }
