@@ -11,6 +11,7 @@ const rules = {
   client: ['client', 'shared'],
   fileservice: ['fileservice', 'shared'],
   sdk: ['sdk', 'shared'],
+  ui: ['ui', 'shared'],
 };
 
 const problems = [];

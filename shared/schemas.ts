@@ -92,6 +92,9 @@ export const taskListQuerySchema = {
   additionalProperties: false,
   properties: {
     status: { enum: [...TASK_STATUSES] },
+    site: siteName,
+    q: { type: 'string', minLength: 1, maxLength: LIMITS.taskNameLength },
+    view: { enum: ['full', 'summary'] },
     limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
     offset: { type: 'string', pattern: '^[0-9]{1,12}$' },
   },
@@ -119,9 +122,13 @@ export const validateProgressReport = compile<ProgressReport>(progressReportSche
 export const validateLogAppend = compile<LogAppend>(logAppendSchema, 'body');
 export const validateFinishReport = compile<FinishReport>(finishReportSchema, 'body');
 export const validateEmptyBody = compile<Record<string, never>>(emptyBodySchema, 'body');
-export const validateTaskListQuery = compile<{ status?: string; limit?: string; offset?: string }>(
-  taskListQuerySchema,
-  'query',
-);
+export const validateTaskListQuery = compile<{
+  status?: string;
+  site?: string;
+  q?: string;
+  view?: 'full' | 'summary';
+  limit?: string;
+  offset?: string;
+}>(taskListQuerySchema, 'query');
 export const validateWaitQuery = compile<{ wait?: string; timeout?: string }>(waitQuerySchema, 'query');
 export const validateEmptyQuery = compile<Record<string, never>>(emptyQuerySchema, 'query');

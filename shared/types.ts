@@ -74,6 +74,25 @@ export interface TaskList {
   offset: number;
 }
 
+/** A task without its runs: how many runs are in each state (GET /tasks?view=summary). */
+export interface TaskSummary {
+  id: number;
+  name: string | null;
+  image: string;
+  owner: string;
+  status: TaskStatus;
+  createdAt: string;
+  runCounts: Partial<Record<RunState, number>>;
+  runTotal: number;
+}
+
+export interface TaskSummaryList {
+  tasks: TaskSummary[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
 export interface TaskWaitResult extends Task {
   /** True when every run is in a final state; false when the wait timed out first. */
   done: boolean;
@@ -88,6 +107,33 @@ export interface ResultFile {
 export interface SiteInfo {
   name: string;
   enabled: boolean;
+  lastSeen: string | null;
+}
+
+/** A site with what it has done (GET /sites/activity); a researcher's counts cover their own runs. */
+export interface SiteActivity extends SiteInfo {
+  /** Seen by the registry recently enough to be holding or about to send a poll. */
+  online: boolean;
+  runs: { completed: number; failed: number; current: number; queued: number };
+}
+
+/** An admin's answer when a principal is created or a key rotated: the secret is shown once. */
+export interface CreatedSite {
+  name: string;
+  apiKey: string;
+}
+
+export interface CreatedUser {
+  name: string;
+  role: Role;
+  token: string;
+}
+
+export interface UserInfo {
+  name: string;
+  role: Role;
+  enabled: boolean;
+  createdAt: string;
   lastSeen: string | null;
 }
 

@@ -1,3 +1,4 @@
+import { createSiteSchema, createUserSchema } from '../../shared/admin-schemas.js';
 import { createTaskSchema, finishReportSchema, logAppendSchema, progressReportSchema } from '../../shared/schemas.js';
 import { RUN_STATES, TASK_STATUSES } from '../../shared/run-state.js';
 
@@ -41,6 +42,8 @@ export function openApiDocument(): object {
         ProgressReport: strip(progressReportSchema),
         LogAppend: strip(logAppendSchema),
         FinishReport: strip(finishReportSchema),
+        CreateSiteRequest: strip(createSiteSchema),
+        CreateUserRequest: strip(createUserSchema),
         RunState: { enum: [...RUN_STATES] },
         TaskStatus: { enum: [...TASK_STATUSES] },
         Run: {
@@ -132,6 +135,24 @@ export function openApiDocument(): object {
           summary: 'List your tasks (admins: all)',
           parameters: [
             { name: 'status', in: 'query', schema: { $ref: '#/components/schemas/TaskStatus' } },
+            {
+              name: 'site',
+              in: 'query',
+              schema: { type: 'string' },
+              description: 'Only tasks with a run at this site',
+            },
+            {
+              name: 'q',
+              in: 'query',
+              schema: { type: 'string', maxLength: 200 },
+              description: 'Text in name or image',
+            },
+            {
+              name: 'view',
+              in: 'query',
+              schema: { enum: ['full', 'summary'] },
+              description: 'summary: run counts per state (runCounts, runTotal) instead of runs',
+            },
             { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500 } },
             { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0 } },
           ],
@@ -191,6 +212,41 @@ export function openApiDocument(): object {
         get: {
           summary: 'Who the token belongs to (researcher or admin)',
           responses: { '200': ok('Principal', 'Me'), ...errors },
+        },
+      },
+      '/sites/activity': {
+        get: {
+          summary: 'Sites with online flag and run counts (researchers: of their own tasks)',
+          responses: { '200': ok('Sites with activity'), ...errors },
+        },
+      },
+      '/admin/sites': {
+        post: {
+          summary: 'Create a site (admin); its API key is in the answer, once',
+          requestBody: json('CreateSiteRequest'),
+          responses: { '201': ok('Created: {name, apiKey}'), '409': ok('Exists', 'Error'), ...errors },
+        },
+      },
+      '/admin/sites/{name}/disable': {
+        post: {
+          summary: 'Disable a site (admin): its key stops working, its open runs fail',
+          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': ok('{name, enabled}'), ...errors },
+        },
+      },
+      '/admin/sites/{name}/enable': {
+        post: {
+          summary: 'Enable a site again (admin)',
+          parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': ok('{name, enabled}'), ...errors },
+        },
+      },
+      '/admin/users': {
+        get: { summary: 'Researchers and admins (admin)', responses: { '200': ok('Users'), ...errors } },
+        post: {
+          summary: 'Create a researcher or admin (admin); the token is in the answer, once',
+          requestBody: json('CreateUserRequest'),
+          responses: { '201': ok('Created: {name, role, token}'), '409': ok('Exists', 'Error'), ...errors },
         },
       },
       '/openapi.json': {

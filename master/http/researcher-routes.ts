@@ -93,12 +93,17 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     const q = query(req, validateTaskListQuery);
     const limit = Math.min(Math.max(Number(q.limit ?? 50), 1), LIMITS.maxPageSize);
     const offset = Number(q.offset ?? 0);
-    const { tasks, total } = await store.listTasks({
+    const filter = {
       ownerId: principal.role === 'admin' ? null : principal.id,
       status: q.status ?? null,
+      site: q.site ?? null,
+      text: q.q ?? null,
       limit,
       offset,
-    });
+    };
+    // view=summary: run counts per state instead of every run (the dashboard's task list).
+    const { tasks, total } =
+      q.view === 'summary' ? await store.listTaskSummaries(filter) : await store.listTasks(filter);
     res.json({ tasks, total, limit, offset });
   });
 
