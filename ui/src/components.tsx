@@ -61,8 +61,8 @@ export function Loading({ what }: { what: string }) {
 export function SecretOnce({ label, value, onDone }: { label: string; value: string; onDone: () => void }) {
   return (
     <section class="secret" aria-labelledby="secret-title">
-      <h2 id="secret-title">{label}</h2>
-      <p>This is shown once: copy it now and hand it over securely. The registry keeps only its hash.</p>
+      <h2 id="secret-title">Shown once: copy it now</h2>
+      <p>Hand it over securely. The registry keeps only its hash and cannot show it again.</p>
       <label class="field">
         <span>{label}</span>
         <input

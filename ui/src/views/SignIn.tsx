@@ -27,8 +27,11 @@ export function SignIn({ onSignedIn }: { onSignedIn: (token: string, who: Identi
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) setError('This token is not known to the registry.');
       else if (err instanceof ApiError && err.status === 403)
+        // 403: a disabled account (the registry says so), or a key that is not a user's (a site key).
         setError(
-          err.message.includes('site') ? 'This is a site key: sign in with a researcher or admin token.' : err.message,
+          err.message.includes('disabled')
+            ? err.message
+            : 'This is a site key: sign in with a researcher or admin token.',
         );
       else setError(err instanceof ApiError ? err.message : 'Signing in failed.');
     } finally {
