@@ -22,6 +22,29 @@ export interface ContainerSpec {
   nanoCpus: number;
   pids: number;
   tmpfsBytes: number;
+  /**
+   * Name servers the engine's embedded resolver may forward to; [] keeps the engine's default.
+   * Gateway mode passes the gateway IP, where the host firewall drops DNS: no lookup leaves the host.
+   */
+  dns?: string[];
+}
+
+/** An internal bridge network the site client creates for its containers. */
+export interface InternalNetworkSpec {
+  name: string;
+  /** Host-side bridge interface name (at most 15 characters). */
+  bridgeInterface: string;
+  subnet: string | null;
+  labels: Record<string, string>;
+}
+
+export interface NetworkInfo {
+  id: string;
+  name: string;
+  internal: boolean;
+  gatewayIp: string | null;
+  bridgeInterface: string;
+  labels: Record<string, string>;
 }
 
 export interface ContainerState {
@@ -59,6 +82,12 @@ export interface ContainerEngine {
   stop(containerId: string, graceSeconds: number): Promise<void>;
   remove(containerId: string): Promise<void>;
   listManaged(site: string): Promise<ManagedContainer[]>;
+  /** null when no network has exactly this name. */
+  inspectNetwork(name: string): Promise<NetworkInfo | null>;
+  /** Creates an internal bridge network (no route out, no traffic between containers); an existing one is kept. */
+  createInternalNetwork(spec: InternalNetworkSpec): Promise<void>;
+  /** Removes a network; false when containers are still attached to it. */
+  removeNetwork(name: string): Promise<boolean>;
 }
 
 export class DockerEngine implements ContainerEngine {
@@ -113,6 +142,7 @@ export class DockerEngine implements ContainerEngine {
         OpenStdin: false,
         NetworkDisabled: spec.networkMode === 'none',
         HostConfig: {
+          ...(spec.dns && spec.dns.length > 0 ? { Dns: spec.dns, DnsSearch: [], DnsOptions: ['ndots:0'] } : {}),
           Binds: spec.mounts.map((m) => `${m.host}:${m.container}:${m.readOnly ? 'ro' : 'rw'}`),
           NetworkMode: spec.networkMode,
           Privileged: false,
@@ -203,6 +233,62 @@ export class DockerEngine implements ContainerEngine {
       }),
     );
     return list.map((c) => ({ id: c.Id, labels: c.Labels ?? {}, running: c.State === 'running' }));
+  }
+
+  async inspectNetwork(name: string): Promise<NetworkInfo | null> {
+    const list = await this.guard('list networks', () => this.docker.listNetworks({ filters: { name: [name] } }));
+    const found = list.find((n) => n.Name === name);
+    if (!found) return null;
+    const info = (await this.guard('inspect the network', () => this.docker.getNetwork(found.Id).inspect())) as {
+      Id: string;
+      Name: string;
+      Internal?: boolean;
+      IPAM?: { Config?: { Gateway?: string }[] };
+      Options?: Record<string, string>;
+      Labels?: Record<string, string>;
+    };
+    const gateway = info.IPAM?.Config?.[0]?.Gateway;
+    return {
+      id: info.Id,
+      name: info.Name,
+      internal: info.Internal === true,
+      gatewayIp: gateway ? gateway.split('/')[0]! : null,
+      bridgeInterface: info.Options?.['com.docker.network.bridge.name'] ?? `br-${info.Id.slice(0, 12)}`,
+      labels: info.Labels ?? {},
+    };
+  }
+
+  async createInternalNetwork(spec: InternalNetworkSpec): Promise<void> {
+    try {
+      await this.docker.createNetwork({
+        Name: spec.name,
+        Driver: 'bridge',
+        Internal: true,
+        CheckDuplicate: true,
+        Labels: spec.labels,
+        Options: {
+          'com.docker.network.bridge.name': spec.bridgeInterface,
+          'com.docker.network.bridge.enable_icc': 'false',
+          'com.docker.network.bridge.enable_ip_masquerade': 'false',
+        },
+        ...(spec.subnet ? { IPAM: { Driver: 'default', Config: [{ Subnet: spec.subnet }] } } : {}),
+      });
+    } catch (e) {
+      if (statusOf(e) === 409) return;
+      throw this.translate(`create network ${spec.name}`, e);
+    }
+  }
+
+  async removeNetwork(name: string): Promise<boolean> {
+    try {
+      await this.docker.getNetwork(name).remove();
+      return true;
+    } catch (e) {
+      if (statusOf(e) === 404) return true;
+      // 403: "error while removing network: network ... has active endpoints"
+      if (statusOf(e) === 403 || /active endpoints/.test(dockerMessage(e))) return false;
+      throw this.translate(`remove network ${name}`, e);
+    }
   }
 
   private async guard<T>(what: string, fn: () => Promise<T>): Promise<T> {

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import cron from 'node-cron';
 import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
@@ -7,13 +6,12 @@ import type { Logger } from '../shared/logger.js';
 import { createAuditLog } from './audit-log.js';
 import type { ClientConfig } from './config.js';
 import { DockerEngine, type ContainerEngine } from './container-engine.js';
-import { ensureGatewayNetwork, HostFirewall } from './container-network.js';
+import { prepareContainerNetworking, type PreparedNetworking } from './container-network.js';
 import { RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { SiteRegistryApi } from './registry-api.js';
-import { RunExecutor, type ContainerNetworking } from './run-executor.js';
+import { RunExecutor } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
 import { backoffDelay, sleep } from './sleep.js';
-import { SparqlGateway } from './sparql-gateway.js';
 
 /** The poller's state; transitions are logged at info, each poll at debug. */
 export type ClientState = 'starting' | 'idle' | 'polling' | 'running' | 'backing-off' | 'draining' | 'stopped';
@@ -40,8 +38,7 @@ export class SiteClient {
   private readonly inFlight = new Map<number, Promise<void>>();
   private slotFreed: (() => void) | null = null;
   private loop: Promise<void> | null = null;
-  private gateway: SparqlGateway | null = null;
-  private firewall: HostFirewall | null = null;
+  private networking: PreparedNetworking | null = null;
   private cronTask: { stop(): void } | null = null;
   private cronTick: (() => void) | null = null;
   private closing: Promise<void> | null = null;
@@ -67,7 +64,14 @@ export class SiteClient {
     await this.engine.ping();
     this.audit = createAuditLog(this.config.auditLog, this.site);
     fs.mkdirSync(this.config.workDir, { recursive: true });
-    const networking = await this.prepareNetworking();
+    const networking = await prepareContainerNetworking({
+      engine: this.engine,
+      config: this.config,
+      site: this.site,
+      audit: this.audit,
+      logger: this.logger,
+    });
+    this.networking = networking;
     this.executor = new RunExecutor({
       api: this.api,
       engine: this.engine,
@@ -78,7 +82,14 @@ export class SiteClient {
       audit: this.audit,
       shutdown: this.shutdown.signal,
     });
-    await this.recover();
+    try {
+      await this.recover();
+    } catch (e) {
+      // The gateway's listening socket would keep the process alive: undo what start did.
+      await networking.close().catch(() => undefined);
+      this.networking = null;
+      throw e;
+    }
     if (this.config.poll.schedule.kind === 'cron') {
       this.cronTask = cron.schedule(this.config.poll.schedule.expression, () => this.cronTick?.());
     }
@@ -95,8 +106,8 @@ export class SiteClient {
       this.slotFreed?.();
       await this.loop;
       await Promise.allSettled([...this.inFlight.values()]);
-      await this.gateway?.close();
-      await this.firewall?.remove();
+      // The gateway goes; its network and firewall rules too, unless containers still use them.
+      await this.networking?.close();
       await this.api.close();
       this.setState('stopped');
     })();
@@ -107,51 +118,6 @@ export class SiteClient {
     if (state === this.state) return;
     this.logger.info('client state', { from: this.state, to: state });
     this.state = state;
-  }
-
-  private async prepareNetworking(): Promise<ContainerNetworking> {
-    const { network, sparqlEndpoint } = this.config;
-    if (network.mode !== 'gateway') {
-      const url = network.sparqlEndpointForContainer ?? sparqlEndpoint;
-      const mode = network.mode === 'named' ? network.name! : network.mode;
-      if (network.mode === 'bridge')
-        this.logger.warn('containers use the default bridge: they can reach the outside world', {});
-      return { networkMode: mode, sparqlFor: () => ({ url, token: null, release: () => undefined }) };
-    }
-    if (!(this.engine instanceof DockerEngine)) throw new Error('gateway networking needs the real Docker engine');
-    const net = await ensureGatewayNetwork(this.engine.docker, this.config, this.site);
-    const gateway = new SparqlGateway({
-      endpoint: sparqlEndpoint,
-      allowUpdates: this.config.gateway.allowUpdates,
-      maxResponseBytes: this.config.gateway.maxResponseBytes,
-      queryTimeoutMs: this.config.gateway.queryTimeoutMs,
-      audit: this.audit,
-      logger: this.logger.child({ component: 'sparql-gateway' }),
-    });
-    // The same port across restarts, so containers that outlive a client restart keep their URL.
-    const portFile = path.join(this.config.workDir, 'gateway-port');
-    const previous = fs.existsSync(portFile) ? Number(fs.readFileSync(portFile, 'utf8')) : 0;
-    try {
-      await gateway.listen(net.gatewayIp, previous);
-    } catch {
-      await gateway.listen(net.gatewayIp, 0);
-    }
-    fs.writeFileSync(portFile, String(gateway.port));
-    this.gateway = gateway;
-    this.firewall = new HostFirewall(net, this.logger);
-    await this.firewall.apply(gateway.port);
-    this.logger.info('sparql gateway ready', {
-      network: net.name,
-      address: `${net.gatewayIp}:${gateway.port}`,
-      endpoint: sparqlEndpoint,
-    });
-    return {
-      networkMode: net.name,
-      sparqlFor: (runId, token) => {
-        const reg = gateway.registerRun(runId, token);
-        return { url: reg.url, token: reg.token, release: () => gateway.unregisterRun(reg.token) };
-      },
-    };
   }
 
   /** Picks up what the previous process left: workspaces, containers, runs the registry still counts as ours. */

@@ -1,5 +1,4 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
-import { validateCreateSite, validateCreateUser } from '../../shared/admin-schemas.js';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { SITE_NAME_PATTERN } from '../../shared/names.js';
 import type { CreatedSite, CreatedUser, UserInfo } from '../../shared/types.js';
@@ -7,7 +6,7 @@ import { BadRequestError, NotFoundError, RegistryError } from '../errors.js';
 import { principalOf, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { jsonBody, query } from './request-parsing.js';
-import { validateEmptyBody, validateEmptyQuery } from '../../shared/schemas.js';
+import { validateCreateSite, validateCreateUser, validateEmptyBody, validateEmptyQuery } from '../../shared/schemas.js';
 
 const SITE_NAME = new RegExp(SITE_NAME_PATTERN);
 
@@ -28,7 +27,7 @@ export function adminRoutes(ctx: RegistryContext): Router {
   router.use(requireUser, requireAdmin);
 
   function siteNameParam(req: Request): string {
-    const name = req.params.name;
+    const name = req.params.site;
     if (typeof name !== 'string' || !SITE_NAME.test(name))
       throw new BadRequestError(`invalid site name "${String(name).slice(0, 64)}"`, ERROR_CODES.badRequest);
     return name;
@@ -46,7 +45,7 @@ export function adminRoutes(ctx: RegistryContext): Router {
     ['enable', true],
     ['disable', false],
   ] as const) {
-    router.post(`/sites/:name/${action}`, async (req, res) => {
+    router.post(`/sites/:site/${action}`, async (req, res) => {
       const name = siteNameParam(req);
       jsonBody(req, validateEmptyBody, true);
       const site = (await store.listPrincipals('site')).find((p) => p.name === name);

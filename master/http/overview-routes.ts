@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import type { RunState } from '../../shared/run-state.js';
-import { validateEmptyQuery } from '../../shared/schemas.js';
+import { LIMITS, validateEmptyQuery, validateTaskSummaryQuery } from '../../shared/schemas.js';
 import type { SiteActivity } from '../../shared/types.js';
 import { principalOf, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
@@ -12,10 +12,28 @@ export const ONLINE_WINDOW_MS = 90_000;
 const count = (byState: Partial<Record<RunState, number>>, states: readonly RunState[]) =>
   states.reduce((sum, s) => sum + (byState[s] ?? 0), 0);
 
-/** Read-only overviews for researchers and admins (the dashboard's sites screen). */
+/** Read-only overviews for researchers and admins (the dashboard's task list and sites screen). */
 export function overviewRoutes(ctx: RegistryContext): Router {
   const { store } = ctx;
   const router = Router();
+
+  // A page of tasks without their runs: a page of 25 tasks sent to 500 sites each would otherwise
+  // carry 12,500 runs. Filters: status, a site the task has a run at, text in name or image.
+  router.get('/task-summaries', requireUser, async (req, res) => {
+    const principal = principalOf(res);
+    const q = query(req, validateTaskSummaryQuery);
+    const limit = q.limit ?? LIMITS.defaultPageSize;
+    const offset = q.offset ?? 0;
+    const { tasks, total } = await store.listTaskSummaries({
+      ownerId: principal.role === 'admin' ? null : principal.id,
+      status: q.status ?? null,
+      site: q.site ?? null,
+      text: q.q ?? null,
+      limit,
+      offset,
+    });
+    res.json({ tasks, total, limit, offset });
+  });
 
   // Every site with its run counts, in two queries whatever the number of sites. A researcher's
   // counts cover their own tasks only, as everything else a researcher sees.

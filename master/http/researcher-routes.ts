@@ -9,14 +9,14 @@ import {
   validateEmptyBody,
   validateEmptyQuery,
   validateTaskListQuery,
-  validateWaitQuery,
+  validateTaskWaitQuery,
 } from '../../shared/schemas.js';
-import type { Task, TaskWaitResult } from '../../shared/types.js';
+import type { RunDetail, Task, TaskWaitResult } from '../../shared/types.js';
 import { NotFoundError, RegistryError } from '../errors.js';
 import type { Principal } from '../store/registry-store.js';
 import { principalOf, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
-import { filePathParam, idParam, jsonBody, query, secondsParam } from './request-parsing.js';
+import { filePathParam, idParam, jsonBody, query } from './request-parsing.js';
 
 const SSE_COALESCE_MS = 250;
 
@@ -40,20 +40,19 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   router.use(requireUser);
 
   /** A task the caller may see: its owner's, or any for an admin. Others get the same 404. */
-  async function visibleTask(principal: Principal, taskId: number) {
-    const task = await store.getTask(taskId);
-    if (!task || (principal.role !== 'admin' && task.ownerId !== principal.id))
+  async function visibleTask(principal: Principal, taskId: number): Promise<Task> {
+    const owned = await store.getTask(taskId);
+    if (!owned || (principal.role !== 'admin' && owned.ownerId !== principal.id))
       throw new NotFoundError(`task ${taskId}`);
-    return task;
+    return owned.task;
   }
 
-  async function visibleRun(principal: Principal, runId: number) {
-    const run = await store.getRun(runId);
-    if (!run || (principal.role !== 'admin' && run.ownerId !== principal.id)) throw new NotFoundError(`run ${runId}`);
-    return run;
+  async function visibleRun(principal: Principal, runId: number): Promise<RunDetail> {
+    const owned = await store.getRun(runId);
+    if (!owned || (principal.role !== 'admin' && owned.ownerId !== principal.id))
+      throw new NotFoundError(`run ${runId}`);
+    return owned.run;
   }
-
-  const publicTask = ({ ownerId: _ownerId, ...task }: Task & { ownerId: number }): Task => task;
 
   router.get('/me', (_req, res) => {
     const p = principalOf(res);
@@ -91,33 +90,29 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   router.get('/tasks', async (req, res) => {
     const principal = principalOf(res);
     const q = query(req, validateTaskListQuery);
-    const limit = Math.min(Math.max(Number(q.limit ?? 50), 1), LIMITS.maxPageSize);
-    const offset = Number(q.offset ?? 0);
-    const filter = {
+    // The schema fills in the defaults and refuses values out of bounds.
+    const limit = q.limit ?? LIMITS.defaultPageSize;
+    const offset = q.offset ?? 0;
+    const { tasks, total } = await store.listTasks({
       ownerId: principal.role === 'admin' ? null : principal.id,
       status: q.status ?? null,
-      site: q.site ?? null,
-      text: q.q ?? null,
       limit,
       offset,
-    };
-    // view=summary: run counts per state instead of every run (the dashboard's task list).
-    const { tasks, total } =
-      q.view === 'summary' ? await store.listTaskSummaries(filter) : await store.listTasks(filter);
+    });
     res.json({ tasks, total, limit, offset });
   });
 
   router.get('/tasks/:id', async (req, res) => {
     query(req, validateEmptyQuery);
-    res.json(publicTask(await visibleTask(principalOf(res), idParam(req, 'id'))));
+    res.json(await visibleTask(principalOf(res), idParam(req, 'id')));
   });
 
   // Long poll: answers as soon as every run is final, or with done=false when the wait is over.
   router.get('/tasks/:id/wait', async (req, res) => {
     const principal = principalOf(res);
     const taskId = idParam(req, 'id');
-    const q = query(req, validateWaitQuery);
-    const deadline = Date.now() + secondsParam(q.timeout, 30, LIMITS.maxWaitSeconds) * 1000;
+    const q = query(req, validateTaskWaitQuery);
+    const deadline = Date.now() + (q.timeout ?? 30) * 1000;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     await visibleTask(principal, taskId);
@@ -128,7 +123,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
       const done = status !== null && isFinalTaskStatus(status);
       const left = deadline - Date.now();
       if (done || left <= 0 || abort.signal.aborted) {
-        const body: TaskWaitResult = { ...publicTask(await visibleTask(principal, taskId)), done };
+        const body: TaskWaitResult = { ...(await visibleTask(principal, taskId)), done };
         res.json(body);
         return;
       }
@@ -148,7 +143,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     res.on('close', () => abort.abort());
     let last = '';
     while (!abort.signal.aborted) {
-      const task = publicTask(await visibleTask(principal, taskId));
+      const task = await visibleTask(principal, taskId);
       const data = JSON.stringify(task);
       if (data !== last) {
         res.write(`event: task\ndata: ${data}\n\n`);
@@ -169,7 +164,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     jsonBody(req, validateEmptyBody, true);
     const task = await visibleTask(principal, taskId);
     if (isFinalTaskStatus(task.status)) {
-      res.json(publicTask(task));
+      res.json(task);
       return;
     }
     const cancelled = await store.cancelTask(taskId);
@@ -180,8 +175,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   });
 
   router.get('/runs/:id', async (req, res) => {
-    const { ownerId: _ownerId, ...run } = await visibleRun(principalOf(res), idParam(req, 'id'));
-    res.json(run);
+    res.json(await visibleRun(principalOf(res), idParam(req, 'id')));
   });
 
   router.get('/runs/:id/log', async (req, res) => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { SiteActivity, TaskSummaryList } from '../../shared/types.js';
 import { expectApiError, world } from './helpers.js';
 
-describe('task list filters and summaries (the dashboard task list)', () => {
+describe('task summaries (the dashboard task list)', () => {
   it('filters by site and by text in the name or image, newest first, with the total', async () => {
     const w = await world({ siteCount: 3 });
     const a = await w.researcher.createTask({ name: 'cohort age stats', sites: ['site-a'] });
@@ -10,20 +10,20 @@ describe('task list filters and summaries (the dashboard task list)', () => {
     const c = await w.researcher.createTask({ image: '127.0.0.1:5050/pht/other-model:2', sites: ['site-c'] });
     await w.other.createTask({ name: 'regression of bob', sites: ['site-a'] });
 
-    const bySite = (await w.researcher.get('/api/v1/tasks?site=site-a').expect(200)).body;
+    const bySite = (await w.researcher.get('/api/v1/task-summaries?site=site-a').expect(200)).body;
     expect(bySite.tasks.map((t: { id: number }) => t.id)).toEqual([b.id, a.id]);
     expect(bySite.total).toBe(2);
-    const byText = (await w.researcher.get('/api/v1/tasks?q=REGRESS').expect(200)).body;
+    const byText = (await w.researcher.get('/api/v1/task-summaries?q=REGRESS').expect(200)).body;
     expect(byText.tasks.map((t: { id: number }) => t.id)).toEqual([b.id]);
-    const byImage = (await w.researcher.get('/api/v1/tasks?q=other-model').expect(200)).body;
+    const byImage = (await w.researcher.get('/api/v1/task-summaries?q=other-model').expect(200)).body;
     expect(byImage.tasks.map((t: { id: number }) => t.id)).toEqual([c.id]);
     // An admin sees bob's task too; the filters combine.
-    const admin = (await w.admin.get('/api/v1/tasks?q=regression&site=site-a&status=queued').expect(200)).body;
+    const admin = (await w.admin.get('/api/v1/task-summaries?q=regression&site=site-a&status=queued').expect(200)).body;
     expect(admin.total).toBe(2);
     // LIKE wildcards in the text are literal characters.
-    expect((await w.researcher.get('/api/v1/tasks?q=%25').expect(200)).body.total).toBe(0);
-    expect((await w.researcher.get('/api/v1/tasks?q=_').expect(200)).body.total).toBe(0);
-    expect((await w.researcher.get('/api/v1/tasks?site=no-such-site').expect(200)).body.total).toBe(0);
+    expect((await w.researcher.get('/api/v1/task-summaries?q=%25').expect(200)).body.total).toBe(0);
+    expect((await w.researcher.get('/api/v1/task-summaries?q=_').expect(200)).body.total).toBe(0);
+    expect((await w.researcher.get('/api/v1/task-summaries?site=no-such-site').expect(200)).body.total).toBe(0);
   });
 
   it('summarises each task by its run counts instead of its runs', async () => {
@@ -33,7 +33,7 @@ describe('task list filters and summaries (the dashboard task list)', () => {
     await w.sites[0]!.finish(run.id, { state: 'completed', exitCode: 0 });
     const claimed = await w.sites[1]!.claim();
     await w.sites[1]!.finish(claimed.id, { state: 'rejected', reason: 'not allowed' });
-    const body = (await w.researcher.get('/api/v1/tasks?view=summary').expect(200)).body as TaskSummaryList;
+    const body = (await w.researcher.get('/api/v1/task-summaries').expect(200)).body as TaskSummaryList;
     expect(body).toMatchObject({ total: 1, limit: 50, offset: 0 });
     expect(body.tasks).toEqual([
       {
@@ -47,20 +47,18 @@ describe('task list filters and summaries (the dashboard task list)', () => {
         runTotal: 3,
       },
     ]);
-    // The full view is unchanged.
-    const full = (await w.researcher.get('/api/v1/tasks?view=full').expect(200)).body;
-    expect(full.tasks[0].runs).toHaveLength(3);
   });
 
   it.each([
-    ['view=all', 'an unknown view'],
+    ['status=done', 'an unknown status'],
+    ['limit=501', 'a page over 500'],
     ['site=Site%20A', 'an invalid site name'],
     ['q=', 'an empty text'],
     [`q=${'x'.repeat(201)}`, 'a text over 200 characters'],
     ['q=a&q=b', 'a repeated parameter'],
   ])('refuses %s (%s)', async (qs) => {
     const w = await world({ siteCount: 1 });
-    expectApiError(await w.researcher.get(`/api/v1/tasks?${qs}`), 400, 'validation_failed');
+    expectApiError(await w.researcher.get(`/api/v1/task-summaries?${qs}`), 400, 'validation_failed');
   });
 });
 

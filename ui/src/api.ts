@@ -116,7 +116,7 @@ export const api = {
     };
   },
   taskSummaries(filter: TaskFilter, signal?: AbortSignal) {
-    return json<TaskSummaryList>('GET', `/tasks${queryString({ view: 'summary', ...filter })}`, undefined, signal);
+    return json<TaskSummaryList>('GET', `/task-summaries${queryString({ ...filter })}`, undefined, signal);
   },
   task(id: number, signal?: AbortSignal) {
     return json<Task>('GET', `/tasks/${id}`, undefined, signal);

@@ -46,7 +46,7 @@ export function Admin() {
           onDone={() => setCreated(null)}
         />
       ) : (
-        <form class="inline-form" onSubmit={submit} noValidate aria-labelledby="add-user-title">
+        <form class="inline-form" onSubmit={(e) => void submit(e)} noValidate aria-labelledby="add-user-title">
           <h2 id="add-user-title">Create a researcher</h2>
           <label class="field">
             <span>Name</span>

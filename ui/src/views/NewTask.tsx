@@ -112,7 +112,7 @@ export function NewTask() {
 
   return (
     <Page title="New task">
-      <form class="task-form" onSubmit={submit} noValidate>
+      <form class="task-form" onSubmit={(e) => void submit(e)} noValidate>
         <ErrorMessage error={error} />
         <label class="field">
           <span>Image</span>

@@ -43,7 +43,7 @@ export function SignIn({ onSignedIn }: { onSignedIn: (token: string, who: Identi
     <main id="main" class="signin">
       <h1>PHT registry</h1>
       <p>Sign in with your researcher or admin token. It is kept in this browser tab only.</p>
-      <form onSubmit={submit} noValidate>
+      <form onSubmit={(e) => void submit(e)} noValidate>
         <label class="field">
           <span>Token</span>
           <input

@@ -38,7 +38,7 @@ function AddSite({ onAdded }: { onAdded: () => void }) {
       <SecretOnce label={`API key of site ${created.name}`} value={created.apiKey} onDone={() => setCreated(null)} />
     );
   return (
-    <form class="inline-form" onSubmit={submit} noValidate aria-labelledby="add-site-title">
+    <form class="inline-form" onSubmit={(e) => void submit(e)} noValidate aria-labelledby="add-site-title">
       <h2 id="add-site-title">Add a site</h2>
       <label class="field">
         <span>Site name</span>
@@ -103,7 +103,7 @@ function SiteRow({
           <button
             type="button"
             class={site.enabled ? 'danger small' : 'small'}
-            onClick={toggle}
+            onClick={() => void toggle()}
             disabled={busy}
             aria-label={`${site.enabled ? 'Disable' : 'Enable'} site ${site.name}`}
           >

@@ -155,7 +155,7 @@ export function TaskDetail({ id }: { id: number }) {
           <button
             type="button"
             class="danger"
-            onClick={cancel}
+            onClick={() => void cancel()}
             disabled={cancelling || task.runs.some((r) => r.cancelRequested)}
           >
             Cancel task
