@@ -1,6 +1,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { CONTAINER_LABELS } from '../shared/container-contract.js';
+import { abortReason } from '../shared/abortable.js';
 import { coerceError, errorCode } from '../shared/errors.js';
 import { DockerUnavailableError, PermanentRunError } from './errors.js';
 
@@ -69,7 +70,8 @@ export interface ManagedContainer {
  */
 export interface ContainerEngine {
   ping(): Promise<void>;
-  pull(image: string): Promise<void>;
+  /** Pulls the image; `signal` ends the pull at once (the engine may finish fetching layers on its own). */
+  pull(image: string, signal?: AbortSignal): Promise<void>;
   /** null when the image is not present locally. */
   inspectImage(image: string): Promise<ImageInfo | null>;
   create(spec: ContainerSpec): Promise<string>;
@@ -101,12 +103,22 @@ export class DockerEngine implements ContainerEngine {
     await this.guard('ping the Docker engine', () => this.docker.ping());
   }
 
-  async pull(image: string): Promise<void> {
-    const stream = await this.guard(`pull ${image}`, () => this.docker.pull(image) as Promise<NodeJS.ReadableStream>);
+  async pull(image: string, signal?: AbortSignal): Promise<void> {
+    const stream = await this.guard(
+      `pull ${image}`,
+      () => this.docker.pull(image, { abortSignal: signal }) as Promise<NodeJS.ReadableStream>,
+    ).catch((e: unknown) => {
+      // Ended by the caller, not failed: the run is not to be marked failed for it.
+      throw signal?.aborted ? abortReason(signal) : e;
+    });
+    const onAbort = () => (stream as NodeJS.ReadableStream & { destroy(): void }).destroy();
+    signal?.addEventListener('abort', onAbort, { once: true });
     await new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(abortReason(signal));
       this.docker.modem.followProgress(
         stream,
         (err: unknown, output: { error?: string; errorDetail?: { message?: string } }[]) => {
+          if (signal?.aborted) return reject(abortReason(signal));
           if (err) return reject(new PermanentRunError(`pull of ${image} failed: ${coerceError(err).message}`));
           const failed = output?.find((o) => o.error || o.errorDetail);
           if (failed)
@@ -116,7 +128,7 @@ export class DockerEngine implements ContainerEngine {
           resolve();
         },
       );
-    });
+    }).finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
   async inspectImage(image: string): Promise<ImageInfo | null> {

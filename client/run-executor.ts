@@ -14,7 +14,7 @@ import { filesystemUsage, folderUsage, openForUpload, scanOutput } from './outpu
 import { ProgressReader } from './progress-reader.js';
 import type { SiteRegistryApi } from './registry-api.js';
 import type { DiskSpec, RunOutcome, RunWorkspace } from './run-workspace.js';
-import { backoffDelay, sleep } from './sleep.js';
+import { retry, sleep } from '../shared/abortable.js';
 
 export type { ContainerNetworking };
 
@@ -180,7 +180,7 @@ export class RunExecutor {
       return;
     }
     try {
-      await this.retrying('start the run', () => this.deps.api.start(runId));
+      await this.retrying('start the run', () => this.deps.api.start(runId, this.deps.shutdown));
     } catch (e) {
       if (e instanceof RegistryRefusedError) {
         // One client process serves a site, so a run that is already running is one this client
@@ -245,7 +245,7 @@ export class RunExecutor {
         });
         log.info('container started', { containerId: id.slice(0, 12), digest: ws.record.digest });
       } catch (e) {
-        if (e instanceof PermanentRunError || e instanceof DockerUnavailableError) {
+        if ((e instanceof PermanentRunError || e instanceof DockerUnavailableError) && !this.deps.shutdown.aborted) {
           log.warn('run could not start', { error: e.message });
           // A container created but never started holds a gateway token and a name: free both.
           this.releaseSparql(ws.record.runId);
@@ -318,7 +318,7 @@ export class RunExecutor {
     const present = await engine.inspectImage(image);
     if (config.pullPolicy === 'always' || (config.pullPolicy === 'if-not-present' && !present)) {
       const started = Date.now();
-      await engine.pull(image);
+      await engine.pull(image, this.deps.shutdown);
       log.info('image pulled', { image, ms: Date.now() - started });
     } else if (!present) {
       throw new PermanentRunError(`image ${image} is not present at the site and pullPolicy is "never"`);
@@ -383,9 +383,14 @@ export class RunExecutor {
     const { engine, config, api } = this.deps;
     const containerId = ws.record.containerId!;
     const runId = ws.record.runId;
-    const forwarder = new LogForwarder(api, runId, config.limits.logBytes, log, () => {
-      ws.update({ logForwardedUntil: Math.floor(Date.now() / 1000) });
-    });
+    const forwarder = new LogForwarder(
+      api,
+      runId,
+      config.limits.logBytes,
+      log,
+      () => ws.update({ logForwardedUntil: Math.floor(Date.now() / 1000) }),
+      this.deps.shutdown,
+    );
     if (ws.record.logForwardedUntil > 0) forwarder.note('site client restarted; log resumes here');
     let killedFor: KillReason | null = null;
     const kill = async (reason: KillReason) => {
@@ -438,7 +443,7 @@ export class RunExecutor {
           lastFlush = now;
           await forwarder.flush();
         }
-        await sleep(WATCH_INTERVAL_MS, watching.signal);
+        await sleep(WATCH_INTERVAL_MS, watching.signal).catch(() => undefined); // aborted: the loop ends
       }
     })();
 
@@ -600,7 +605,7 @@ export class RunExecutor {
                 log.warn('output entry not sent', { entry: `${JSON.stringify(file.name)}: ${coerceError(e).message}` });
                 return false;
               }
-              await api.uploadFile(runId, file.name, body, file.size);
+              await api.uploadFile(runId, file.name, body, file.size, this.deps.shutdown);
               return true;
             });
             if (!sent) continue;
@@ -616,7 +621,7 @@ export class RunExecutor {
       }
     }
     try {
-      await this.retrying('report the result', () => api.finish(runId, report));
+      await this.retrying('report the result', () => api.finish(runId, report, this.deps.shutdown));
     } catch (e) {
       if (!(e instanceof RegistryRefusedError)) throw e;
       // 409: the run already ended at the registry (e.g. cancelled while the site was away).
@@ -637,32 +642,29 @@ export class RunExecutor {
    * Docker being unreachable is worth a few retries (a daemon restart takes seconds); after that
    * the run fails with the reason rather than hanging at the site forever.
    */
-  private async retryingDocker<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (e) {
-        if (!(e instanceof DockerUnavailableError) || attempt >= DOCKER_RETRIES) throw e;
-        log.warn(`Docker unavailable; retrying to ${what}`, { attempt: attempt + 1, error: e.message });
-        await sleep(backoffDelay(attempt, 1000, 15_000), this.deps.shutdown);
-        if (this.deps.shutdown.aborted) throw new ShutdownInterrupt();
-      }
-    }
+  private retryingDocker<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, {
+      baseMs: 1000,
+      capMs: 15_000,
+      maxAttempts: DOCKER_RETRIES + 1,
+      signal: this.deps.shutdown,
+      retryable: (e) => e instanceof DockerUnavailableError,
+      onRetry: (e, attempt) =>
+        log.warn(`Docker unavailable; retrying to ${what}`, { attempt: attempt + 1, error: coerceError(e).message }),
+    });
   }
 
   /** Retries while the registry is unavailable (capped, jittered backoff); stops on shutdown. */
-  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      if (this.deps.shutdown.aborted) throw new ShutdownInterrupt();
-      try {
-        return await fn();
-      } catch (e) {
-        if (!(e instanceof RegistryUnavailableError)) throw e;
-        const delay = backoffDelay(attempt, 500, this.deps.config.poll.maxBackoffMs);
+  private retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, {
+      baseMs: 500,
+      capMs: this.deps.config.poll.maxBackoffMs,
+      signal: this.deps.shutdown,
+      retryable: (e) => e instanceof RegistryUnavailableError,
+      onRetry: (e, attempt) => {
         if (attempt === 0)
-          this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: e.message });
-        await sleep(delay, this.deps.shutdown);
-      }
-    }
+          this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: coerceError(e).message });
+      },
+    });
   }
 }

@@ -25,6 +25,7 @@ import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, SITE_NAME_PATTERN,
 import { FINISH_STATES, RUN_STATES, TASK_STATUSES } from './run-state.js';
 import type { CreateTaskRequest, EmptyBody, FinishReport, LogAppend, ProgressReport } from './types.js';
 import { compile, compileQuery } from './validation.js';
+import { keyRecordSchema, publicKeySchema, registerKeySchema, rotationStatementSchema } from './key-schemas.js';
 
 export const LIMITS = {
   taskNameLength: 200,
@@ -536,6 +537,10 @@ export const WIRE_SCHEMAS = {
   SiteEnabled: siteEnabledSchema,
   UserInfo: userInfoSchema,
   UserList: userListSchema,
+  PublicKey: publicKeySchema,
+  KeyRotation: rotationStatementSchema,
+  RegisterKeyRequest: registerKeySchema,
+  KeyRecord: keyRecordSchema,
 } as const;
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import { authenticate } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { adminRoutes } from './admin-routes.js';
 import { API_CSP, dashboardRoutes, defaultDashboardDir } from './dashboard.js';
+import { PublicKeyStore } from '../public-keys.js';
+import { keyRoutes } from './key-routes.js';
 import { openApiDocument } from './openapi.js';
 import { overviewRoutes } from './overview-routes.js';
 import { researcherRoutes } from './researcher-routes.js';
@@ -45,6 +47,7 @@ export function createApp(ctx: RegistryContext, dashboardDir = defaultDashboardD
   // PUT carries a result file's raw bytes, whatever its Content-Type (a site may label result.json
   // as JSON): the upload route streams them to disk itself, so they must not be parsed here.
   api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
+  api.use(keyRoutes(ctx, ctx.keys ?? new PublicKeyStore(ctx.config.dataDir)));
   api.use('/site', siteRoutes(ctx));
   api.use('/admin', adminRoutes(ctx));
   api.use(overviewRoutes(ctx));

@@ -56,8 +56,12 @@ export class FakeEngine implements ContainerEngine {
 
   async ping(): Promise<void> {}
 
-  async pull(image: string): Promise<void> {
+  /** When set, every pull waits for it (e.g. a pull that hangs until its signal aborts). */
+  pullGate: ((signal?: AbortSignal) => Promise<void>) | null = null;
+
+  async pull(image: string, signal?: AbortSignal): Promise<void> {
     this.pulls.push(image);
+    await this.pullGate?.(signal);
     const failure = this.pullFailures.shift();
     if (failure) throw failure;
     const repo = image.replace(/:[^/:]+$/, '');
