@@ -59,3 +59,11 @@ export function shortDigest(digest: string | null): string {
 export function isSealedFile(name: string): boolean {
   return /\.(sealed|pht-sealed|age|enc)$/i.test(name);
 }
+
+/**
+ * Whether text is a sealed envelope (shared/crypto: magic "PHTE"), raw or base64: such text is
+ * ciphertext for someone else's key, so it is described, never shown.
+ */
+export function isSealedText(text: string): boolean {
+  return text.startsWith('PHTE') || text.startsWith('UEhURQ');
+}

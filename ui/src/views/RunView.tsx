@@ -3,7 +3,7 @@ import { isFinalRunState } from '../../../shared/run-state.js';
 import type { ResultFile, RunDetail } from '../../../shared/types.js';
 import { api, ApiError, followTask } from '../api.js';
 import { ErrorMessage, Loading, Page, ProgressBar, StateBadge } from '../components.js';
-import { formatBytes, formatDuration, formatTime, isSealedFile } from '../format.js';
+import { formatBytes, formatDuration, formatTime, isSealedFile, isSealedText } from '../format.js';
 
 /**
  * The run, its log and its files. While the run is not final, its task's event stream says when
@@ -91,6 +91,12 @@ function LogView({ run }: { run: RunDetail }) {
       <ErrorMessage error={error} />
       {text === null ? (
         <Loading what="the log" />
+      ) : isSealedText(text) ? (
+        <p>
+          <span class="badge sealed">encrypted</span> This log is sealed for the task&apos;s readers (
+          {formatBytes(new TextEncoder().encode(text).length)}). The dashboard does not open it: read it with{' '}
+          <code>pht task logs</code>.
+        </p>
       ) : text === '' ? (
         <p class="muted">{live ? 'Nothing logged yet.' : 'This run logged nothing.'}</p>
       ) : (

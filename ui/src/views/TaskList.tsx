@@ -148,26 +148,20 @@ export function TaskList({ status, site, q, page }: { status: string; site: stri
       )}
       {tasks.data && total > 0 ? (
         <nav class="pager" aria-label="Pages">
-          <a
-            class="button"
-            href={tasksHref({ status, site, q, page: page - 1 })}
-            aria-disabled={page <= 1 ? 'true' : undefined}
-            tabIndex={page <= 1 ? -1 : undefined}
-          >
-            Previous page
-          </a>
+          {page > 1 ? (
+            <a class="button" href={tasksHref({ status, site, q, page: page - 1 })}>
+              Previous page
+            </a>
+          ) : null}
           <span>
             {formatCount(Math.min(offset + 1, total))}–{formatCount(Math.min(offset + PAGE_SIZE, total))} of{' '}
             {formatCount(total)}
           </span>
-          <a
-            class="button"
-            href={tasksHref({ status, site, q, page: page + 1 })}
-            aria-disabled={page >= last ? 'true' : undefined}
-            tabIndex={page >= last ? -1 : undefined}
-          >
-            Next page
-          </a>
+          {page < last ? (
+            <a class="button" href={tasksHref({ status, site, q, page: page + 1 })}>
+              Next page
+            </a>
+          ) : null}
         </nav>
       ) : null}
     </Page>
