@@ -26,6 +26,8 @@ const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
   revoke: { options: ['json'], maxArgs: 2 },
   enable: { options: ['json'], maxArgs: 2 },
   'rotate-key': { options: ['json'], maxArgs: 2 },
+  'add-ttp': { options: ['json', 'url', 'public-key'], maxArgs: 1 },
+  'revoke-key': { options: ['json'], maxArgs: 2 },
 };
 
 export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -33,7 +35,16 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
     argv,
     {
       usage: USAGE,
-      options: { port: 'value', host: 'value', 'data-dir': 'value', config: 'value', json: 'boolean', role: 'value' },
+      options: {
+        port: 'value',
+        host: 'value',
+        'data-dir': 'value',
+        config: 'value',
+        json: 'boolean',
+        role: 'value',
+        url: 'value',
+        'public-key': 'value',
+      },
       positionals: { max: 3 },
     },
     (args) => run(args, env),
