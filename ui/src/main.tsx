@@ -5,8 +5,8 @@
  */
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, useToken } from './api.js';
-import { forgetToken, saveToken, savedToken, type Identity } from './session.js';
+import { api, ApiError, useToken } from './api.js';
+import { forgetToken, saveSession, savedIdentity, savedToken, type Identity } from './session.js';
 import { useRoute, type Route } from './router.js';
 import { Admin } from './views/Admin.js';
 import { NewTask } from './views/NewTask.js';
@@ -55,7 +55,8 @@ function NavLink({ href, current, children }: { href: string; current: boolean; 
 function App() {
   const route = useRoute();
   const [token, setToken] = useState<string | null>(savedToken);
-  const [who, setWho] = useState<Identity | null>(null);
+  // A reload draws at once with the identity kept beside the token; /me confirms it meanwhile.
+  const [who, setWho] = useState<Identity | null>(() => (savedToken() ? savedIdentity() : null));
 
   function signOut() {
     forgetToken();
@@ -65,16 +66,22 @@ function App() {
   }
   useToken(token, signOut);
 
-  // A token kept from earlier in this tab is checked again (it may have been revoked).
+  // A token kept from earlier in this tab is checked again (it may have been revoked, or its
+  // role changed). A registry that cannot be reached signs nobody out who was already in.
   useEffect(() => {
-    if (!token || who) return;
+    if (!token) return;
     api.me(token).then(
       (me) => {
-        if (me.kind === 'user' && (me.role === 'researcher' || me.role === 'admin'))
-          setWho({ name: me.name, role: me.role });
-        else signOut();
+        if (me.kind !== 'user' || (me.role !== 'researcher' && me.role !== 'admin')) return signOut();
+        const confirmed: Identity = { name: me.name, role: me.role };
+        saveSession(token, confirmed);
+        setWho((current) =>
+          current?.name === confirmed.name && current.role === confirmed.role ? current : confirmed,
+        );
       },
-      () => signOut(),
+      (e: unknown) => {
+        if (!(e instanceof ApiError) || e.status === 401 || e.status === 403 || !savedIdentity()) signOut();
+      },
     );
   }, [token]);
 
@@ -94,7 +101,7 @@ function App() {
     return (
       <SignIn
         onSignedIn={(t, identity) => {
-          saveToken(t);
+          saveSession(t, identity);
           setToken(t);
           setWho(identity);
         }}

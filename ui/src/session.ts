@@ -4,6 +4,8 @@
  * it (CSRF is impossible by design: every call carries it in an Authorization header).
  */
 const KEY = 'pht.token';
+/** Who the token belongs to, kept beside it so a reload can draw at once (checked again by /me). */
+const WHO = 'pht.who';
 
 export interface Identity {
   name: string;
@@ -18,10 +20,23 @@ export function savedToken(): string | null {
   }
 }
 
-export function saveToken(token: string): void {
+export function savedIdentity(): Identity | null {
+  try {
+    const raw = JSON.parse(sessionStorage.getItem(WHO) ?? 'null') as Partial<Identity> | null;
+    if (raw && typeof raw.name === 'string' && (raw.role === 'researcher' || raw.role === 'admin'))
+      return { name: raw.name, role: raw.role };
+  } catch {
+    /* absent or not ours: ask the registry */
+  }
+  return null;
+}
+
+export function saveSession(token: string, who: Identity): void {
   sessionStorage.setItem(KEY, token);
+  sessionStorage.setItem(WHO, JSON.stringify(who));
 }
 
 export function forgetToken(): void {
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(WHO);
 }

@@ -88,6 +88,13 @@ describe('dashboard in a real browser', () => {
     expect(await browser.context.cookies()).toEqual([]);
     expect(await page.evaluate("sessionStorage.getItem('pht.token')")).toBe(researcherToken);
     expect(await page.evaluate('localStorage.length')).toBe(0);
+    // A reload of the tab keeps the session; nothing else does (a new tab's session is empty).
+    await page.reload();
+    await page.getByRole('heading', { level: 1, name: 'Tasks' }).waitFor();
+    const other = await browser.context.newPage();
+    await other.goto(`${registry.url}/ui/`);
+    await other.getByLabel('Token').waitFor();
+    await other.close();
   });
 
   it('shows a task going from queued to completed with a live progress bar', async () => {
