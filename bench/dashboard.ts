@@ -182,7 +182,9 @@ async function main(args: BenchArgs): Promise<void> {
         `${siteCount} sites and ${seeded.runs.toLocaleString('en')} runs in every state (one task in 1,000 ` +
         `sent to every site), opened by an admin (who sees everything) in Debian's chromium ` +
         `(headless, driven by playwright-core, 1280×800). Each round is a new browser context (empty cache, ` +
-        `token already in the tab's session). Times are wall clock from the driver, including its polling.`,
+        `token already in the tab's session). Times are wall clock from the driver, including its polling; ` +
+        `on a machine as loaded as the one recorded above (other work waiting for a CPU most of the time), ` +
+        `read them as upper bounds.`,
       '',
       table(
         ['screen', 'median ms', 'p95 ms', 'max ms', 'rounds', ''],
