@@ -33,6 +33,7 @@ import type {
   taskListSchema,
   taskSchema,
   taskWaitResultSchema,
+  taskDeletedSchema,
   userMeSchema,
   taskSummarySchema,
   taskSummaryListSchema,
@@ -40,6 +41,7 @@ import type {
   createdSiteSchema,
   createdUserSchema,
   userInfoSchema,
+  siteEnabledSchema,
 } from './schemas.js';
 
 export type Role = FromSchema<typeof userMeSchema>['role'];
@@ -60,6 +62,8 @@ export type RunSummary = Pick<RunDetail, 'id' | 'site' | 'status'>;
 export type Task = FromSchema<typeof taskSchema>;
 export type TaskList = FromSchema<typeof taskListSchema>;
 export type TaskWaitResult = FromSchema<typeof taskWaitResultSchema>;
+/** What `DELETE /tasks/:id` answers: how much went with the task. */
+export type TaskDeleted = FromSchema<typeof taskDeletedSchema>;
 export type ResultFile = FromSchema<typeof resultFileSchema>;
 export type SiteInfo = FromSchema<typeof siteInfoSchema>;
 export type UserMe = FromSchema<typeof userMeSchema>;
@@ -80,3 +84,4 @@ export type SiteActivity = FromSchema<typeof siteActivitySchema>;
 export type CreatedSite = FromSchema<typeof createdSiteSchema>;
 export type CreatedUser = FromSchema<typeof createdUserSchema>;
 export type UserInfo = FromSchema<typeof userInfoSchema>;
+export type SiteEnabled = FromSchema<typeof siteEnabledSchema>;

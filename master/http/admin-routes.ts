@@ -1,7 +1,7 @@
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { SITE_NAME_PATTERN } from '../../shared/names.js';
-import type { CreatedSite, CreatedUser, UserInfo } from '../../shared/types.js';
+import type { CreatedSite, CreatedUser, SiteEnabled, UserInfo } from '../../shared/types.js';
 import { BadRequestError, NotFoundError, RegistryError } from '../errors.js';
 import { principalOf, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
@@ -41,25 +41,41 @@ export function adminRoutes(ctx: RegistryContext): Router {
     res.status(201).setHeader('Cache-Control', 'no-store').json(created);
   });
 
-  for (const [action, enabled] of [
-    ['enable', true],
-    ['disable', false],
-  ] as const) {
-    router.post(`/sites/:site/${action}`, async (req, res) => {
-      const name = siteNameParam(req);
-      jsonBody(req, validateEmptyBody, true);
-      const site = (await store.listPrincipals('site')).find((p) => p.name === name);
-      if (!site) throw new NotFoundError(`site "${name}"`);
-      // Disabling fails the site's open runs: their tasks' watchers must hear of it.
-      const open = enabled ? [] : await store.listSiteRuns(site.id, ['queued', 'assigned', 'running']);
-      await store.setPrincipalEnabled('site', name, enabled);
-      for (const taskId of new Set(open.map((r) => r.taskId))) events.notifyTask(taskId);
-      // A disabled site's long poll is answered now rather than when it times out.
-      events.notifySite(name);
-      ctx.logger.info(enabled ? 'site enabled' : 'site disabled', { site: name, by: principalOf(res).name });
-      res.json({ name, enabled });
-    });
-  }
+  router.post('/sites/:site/disable', async (req, res) => {
+    const name = siteNameParam(req);
+    jsonBody(req, validateEmptyBody, true);
+    const site = (await store.listPrincipals('site')).find((p) => p.name === name);
+    if (!site) throw new NotFoundError(`site "${name}"`);
+    // Disabling fails the site's open runs: their tasks' watchers must hear of it.
+    const open = await store.listSiteRuns(site.id, ['queued', 'assigned', 'running']);
+    await store.setPrincipalEnabled('site', name, false);
+    for (const taskId of new Set(open.map((r) => r.taskId))) events.notifyTask(taskId);
+    // A disabled site's long poll is answered now rather than when it times out.
+    events.notifySite(name);
+    ctx.logger.info('site disabled', { site: name, by: principalOf(res).name });
+    const body: SiteEnabled = { name, enabled: false };
+    res.json(body);
+  });
+
+  // As `node master enable`: a key was revoked because it may be in the wrong hands, so enabling
+  // the site issues a new one (shown once) and the old key stays revoked. The key is replaced
+  // while the site is still disabled: there is no moment at which the old key works again.
+  router.post('/sites/:site/enable', async (req, res) => {
+    const name = siteNameParam(req);
+    jsonBody(req, validateEmptyBody, true);
+    const site = (await store.listPrincipals('site')).find((p) => p.name === name);
+    if (!site) throw new NotFoundError(`site "${name}"`);
+    if (site.enabled) {
+      const body: SiteEnabled = { name, enabled: true };
+      res.json(body);
+      return;
+    }
+    const secret = await store.rotateSecret('site', name);
+    if (!secret || !(await store.setPrincipalEnabled('site', name, true))) throw new NotFoundError(`site "${name}"`);
+    ctx.logger.info('site enabled with a new key', { site: name, by: principalOf(res).name });
+    const body: SiteEnabled = { name, enabled: true, apiKey: secret };
+    res.setHeader('Cache-Control', 'no-store').json(body);
+  });
 
   router.get('/users', async (req, res) => {
     query(req, validateEmptyQuery);

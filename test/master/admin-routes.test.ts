@@ -81,8 +81,15 @@ describe('admin routes: what they do', () => {
     });
     // New tasks cannot target it; enabling brings it back.
     expectApiError(await w.researcher.post('/api/v1/tasks', { image: 'a/b:1', sites: ['site-a'] }), 422);
-    await w.admin.post('/api/v1/admin/sites/site-a/enable').expect(200);
-    await w.sites[0]!.get('/api/v1/site/runs/next').expect(204);
+    // Enabling it again issues a new key, shown once; the revoked key stays revoked.
+    const enabled = await w.admin.post('/api/v1/admin/sites/site-a/enable').expect(200);
+    expect(enabled.headers['cache-control']).toBe('no-store');
+    expect(enabled.body).toEqual({ name: 'site-a', enabled: true, apiKey: expect.stringMatching(/^pht_site_/) });
+    expectApiError(await w.sites[0]!.get('/api/v1/site/runs/next'), 401, 'unauthorized');
+    await new SiteClient(w.reg.url, enabled.body.apiKey as string, 'site-a').get('/api/v1/site/runs/next').expect(204);
+    // Enabling an enabled site changes nothing and shows no key.
+    const again = await w.admin.post('/api/v1/admin/sites/site-a/enable').expect(200);
+    expect(again.body).toEqual({ name: 'site-a', enabled: true });
   });
 
   it("wakes the watchers of the tasks whose runs failed when a site is disabled, and the site's long poll", async () => {

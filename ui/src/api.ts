@@ -10,6 +10,7 @@ import type {
   ResultFile,
   RunDetail,
   SiteActivity,
+  SiteEnabled,
   SiteInfo,
   Task,
   TaskSummaryList,
@@ -149,11 +150,7 @@ export const api = {
     return json<CreatedSite>('POST', '/admin/sites', { name });
   },
   setSiteEnabled(name: string, enabled: boolean) {
-    return json<{ name: string; enabled: boolean }>(
-      'POST',
-      `/admin/sites/${encodeURIComponent(name)}/${enabled ? 'enable' : 'disable'}`,
-      {},
-    );
+    return json<SiteEnabled>('POST', `/admin/sites/${encodeURIComponent(name)}/${enabled ? 'enable' : 'disable'}`, {});
   },
   users(signal?: AbortSignal) {
     return json<UserInfo[]>('GET', '/admin/users', undefined, signal);

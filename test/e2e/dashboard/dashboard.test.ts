@@ -234,6 +234,12 @@ describe('dashboard in a real browser', () => {
     expect((await researcher.call('GET', '/sites')).json).toContainEqual(
       expect.objectContaining({ name: idleSite, enabled: false }),
     );
+    // Enabling it again shows its new key once (the revoked one stays revoked).
+    await page.getByRole('button', { name: `Enable site ${idleSite}` }).click();
+    const newKey = await page.getByLabel(`New API key of site ${idleSite}`).inputValue();
+    expect(newKey).toMatch(/^pht_site_/);
+    await page.getByRole('button', { name: 'I have copied it' }).click();
+    await page.getByRole('button', { name: `Disable site ${idleSite}` }).waitFor();
   });
 
   it('lets an admin create a researcher and shows the token once', async () => {

@@ -70,14 +70,14 @@ function SiteRow({
 }: {
   site: SiteActivity;
   admin: boolean;
-  onChanged: (e: ApiError | null) => void;
+  onChanged: (e: ApiError | null, newKey?: string) => void;
 }) {
   const [busy, setBusy] = useState(false);
   async function toggle() {
     setBusy(true);
     try {
-      await api.setSiteEnabled(site.name, !site.enabled);
-      onChanged(null);
+      const changed = await api.setSiteEnabled(site.name, !site.enabled);
+      onChanged(null, changed.apiKey);
     } catch (e) {
       onChanged(e instanceof ApiError ? e : new ApiError(0, 'client_error', String(e)));
     } finally {
@@ -119,10 +119,19 @@ function SiteRow({
 export function Sites({ admin }: { admin: boolean }) {
   const sites = useLoad((signal) => api.siteActivity(signal), [], REFRESH_MS);
   const [actionError, setActionError] = useState<ApiError | null>(null);
+  // Enabling a disabled site gives it a new key (the old one stays revoked): shown once, here.
+  const [enabledKey, setEnabledKey] = useState<CreatedSite | null>(null);
   const list = sites.data ?? [];
   const online = list.filter((s) => s.online).length;
   return (
     <Page title="Sites">
+      {enabledKey ? (
+        <SecretOnce
+          label={`New API key of site ${enabledKey.name}`}
+          value={enabledKey.apiKey}
+          onDone={() => setEnabledKey(null)}
+        />
+      ) : null}
       {admin ? <AddSite onAdded={sites.reload} /> : null}
       <ErrorMessage error={sites.error ?? actionError} />
       {!sites.data ? (
@@ -168,8 +177,9 @@ export function Sites({ admin }: { admin: boolean }) {
                     key={s.name}
                     site={s}
                     admin={admin}
-                    onChanged={(e) => {
+                    onChanged={(e, newKey) => {
                       setActionError(e);
+                      if (newKey) setEnabledKey({ name: s.name, apiKey: newKey });
                       sites.reload();
                     }}
                   />
