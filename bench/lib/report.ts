@@ -19,6 +19,7 @@ const ORDER = [
   'scale-before',
   'scale-after',
   'broadcast',
+  'create-stalls',
   'capacity',
   'store-costs',
   'throughput',
