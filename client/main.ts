@@ -3,6 +3,7 @@ import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { loadClientConfig } from './config.js';
 import { SiteClient } from './site-client.js';
+import { isOfficerCommand, runOfficerCommand } from './commands/index.js';
 
 const USAGE = `Usage: node client [--config FILE]
   Runs the PHT site client (default config: ./config.json; see config.example.json).
@@ -10,6 +11,8 @@ const USAGE = `Usage: node client [--config FILE]
   PHT_ALLOWED_IMAGES (JSON list), PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty`;
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  // The site officer's commands (audit, review, approve, reject) read and write the site's files only.
+  if (isOfficerCommand(argv[0])) return runOfficerCommand(argv, env);
   const { flags } = parseArgs(argv, ['help']);
   if (flags.help) {
     console.log(USAGE);
