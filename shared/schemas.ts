@@ -4,6 +4,7 @@
  */
 import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, SITE_NAME_PATTERN } from './names.js';
 import type { CreateTaskRequest, FinishReport, LogAppend, ProgressReport } from './types.js';
+import { PROJECT_NAME_PATTERN } from './governance.js';
 import { compile } from './validation.js';
 import { TASK_STATUSES } from './run-state.js';
 
@@ -37,6 +38,7 @@ export const createTaskSchema = {
     config: { description: 'Any JSON value; opaque to the registry and handed to the container as a file.' },
     sites: { type: 'array', minItems: 1, maxItems: LIMITS.sitesPerTask, uniqueItems: true, items: siteName },
     name: { type: 'string', minLength: 1, maxLength: LIMITS.taskNameLength },
+    project: { type: 'string', pattern: PROJECT_NAME_PATTERN },
   },
 } as const;
 

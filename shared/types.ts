@@ -15,6 +15,7 @@
  * - allowlist: a site's list of image patterns it agrees to run; anything else is rejected
  *   without being pulled.
  */
+import type { PostedBy } from './governance.js';
 import type { RunState, TaskStatus } from './run-state.js';
 
 export type Role = 'researcher' | 'admin';
@@ -28,6 +29,8 @@ export interface CreateTaskRequest {
   /** Target site names; omitted means every enabled site. */
   sites?: string[];
   name?: string;
+  /** The project the task runs under; omitted: the researcher's only project (when projects exist). */
+  project?: string;
 }
 
 export interface RunSummary {
@@ -98,6 +101,8 @@ export interface RunAssignment {
   image: string;
   config: TaskConfig;
   attempt: number;
+  /** Who posted the task (researcher, organization, project), for the site's policy and audit. */
+  postedBy?: PostedBy;
 }
 
 /** The run as its site sees it: enough to decide whether to go on. */

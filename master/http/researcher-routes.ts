@@ -77,6 +77,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
       config: configBytes,
       configType: 'application/json',
       sites: body.sites ?? null,
+      project: body.project ?? null,
     });
     ctx.logger.info('task created', {
       taskId: task.id,

@@ -12,8 +12,10 @@ import type {
   Task,
 } from '../../shared/types.js';
 import { ERROR_CODES } from '../../shared/error-codes.js';
+import type { ImageSignature } from '../../shared/governance.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migrate } from './migrate.js';
+import * as governance from './sqlite-governance.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
   NewTask,
@@ -120,6 +122,8 @@ const isoNow = () => new Date().toISOString();
 export class SqliteRegistryStore implements RegistryStore {
   private readonly db: Database.Database;
   private readonly stmt;
+  /** Organizations, projects and signatures (sqlite-governance.ts). */
+  private readonly gov: governance.GovernanceStatements;
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -131,6 +135,7 @@ export class SqliteRegistryStore implements RegistryStore {
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
     const db = this.db;
+    this.gov = governance.prepareGovernance(db);
     this.stmt = {
       insertPrincipal: db.prepare(
         'INSERT INTO principals (kind, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
@@ -291,20 +296,24 @@ export class SqliteRegistryStore implements RegistryStore {
 
   async createTask(owner: Principal, task: NewTask): Promise<Task> {
     const id = this.db.transaction(() => {
+      // With projects defined, a task runs under one and reaches only its sites.
+      const scope = governance.resolveTaskProject(this.gov, owner, task.project ?? null);
       let siteIds: number[];
-      if (task.sites === null) {
+      if (task.sites === null && scope) {
+        siteIds = governance.projectSites(this.gov, scope.projectId, scope.projectName, null);
+      } else if (task.sites === null) {
         siteIds = (this.stmt.enabledSites.all() as { id: number }[]).map((r) => r.id);
         if (siteIds.length === 0)
           throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
       } else {
         const unknown: string[] = [];
         const disabled: string[] = [];
-        siteIds = [];
+        const named: { id: number; name: string }[] = [];
         for (const name of task.sites) {
           const site = this.stmt.siteByName.get(name) as { id: number; enabled: number } | undefined;
           if (!site) unknown.push(name);
           else if (site.enabled !== 1) disabled.push(name);
-          else siteIds.push(site.id);
+          else named.push({ id: site.id, name });
         }
         if (unknown.length || disabled.length) {
           const parts = [];
@@ -312,12 +321,16 @@ export class SqliteRegistryStore implements RegistryStore {
           if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
           throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
         }
+        siteIds = scope
+          ? governance.projectSites(this.gov, scope.projectId, scope.projectName, named)
+          : named.map((s) => s.id);
       }
       const now = isoNow();
       const taskId = Number(
         this.stmt.insertTask.run(owner.id, task.name, task.image, task.config, task.configType, 'queued', now, now)
           .lastInsertRowid,
       );
+      if (scope) this.gov.setTaskProject.run(scope.projectId, taskId);
       for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
       return taskId;
     })();
@@ -433,6 +446,7 @@ export class SqliteRegistryStore implements RegistryStore {
       image: claimed.image,
       config: decodeConfig(claimed.config, claimed.config_type),
       attempt: claimed.attempt,
+      postedBy: governance.postedByOf(this.gov, claimed.task_id),
     };
   }
 
@@ -640,6 +654,38 @@ export class SqliteRegistryStore implements RegistryStore {
         return { requeuedSites: [...requeuedSites], changedTasks: [...changedTasks] };
       })
       .immediate();
+  }
+
+  async createOrganization(name: string): Promise<void> {
+    governance.createOrganization(this.gov, name);
+  }
+
+  async setOrganization(kind: PrincipalKind, name: string, organization: string): Promise<void> {
+    governance.setOrganization(this.gov, kind, name, organization);
+  }
+
+  async createProject(name: string): Promise<void> {
+    governance.createProject(this.gov, name);
+  }
+
+  async addToProject(project: string, kind: PrincipalKind, name: string): Promise<boolean> {
+    return governance.addToProject(this.gov, project, kind, name);
+  }
+
+  async listOrganizations(): Promise<governance.GovernanceListing[]> {
+    return governance.listOrganizations(this.gov);
+  }
+
+  async listProjects(): Promise<governance.GovernanceListing[]> {
+    return governance.listProjects(this.gov);
+  }
+
+  async addImageSignature(postedBy: number, signature: Omit<ImageSignature, 'createdAt'>): Promise<void> {
+    governance.storeSignature(this.gov, postedBy, signature);
+  }
+
+  async listImageSignatures(digest: string): Promise<ImageSignature[]> {
+    return governance.signaturesOf(this.gov, digest);
   }
 
   async close(): Promise<void> {

@@ -35,6 +35,7 @@ describe('run lifecycle', () => {
       image: IMAGE,
       config: { query: 'SELECT ?s WHERE { ?s ?p ?o }' },
       attempt: 1,
+      postedBy: { researcher: 'alice', organization: null, project: null },
     });
     expect((await researcher.run(runId)).status).toBe('assigned');
 
