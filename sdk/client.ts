@@ -1,3 +1,4 @@
+import type { ImageSignature, PostImageSignature } from '../shared/governance.js';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -130,8 +131,11 @@ export class PhtClient {
 
   /** Posts a task; `sites` omitted means every enabled site. Unknown sites: PhtApiError 422 `unknown_site`. */
   async createTask(request: CreateTaskRequest, options: CallOptions = {}): Promise<Task> {
-    const { image, config, sites, name } = request;
-    const body = await this.transport.json('POST', '/tasks', { ...options, json: { image, config, sites, name } });
+    const { image, config, sites, name, project } = request;
+    const body = await this.transport.json('POST', '/tasks', {
+      ...options,
+      json: { image, config, sites, name, project },
+    });
     return asTask(body, { method: 'POST', path: '/tasks' });
   }
 
@@ -368,6 +372,19 @@ export class PhtClient {
   }
 
   /** Closes idle connections. The client must not be used afterwards. */
+  /** Stores a reviewer's signature of an image digest at the registry (see shared/governance.ts). */
+  async postImageSignature(signature: PostImageSignature, options: CallOptions = {}): Promise<unknown> {
+    return this.transport.json('POST', '/images/signatures', { ...options, json: signature });
+  }
+
+  /** The signatures stored for a digest (`sha256:…`); each is checked again by the sites that trust its key. */
+  async listImageSignatures(digest: string, options: CallOptions = {}): Promise<ImageSignature[]> {
+    const body = await this.transport.json('GET', '/images/signatures', { ...options, query: { digest } });
+    if (!Array.isArray(body))
+      throw new TypeError('the registry answered /images/signatures with something other than a list');
+    return body as ImageSignature[];
+  }
+
   async close(): Promise<void> {
     await this.transport.close();
   }

@@ -84,3 +84,32 @@ export function verifyDigestSignature(publicKeyBase64: string, digest: string, s
     return false;
   }
 }
+
+/** Body of POST /images/signatures. */
+export interface PostImageSignature {
+  digest: string;
+  publicKey: string;
+  signature: string;
+  signer: string;
+}
+
+export const postImageSignatureSchema = {
+  $id: 'PostImageSignature',
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'publicKey', 'signature', 'signer'],
+  properties: {
+    digest: { type: 'string', pattern: DIGEST_PATTERN },
+    publicKey: { type: 'string', minLength: 40, maxLength: 200, pattern: '^[A-Za-z0-9+/]+={0,2}$' },
+    signature: { type: 'string', pattern: '^[A-Za-z0-9+/]{86}==$' },
+    signer: { type: 'string', pattern: SIGNER_NAME_PATTERN },
+  },
+} as const;
+
+export const signatureQuerySchema = {
+  $id: 'SignatureQuery',
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest'],
+  properties: { digest: { type: 'string', pattern: DIGEST_PATTERN } },
+} as const;

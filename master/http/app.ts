@@ -6,6 +6,7 @@ import { RegistryError } from '../errors.js';
 import { authenticate } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { openApiDocument } from './openapi.js';
+import { governanceRoutes } from './governance-routes.js';
 import { researcherRoutes } from './researcher-routes.js';
 import { siteRoutes } from './site-routes.js';
 
@@ -34,7 +35,10 @@ export function createApp(ctx: RegistryContext): express.Express {
   // PUT carries a result file's raw bytes, whatever its Content-Type (a site may label result.json
   // as JSON): the upload route streams them to disk itself, so they must not be parsed here.
   api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
+  const governance = governanceRoutes(ctx);
+  api.use('/site', governance.site);
   api.use('/site', siteRoutes(ctx));
+  api.use(governance.user);
   api.use(researcherRoutes(ctx));
   app.use('/api/v1', api);
 

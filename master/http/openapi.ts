@@ -1,5 +1,6 @@
 import { createTaskSchema, finishReportSchema, logAppendSchema, progressReportSchema } from '../../shared/schemas.js';
 import { RUN_STATES, TASK_STATUSES } from '../../shared/run-state.js';
+import { governanceOpenApiPaths } from './governance-routes.js';
 
 const strip = ({ $id: _id, ...schema }: { $id: string } & Record<string, unknown>) => schema;
 
@@ -187,6 +188,7 @@ export function openApiDocument(): object {
         },
       },
       '/sites': { get: { summary: 'Sites', responses: { '200': ok('Sites'), ...errors } } },
+      ...governanceOpenApiPaths(ok, errors),
       '/me': {
         get: {
           summary: 'Who the token belongs to (researcher or admin)',

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { runAdminCommand, UsageError } from '../../master/admin-cli.js';
+import { generateReviewerKeyPair, keyIdOf, signDigest } from '../../shared/governance.js';
 import type { RunAssignment } from '../../shared/types.js';
 import { world, type World } from './helpers.js';
 
@@ -104,5 +105,54 @@ describe('organizations and projects at the registry', () => {
     expect(orgs.find((o) => o.name === 'umc')!.members.sort()).toEqual(['site:site-r', 'user:alice']);
     const projects = JSON.parse(await admin(w, 'list', 'projects', '--json')) as { name: string; members: string[] }[];
     expect(projects[0]!.members.sort()).toEqual(['site:site-a', 'site:site-c', 'user:alice']);
+  });
+});
+
+describe('image signatures at the registry', () => {
+  const digest = `sha256:${'ab'.repeat(32)}`;
+
+  it('stores a valid signature beside its digest and lists it to researchers and sites', async () => {
+    const w = await world();
+    const { publicKey, privateKeyPem } = generateReviewerKeyPair();
+    const signed = signDigest(privateKeyPem, digest);
+    const res = await w.researcher.post('/api/v1/images/signatures', { digest, ...signed, signer: 'Dr. Jansen' });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    expect(res.body).toEqual({ digest, keyId: keyIdOf(publicKey), signer: 'Dr. Jansen' });
+    const listed = (await w.other.get(`/api/v1/images/signatures?digest=${digest}`).expect(200)).body;
+    expect(listed).toEqual([
+      {
+        digest,
+        keyId: keyIdOf(publicKey),
+        publicKey,
+        signature: signed.signature,
+        signer: 'Dr. Jansen',
+        createdAt: expect.any(String),
+      },
+    ]);
+    expect((await w.sites[0]!.get(`/api/v1/site/images/signatures?digest=${digest}`).expect(200)).body).toEqual(listed);
+    expect((await w.other.get(`/api/v1/images/signatures?digest=sha256:${'cd'.repeat(32)}`).expect(200)).body).toEqual(
+      [],
+    );
+  });
+
+  it('refuses a signature of another digest, by another key, or malformed', async () => {
+    const w = await world();
+    const a = generateReviewerKeyPair();
+    const b = generateReviewerKeyPair();
+    const other = signDigest(a.privateKeyPem, `sha256:${'cd'.repeat(32)}`);
+    const wrongDigest = await w.researcher.post('/api/v1/images/signatures', { digest, ...other, signer: 'x' });
+    expect(wrongDigest.status).toBe(422);
+    const mine = signDigest(a.privateKeyPem, digest);
+    const wrongKey = await w.researcher.post('/api/v1/images/signatures', {
+      digest,
+      signature: mine.signature,
+      publicKey: b.publicKey,
+      signer: 'x',
+    });
+    expect(wrongKey.status).toBe(422);
+    const bad = await w.researcher.post('/api/v1/images/signatures', { digest: 'latest', ...mine, signer: 'x' });
+    expect(bad.status).toBe(400);
+    expect((await w.researcher.get('/api/v1/images/signatures?digest=nope')).status).toBe(400);
+    expect((await w.sites[0]!.post('/api/v1/images/signatures', { digest, ...mine, signer: 'x' })).status).toBe(403);
   });
 });
