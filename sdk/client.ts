@@ -1,12 +1,14 @@
-import type { ImageSignature, PostImageSignature } from '../shared/governance.js';
+import { imageSignatureListSchema, type ImageSignature, type PostImageSignature } from '../shared/governance.js';
+import { responseCheck } from '../shared/response-checks.js';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isFinalRunState, type TaskStatus } from '../shared/run-state.js';
+import { LIMITS } from '../shared/schemas.js';
 import type { CreateTaskRequest, ResultFile, RunDetail, SiteInfo, Task, TaskList } from '../shared/types.js';
 import { childSignal, sleep } from './abortable.js';
 import { mapLimit } from './concurrency.js';
-import { PhtApiError, PhtResultError, PhtTimeoutError } from './errors.js';
+import { PhtApiError, PhtResultError, PhtTimeoutError, PhtResponseError } from './errors.js';
 import { readServerSentEvents } from './event-stream.js';
 import { localPathOf, writeVerified } from './local-files.js';
 import { asFileList, asMe, asRun, asSiteList, asTask, asTaskList, asWaitResult, type Me } from './response-shapes.js';
@@ -72,7 +74,7 @@ export interface SavedFile extends ResultFile {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** The registry holds a long poll for at most this long (shared/schemas.ts LIMITS.maxWaitSeconds). */
-const MAX_WAIT_SECONDS = 60;
+const MAX_WAIT_SECONDS = LIMITS.maxWaitSeconds;
 /** The registry sends a keep-alive comment on a quiet event stream about this often. */
 const EVENT_KEEPALIVE_MS = 15_000;
 const PARALLEL_DOWNLOADS = 4;
@@ -82,6 +84,17 @@ const PARALLEL_DOWNLOADS = 4;
  * fetch results. Failures are PhtApiError, PhtTimeoutError, PhtConnectionError or
  * PhtResponseError (all PhtError); a call whose `signal` aborts rejects with the signal's reason.
  */
+const checkSignatureList = responseCheck<ImageSignature[]>(imageSignatureListSchema);
+function asSignatureList(body: unknown, origin: { method: string; path: string }): ImageSignature[] {
+  const result = checkSignatureList(body);
+  if (result.ok) return result.value;
+  throw new PhtResponseError(
+    `unexpected answer from the registry to ${origin.method} ${origin.path}: ${result.problems.join('; ')}`,
+    origin.method,
+    origin.path,
+  );
+}
+
 export class PhtClient {
   private readonly transport: RegistryTransport;
 
@@ -380,9 +393,7 @@ export class PhtClient {
   /** The signatures stored for a digest (`sha256:…`); each is checked again by the sites that trust its key. */
   async listImageSignatures(digest: string, options: CallOptions = {}): Promise<ImageSignature[]> {
     const body = await this.transport.json('GET', '/images/signatures', { ...options, query: { digest } });
-    if (!Array.isArray(body))
-      throw new TypeError('the registry answered /images/signatures with something other than a list');
-    return body as ImageSignature[];
+    return asSignatureList(body, { method: 'GET', path: '/images/signatures' });
   }
 
   async close(): Promise<void> {

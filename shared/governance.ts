@@ -8,31 +8,73 @@
  * as base64 of their SPKI DER encoding; a key's id is the SHA-256 of that DER, in hex.
  */
 import crypto from 'node:crypto';
+import type { FromSchema } from 'json-schema-to-ts';
 
 export const ORGANIZATION_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,62}$';
 export const PROJECT_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,62}$';
 export const DIGEST_PATTERN = '^sha256:[a-f0-9]{64}$';
 export const SIGNER_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._@ -]{0,127}$';
 
-/** Who posted the task of a run, as the registry tells the site. */
-export interface PostedBy {
-  researcher: string;
-  organization: string | null;
-  project: string | null;
-}
+/** Who posted the task of a run, as the registry tells the site with the run. */
+export const postedBySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['researcher', 'organization', 'project'],
+  properties: {
+    researcher: { type: 'string' },
+    organization: { type: ['string', 'null'] },
+    project: { type: ['string', 'null'] },
+  },
+} as const;
+export type PostedBy = FromSchema<typeof postedBySchema>;
+
+const digest = { type: 'string', pattern: DIGEST_PATTERN } as const;
 
 /** A reviewer's signature of an image digest, as stored at the registry. */
-export interface ImageSignature {
-  digest: string;
-  keyId: string;
-  /** base64 SPKI DER of the Ed25519 public key. */
-  publicKey: string;
-  /** base64 of the 64-byte Ed25519 signature. */
-  signature: string;
-  /** The name the reviewer signed as (informational: sites name keys in their own config). */
-  signer: string;
-  createdAt: string;
-}
+export const imageSignatureSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'keyId', 'publicKey', 'signature', 'signer', 'createdAt'],
+  properties: {
+    digest,
+    keyId: { type: 'string', pattern: '^[a-f0-9]{64}$' },
+    publicKey: { type: 'string', description: 'base64 SPKI DER of the Ed25519 public key' },
+    signature: { type: 'string', description: 'base64 of the 64-byte Ed25519 signature' },
+    signer: { type: 'string', description: 'The name the reviewer signed as (sites name keys in their own policy)' },
+    createdAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+export type ImageSignature = FromSchema<typeof imageSignatureSchema>;
+export const imageSignatureListSchema = { type: 'array', items: imageSignatureSchema } as const;
+
+/** Body of POST /images/signatures. */
+export const postImageSignatureSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'publicKey', 'signature', 'signer'],
+  properties: {
+    digest,
+    publicKey: { type: 'string', minLength: 40, maxLength: 200, pattern: '^[A-Za-z0-9+/]+={0,2}$' },
+    signature: { type: 'string', pattern: '^[A-Za-z0-9+/]{86}==$' },
+    signer: { type: 'string', pattern: SIGNER_NAME_PATTERN },
+  },
+} as const;
+export type PostImageSignature = FromSchema<typeof postImageSignatureSchema>;
+
+/** Answer of POST /images/signatures. */
+export const storedSignatureSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest', 'keyId', 'signer'],
+  properties: { digest, keyId: { type: 'string' }, signer: { type: 'string' } },
+} as const;
+
+export const signatureQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['digest'],
+  properties: { digest },
+} as const;
 
 const CONTEXT = 'pht-image-signature-v1\n';
 
@@ -84,32 +126,3 @@ export function verifyDigestSignature(publicKeyBase64: string, digest: string, s
     return false;
   }
 }
-
-/** Body of POST /images/signatures. */
-export interface PostImageSignature {
-  digest: string;
-  publicKey: string;
-  signature: string;
-  signer: string;
-}
-
-export const postImageSignatureSchema = {
-  $id: 'PostImageSignature',
-  type: 'object',
-  additionalProperties: false,
-  required: ['digest', 'publicKey', 'signature', 'signer'],
-  properties: {
-    digest: { type: 'string', pattern: DIGEST_PATTERN },
-    publicKey: { type: 'string', minLength: 40, maxLength: 200, pattern: '^[A-Za-z0-9+/]+={0,2}$' },
-    signature: { type: 'string', pattern: '^[A-Za-z0-9+/]{86}==$' },
-    signer: { type: 'string', pattern: SIGNER_NAME_PATTERN },
-  },
-} as const;
-
-export const signatureQuerySchema = {
-  $id: 'SignatureQuery',
-  type: 'object',
-  additionalProperties: false,
-  required: ['digest'],
-  properties: { digest: { type: 'string', pattern: DIGEST_PATTERN } },
-} as const;

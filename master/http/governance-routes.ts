@@ -7,14 +7,46 @@ import {
   verifyDigestSignature,
   type PostImageSignature,
 } from '../../shared/governance.js';
-import { compile } from '../../shared/validation.js';
+import { compile, compileQuery } from '../../shared/validation.js';
 import { RegistryError } from '../errors.js';
 import { principalOf, requireSite, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
+import type { RouteDoc } from './openapi.js';
 import { jsonBody, query } from './request-parsing.js';
 
 const validatePostSignature = compile<PostImageSignature>(postImageSignatureSchema, 'body');
-const validateSignatureQuery = compile<{ digest: string }>(signatureQuerySchema, 'query');
+const validateSignatureQuery = compileQuery<{ digest: string }>(signatureQuerySchema);
+
+/** The routes below, for the OpenAPI document (master/http/openapi.ts). */
+export const GOVERNANCE_ROUTES: readonly RouteDoc[] = [
+  {
+    method: 'post',
+    path: '/images/signatures',
+    summary: "Store a reviewer's Ed25519 signature of an image digest (replaces that key's earlier one)",
+    who: 'researcher',
+    body: { json: 'PostImageSignature' },
+    answers: {
+      '201': { description: 'Stored', json: 'StoredImageSignature' },
+      '422': { description: 'The signature does not verify for this digest and key', json: 'Error' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/images/signatures',
+    summary: 'The signatures stored for an image digest',
+    who: 'researcher',
+    query: signatureQuerySchema,
+    answers: { '200': { description: 'Signatures, oldest first', json: 'ImageSignatureList' } },
+  },
+  {
+    method: 'get',
+    path: '/site/images/signatures',
+    summary: 'The signatures stored for an image digest (sites verify them against the keys they trust)',
+    who: 'site',
+    query: signatureQuerySchema,
+    answers: { '200': { description: 'Signatures, oldest first', json: 'ImageSignatureList' } },
+  },
+];
 
 /**
  * Reviewers' signatures of image digests. The registry keeps them beside the digest and checks
@@ -45,25 +77,4 @@ export function governanceRoutes(ctx: RegistryContext): { user: Router; site: Ro
   user.get('/images/signatures', requireUser, list);
   site.get('/images/signatures', requireSite, list);
   return { user, site };
-}
-
-/** The OpenAPI paths of these routes (merged into the document by openapi.ts). */
-export function governanceOpenApiPaths(
-  ok: (description: string, ref?: string) => object,
-  errors: Record<string, object>,
-): Record<string, object> {
-  const digestParam = { name: 'digest', in: 'query', required: true, schema: signatureQuerySchema.properties.digest };
-  const { $id: _id, ...bodySchema } = postImageSignatureSchema;
-  const listing = { summary: 'Signatures stored for an image digest', parameters: [digestParam] };
-  return {
-    '/images/signatures': {
-      post: {
-        summary: "Store a reviewer's Ed25519 signature of an image digest",
-        requestBody: { content: { 'application/json': { schema: bodySchema } } },
-        responses: { '201': ok('Stored'), '422': ok('Signature does not verify', 'Error'), ...errors },
-      },
-      get: { ...listing, responses: { '200': ok('Signatures'), ...errors } },
-    },
-    '/site/images/signatures': { get: { ...listing, responses: { '200': ok('Signatures'), ...errors } } },
-  };
 }
