@@ -9,6 +9,7 @@ import type { ContainerEngine } from './container-engine.js';
 import { DockerUnavailableError, PermanentRunError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { LogForwarder } from './log-forwarder.js';
 import { folderBytes, openForUpload, scanOutput } from './output-files.js';
+import type { SiteGovernance } from './policy/site-governance.js';
 import { ProgressReader } from './progress-reader.js';
 import type { SiteRegistryApi } from './registry-api.js';
 import type { RunOutcome, RunWorkspace } from './run-workspace.js';
@@ -29,6 +30,8 @@ export interface ExecutorDeps {
   networking: ContainerNetworking;
   logger: Logger;
   audit: Logger;
+  /** The site's policy hooks (client/policy); none: no policy beyond the allowlist. */
+  governance?: SiteGovernance;
   /** Aborts when the client shuts down: stop following, leave containers and workspaces for the next start. */
   shutdown: AbortSignal;
 }
@@ -75,9 +78,14 @@ export class RunExecutor {
   private async decideAndStart(ws: RunWorkspace, log: Logger): Promise<void> {
     const { image, runId } = ws.record;
     const valid = image.length <= IMAGE_REFERENCE_MAX_LENGTH && imagePattern.test(image);
-    const decision = valid
+    let decision = valid
       ? this.deps.config.allowlist.check(image)
       : { allowed: false, reason: 'not a valid image reference' };
+    // Site governance (client/policy): who may ask and signed digests, before anything is pulled.
+    if (decision.allowed && this.deps.governance) {
+      const verdict = await this.deps.governance.beforePull(ws);
+      if (!verdict.allowed) decision = verdict;
+    }
     this.deps.audit.info('image decision', {
       event: 'image_decision',
       runId,

@@ -35,6 +35,8 @@ export interface RunRecord {
   /** Unix seconds up to which the container's log has been forwarded. */
   logForwardedUntil: number;
   outcome: RunOutcome | null;
+  /** Who posted the task, as the registry said (unchecked; client/policy validates it). */
+  postedBy?: unknown;
 }
 
 /** One run's folder: state.json, input/config.json, output/, progress/. */
@@ -81,6 +83,7 @@ export class RunWorkspace {
       startedAtMs: null,
       logForwardedUntil: 0,
       outcome: null,
+      postedBy: run.postedBy ?? null,
     });
     fs.mkdirSync(ws.inputDir, { recursive: true, mode: 0o755 });
     fs.mkdirSync(ws.outputDir, { recursive: true });

@@ -9,6 +9,7 @@ import type { ClientConfig } from './config.js';
 import { DockerEngine, type ContainerEngine } from './container-engine.js';
 import { ensureGatewayNetwork, HostFirewall } from './container-network.js';
 import { RegistryRefusedError, RegistryUnavailableError } from './errors.js';
+import { SiteGovernance } from './policy/site-governance.js';
 import { SiteRegistryApi } from './registry-api.js';
 import { RunExecutor, type ContainerNetworking } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
@@ -76,6 +77,12 @@ export class SiteClient {
       networking,
       logger: this.logger,
       audit: this.audit,
+      governance: new SiteGovernance({
+        policy: this.config.policy,
+        api: this.api,
+        audit: () => this.audit,
+        logger: this.logger.child({ component: 'policy' }),
+      }),
       shutdown: this.shutdown.signal,
     });
     await this.recover();
@@ -274,6 +281,7 @@ export class SiteClient {
           taskId: run.taskId,
           image: run.image,
           attempt: run.attempt,
+          postedBy: run.postedBy ?? null,
         });
         const [uid, gid] = this.config.containerUser.split(':').map(Number) as [number, number];
         this.launch(RunWorkspace.create(this.config.workDir, this.site, run, uid, gid));

@@ -79,6 +79,10 @@ export function summariseRuns(entries: readonly Record<string, unknown>[]): RunA
       case 'image_decision':
         run.decision = { allowed: e.allowed === true, reason: str(e.reason), at };
         run.digest = str(e.digest) ?? run.digest;
+        break;
+      case 'run_policy':
+        // The site policy's verdict: the digest it verified and the signatures that allowed it.
+        run.digest = str(e.digest) ?? run.digest;
         if (Array.isArray(e.signatures))
           run.signatures = e.signatures
             .filter((s): s is Record<string, unknown> => !!s && typeof s === 'object')

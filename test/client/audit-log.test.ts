@@ -123,14 +123,15 @@ describe('node client audit', () => {
     const audit = createAuditLog(file, 'hospital-a');
     const postedBy = { researcher: 'alice', organization: 'umc', project: 'diabetes' };
     audit.info('run received', { event: 'run_received', runId: 3, taskId: 2, image: 'img:1', attempt: 1, postedBy });
-    audit.info('image decision', {
-      event: 'image_decision',
+    audit.info('run policy', {
+      event: 'run_policy',
       runId: 3,
       allowed: true,
       reason: null,
-      digest: 'img@sha256:' + 'a'.repeat(64),
+      digest: 'sha256:' + 'a'.repeat(64),
       signatures: [{ signer: 'rev-1', organization: 'umc', keyId: 'k1' }],
     });
+    audit.info('image decision', { event: 'image_decision', runId: 3, allowed: true, reason: 'pattern' });
     audit.info('run started', { event: 'run_started', runId: 3, digest: 'img@sha256:' + 'a'.repeat(64) });
     audit.info('sparql query', { event: 'sparql_query', runId: 3, status: 200, query: 'SELECT * WHERE { ?s ?p ?o }' });
     audit.info('run ended', { event: 'run_ended', runId: 3, state: 'completed', exitCode: 0 });
