@@ -9,6 +9,7 @@ import {
   requireOrganization,
   runGovernanceCommand,
 } from './governance-cli.js';
+import { KEY_ADMIN_COMMANDS, KEY_ADMIN_USAGE, runKeyAdminCommand } from './key-admin.js';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -22,7 +23,8 @@ export const ADMIN_USAGE = `Admin commands (all take --data-dir DIR, default ./d
   node master revoke site|user NAME               disable a site or user (its key stops working)
   node master enable site|user NAME               enable it again
   node master rotate-key site|user NAME           issue a new key; the old one stops working
-${GOVERNANCE_USAGE}`;
+${GOVERNANCE_USAGE}
+${KEY_ADMIN_USAGE}`;
 
 type Print = (text: string) => void;
 
@@ -33,11 +35,13 @@ type Print = (text: string) => void;
 export async function runAdminCommand(
   command: string,
   args: string[],
-  flags: Record<string, string | true>,
+  flags: Readonly<Record<string, unknown>>,
   dataDir: string,
   print: Print,
 ): Promise<void> {
   const asJson = flags.json === true;
+  if (KEY_ADMIN_COMMANDS.includes(command))
+    return runKeyAdminCommand(command, args, flags, dataDir, print, (m) => new UsageError(m));
   const store = openStore(dataDir);
   try {
     switch (command) {

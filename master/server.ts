@@ -8,6 +8,7 @@ import { createApp } from './http/app.js';
 import { ResultFileStore } from './result-files.js';
 import type { RegistryStore } from './store/registry-store.js';
 import { openStore } from './store/open-store.js';
+import { PublicKeyStore } from './public-keys.js';
 
 export { openStore };
 
@@ -27,7 +28,8 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   const orphans = files.removeUnreferenced(await store.storedFileNames());
   if (orphans > 0)
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
-  const app = createApp({ store, events, files, config, logger });
+  const keys = new PublicKeyStore(config.dataDir);
+  const app = createApp({ store, events, files, config, logger, keys });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):
   // check often enough that a slow-loris connection is closed close to the configured limit.
   const server = http.createServer(
@@ -73,6 +75,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
           server.close(() => resolve());
           server.closeAllConnections();
         });
+        keys.close();
         await store.close();
         logger.info('registry stopped');
       })();

@@ -10,6 +10,8 @@ export const ERROR_CODES = {
   payloadTooLarge: 'payload_too_large',
   unsupportedMediaType: 'unsupported_media_type',
   storageFull: 'storage_full',
+  checksumMismatch: 'checksum_mismatch',
+  keyRevoked: 'key_revoked',
   unknownSite: 'unknown_site',
   noSites: 'no_sites',
   internal: 'internal_error',

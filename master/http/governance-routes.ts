@@ -12,7 +12,8 @@ import { RegistryError } from '../errors.js';
 import { principalOf, requireSite, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
 import type { RouteDoc } from './openapi.js';
-import { jsonBody, query } from './request-parsing.js';
+import { validateEmptyBody } from '../../shared/schemas.js';
+import { idParam, jsonBody, query } from './request-parsing.js';
 
 const validatePostSignature = compile<PostImageSignature>(postImageSignatureSchema, 'body');
 const validateSignatureQuery = compileQuery<{ digest: string }>(signatureQuerySchema);
@@ -46,6 +47,18 @@ export const GOVERNANCE_ROUTES: readonly RouteDoc[] = [
     query: signatureQuerySchema,
     answers: { '200': { description: 'Signatures, oldest first', json: 'ImageSignatureList' } },
   },
+  {
+    method: 'post',
+    path: '/site/runs/{id}/await-approval',
+    summary: "The run's results wait for the site officer's review (state awaiting_approval)",
+    who: 'site',
+    body: { json: 'EmptyBody', optional: true },
+    answers: {
+      '200': { description: 'The run', json: 'SiteRunView' },
+      '409': { description: 'Not running', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
 ];
 
 /**
@@ -76,5 +89,16 @@ export function governanceRoutes(ctx: RegistryContext): { user: Router; site: Ro
   };
   user.get('/images/signatures', requireUser, list);
   site.get('/images/signatures', requireSite, list);
+
+  // The site's officer reviews the results before anything leaves; the researcher sees why it waits.
+  site.post('/runs/:id/await-approval', requireSite, async (req: Request, res: Response) => {
+    const principal = principalOf(res);
+    const runId = idParam(req, 'id');
+    jsonBody(req, validateEmptyBody, true);
+    const view = await store.awaitApproval(principal.id, runId);
+    ctx.logger.info('run awaits approval at its site', { runId, taskId: view.taskId, site: principal.name });
+    ctx.events.notifyTask(view.taskId);
+    res.json(view);
+  });
   return { user, site };
 }

@@ -24,6 +24,7 @@ const SQL = {
   enabledSitesOfProject:
     "SELECT s.id FROM project_members m JOIN principals s ON s.id = m.principal_id WHERE m.project_id = ? AND s.kind = 'site' AND s.enabled = 1 ORDER BY s.name",
   setTaskProject: 'UPDATE tasks SET project_id = ? WHERE id = ?',
+  holdRun: "UPDATE runs SET status = 'awaiting_approval', last_contact_at = ? WHERE id = ?",
   postedBy:
     'SELECT o.name AS researcher, org.name AS organization, p.name AS project FROM tasks t JOIN principals o ON o.id = t.owner_id ' +
     'LEFT JOIN organizations org ON org.id = o.organization_id LEFT JOIN projects p ON p.id = t.project_id WHERE t.id = ?',

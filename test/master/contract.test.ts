@@ -159,7 +159,7 @@ describe('the registry against its served OpenAPI document', () => {
     const w = shared();
     // Refused before any route: no key, or the other kind of principal.
     for (const route of ROUTES.filter((r) => r.who !== 'anyone')) {
-      const params = { id: 1, name: 'result.json' };
+      const params = { id: 1, name: 'result.json', kind: 'site', principal: 'x' };
       await call(route.method, route.path, 401, { who: 'nobody', params });
       await call(route.method, route.path, 403, { who: route.who === 'site' ? 'researcher' : 'site', params });
     }
@@ -307,6 +307,36 @@ describe('the registry against its served OpenAPI document', () => {
     await put('out.txt', 'changed', 409);
   });
 
+  it('answers the public-key routes as documented', async () => {
+    const { generateKeyPair, publicKeyToJson, signRotation } = await import('../../shared/crypto/index.js');
+    const first = generateKeyPair();
+    const second = generateKeyPair();
+    const body = { publicKey: publicKeyToJson(first.publicKey) };
+    const tooBig = { publicKey: body.publicKey, pad: 'x'.repeat(JSON_BODY_BYTES) };
+    for (const route of ['/site/public-key', '/public-key']) {
+      await call('post', route, 400, { json: { publicKey: { format: 'pht-public-key' } } });
+      await call('post', route, 413, { json: tooBig });
+      await call('post', route, 415, { raw: { body: '{}', contentType: 'text/plain' } });
+      await call('post', route, 201, { json: body });
+      await call('post', route, 200, { json: body });
+      await call('post', route, 409, { json: { publicKey: publicKeyToJson(second.publicKey) } });
+      const rotation = signRotation(first, second.publicKey);
+      await call('post', route, 201, { json: { publicKey: publicKeyToJson(second.publicKey), rotation } });
+    }
+    for (const route of ['/keys/{kind}/{principal}', '/site/keys/{kind}/{principal}']) {
+      await call('get', route, 200, { params: { kind: 'site', principal: 'site-a' } });
+      await call('get', route, 200, { params: { kind: 'user', principal: 'alice' } });
+      await call('get', route, 404, { params: { kind: 'ttp', principal: 'nowhere' } });
+      await call('get', route, 400, { params: { kind: 'robot', principal: 'x' } });
+    }
+    const { PublicKeyStore } = await import('../../master/public-keys.js');
+    const keys = new PublicKeyStore(shared().reg.dataDir);
+    keys.revoke('user', 'alice');
+    keys.close();
+    await call('get', '/keys/{kind}/{principal}', 410, { params: { kind: 'user', principal: 'alice' } });
+    await call('get', '/site/keys/{kind}/{principal}', 410, { params: { kind: 'user', principal: 'alice' } });
+  });
+
   it('answers every governance route as documented', async () => {
     const digest = `sha256:${'ef'.repeat(32)}`;
     const key = generateReviewerKeyPair();
@@ -321,6 +351,20 @@ describe('the registry against its served OpenAPI document', () => {
     await call('get', '/images/signatures', 400, { query: '?digest=latest' });
     await call('get', '/site/images/signatures', 200, { query: `?digest=${digest}` });
     await call('get', '/site/images/signatures', 400, { query: '' });
+
+    const w = shared();
+    const task = await w.researcher.createTask();
+    const id = { id: task.runs[0]!.id };
+    const route = '/site/runs/{id}/await-approval';
+    await call('post', route, 409, { params: id });
+    await w.sites[0]!.claimAndStart();
+    await call('post', route, 400, { params: { id: 'abc' } });
+    await call('post', route, 404, { params: { id: 999999 } });
+    await call('post', route, 413, { params: id, json: { pad: 'x'.repeat(JSON_BODY_BYTES) } });
+    await call('post', route, 415, { params: id, raw: { body: '{}', contentType: 'text/plain' } });
+    await call('post', route, 200, { params: id });
+    await call('post', route, 200, { params: id, json: {} });
+    await call('post', '/site/runs/{id}/finish', 200, { params: id, json: { state: 'rejected', reason: 'officer' } });
   });
 
   it('has seen every documented status of every route', () => {
