@@ -602,8 +602,16 @@ export class RunExecutor {
             count: scan.skippedCount,
             examples: scan.skipped.slice(0, 10),
           });
+        // Site governance (client/policy): the output policy and the officer's review, before any byte leaves.
+        const gate = this.deps.governance
+          ? await this.deps.governance.beforeUpload(ws, scan.files, scan.totalBytes, (f) =>
+              openForUpload(ws.outputDir, f),
+            )
+          : ({ action: 'send' } as const);
+        if (gate.action === 'hold') return; // resumed when the officer decides; the workspace keeps everything
+        if (gate.action === 'refuse') report = { ...report, state: 'rejected', reason: gate.reason };
         try {
-          for (const file of scan.files) {
+          for (const file of gate.action === 'send' ? scan.files : []) {
             const sent = await this.retrying(`upload ${file.name}`, async () => {
               let body: Readable;
               try {
