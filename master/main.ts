@@ -50,7 +50,7 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
         url: 'value',
         'public-key': 'value',
       },
-      positionals: { max: 3 },
+      positionals: { max: 4 },
     },
     (args) => run(args, env),
   );

@@ -1,4 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { main as masterMain } from '../../master/main.js';
 import { runAdminCommand, UsageError } from '../../master/admin-cli.js';
 import { generateReviewerKeyPair, keyIdOf, signDigest } from '../../shared/governance.js';
 import type { RunAssignment } from '../../shared/types.js';
@@ -154,5 +158,42 @@ describe('image signatures at the registry', () => {
     expect(bad.status).toBe(400);
     expect((await w.researcher.get('/api/v1/images/signatures?digest=nope')).status).toBe(400);
     expect((await w.sites[0]!.post('/api/v1/images/signatures', { digest, ...mine, signer: 'x' })).status).toBe(403);
+  });
+});
+
+describe('node master governance commands on the command line', () => {
+  async function master(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+    try {
+      return { code: await masterMain(argv, {}), out: out.join('\n'), err: err.join('\n') };
+    } finally {
+      log.mockRestore();
+      error.mockRestore();
+    }
+  }
+
+  it('creates organizations and projects and adds members, with --json, and refuses extra arguments', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-gov-cli-'));
+    try {
+      const d = ['--data-dir', dataDir];
+      expect(await master(['create-org', 'umc', '--json', ...d])).toMatchObject({
+        code: 0,
+        out: '{"organization":"umc"}',
+      });
+      expect((await master(['create-site', 'hospital-a', '--org', 'umc', ...d])).code).toBe(0);
+      expect(await master(['create-project', 'diabetes', ...d])).toMatchObject({ code: 0 });
+      const added = await master(['add-to-project', 'diabetes', 'site', 'hospital-a', '--json', ...d]);
+      expect(added, added.err).toMatchObject({ code: 0 });
+      expect(JSON.parse(added.out)).toEqual({ project: 'diabetes', kind: 'site', name: 'hospital-a', added: true });
+      expect((await master(['add-to-project', 'diabetes', 'site', 'hospital-a', 'x', ...d])).code).toBe(2);
+      expect((await master(['set-org', 'site', 'hospital-a', 'nope', ...d])).err).toContain(
+        'organization "nope" not found',
+      );
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
