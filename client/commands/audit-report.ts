@@ -22,7 +22,7 @@ export interface RunAudit {
   signatures: { signer: string; organization: string | null; keyId: string | null }[];
   startedAt: string | null;
   ended: { state: string; exitCode: number | null; at: string | null } | null;
-  sparqlQueries: { at: string | null; query: string; outcome: string }[];
+  sparqlQueries: { at: string | null; query: string; outcome: string; queryId: string | null }[];
   filesSent: { name: string; bytes: number; at: string | null }[];
   bytesSent: number;
   held: { at: string | null; reason: string | null } | null;
@@ -117,13 +117,23 @@ export function summariseRuns(entries: readonly Record<string, unknown>[]): RunA
       case 'result_reported':
         run.reported = { state: str(e.state) ?? '?', at };
         break;
-      default:
-        if (typeof e.event === 'string' && e.event.startsWith('sparql') && typeof e.query === 'string')
-          run.sparqlQueries.push({
-            at,
-            query: e.query,
-            outcome: e.event === 'sparql_query' ? `status ${num(e.status) ?? '?'}` : e.event.replace(/^sparql_/, ''),
-          });
+      default: {
+        if (typeof e.event !== 'string' || !e.event.startsWith('sparql')) break;
+        // The gateway writes a query when it arrives (with its text) and again with its outcome
+        // (same queryId); older logs have one line with both.
+        const queryId = str(e.queryId);
+        const outcome =
+          e.event === 'sparql_query_received'
+            ? 'received, no outcome recorded'
+            : `${str(e.outcome) ?? e.event.replace(/^sparql_/, '')}${num(e.status) !== null ? ` (status ${num(e.status)})` : ''}`;
+        const known = queryId ? run.sparqlQueries.find((q) => q.queryId === queryId) : undefined;
+        if (known) {
+          if (e.event !== 'sparql_query_received') known.outcome = outcome;
+          if (typeof e.query === 'string' && !known.query) known.query = e.query;
+        } else if (typeof e.query === 'string' || queryId) {
+          run.sparqlQueries.push({ at, query: str(e.query) ?? '', outcome, queryId });
+        }
+      }
     }
   }
   return [...runs.values()];
@@ -161,7 +171,7 @@ export function formatRun(r: RunAudit): string {
   );
   row('sparql', `${r.sparqlQueries.length} ${r.sparqlQueries.length === 1 ? 'query' : 'queries'}`);
   for (const q of r.sparqlQueries)
-    lines.push(`    ${q.at ?? '-'} ${q.outcome}: ${q.query.replace(/\s+/g, ' ').slice(0, 200)}`);
+    lines.push(`    ${q.at ?? '-'} ${q.outcome}: ${q.query.replace(/\s+/g, ' ').trim().slice(0, 200)}`);
   row('files sent', `${r.filesSent.length} files, ${r.bytesSent} bytes`);
   for (const f of r.filesSent) lines.push(`    ${f.name} ${f.bytes}`);
   if (r.held) row('held', `${r.held.at ?? '-'}${r.held.reason ? `: ${r.held.reason}` : ''}`);

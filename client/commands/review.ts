@@ -5,6 +5,7 @@ import { readAuditEntries } from '../audit-log.js';
 import { validPostedBy } from '../policy/run-gate.js';
 import { ReviewFolder } from '../policy/review-folder.js';
 import { parseCommandArgs, parseRunId, UsageError } from './args.js';
+import { summariseRuns } from './audit-report.js';
 import type { CommandIo, SiteFiles } from './site-files.js';
 
 export const REVIEW_USAGE = `Usage: node client review RUN [--json] [--config FILE]
@@ -44,12 +45,7 @@ export async function reviewCommand(
   const site = files(flags);
   const { record, review, held } = heldRun(site, runId);
   const who = validPostedBy(record.postedBy);
-  const queries = readAuditEntries(site.auditLog)
-    .filter(
-      (e) =>
-        e.runId === runId && typeof e.event === 'string' && e.event.startsWith('sparql') && typeof e.query === 'string',
-    )
-    .map((e) => ({ at: e.timestamp, outcome: e.event, query: e.query as string }));
+  const queries = summariseRuns(readAuditEntries(site.auditLog)).find((r) => r.runId === runId)?.sparqlQueries ?? [];
   const log = review.heldLog();
   const progress = review.heldProgress();
   const decision = review.decision();
@@ -100,7 +96,8 @@ export async function reviewCommand(
   row('progress', progress.length ? `${progress.length} reports held` : 'nothing held');
   for (const p of progress.slice(-10)) quote(JSON.stringify(p).slice(0, 300));
   row('sparql', `${queries.length} ${queries.length === 1 ? 'query' : 'queries'}`);
-  for (const q of queries) quote(`${String(q.at)} ${String(q.outcome)}: ${q.query.replace(/\s+/g, ' ').slice(0, 300)}`);
+  for (const q of queries)
+    quote(`${String(q.at)} ${String(q.outcome)}: ${q.query.replace(/\s+/g, ' ').trim().slice(0, 300)}`);
   row(
     'decision',
     decision

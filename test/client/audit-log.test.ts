@@ -134,6 +134,13 @@ describe('node client audit', () => {
     audit.info('image decision', { event: 'image_decision', runId: 3, allowed: true, reason: 'pattern' });
     audit.info('run started', { event: 'run_started', runId: 3, digest: 'img@sha256:' + 'a'.repeat(64) });
     audit.info('sparql query', { event: 'sparql_query', runId: 3, status: 200, query: 'SELECT * WHERE { ?s ?p ?o }' });
+    audit.info('sparql query received', {
+      event: 'sparql_query_received',
+      runId: 3,
+      queryId: 'q2',
+      query: 'ASK { ?s ?p ?o }',
+    });
+    audit.info('sparql query', { event: 'sparql_query', outcome: 'refused', runId: 3, queryId: 'q2', status: 403 });
     audit.info('run ended', { event: 'run_ended', runId: 3, state: 'completed', exitCode: 0 });
     audit.info('output held', { event: 'output_held', runId: 3, reason: 'manual approval' });
     audit.info('run approved', {
@@ -155,7 +162,9 @@ describe('node client audit', () => {
     expect(r.out).toContain('asked by:    alice (organization umc, project diabetes)');
     expect(r.out).toContain(`digest ran:  img@sha256:${'a'.repeat(64)}`);
     expect(r.out).toContain('signed by:   rev-1 (umc)');
-    expect(r.out).toContain('status 200: SELECT * WHERE { ?s ?p ?o }');
+    expect(r.out).toContain('query (status 200): SELECT * WHERE { ?s ?p ?o }');
+    expect(r.out).toContain('sparql:      2 queries');
+    expect(r.out).toContain('refused (status 403): ASK { ?s ?p ?o }');
     expect(r.out).toContain('files sent:  1 files, 661 bytes');
     expect(r.out).toContain('review:      approved by officer at 2026-11-30T09:00:00.000Z');
     const json = JSON.parse((await run(['audit', '--run', '3', '--json', '--log', file])).out);
