@@ -204,7 +204,7 @@ export class SiteClient {
       this.api.listUnfinishedRuns(this.shutdown.signal),
     );
     for (const run of unfinished) {
-      if (known.has(run.id) || run.status !== 'running') continue;
+      if (known.has(run.id) || (run.status !== 'running' && run.status !== 'awaiting_approval')) continue;
       // Running at the registry, but this site has nothing of it: it can never finish otherwise.
       this.logger.warn('registry lists a running run this site has no trace of; reporting it failed', {
         runId: run.id,

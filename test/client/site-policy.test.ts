@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compileClientConfig } from '../../client/config.js';
+import path from 'node:path';
+import { compileClientConfig, loadClientConfig } from '../../client/config.js';
 import { checkWho, countSignatures } from '../../client/policy/run-gate.js';
 import { compileSitePolicy, NO_POLICY, outputRulesFor } from '../../client/policy/site-policy.js';
 import { loadRawConfig } from '../../shared/config-loader.js';
@@ -26,6 +27,14 @@ function load(policy: unknown) {
 }
 
 describe('site policy in the client config', () => {
+  it('loads the hospital policy of config.example.json', () => {
+    const example = loadClientConfig(path.join(__dirname, '..', '..', 'config.example.json'), {}).policy;
+    expect(example.run).toMatchObject({ requiredSignatures: 2, distinctOrganizations: 2 });
+    expect(example.run.trustedKeys.map((k) => k.organization)).toEqual(['umc-utrecht', 'maastricht-umc']);
+    expect(outputRulesFor(example, '127.0.0.1:5050/pht/descriptive-stats:1', 'alice').review).toBe('none');
+    expect(outputRulesFor(example, '127.0.0.1:5050/pht/other:1', 'alice').review).toBe('manual');
+  });
+
   it('is off by default: no rules, no signatures, nothing held', () => {
     expect(load(undefined).policy).toEqual(NO_POLICY);
     expect(checkWho(NO_POLICY, null, 'any/image:1')).toBeNull();
