@@ -1,6 +1,7 @@
 /** JSON schemas of the programs' config files (`additionalProperties: false` everywhere). */
 import { sitePolicySchema } from './site-policy-schema.js';
 import { DURATION_SCHEMA } from './duration.js';
+import { LIMITS } from './schemas.js';
 
 export const masterConfigSchema = {
   type: 'object',
@@ -128,7 +129,8 @@ export const clientConfigSchema = {
       default: {},
       properties: {
         /** Seconds a long poll waits at the registry (0 = plain polling). */
-        longPollSeconds: { type: 'integer', minimum: 0, maximum: 60, default: 30 },
+        // The registry refuses a longer wait.
+        longPollSeconds: { type: 'integer', minimum: 0, maximum: LIMITS.maxWaitSeconds, default: 30 },
         /** Pause between polls when plain polling, or after an empty long poll: a duration or a node-cron expression. */
         schedule: { type: 'string', minLength: 1, default: '1s' },
         maxBackoff: { ...DURATION_SCHEMA, default: '60s' },

@@ -14,10 +14,14 @@
  * 2. Export its type from shared/types.ts as `FromSchema<typeof yourSchema>`.
  * 3. Validate the body with `jsonBody(req, validateX)` and the query with `query(req, validateXQuery)`
  *    (master/http/request-parsing.ts), from a `compile`/`compileQuery` validator exported here.
- * 4. Describe the route in ROUTES of master/http/openapi.ts: every status it can answer, each
- *    with its schema. SDK and client check answers with `responseCheck(schema)`.
+ * 4. Describe the route in ROUTES of master/http/openapi.ts: who may call it (researcher, admin,
+ *    site, anyone), its query and body, and every status of its own, each with its schema (400,
+ *    401, 403, 404 and 415 are added from the route's kind); a new path parameter goes in
+ *    PATH_PARAMS there. SDK and client check answers with `responseCheck(schema)`
+ *    (shared/response-checks.ts).
  * 5. Add its requests to test/master/contract.test.ts: it fails until every documented status of
- *    every route has been seen, and checks each answer against the served document.
+ *    every route has been seen, and checks each answer against the served document. Add its row
+ *    to the README's API table (test/master/openapi.test.ts compares the two).
  */
 import type { FromSchema } from 'json-schema-to-ts';
 import { ERROR_CODES } from './error-codes.js';
