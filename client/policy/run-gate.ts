@@ -26,17 +26,21 @@ const patterns = {
   project: new RegExp(PROJECT_NAME_PATTERN),
 };
 
-/** Who posted the run, as the registry said it, or null when it said nothing usable. */
+/**
+ * Who posted the run, as the registry said it, or null when it said nothing usable. A field that
+ * is there but malformed makes the whole answer unusable (fail closed: rules that depend on who
+ * asked then refuse the run).
+ */
 export function validPostedBy(value: unknown): PostedBy | null {
   if (!value || typeof value !== 'object') return null;
   const v = value as Record<string, unknown>;
   if (typeof v.researcher !== 'string' || !patterns.researcher.test(v.researcher)) return null;
-  const optional = (x: unknown, p: RegExp) => (typeof x === 'string' && p.test(x) ? x : null);
-  return {
-    researcher: v.researcher,
-    organization: optional(v.organization, patterns.organization),
-    project: optional(v.project, patterns.project),
-  };
+  const optional = (x: unknown, p: RegExp): string | null | undefined =>
+    x === null || x === undefined ? null : typeof x === 'string' && p.test(x) ? x : undefined;
+  const organization = optional(v.organization, patterns.organization);
+  const project = optional(v.project, patterns.project);
+  if (organization === undefined || project === undefined) return null;
+  return { researcher: v.researcher, organization, project };
 }
 
 function matches(rule: WhoRule, who: PostedBy | null, image: string): boolean {

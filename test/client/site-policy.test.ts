@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { compileClientConfig, loadClientConfig } from '../../client/config.js';
-import { checkWho, countSignatures } from '../../client/policy/run-gate.js';
+import { checkWho, countSignatures, validPostedBy } from '../../client/policy/run-gate.js';
 import { compileSitePolicy, NO_POLICY, outputRulesFor } from '../../client/policy/site-policy.js';
 import { loadRawConfig } from '../../shared/config-loader.js';
 import { clientConfigSchema } from '../../shared/config-schemas.js';
@@ -100,6 +100,24 @@ describe('site policy in the client config', () => {
     expect(counted.valid).toEqual([{ signer: 'a', organization: 'umc', keyId: keyIdOf(a.publicKey) }]);
     expect(counted.untrusted).toBe(2);
     expect(counted.invalid).toBe(1);
+  });
+
+  it('takes who posted a run from the registry only when every name in it is well-formed', () => {
+    expect(validPostedBy({ researcher: 'alice', organization: 'umc', project: 'diabetes' })).toEqual({
+      researcher: 'alice',
+      organization: 'umc',
+      project: 'diabetes',
+    });
+    expect(validPostedBy({ researcher: 'alice', organization: null })).toEqual({
+      researcher: 'alice',
+      organization: null,
+      project: null,
+    });
+    expect(validPostedBy({ researcher: 'alice', organization: 'UMC; DROP', project: null })).toBeNull();
+    expect(validPostedBy({ researcher: 'alice', organization: 'umc', project: 7 })).toBeNull();
+    expect(validPostedBy({ researcher: '../../etc' })).toBeNull();
+    expect(validPostedBy('alice')).toBeNull();
+    expect(validPostedBy(null)).toBeNull();
   });
 
   it('refuses when rules depend on who asked and the registry did not say', () => {
