@@ -27,8 +27,16 @@ export const masterConfigSchema = {
         filesPerRun: { type: 'integer', minimum: 1, default: 10000 },
         logBytes: { type: 'integer', minimum: 1024, default: 1048576 },
         maxConnections: { type: 'integer', minimum: 1, default: 20000 },
+        /** Open connections one remote address may hold; more are closed at once. */
+        connectionsPerAddress: { type: 'integer', minimum: 1, default: 2048 },
         headersTimeout: { ...DURATION_SCHEMA, default: '20s' },
         requestTimeout: { ...DURATION_SCHEMA, default: '2h' },
+        /** A request body that sends nothing for this long has its connection closed. */
+        bodyIdleTimeout: { ...DURATION_SCHEMA, default: '30s' },
+        /** Unfinished tasks one researcher may have at once (429 too_many_open_tasks beyond). */
+        openTasksPerUser: { type: 'integer', minimum: 1, default: 1000 },
+        /** Config bytes of all the tasks one researcher keeps (413 config_quota_exceeded beyond). */
+        configBytesPerUser: { type: 'integer', minimum: 2, default: 67108864 },
       },
     },
   },

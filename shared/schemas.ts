@@ -33,7 +33,13 @@ import {
   PROJECT_NAME_PATTERN,
   storedSignatureSchema,
 } from './governance.js';
-import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, SITE_NAME_PATTERN } from './names.js';
+import {
+  IMAGE_REFERENCE_MAX_LENGTH,
+  IMAGE_REFERENCE_PATTERN,
+  MAX_FILE_PATH_LENGTH,
+  RESULT_FILE_PATH_PATTERN,
+  SITE_NAME_PATTERN,
+} from './names.js';
 import { FINISH_STATES, RUN_STATES, TASK_STATUSES } from './run-state.js';
 import type { CreateTaskRequest, EmptyBody, FinishReport, LogAppend, ProgressReport } from './types.js';
 import { compile, compileQuery } from './validation.js';
@@ -245,7 +251,7 @@ export const runDetailSchema = {
   properties: {
     id,
     taskId: id,
-    site: { type: 'string' },
+    site: siteName,
     status: runStateSchema,
     attempt: count,
     exitCode: { type: ['integer', 'null'] },
@@ -297,12 +303,23 @@ export const taskWaitResultSchema = {
   },
 } as const;
 
+export const taskDeletedSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'runs', 'files'],
+  properties: {
+    id,
+    runs: { ...count, description: 'Runs deleted with the task (with their logs).' },
+    files: { ...count, description: 'Result files deleted with the task.' },
+  },
+} as const;
+
 export const resultFileSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['name', 'size', 'sha256'],
   properties: {
-    name: { type: 'string' },
+    name: { type: 'string', maxLength: MAX_FILE_PATH_LENGTH, pattern: RESULT_FILE_PATH_PATTERN },
     size: count,
     sha256: { type: 'string', pattern: '^[a-f0-9]{64}$' },
   },
@@ -315,7 +332,7 @@ export const siteInfoSchema = {
   additionalProperties: false,
   required: ['name', 'enabled', 'lastSeen'],
   properties: {
-    name: { type: 'string' },
+    name: siteName,
     enabled: { type: 'boolean' },
     lastSeen: nullableTimestamp,
   },
@@ -390,6 +407,7 @@ export const WIRE_SCHEMAS = {
   Task: taskSchema,
   TaskList: taskListSchema,
   TaskWaitResult: taskWaitResultSchema,
+  TaskDeleted: taskDeletedSchema,
   ResultFile: resultFileSchema,
   ResultFileList: resultFileListSchema,
   Site: siteInfoSchema,

@@ -58,7 +58,11 @@ export const ROUTES: readonly RouteDoc[] = [
     body: { json: 'CreateTaskRequest' },
     answers: {
       '201': { description: 'Created, with one queued run per target site', json: 'Task' },
-      '413': { description: 'Body or config over the limit', json: 'Error' },
+      '413': {
+        description: "Body or config over the limit, or the researcher's stored config bytes over the quota",
+        json: 'Error',
+      },
+      '429': { description: 'The researcher has the most unfinished tasks allowed', json: 'Error' },
       '422': { description: 'Unknown or disabled site, or no enabled site at all', json: 'Error' },
     },
   },
@@ -77,6 +81,16 @@ export const ROUTES: readonly RouteDoc[] = [
     who: 'researcher',
     query: emptyQuerySchema,
     answers: { '200': { description: 'The task', json: 'Task' } },
+  },
+  {
+    method: 'delete',
+    path: '/tasks/{id}',
+    summary: 'Delete a finished task with its runs, logs and result files (owner or admin)',
+    who: 'researcher',
+    answers: {
+      '200': { description: 'Deleted; how many runs and files went with it', json: 'TaskDeleted' },
+      '409': { description: 'The task is not finished yet (cancel it first)', json: 'Error' },
+    },
   },
   {
     method: 'get',
