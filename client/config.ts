@@ -4,6 +4,7 @@ import { clientConfigSchema } from '../shared/config-schemas.js';
 import { parseDurationMs } from '../shared/duration.js';
 import { ConfigError } from '../shared/errors.js';
 import { compileAllowlist, type Allowlist } from './allowlist.js';
+import { compileSitePolicy, type SitePolicy } from './policy/site-policy.js';
 import cron from 'node-cron';
 
 export type NetworkMode = 'gateway' | 'none' | 'bridge' | 'named';
@@ -22,6 +23,8 @@ export interface ClientConfig {
   keepOnFailure: boolean;
   auditLog: string;
   logLevel: string;
+  /** What may run and what may leave (client/policy/); off unless configured. */
+  policy: SitePolicy;
   network: {
     mode: NetworkMode;
     /** gateway: the Docker network to create (default pht-gw-<site>); named: the existing network. */
@@ -116,6 +119,7 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
     keepOnFailure: raw.keepOnFailure,
     auditLog: raw.auditLog ? path.resolve(baseDir, raw.auditLog) : path.join(workDir, 'audit.log'),
     logLevel: raw.logLevel,
+    policy: compileSitePolicy(raw.policy, file),
     network: {
       mode,
       name: raw.network.name ?? null,
