@@ -625,6 +625,7 @@ export class SqliteRegistryStore implements RegistryStore {
         image: row.image,
         config: decodeConfig(row.config, row.config_type),
         attempt: row.attempt,
+        postedBy: governance.postedByOf(this.gov, row.task_id),
       },
     }));
   }

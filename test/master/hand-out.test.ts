@@ -43,7 +43,13 @@ describe('batch hand-out to waiting long polls', () => {
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
     const bySite = new Map(task.runs.map((r) => [r.site, r.id]));
     answers.forEach((a, i) => {
-      expect(a.run).toMatchObject({ id: bySite.get(sites[i]!.name), taskId: task.id, attempt: 1 });
+      // The same assignment a poll's own claim answers, who posted it included.
+      expect(a.run).toMatchObject({
+        id: bySite.get(sites[i]!.name),
+        taskId: task.id,
+        attempt: 1,
+        postedBy: { researcher: 'alice' },
+      });
     });
     const after = await researcher.task(task.id);
     expect(after.runs.map((r) => [r.status, r.attempt])).toEqual(Array(4).fill(['assigned', 1]));
