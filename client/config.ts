@@ -22,6 +22,8 @@ export interface ClientConfig {
   keepOnFailure: boolean;
   auditLog: string;
   logLevel: string;
+  /** End-to-end encryption: the site's private key, learned pins, pins from config. */
+  keys: { keyFile: string; pinsFile: string; pinned: Record<string, string> };
   network: {
     mode: NetworkMode;
     /** gateway: the Docker network to create (default pht-gw-<site>); named: the existing network. */
@@ -104,6 +106,11 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
     keepOnFailure: raw.keepOnFailure,
     auditLog: raw.auditLog ? path.resolve(baseDir, raw.auditLog) : path.join(workDir, 'audit.log'),
     logLevel: raw.logLevel,
+    keys: {
+      keyFile: raw.keys.keyFile ? path.resolve(baseDir, raw.keys.keyFile) : path.join(workDir, 'keys', 'site.key'),
+      pinsFile: raw.keys.pinsFile ? path.resolve(baseDir, raw.keys.pinsFile) : path.join(workDir, 'keys', 'pins.json'),
+      pinned: raw.keys.pinned,
+    },
     network: {
       mode,
       name: raw.network.name ?? null,

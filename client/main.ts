@@ -2,15 +2,17 @@ import { parseArgs } from '../shared/config-loader.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { loadClientConfig } from './config.js';
+import { KEYS_USAGE, runKeysCommand } from './keys-command.js';
 import { SiteClient } from './site-client.js';
 
 const USAGE = `Usage: node client [--config FILE]
   Runs the PHT site client (default config: ./config.json; see config.example.json).
   Environment overrides: PHT_REGISTRY_URL, PHT_API_KEY, PHT_SPARQL_ENDPOINT, PHT_WORK_DIR,
-  PHT_ALLOWED_IMAGES (JSON list), PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty`;
+  PHT_ALLOWED_IMAGES (JSON list), PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
+${KEYS_USAGE}`;
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { flags } = parseArgs(argv, ['help']);
+  const { flags, positional } = parseArgs(argv, ['help', 'json']);
   if (flags.help) {
     console.log(USAGE);
     return 0;
@@ -19,6 +21,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   let client: SiteClient;
   try {
     const config = loadClientConfig(file, env);
+    if (positional[0] === 'keys') {
+      await runKeysCommand(positional[1], flags, config, (text) => console.log(text));
+      return 0;
+    }
     const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'client' } }, env);
     client = new SiteClient({ config, logger });
     // A site client must keep serving: a stray rejection is logged loudly, never fatal.

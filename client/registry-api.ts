@@ -71,6 +71,16 @@ export class SiteRegistryApi {
     await this.call('PUT', `/runs/${runId}/files/${path}`, body, undefined, size);
   }
 
+  /** A principal's public key record as the registry relays it (checked by the caller). */
+  async publicKey(kind: string, name: string): Promise<unknown> {
+    return this.call('GET', `/keys/${encodeURIComponent(kind)}/${encodeURIComponent(name)}`);
+  }
+
+  /** Registers the site's public key (with a signed rotation when it replaces one). */
+  async registerPublicKey(body: { publicKey: unknown; rotation?: unknown }): Promise<unknown> {
+    return this.call('POST', '/public-key', body);
+  }
+
   async close(): Promise<void> {
     await this.dispatcher.close();
   }

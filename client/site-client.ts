@@ -10,6 +10,7 @@ import { DockerEngine, type ContainerEngine } from './container-engine.js';
 import { ensureGatewayNetwork, HostFirewall } from './container-network.js';
 import { RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { SiteRegistryApi } from './registry-api.js';
+import { RunSealing, SealingSiteApi } from './sealing.js';
 import { RunExecutor, type ContainerNetworking } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
 import { backoffDelay, sleep } from './sleep.js';
@@ -35,6 +36,7 @@ export class SiteClient {
   private readonly config: ClientConfig;
   private readonly logger: Logger;
   private readonly api: SiteRegistryApi;
+  private readonly sealing: RunSealing;
   private readonly engine: ContainerEngine;
   private readonly shutdown = new AbortController();
   private readonly inFlight = new Map<number, Promise<void>>();
@@ -51,7 +53,9 @@ export class SiteClient {
   constructor(options: SiteClientOptions) {
     this.config = options.config;
     this.logger = options.logger;
-    this.api = new SiteRegistryApi(this.config.registryUrl, this.config.apiKey);
+    const api = new SealingSiteApi(this.config.registryUrl, this.config.apiKey);
+    this.sealing = api.sealing = new RunSealing(this.config, api, () => this.site);
+    this.api = api;
     this.engine = options.engine ?? new DockerEngine(this.config.dockerSocket);
   }
 
@@ -276,7 +280,17 @@ export class SiteClient {
           attempt: run.attempt,
         });
         const [uid, gid] = this.config.containerUser.split(':').map(Number) as [number, number];
-        this.launch(RunWorkspace.create(this.config.workDir, this.site, run, uid, gid));
+        // A sealed config is opened (and checked) first; a run that cannot be opened fails with the reason.
+        const prepared = await this.sealing.prepare(run);
+        const ws = RunWorkspace.create(this.config.workDir, this.site, prepared.run, uid, gid);
+        if (prepared.failure) {
+          this.logger.warn('sealed run cannot be opened', { runId: run.id, reason: prepared.failure });
+          ws.update({
+            phase: 'ended',
+            outcome: { state: 'failed', exitCode: null, reason: prepared.failure, durationMs: null },
+          });
+        }
+        this.launch(ws);
       } catch (e) {
         if (signal.aborted) break;
         failures++;

@@ -6,6 +6,7 @@ import type { Task } from '../../shared/types.js';
 import { childSignal } from '../abortable.js';
 import type { PhtClient } from '../client.js';
 import { PhtTimeoutError } from '../errors.js';
+import { KEY_COMMANDS, openLogIfSealed, openResultsIfSealed, sealedTaskOf } from './sealed-commands.js';
 import { describeTask, runDetail, sitesTable, table, taskOutcome, taskTitle, tasksTable } from './format.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { LinePrefixer } from './line-prefixer.js';
@@ -35,11 +36,13 @@ export interface Command {
 export const COMMANDS: readonly Command[] = [
   {
     name: 'task create',
-    synopsis: '--image IMG [--config FILE] [--sites a,b] [--name N] [--wait] [--timeout S]',
-    summary: 'post a task (to every enabled site unless --sites); --wait waits for it to finish',
+    synopsis:
+      '--image IMG [--config FILE] [--sites a,b] [--name N] [--wait] [--timeout S] [--encrypt [--recipients user:b,…] [--ttp NAME]]',
+    summary:
+      'post a task (to every enabled site unless --sites); --wait waits for it to finish; --encrypt seals the config for the sites and asks for results sealed to you',
     args: [],
-    valueFlags: ['image', 'config', 'sites', 'name', 'timeout'],
-    booleanFlags: ['wait'],
+    valueFlags: ['image', 'config', 'sites', 'name', 'timeout', 'recipients', 'ttp'],
+    booleanFlags: ['wait', 'encrypt'],
     run: createTask,
   },
   {
@@ -110,6 +113,7 @@ export const COMMANDS: readonly Command[] = [
       return EXIT.ok;
     },
   },
+  ...KEY_COMMANDS,
   {
     name: 'sites',
     synopsis: '',
@@ -139,7 +143,9 @@ async function createTask(ctx: CommandContext): Promise<number> {
   const wait = ctx.flags.wait === true;
   const timeoutMs = timeoutFlag(ctx);
   if (timeoutMs !== undefined && !wait) throw new UsageError('--timeout only makes sense with --wait');
-  const task = await ctx.client.createTask({ image, config, sites, name: stringFlag(ctx, 'name') });
+  const request = { image, config, sites, name: stringFlag(ctx, 'name') };
+  const sealed = sealedTaskOf(ctx);
+  const task = sealed ? await sealed(request) : await ctx.client.createTask(request);
   if (!wait) {
     ctx.io.stdout.write(
       ctx.json
@@ -210,7 +216,12 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   if (ctx.flags.follow !== true) {
     const logs: { site: string; runId: number; status: string; log: string }[] = [];
     for (const run of task.runs)
-      logs.push({ site: run.site, runId: run.id, status: run.status, log: await ctx.client.getRunLog(run.id) });
+      logs.push({
+        site: run.site,
+        runId: run.id,
+        status: run.status,
+        log: openLogIfSealed(ctx, await ctx.client.getRunLog(run.id)),
+      });
     if (ctx.json) ctx.io.stdout.write(toJson({ taskId: task.id, runs: logs }));
     else {
       for (const { site, log } of logs) {
@@ -227,8 +238,11 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   const follows = task.runs.map(async (run) => {
     const p = prefixer(run.site);
     const onText = ctx.json
-      ? (text: string) => ctx.io.stdout.write(JSON.stringify({ site: run.site, runId: run.id, text }) + '\n')
-      : (text: string) => p.push(text);
+      ? (text: string) =>
+          ctx.io.stdout.write(
+            JSON.stringify({ site: run.site, runId: run.id, text: openLogIfSealed(ctx, text) }) + '\n',
+          )
+      : (text: string) => p.push(openLogIfSealed(ctx, text));
     try {
       await ctx.client.followRunLog(run.id, { onText, signal: stop.signal });
     } catch (e) {
@@ -252,7 +266,7 @@ async function saveResults(ctx: CommandContext): Promise<number> {
     ctx.io.stderr.write(`pht: ${taskTitle(task)} is ${task.status}; results may be incomplete\n`);
   const runs = [];
   for (const run of task.runs) {
-    const files = await ctx.client.saveRunFiles(run.id, path.join(out, run.site));
+    const files = await openResultsIfSealed(ctx, await ctx.client.saveRunFiles(run.id, path.join(out, run.site)));
     runs.push({ site: run.site, runId: run.id, status: run.status, detail: runDetail(run), files });
   }
   if (ctx.json) {

@@ -1,0 +1,152 @@
+/**
+ * End-to-end encryption at the site. A run whose config is sealed (shared/crypto/sealed-task.ts)
+ * is opened with the site's private key and checked against the researcher's pinned key before
+ * anything runs; the container then sees the plain config as usual. Every result file, log piece
+ * and progress message of that run is sealed for the recipients the researcher signed, before it
+ * leaves the site. The recipients are written to disk before the run's workspace exists, so a
+ * client restarted mid-run keeps sealing (fail closed: a sealed run never uploads plaintext).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  CryptoError,
+  FingerprintPins,
+  KeyDirectory,
+  isSealedConfig,
+  openTaskConfig,
+  parsePublicKey,
+  publicKeyToJson,
+  readKeyRingFile,
+  sealStream,
+  sealText,
+  type KeyRing,
+  type PublicKey,
+} from '../shared/crypto/index.js';
+import type { KeyKind } from '../shared/key-schemas.js';
+import type { ProgressReport, RunAssignment, SiteRunView } from '../shared/types.js';
+import type { ClientConfig } from './config.js';
+import { RegistryRefusedError } from './errors.js';
+import { SiteRegistryApi } from './registry-api.js';
+
+const PROGRESS_MESSAGE_LIMIT = 1000;
+
+/** What a run is sealed for, as kept on disk beside the runs. */
+interface SealingRecord {
+  recipients: unknown[];
+  ttp: string | null;
+}
+
+export class RunSealing {
+  private readonly dir: string;
+  private readonly cache = new Map<number, PublicKey[] | null>();
+  private directory: KeyDirectory | null = null;
+
+  constructor(
+    private readonly config: ClientConfig,
+    private readonly api: SiteRegistryApi,
+    private readonly site: () => string,
+  ) {
+    this.dir = path.join(config.workDir, 'sealed');
+  }
+
+  private keys(): KeyDirectory {
+    this.directory ??= new KeyDirectory(
+      (kind: KeyKind, name: string) => this.api.publicKey(kind, name),
+      new FingerprintPins(this.config.keys.pinsFile, this.config.keys.pinned),
+    );
+    return this.directory;
+  }
+
+  /**
+   * Opens a sealed run's config. Returns the run with its plain config, or a reason to fail the run
+   * (no key, not sealed for this site, a signature or key that does not check out).
+   */
+  async prepare(run: RunAssignment): Promise<{ run: RunAssignment; failure: string | null }> {
+    if (!isSealedConfig(run.config)) {
+      // A record left by an earlier run of the same id (a reset registry) must not seal this one.
+      this.forget(run.id);
+      return { run, failure: null };
+    }
+    const fail = (reason: string) => ({ run: { ...run, config: null }, failure: reason });
+    let ring: KeyRing;
+    try {
+      ring = readKeyRingFile(this.config.keys.keyFile);
+    } catch (e) {
+      return fail(
+        `site ${this.site()} cannot open the sealed config: ${(e as Error).message} (create a key pair with: node client keys create)`,
+      );
+    }
+    try {
+      const opened = openTaskConfig(ring, run.config);
+      const owner = await this.keys().get('user', opened.sealing.owner);
+      opened.verify(owner.key);
+      const recipients: PublicKey[] = [];
+      for (const ref of opened.sealing.resultRecipients) {
+        const [kind, name] = ref.split(/:(.*)/s) as [KeyKind, string];
+        recipients.push((await this.keys().get(kind, name)).key);
+      }
+      if (recipients.length === 0) return fail('the sealed config names no result recipient');
+      const record: SealingRecord = { recipients: recipients.map(publicKeyToJson), ttp: opened.sealing.ttp };
+      fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      fs.writeFileSync(path.join(this.dir, `${run.id}.json`), JSON.stringify(record), { mode: 0o600 });
+      this.cache.set(run.id, recipients);
+      return { run: { ...run, config: opened.sealing.config as RunAssignment['config'] }, failure: null };
+    } catch (e) {
+      if (e instanceof CryptoError) return fail(`site ${this.site()} cannot open the sealed config: ${e.message}`);
+      if (e instanceof RegistryRefusedError)
+        return fail(`site ${this.site()} cannot get a key the sealed config needs: ${e.message}`);
+      throw e;
+    }
+  }
+
+  /** The keys a run's output is sealed for; null for a run that is not sealed. */
+  recipientsFor(runId: number): PublicKey[] | null {
+    if (this.cache.has(runId)) return this.cache.get(runId)!;
+    const file = path.join(this.dir, `${runId}.json`);
+    let recipients: PublicKey[] | null = null;
+    if (fs.existsSync(file)) {
+      const record = JSON.parse(fs.readFileSync(file, 'utf8')) as SealingRecord;
+      recipients = record.recipients.map(parsePublicKey);
+    }
+    this.cache.set(runId, recipients);
+    return recipients;
+  }
+
+  /** Forgets a run's sealing (kept until then even after the run is reported: a re-delivery after a crash must seal too). */
+  forget(runId: number): void {
+    this.cache.delete(runId);
+    fs.rmSync(path.join(this.dir, `${runId}.json`), { force: true });
+  }
+}
+
+/** The site's API with sealing applied to what a sealed run sends. */
+export class SealingSiteApi extends SiteRegistryApi {
+  sealing: RunSealing | null = null;
+
+  private recipients(runId: number): PublicKey[] | null {
+    return this.sealing?.recipientsFor(runId) ?? null;
+  }
+
+  override async progress(runId: number, progress: ProgressReport): Promise<SiteRunView> {
+    const to = this.recipients(runId);
+    if (!to || typeof progress.message !== 'string') return super.progress(runId, progress);
+    const sealed = sealText(to, progress.message).trimEnd();
+    // Numbers travel in the clear (the registry routes on them); a message too long once sealed is dropped.
+    const { message: _m, ...rest } = progress;
+    return super.progress(runId, sealed.length <= PROGRESS_MESSAGE_LIMIT ? { ...rest, message: sealed } : rest);
+  }
+
+  override async log(runId: number, text: string): Promise<SiteRunView> {
+    const to = this.recipients(runId);
+    return super.log(runId, to ? sealText(to, text) : text);
+  }
+
+  override async uploadFile(runId: number, name: string, body: Readable, size: number): Promise<void> {
+    const to = this.recipients(runId);
+    if (!to) return super.uploadFile(runId, name, body, size);
+    const sealer = sealStream(to);
+    body.on('error', (e) => sealer.destroy(e));
+    return super.uploadFile(runId, name, body.pipe(sealer), sealer.sealedLength(size));
+  }
+}
