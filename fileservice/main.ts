@@ -1,4 +1,10 @@
-import { parseArgs } from '../shared/config-loader.js';
+import {
+  integerOption,
+  runCommandLine,
+  stringOption,
+  UsageError as CommandLineError,
+  type ParsedCommandLine,
+} from '../shared/command-line.js';
 import { CryptoError } from '../shared/crypto/index.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
@@ -13,37 +19,64 @@ const USAGE = `Usage: node fileservice [serve] [--port N] [--host ADDR] [--data-
 
 ${ADMIN_USAGE}`;
 
-const VALUE_FLAGS = ['port', 'host', 'data-dir', 'config', 'key-file', 'grace'];
-const BOOLEAN_FLAGS = ['json', 'help'];
+/** Each command's own options and how many words may follow it; all take --data-dir, --config, --key-file. */
+const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
+  serve: { options: ['port', 'host'], maxArgs: 0 },
+  'create-sender': { options: ['json'], maxArgs: 1 },
+  'create-reader': { options: ['json'], maxArgs: 1 },
+  list: { options: ['json'], maxArgs: 0 },
+  revoke: { options: ['json'], maxArgs: 2 },
+  enable: { options: ['json'], maxArgs: 2 },
+  'rotate-key': { options: ['json'], maxArgs: 2 },
+  keys: { options: ['json', 'grace'], maxArgs: 1 },
+};
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { flags, positional } = parseArgs(argv, BOOLEAN_FLAGS);
-  const unknown = Object.keys(flags).filter((f) => !VALUE_FLAGS.includes(f) && !BOOLEAN_FLAGS.includes(f));
-  if (unknown.length) {
-    console.error(`error: unknown option --${unknown[0]}\n${USAGE.split('\n')[0]}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const command = positional[0] ?? 'serve';
+export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return runCommandLine(
+    argv,
+    {
+      usage: USAGE,
+      options: {
+        port: 'value',
+        host: 'value',
+        'data-dir': 'value',
+        config: 'value',
+        'key-file': 'value',
+        grace: 'value',
+        json: 'boolean',
+      },
+      positionals: { max: 3 },
+    },
+    (args) => run(args, env),
+  );
+}
+
+async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<number> {
+  const command = args.positionals[0] ?? 'serve';
+  const rest = args.positionals.slice(1);
+  const known = COMMANDS[command];
+  if (!known) throw new CommandLineError(`unknown command "${command}"`);
+  for (const [name, value] of Object.entries(args.values))
+    if (value !== undefined && !['data-dir', 'config', 'key-file', ...known.options].includes(name))
+      throw new CommandLineError(`option --${name} is not an option of "${command}"`);
+  if (rest.length > known.maxArgs)
+    throw new CommandLineError(`"${command}" takes at most ${known.maxArgs} argument(s); got "${rest.join(' ')}"`);
   try {
-    for (const f of VALUE_FLAGS) if (flags[f] === true) throw new UsageError(`--${f} needs a value`);
-    const port = flags.port === undefined ? undefined : Number(flags.port);
-    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
-      throw new UsageError('--port must be an integer from 0 to 65535');
-    const str = (name: string) => (typeof flags[name] === 'string' ? (flags[name] as string) : undefined);
+    const port = args.values.port === undefined ? undefined : integerOption(args, 'port', 0, 65535);
     const config = loadFileServiceConfig({
-      file: str('config') ?? null,
+      file: stringOption(args, 'config') ?? null,
       env,
-      flags: { port, host: str('host'), dataDir: str('data-dir'), keyFile: str('key-file') },
+      flags: {
+        port,
+        host: stringOption(args, 'host'),
+        dataDir: stringOption(args, 'data-dir'),
+        keyFile: stringOption(args, 'key-file'),
+      },
     });
     if (command !== 'serve') {
-      runAdminCommand(command, positional.slice(1), flags, config, (text) => console.log(text));
+      runAdminCommand(command, rest, args.values, config, (text) => console.log(text));
       return 0;
     }
-    if (positional.length > 1) throw new UsageError(`unexpected argument "${positional[1]}"`);
     const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'fileservice' } }, env);
     const service = await startFileService(config, logger);
     await waitForSignal(logger, () => service.close());
@@ -53,6 +86,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       console.error(`error: ${e.message}`);
       return 2;
     }
+    if (e instanceof CommandLineError) throw e;
     if (e instanceof CryptoError) {
       console.error(`error: ${e.message}`);
       return 1;
@@ -78,7 +112,13 @@ function waitForSignal(logger: { info: (m: string) => unknown }, shutdown: () =>
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -27,7 +27,7 @@ type Print = (text: string) => void;
 export async function runAdminCommand(
   command: string,
   args: string[],
-  flags: Record<string, string | true>,
+  flags: Readonly<Record<string, unknown>>,
   dataDir: string,
   print: Print,
 ): Promise<void> {

@@ -15,7 +15,7 @@ export const KEY_ADMIN_COMMANDS = ['add-ttp', 'revoke-key'];
 export async function runKeyAdminCommand(
   command: string,
   args: string[],
-  flags: Record<string, string | true>,
+  flags: Readonly<Record<string, unknown>>,
   dataDir: string,
   print: (text: string) => void,
   usage: (message: string) => Error,
