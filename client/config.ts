@@ -23,7 +23,13 @@ export interface ClientConfig {
   auditLog: string;
   logLevel: string;
   /** End-to-end encryption: the site's private key, learned pins, pins from config. */
-  keys: { keyFile: string; pinsFile: string; pinned: Record<string, string> };
+  keys: {
+    keyFile: string;
+    pinsFile: string;
+    pinned: Record<string, string>;
+    ttpApiKeys: Record<string, string>;
+    ttpInbox: { url: string; token: string } | null;
+  };
   network: {
     mode: NetworkMode;
     /** gateway: the Docker network to create (default pht-gw-<site>); named: the existing network. */
@@ -122,6 +128,8 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
       keyFile: raw.keys.keyFile ? path.resolve(baseDir, raw.keys.keyFile) : path.join(workDir, 'keys', 'site.key'),
       pinsFile: raw.keys.pinsFile ? path.resolve(baseDir, raw.keys.pinsFile) : path.join(workDir, 'keys', 'pins.json'),
       pinned: raw.keys.pinned,
+      ttpApiKeys: raw.keys.ttpApiKeys,
+      ttpInbox: raw.keys.ttpInbox ?? null,
     },
     network: {
       mode,

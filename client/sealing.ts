@@ -28,13 +28,22 @@ import type { ProgressReport, RunAssignment, SiteRunView } from '../shared/types
 import type { ClientConfig } from './config.js';
 import { RegistryRefusedError } from './errors.js';
 import { SiteRegistryApi } from './registry-api.js';
+import { readInbox } from './ttp.js';
 
 const PROGRESS_MESSAGE_LIMIT = 1000;
+const LOG_PIECE_CHARS = 45_000;
 
 /** What a run is sealed for, as kept on disk beside the runs. */
 interface SealingRecord {
   recipients: unknown[];
-  ttp: string | null;
+  ttp: { name: string; url: string; key: unknown } | null;
+}
+
+/** The TTP a run's outbox goes to: its name, file service and pinned key. */
+export interface RunTtp {
+  name: string;
+  url: string;
+  key: PublicKey;
 }
 
 export class RunSealing {
@@ -87,11 +96,29 @@ export class RunSealing {
         recipients.push((await this.keys().get(kind, name)).key);
       }
       if (recipients.length === 0) return fail('the sealed config names no result recipient');
-      const record: SealingRecord = { recipients: recipients.map(publicKeyToJson), ttp: opened.sealing.ttp };
+      let ttp: SealingRecord['ttp'] = null;
+      if (opened.sealing.ttp !== null) {
+        const { key, record } = await this.keys().get('ttp', opened.sealing.ttp);
+        if (!record.url) return fail(`TTP "${opened.sealing.ttp}" has no file service URL at the registry`);
+        ttp = { name: opened.sealing.ttp, url: record.url.replace(/\/+$/, ''), key: publicKeyToJson(key) };
+      }
+      let config = opened.sealing.config;
+      const inboxTask = inboxTaskOf(config);
+      if (inboxTask !== null) {
+        try {
+          config = {
+            ...(config as object),
+            ttpInbox: { taskId: inboxTask, files: await readInbox(this.config, inboxTask) },
+          };
+        } catch (e) {
+          return fail(`site ${this.site()} cannot read the TTP inbox of task ${inboxTask}: ${(e as Error).message}`);
+        }
+      }
+      const record: SealingRecord = { recipients: recipients.map(publicKeyToJson), ttp };
       fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       fs.writeFileSync(path.join(this.dir, `${run.id}.json`), JSON.stringify(record), { mode: 0o600 });
       this.cache.set(run.id, recipients);
-      return { run: { ...run, config: opened.sealing.config as RunAssignment['config'] }, failure: null };
+      return { run: { ...run, config: config as RunAssignment['config'] }, failure: null };
     } catch (e) {
       if (e instanceof CryptoError) return fail(`site ${this.site()} cannot open the sealed config: ${e.message}`);
       if (e instanceof RegistryRefusedError)
@@ -102,15 +129,22 @@ export class RunSealing {
 
   /** The keys a run's output is sealed for; null for a run that is not sealed. */
   recipientsFor(runId: number): PublicKey[] | null {
-    if (this.cache.has(runId)) return this.cache.get(runId)!;
-    const file = path.join(this.dir, `${runId}.json`);
-    let recipients: PublicKey[] | null = null;
-    if (fs.existsSync(file)) {
-      const record = JSON.parse(fs.readFileSync(file, 'utf8')) as SealingRecord;
-      recipients = record.recipients.map(parsePublicKey);
+    if (!this.cache.has(runId)) {
+      const record = this.record(runId);
+      this.cache.set(runId, record ? record.recipients.map(parsePublicKey) : null);
     }
-    this.cache.set(runId, recipients);
-    return recipients;
+    return this.cache.get(runId)!;
+  }
+
+  /** The TTP a sealed run's outbox goes to, if its (signed) config names one. */
+  ttpFor(runId: number): RunTtp | null {
+    const ttp = this.record(runId)?.ttp;
+    return ttp ? { name: ttp.name, url: ttp.url, key: parsePublicKey(ttp.key) } : null;
+  }
+
+  private record(runId: number): SealingRecord | null {
+    const file = path.join(this.dir, `${runId}.json`);
+    return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as SealingRecord) : null;
   }
 
   /** Forgets a run's sealing (kept until then even after the run is reported: a re-delivery after a crash must seal too). */
@@ -118,6 +152,13 @@ export class RunSealing {
     this.cache.delete(runId);
     fs.rmSync(path.join(this.dir, `${runId}.json`), { force: true });
   }
+}
+
+/** `{"ttpInbox": {"taskId": N}}` in a sealed config asks the TTP's client for task N's inbox. */
+function inboxTaskOf(config: unknown): number | null {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) return null;
+  const inbox = (config as Record<string, unknown>).ttpInbox as Record<string, unknown> | undefined;
+  return inbox && Number.isInteger(inbox.taskId) && (inbox.taskId as number) > 0 ? (inbox.taskId as number) : null;
 }
 
 /** The site's API with sealing applied to what a sealed run sends. */
@@ -128,25 +169,37 @@ export class SealingSiteApi extends SiteRegistryApi {
     return this.sealing?.recipientsFor(runId) ?? null;
   }
 
-  override async progress(runId: number, progress: ProgressReport): Promise<SiteRunView> {
+  override async progress(runId: number, progress: ProgressReport, signal?: AbortSignal): Promise<SiteRunView> {
     const to = this.recipients(runId);
-    if (!to || typeof progress.message !== 'string') return super.progress(runId, progress);
+    if (!to || typeof progress.message !== 'string') return super.progress(runId, progress, signal);
     const sealed = sealText(to, progress.message).trimEnd();
     // Numbers travel in the clear (the registry routes on them); a message too long once sealed is dropped.
     const { message: _m, ...rest } = progress;
-    return super.progress(runId, sealed.length <= PROGRESS_MESSAGE_LIMIT ? { ...rest, message: sealed } : rest);
+    return super.progress(runId, sealed.length <= PROGRESS_MESSAGE_LIMIT ? { ...rest, message: sealed } : rest, signal);
   }
 
-  override async log(runId: number, text: string): Promise<SiteRunView> {
+  override async log(runId: number, text: string, signal?: AbortSignal): Promise<SiteRunView> {
     const to = this.recipients(runId);
-    return super.log(runId, to ? sealText(to, text) : text);
+    if (!to) return super.log(runId, text, signal);
+    // Sealing grows text by a third plus a header: cut it so each sealed append stays under the
+    // registry's limit (45,000 characters are at most 180 KiB of UTF-8, 240 KiB once sealed).
+    let view: SiteRunView | null = null;
+    for (let i = 0; i < text.length || view === null; i += LOG_PIECE_CHARS)
+      view = await super.log(runId, sealText(to, text.slice(i, i + LOG_PIECE_CHARS)), signal);
+    return view;
   }
 
-  override async uploadFile(runId: number, name: string, body: Readable, size: number): Promise<void> {
+  override async uploadFile(
+    runId: number,
+    name: string,
+    body: Readable,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const to = this.recipients(runId);
-    if (!to) return super.uploadFile(runId, name, body, size);
+    if (!to) return super.uploadFile(runId, name, body, size, signal);
     const sealer = sealStream(to);
     body.on('error', (e) => sealer.destroy(e));
-    return super.uploadFile(runId, name, body.pipe(sealer), sealer.sealedLength(size));
+    return super.uploadFile(runId, name, body.pipe(sealer), sealer.sealedLength(size), signal);
   }
 }

@@ -12,6 +12,7 @@ import { isTransientError, RegistryRefusedError, RegistryUnavailableError, Shutd
 import { PollerStateMachine, type PollerState } from './poller-state.js';
 import { SiteRegistryApi } from './registry-api.js';
 import { RunSealing, SealingSiteApi } from './sealing.js';
+import { TtpOutbox } from './ttp.js';
 import { RunExecutor } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
 
@@ -108,6 +109,7 @@ export class SiteClient {
       logger: this.logger,
       audit: this.audit,
       shutdown: this.shutdown.signal,
+      outbox: new TtpOutbox(this.config, this.sealing, this.audit),
     });
     try {
       await this.recover();

@@ -73,6 +73,23 @@ export const clientConfigSchema = {
           propertyNames: { pattern: '^(site|user|ttp):[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$' },
           additionalProperties: { type: 'string', pattern: '^SHA256:[A-Za-z0-9_-]{43}$' },
         },
+        /** Sender API keys of TTP file services, by TTP name: where the run's TTP outbox goes. */
+        ttpApiKeys: {
+          type: 'object',
+          default: {},
+          propertyNames: { pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' },
+          additionalProperties: { type: 'string', minLength: 8 },
+        },
+        /** At a TTP: its file service and reader token; runs asking for `ttpInbox` get the files. */
+        ttpInbox: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['url', 'token'],
+          properties: {
+            url: { type: 'string', pattern: '^https?://[^\\s]+$' },
+            token: { type: 'string', minLength: 8 },
+          },
+        },
       },
     },
     network: {
