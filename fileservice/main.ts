@@ -15,7 +15,7 @@ import { startFileService } from './server.js';
 
 const USAGE = `Usage: node fileservice [serve] [--port N] [--host ADDR] [--data-dir DIR] [--config FILE] [--key-file FILE]
   Starts the PHT file service of a trusted third party (default port 5100, data in ./fileservice-data).
-  Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_KEY_FILE, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
+  Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_TTP_KEY_FILE, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
 
 ${ADMIN_USAGE}`;
 
