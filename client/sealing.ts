@@ -184,8 +184,14 @@ export class SealingSiteApi extends SiteRegistryApi {
     // Sealing grows text by a third plus a header: cut it so each sealed append stays under the
     // registry's limit (45,000 characters are at most 180 KiB of UTF-8, 240 KiB once sealed).
     let view: SiteRunView | null = null;
-    for (let i = 0; i < text.length || view === null; i += LOG_PIECE_CHARS)
-      view = await super.log(runId, sealText(to, text.slice(i, i + LOG_PIECE_CHARS)), signal);
+    for (let i = 0; i < text.length || view === null;) {
+      let end = Math.min(text.length, i + LOG_PIECE_CHARS);
+      // Never cut between the two halves of a surrogate pair.
+      if (end < text.length && /[\uD800-\uDBFF]/.test(text.charAt(end - 1))) end--;
+      view = await super.log(runId, sealText(to, text.slice(i, end)), signal);
+      if (end === i) break;
+      i = end;
+    }
     return view;
   }
 
