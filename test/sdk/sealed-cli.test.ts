@@ -72,6 +72,19 @@ describe('pht with end-to-end encryption', () => {
     expect((await pht(['task', 'create', '--image', IMAGE, '--recipients', 'user:bob'])).code).toBe(2);
   });
 
+  it('refuses --encrypt to a site whose key was revoked, saying so', async () => {
+    await pht(['keys', 'create']);
+    await registerSiteKey('siteA');
+    const { PublicKeyStore } = await import('../../master/public-keys.js');
+    const keys = new PublicKeyStore(world.registry.dataDir);
+    keys.revoke('site', 'site-a');
+    keys.close();
+    const r = await pht(['task', 'create', '--image', IMAGE, '--sites', 'site-a', '--encrypt']);
+    expect(r.code).toBe(3);
+    expect(r.err).toMatch(/the public key of site "site-a" was revoked/);
+    expect((await world.client.listTasks()).total).toBe(0);
+  });
+
   it('posts a config only the sites can read, and opens the sealed log and results', async () => {
     await pht(['keys', 'create']);
     const siteKey = await registerSiteKey('siteA');
