@@ -2,10 +2,12 @@
  * `npm start`: the Personal Health Train end to end, on real parts.
  *
  * Checks the Docker engine and the loopback image registry (running `bash scripts/infra.sh up`
- * when they do not answer), builds and pushes the two algorithm images, starts three SPARQL
- * endpoints, the registry and three site clients as child processes, runs two federated analyses
- * through the SDK (descriptive statistics; logistic regression by Newton–Raphson rounds), prints
- * them next to the same analyses computed centrally on the pooled raw data, prints how long
+ * when they do not answer), builds and pushes the three algorithm images, starts three SPARQL
+ * endpoints, the registry, a trusted third party's file service and four site clients (the
+ * hospitals' and the TTP's) as child processes, runs two federated analyses through the SDK
+ * (descriptive statistics; logistic regression by Newton–Raphson rounds) and a third, sealed end to
+ * end, at the TTP (pooled median and quartiles of age), prints them next to the same analyses
+ * computed centrally on the pooled raw data, prints how long
  * everything took, and shuts everything down: processes (SIGTERM, SIGKILL after a deadline), the
  * clients' containers and Docker networks, and its temp dir.
  *
