@@ -44,5 +44,6 @@ export type {
   SiteInfo,
   Task,
   TaskConfig,
+  TaskDeleted,
   TaskList,
 } from '../shared/types.js';
