@@ -116,7 +116,7 @@ directions on one core, so its throughput is about half of "seal only".`;
 runMain(
   {
     usage:
-      'Usage: node --expose-gc dist/bench/crypto-stream.js [--gib N]\n  Streaming seal/open of N GiB (default 2) with flat memory; rewrites its section of BENCHMARKS.md.',
+      'Usage: npm run bench:crypto -- [--gib N]\n  Streaming seal/open of N GiB (default 2) with flat memory; rewrites its section of BENCHMARKS.md.',
     options: { gib: 'value' },
   },
   main,
