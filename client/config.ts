@@ -4,6 +4,7 @@ import { clientConfigSchema } from '../shared/config-schemas.js';
 import { parseDurationMs } from '../shared/duration.js';
 import { ConfigError } from '../shared/errors.js';
 import { compileAllowlist, type Allowlist } from './allowlist.js';
+import { compileSitePolicy, type SitePolicy } from './policy/site-policy.js';
 import cron from 'node-cron';
 
 export type NetworkMode = 'gateway' | 'none' | 'bridge' | 'named';
@@ -30,6 +31,8 @@ export interface ClientConfig {
     ttpApiKeys: Record<string, string>;
     ttpInbox: { url: string; token: string } | null;
   };
+  /** What may run and what may leave (client/policy/); off unless configured. */
+  policy: SitePolicy;
   network: {
     mode: NetworkMode;
     /** gateway: the Docker network to create (default pht-gw-<site>); named: the existing network. */
@@ -131,6 +134,7 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
       ttpApiKeys: raw.keys.ttpApiKeys,
       ttpInbox: raw.keys.ttpInbox ?? null,
     },
+    policy: compileSitePolicy(raw.policy, file),
     network: {
       mode,
       name: raw.network.name ?? null,

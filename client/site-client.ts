@@ -10,8 +10,10 @@ import { prepareContainerNetworking, type PreparedNetworking } from './container
 import { abortReason, backoffDelay, isAbortError, retry, sleep } from '../shared/abortable.js';
 import { isTransientError, RegistryRefusedError, RegistryUnavailableError, ShutdownDeadlineError } from './errors.js';
 import { PollerStateMachine, type PollerState } from './poller-state.js';
+import { GovernedRegistryApi } from './policy/governed-api.js';
+import { SiteGovernance } from './policy/site-governance.js';
 import { SiteRegistryApi } from './registry-api.js';
-import { RunSealing, SealingSiteApi } from './sealing.js';
+import { RunSealing } from './sealing.js';
 import { TtpOutbox } from './ttp.js';
 import { RunExecutor } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
@@ -53,13 +55,24 @@ export class SiteClient {
   private readonly shutdownDeadlineMs: number;
   private executor!: RunExecutor;
   private audit!: Logger;
+  private readonly governance: SiteGovernance;
 
   constructor(options: SiteClientOptions) {
     this.config = options.config;
     this.logger = options.logger;
-    const api = new SealingSiteApi(this.config.registryUrl, this.config.apiKey);
+    // Logs and progress are outputs too: the governed API applies the site's output policy to them.
+    const api = new GovernedRegistryApi(this.config.registryUrl, this.config.apiKey, (runId) =>
+      this.governance.lookup(runId),
+    );
     this.sealing = api.sealing = new RunSealing(this.config, api, () => this.site);
     this.api = api;
+    this.governance = new SiteGovernance({
+      policy: this.config.policy,
+      api,
+      workDir: this.config.workDir,
+      audit: () => this.audit,
+      logger: this.logger.child({ component: 'policy' }),
+    });
     this.engine = options.engine ?? new DockerEngine(this.config.dockerSocket);
     this.shutdownDeadlineMs = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS;
     this.states.on('change', (from, to) => this.logger.info('client state', { from, to }));
@@ -108,8 +121,13 @@ export class SiteClient {
       networking,
       logger: this.logger,
       audit: this.audit,
+      governance: this.governance,
       shutdown: this.shutdown.signal,
       outbox: new TtpOutbox(this.config, this.sealing, this.audit),
+    });
+    // A held run resumes when the site's officer decides (node client approve|reject).
+    this.governance.watchDecisions((ws) => {
+      if (!this.inFlight.has(ws.record.runId) && !this.shutdown.signal.aborted) this.launch(ws);
     });
     try {
       await this.recover();
@@ -155,6 +173,7 @@ export class SiteClient {
       await Promise.allSettled([...this.inFlight.values()]);
     })();
     const inTime = await within(work, this.shutdownDeadlineMs);
+    this.governance.close();
     const stuck = [...this.inFlight.keys()];
     if (!inTime) this.logger.error('shutdown deadline passed; steps still running', { runs: stuck });
     // Released even after the deadline: a gateway or firewall rule left behind outlives the process.
@@ -190,7 +209,7 @@ export class SiteClient {
       this.api.listUnfinishedRuns(this.shutdown.signal),
     );
     for (const run of unfinished) {
-      if (known.has(run.id) || run.status !== 'running') continue;
+      if (known.has(run.id) || (run.status !== 'running' && run.status !== 'awaiting_approval')) continue;
       // Running at the registry, but this site has nothing of it: it can never finish otherwise.
       this.logger.warn('registry lists a running run this site has no trace of; reporting it failed', {
         runId: run.id,
@@ -331,6 +350,7 @@ export class SiteClient {
           taskId: run.taskId,
           image: run.image,
           attempt: run.attempt,
+          postedBy: run.postedBy ?? null,
         });
         const [uid, gid] = this.config.containerUser.split(':').map(Number) as [number, number];
         // A sealed config is opened (and checked) first; a run that cannot be opened fails with the reason.

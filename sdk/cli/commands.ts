@@ -9,6 +9,7 @@ import type { PhtClient } from '../client.js';
 import { PhtResponseError, PhtTimeoutError } from '../errors.js';
 import { KEY_COMMANDS, openLogIfSealed, openResultsIfSealed, sealedTaskOf } from './sealed-commands.js';
 import { describeTask, runDetail, sitesTable, table, taskOutcome, taskTitle, tasksTable } from './format.js';
+import { IMAGE_COMMANDS } from './image-commands.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { LinePrefixer } from './line-prefixer.js';
 import { TaskProgressView } from './task-progress.js';
@@ -32,6 +33,8 @@ export interface Command {
   args: string[];
   valueFlags: string[];
   booleanFlags: string[];
+  /** Needs no registry (e.g. making a key pair): runs without --url and --token. */
+  offline?: boolean;
   run(ctx: CommandContext): Promise<number>;
 }
 
@@ -39,11 +42,11 @@ export const COMMANDS: readonly Command[] = [
   {
     name: 'task create',
     synopsis:
-      '--image IMG [--config FILE] [--sites a,b] [--name N] [--wait] [--timeout S] [--encrypt [--recipients user:b,…] [--ttp NAME]]',
+      '--image IMG [--config FILE] [--sites a,b] [--project P] [--name N] [--wait] [--timeout S] [--encrypt [--recipients user:b,…] [--ttp NAME]]',
     summary:
       'post a task (to every enabled site unless --sites); --wait waits for it to finish; --encrypt seals the config for the sites and asks for results sealed to you',
     args: [],
-    valueFlags: ['image', 'config', 'sites', 'name', 'timeout', 'recipients', 'ttp'],
+    valueFlags: ['image', 'config', 'sites', 'name', 'timeout', 'project', 'recipients', 'ttp'],
     booleanFlags: ['wait', 'encrypt'],
     run: createTask,
   },
@@ -146,6 +149,7 @@ export const COMMANDS: readonly Command[] = [
       return EXIT.ok;
     },
   },
+  ...IMAGE_COMMANDS,
 ];
 
 async function createTask(ctx: CommandContext): Promise<number> {
@@ -162,7 +166,7 @@ async function createTask(ctx: CommandContext): Promise<number> {
   const wait = ctx.flags.wait === true;
   const timeoutMs = timeoutFlag(ctx);
   if (timeoutMs !== undefined && !wait) throw new UsageError('--timeout only makes sense with --wait');
-  const request = { image, config, sites, name: stringFlag(ctx, 'name') };
+  const request = { image, config, sites, name: stringFlag(ctx, 'name'), project: stringFlag(ctx, 'project') };
   const sealed = sealedTaskOf(ctx);
   const task = sealed ? await sealed(request) : await ctx.client.createTask(request);
   if (!wait) {
