@@ -23,6 +23,14 @@ export interface ClientConfig {
   keepOnFailure: boolean;
   auditLog: string;
   logLevel: string;
+  /** End-to-end encryption: the site's private key, learned pins, pins from config. */
+  keys: {
+    keyFile: string;
+    pinsFile: string;
+    pinned: Record<string, string>;
+    ttpApiKeys: Record<string, string>;
+    ttpInbox: { url: string; token: string } | null;
+  };
   /** What may run and what may leave (client/policy/); off unless configured. */
   policy: SitePolicy;
   network: {
@@ -119,6 +127,13 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
     keepOnFailure: raw.keepOnFailure,
     auditLog: raw.auditLog ? path.resolve(baseDir, raw.auditLog) : path.join(workDir, 'audit.log'),
     logLevel: raw.logLevel,
+    keys: {
+      keyFile: raw.keys.keyFile ? path.resolve(baseDir, raw.keys.keyFile) : path.join(workDir, 'keys', 'site.key'),
+      pinsFile: raw.keys.pinsFile ? path.resolve(baseDir, raw.keys.pinsFile) : path.join(workDir, 'keys', 'pins.json'),
+      pinned: raw.keys.pinned,
+      ttpApiKeys: raw.keys.ttpApiKeys,
+      ttpInbox: raw.keys.ttpInbox ?? null,
+    },
     policy: compileSitePolicy(raw.policy, file),
     network: {
       mode,

@@ -31,6 +31,8 @@ export interface ExecutorDeps {
   governance?: SiteGovernance;
   /** Aborts when the client shuts down: stop following, leave containers and workspaces for the next start. */
   shutdown: AbortSignal;
+  /** Sends a run's TTP outbox to its TTP (and out of the output folder); returns a failure reason or null. */
+  outbox?: { deliver(ws: RunWorkspace, log: Logger, signal: AbortSignal): Promise<string | null> };
 }
 
 const imagePattern = new RegExp(IMAGE_REFERENCE_PATTERN);
@@ -393,6 +395,7 @@ export class RunExecutor {
         [CONTAINER_ENV.configFile]: CONTAINER_PATHS.configFile,
         [CONTAINER_ENV.outputDir]: CONTAINER_PATHS.outputDir,
         [CONTAINER_ENV.progressFile]: CONTAINER_PATHS.progressFile,
+        [CONTAINER_ENV.ttpOutbox]: CONTAINER_PATHS.ttpOutbox,
       },
       labels: {
         [CONTAINER_LABELS.managedBy]: 'pht-client',
@@ -620,6 +623,8 @@ export class RunExecutor {
     // Whenever a container existed, its output goes back, however this execution came to know it.
     if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
       if (ws.record.disk) await ws.prepareDisk(this.diskSpec());
+      const ttpFailure = (await this.deps.outbox?.deliver(ws, log, this.deps.shutdown)) ?? null;
+      if (ttpFailure && report.state === 'completed') report = { ...report, state: 'failed', reason: ttpFailure };
       const scan = await scanOutput(ws.outputDir, { maxFiles: config.limits.outputFiles });
       if (scan.overflow || scan.totalBytes > config.limits.outputBytes) {
         const counted = scan.overflow ? `more than ${scan.files.length} files` : `${scan.files.length} files`;
