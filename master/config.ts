@@ -7,6 +7,9 @@ export interface MasterConfig {
   port: number;
   host: string;
   dataDir: string;
+  /** postgres:// URL, or null for SQLite in dataDir. Never logged: it may hold a password. */
+  database: string | null;
+  databasePoolSize: number;
   logLevel: string;
   leaseMs: number;
   sweepIntervalMs: number;
@@ -27,13 +30,14 @@ export const MASTER_ENV_OVERRIDES: readonly EnvOverride[] = [
   { variable: 'PHT_PORT', path: 'port', type: 'integer' },
   { variable: 'PHT_HOST', path: 'host', type: 'string' },
   { variable: 'PHT_DATA_DIR', path: 'dataDir', type: 'string' },
+  { variable: 'PHT_DATABASE_URL', path: 'database', type: 'string' },
   { variable: 'PHT_LOG_LEVEL', path: 'logLevel', type: 'string' },
 ];
 
 export interface MasterConfigSources {
   file: string | null;
   env: NodeJS.ProcessEnv;
-  flags: { port?: number; host?: string; dataDir?: string };
+  flags: { port?: number; host?: string; dataDir?: string; database?: string };
 }
 
 export function loadMasterConfig(sources: MasterConfigSources): MasterConfig {
@@ -43,7 +47,12 @@ export function loadMasterConfig(sources: MasterConfigSources): MasterConfig {
     schema: masterConfigSchema,
     env: sources.env,
     envOverrides: MASTER_ENV_OVERRIDES,
-    flagOverrides: { port: sources.flags.port, host: sources.flags.host, dataDir: sources.flags.dataDir },
+    flagOverrides: {
+      port: sources.flags.port,
+      host: sources.flags.host,
+      dataDir: sources.flags.dataDir,
+      database: sources.flags.database,
+    },
   }) as Record<string, never>;
   return compileMasterConfig(raw);
 }
@@ -55,6 +64,8 @@ export function compileMasterConfig(raw: Record<string, any>): MasterConfig {
     port: raw.port,
     host: raw.host,
     dataDir: path.resolve(raw.dataDir),
+    database: raw.database ?? null,
+    databasePoolSize: raw.databasePoolSize,
     logLevel: raw.logLevel,
     leaseMs: parseDurationMs(raw.lease),
     sweepIntervalMs: parseDurationMs(raw.sweepInterval),

@@ -5,9 +5,10 @@ import { ADMIN_USAGE, runAdminCommand, UsageError } from './admin-cli.js';
 import { loadMasterConfig } from './config.js';
 import { startRegistry } from './server.js';
 
-const USAGE = `Usage: node master [serve] [--port N] [--host ADDR] [--data-dir DIR] [--config FILE]
-  Starts the PHT registry (default port 5000, data in ./data).
-  Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
+const USAGE = `Usage: node master [serve] [--port N] [--host ADDR] [--data-dir DIR] [--database URL] [--config FILE]
+  Starts the PHT registry (default port 5000, data in ./data; --database postgres://… keeps the
+  records in PostgreSQL instead of ./data/registry.sqlite, and several registries may share it).
+  Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_DATABASE_URL, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
 
 ${ADMIN_USAGE}`;
 
@@ -29,10 +30,17 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         port,
         host: typeof flags.host === 'string' ? flags.host : undefined,
         dataDir: typeof flags['data-dir'] === 'string' ? flags['data-dir'] : undefined,
+        database: typeof flags.database === 'string' ? flags.database : undefined,
       },
     });
     if (command !== 'serve') {
-      await runAdminCommand(command, positional.slice(1), flags, config.dataDir, (text) => console.log(text));
+      await runAdminCommand(
+        command,
+        positional.slice(1),
+        flags,
+        { dataDir: config.dataDir, database: config.database, poolSize: 1 },
+        (text) => console.log(text),
+      );
       return 0;
     }
     const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'master' } }, env);

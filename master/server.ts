@@ -11,6 +11,13 @@ import { openStore } from './store/open-store.js';
 
 export { openStore };
 
+/**
+ * How long a file in a shared result directory must have been left untouched before a starting
+ * registry treats it as a crash's leftover: far longer than recording a stored upload takes, and
+ * an upload still being written keeps its temporary file's time fresh.
+ */
+const SHARED_FILES_GRACE_MS = 15 * 60_000;
+
 export interface RunningRegistry {
   url: string;
   port: number;
@@ -21,9 +28,15 @@ export interface RunningRegistry {
 }
 
 export async function startRegistry(config: MasterConfig, logger: Logger): Promise<RunningRegistry> {
-  const store = openStore(config.dataDir);
+  const store = await openStore({
+    dataDir: config.dataDir,
+    database: config.database,
+    poolSize: config.databasePoolSize,
+    onIdleError: (e) => logger.warn('a database connection was lost', { error: e.message }),
+  });
   const events = new RegistryEvents();
-  const files = new ResultFileStore(config.dataDir);
+  // With PostgreSQL, several registry processes share the result files directory (see README).
+  const files = new ResultFileStore(config.dataDir, config.database ? SHARED_FILES_GRACE_MS : 0);
   const orphans = files.removeUnreferenced(await store.storedFileNames());
   if (orphans > 0)
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
@@ -59,7 +72,12 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   sweeper.unref();
 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  logger.info('registry listening', { host: config.host, port, dataDir: config.dataDir });
+  logger.info('registry listening', {
+    host: config.host,
+    port,
+    dataDir: config.dataDir,
+    backend: config.database ? 'postgres' : 'sqlite',
+  });
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${port}`,

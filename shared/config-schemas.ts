@@ -8,6 +8,13 @@ export const masterConfigSchema = {
     port: { type: 'integer', minimum: 0, maximum: 65535, default: 5000 },
     host: { type: 'string', minLength: 1, default: '0.0.0.0' },
     dataDir: { type: 'string', minLength: 1, default: './data' },
+    /**
+     * A postgres:// URL puts the registry's records in PostgreSQL (several registry processes may
+     * then share it); absent, they stay in <dataDir>/registry.sqlite.
+     */
+    database: { type: 'string', pattern: '^postgres(ql)?://[^\\s]+$' },
+    /** Database connections each registry process keeps at most (PostgreSQL only). */
+    databasePoolSize: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
     logLevel: { enum: ['error', 'warn', 'info', 'debug'], default: 'info' },
     /** An assigned run whose site does not start it within the lease goes back to the queue. */
     lease: { ...DURATION_SCHEMA, default: '60s' },

@@ -10,6 +10,8 @@ export const ERROR_CODES = {
   payloadTooLarge: 'payload_too_large',
   unsupportedMediaType: 'unsupported_media_type',
   storageFull: 'storage_full',
+  /** The registry's database cannot be reached right now (503): retry later. */
+  unavailable: 'unavailable',
   unknownSite: 'unknown_site',
   noSites: 'no_sites',
   internal: 'internal_error',

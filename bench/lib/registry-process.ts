@@ -38,7 +38,7 @@ export async function seedPrincipals(
   sites: string[],
   users: string[],
 ): Promise<{ siteKeys: Map<string, string>; userTokens: Map<string, string> }> {
-  const store = openStore(dataDir);
+  const store = await openStore({ dataDir });
   const siteKeys = new Map<string, string>();
   const userTokens = new Map<string, string>();
   try {

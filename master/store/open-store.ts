@@ -1,9 +1,33 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { PostgresRegistryStore } from './postgres-store.js';
+import type { RegistryStore } from './registry-store.js';
 import { SqliteRegistryStore } from './sqlite-store.js';
 
-/** The registry's database in its data directory (created if missing, migrated on open). */
-export function openStore(dataDir: string): SqliteRegistryStore {
+export interface StoreLocation {
+  /** Holds registry.sqlite when no database URL is given (and the result files in any case). */
+  dataDir: string;
+  /** A postgres:// URL selects the PostgreSQL backend; null keeps the embedded SQLite file. */
+  database?: string | null;
+  /** Connections per process for PostgreSQL. */
+  poolSize?: number;
+  onIdleError?: (e: Error) => void;
+}
+
+/** Opens the registry's database (created if missing, migrated on open). */
+export async function openStore(location: StoreLocation): Promise<RegistryStore> {
+  if (location.database) {
+    return PostgresRegistryStore.open({
+      connectionString: location.database,
+      ...(location.poolSize !== undefined ? { poolSize: location.poolSize } : {}),
+      ...(location.onIdleError ? { onIdleError: location.onIdleError } : {}),
+    });
+  }
+  return openSqliteStore(location.dataDir);
+}
+
+/** The embedded default: one SQLite file in the data directory. */
+export function openSqliteStore(dataDir: string): SqliteRegistryStore {
   fs.mkdirSync(dataDir, { recursive: true });
   return new SqliteRegistryStore(path.join(dataDir, 'registry.sqlite'));
 }

@@ -1,0 +1,921 @@
+import pg from 'pg';
+import { deriveTaskStatus, isFinalRunState, type RunState } from '../../shared/run-state.js';
+import type {
+  FinishReport,
+  ProgressReport,
+  ResultFile,
+  RunAssignment,
+  RunDetail,
+  SiteInfo,
+  SiteRunView,
+  Task,
+} from '../../shared/types.js';
+import { ERROR_CODES } from '../../shared/error-codes.js';
+import { coerceError } from '../../shared/errors.js';
+import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
+import { migratePostgres } from './postgres-migrate.js';
+import { generateSecret, hashSecret } from './secrets.js';
+import type {
+  NewTask,
+  Principal,
+  PrincipalKind,
+  PrincipalRole,
+  RegistryStore,
+  RunWithOwner,
+  StoredFile,
+  SweepOutcome,
+  TaskQuery,
+} from './registry-store.js';
+import { decodeConfig } from './sqlite-store.js';
+
+interface PrincipalRow {
+  id: number;
+  kind: PrincipalKind;
+  name: string;
+  role: PrincipalRole;
+  enabled: boolean;
+  created_at: Date;
+  last_seen: Date | null;
+}
+
+interface RunRow {
+  id: number;
+  task_id: number;
+  site_id: number;
+  site_name: string;
+  status: RunState;
+  attempt: number;
+  lease_expires_at: number | null;
+  cancel_requested: boolean;
+  last_contact_at: number | null;
+  exit_code: number | null;
+  reason: string | null;
+  digest: string | null;
+  duration_ms: number | null;
+  progress_current: number | null;
+  progress_total: number | null;
+  progress_message: string | null;
+  log_bytes: number;
+  log_truncated: boolean;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+interface TaskRow {
+  id: number;
+  owner_id: number;
+  owner_name: string;
+  name: string | null;
+  image: string;
+  status: Task['status'];
+  cancelled: boolean;
+  created_at: Date;
+}
+
+const RUN_COLUMNS = `r.*, p.name AS site_name`;
+const TASK_COLUMNS = `t.id, t.owner_id, o.name AS owner_name, t.name, t.image, t.status, t.cancelled, t.created_at`;
+
+/**
+ * Ids and epoch-millisecond columns are BIGINT, which pg hands back as strings by default: every
+ * value the registry stores stays far below 2^53, so numbers are exact.
+ */
+const TYPES = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === pg.types.builtins.INT8 && format !== 'binary') return (v: string) => Number(v);
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
+const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
+
+function toPrincipal(row: PrincipalRow): Principal {
+  return {
+    id: row.id,
+    kind: row.kind,
+    name: row.name,
+    role: row.role,
+    enabled: row.enabled,
+    createdAt: row.created_at.toISOString(),
+    lastSeen: iso(row.last_seen),
+  };
+}
+
+function toRunDetail(row: RunRow): RunDetail {
+  return {
+    id: row.id,
+    taskId: row.task_id,
+    site: row.site_name,
+    status: row.status,
+    attempt: row.attempt,
+    exitCode: row.exit_code,
+    reason: row.reason,
+    digest: row.digest,
+    durationMs: row.duration_ms,
+    progress:
+      row.progress_current === null
+        ? null
+        : { current: row.progress_current, total: row.progress_total, message: row.progress_message },
+    cancelRequested: row.cancel_requested,
+    createdAt: row.created_at.toISOString(),
+    startedAt: iso(row.started_at),
+    finishedAt: iso(row.finished_at),
+    logBytes: row.log_bytes,
+  };
+}
+
+function toSiteView(row: RunRow): SiteRunView {
+  return { id: row.id, taskId: row.task_id, status: row.status, cancelRequested: row.cancel_requested };
+}
+
+/** PostgreSQL error codes (SQLSTATE) the store reacts to. */
+const PG = {
+  uniqueViolation: '23505',
+  serializationFailure: '40001',
+  deadlockDetected: '40P01',
+  queryCanceled: '57014',
+} as const;
+
+/** Worth retrying the whole transaction: PostgreSQL aborted it to resolve a conflict. */
+function isConflictAbort(e: unknown): boolean {
+  const code = (e as { code?: string }).code;
+  return code === PG.serializationFailure || code === PG.deadlockDetected;
+}
+
+/**
+ * The database is out of reach (down, restarting, out of connections, network cut): the request
+ * may succeed later, so it is answered 503 and the site or researcher retries. Class 08 is
+ * "connection exception", 57P0x "operator intervention" (shutdown, cannot connect now), 53300
+ * "too many connections".
+ */
+export function isDatabaseUnavailable(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  const code = err.code ?? '';
+  if (/^08/.test(code) || /^57P0/.test(code) || code === '53300') return true;
+  if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code)) return true;
+  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(err.message ?? '');
+}
+
+export class DatabaseUnavailableError extends RegistryError {
+  override readonly name = 'DatabaseUnavailableError';
+  constructor(cause: unknown) {
+    super(503, ERROR_CODES.unavailable, 'the registry database is unavailable; retry later');
+    this.cause = cause;
+  }
+}
+
+export interface PostgresStoreOptions {
+  /** postgres://user:password@host:port/database (never logged: it may hold a password). */
+  connectionString: string;
+  /** Connections this process keeps at most (the database's max_connections is shared by all processes). */
+  poolSize?: number;
+  /** Called with errors of idle connections (a restart of the database ends them all). */
+  onIdleError?: (e: Error) => void;
+}
+
+type Queryable = pg.ClientBase | pg.Pool;
+
+/**
+ * The PostgreSQL backend: one database shared by any number of registry processes. Every
+ * multi-step change is one transaction; rows are locked in the order the same statements of the
+ * SQLite backend would serialize them, and PostgreSQL's own conflict aborts are retried.
+ */
+export class PostgresRegistryStore implements RegistryStore {
+  readonly pool: pg.Pool;
+  private closed = false;
+
+  private constructor(options: PostgresStoreOptions) {
+    this.pool = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.poolSize ?? 10,
+      types: TYPES,
+      connectionTimeoutMillis: 5_000,
+      idleTimeoutMillis: 30_000,
+      application_name: 'pht-registry',
+    });
+    // Without a listener, an idle connection dropped by the server (a database restart) would
+    // crash the process; the pool already discards the connection.
+    this.pool.on('error', (e) => options.onIdleError?.(e));
+  }
+
+  /** Connects, applies pending migrations under the migration lock, and returns the store. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresRegistryStore> {
+    const store = new PostgresRegistryStore(options);
+    try {
+      const client = await store.pool.connect();
+      try {
+        await migratePostgres(client);
+      } finally {
+        client.release();
+      }
+    } catch (e) {
+      await store.pool.end().catch(() => undefined);
+      throw e;
+    }
+    return store;
+  }
+
+  /** One statement outside a transaction; a lost database becomes a 503. */
+  private async q<R extends pg.QueryResultRow>(
+    on: Queryable,
+    name: string,
+    text: string,
+    values: unknown[] = [],
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      // A named query is parsed and planned once per connection, then reused.
+      return await on.query<R>({ name, text, values });
+    } catch (e) {
+      if (isDatabaseUnavailable(e)) throw new DatabaseUnavailableError(e);
+      throw e;
+    }
+  }
+
+  /**
+   * Runs `fn` in one transaction (READ COMMITTED: each statement sees what committed before it,
+   * which the row locks below rely on). A deadlock or serialization abort is retried a few times.
+   */
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (e) {
+        throw new DatabaseUnavailableError(e);
+      }
+      let broken: Error | undefined;
+      try {
+        await client.query('BEGIN');
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (e) {
+        try {
+          await client.query('ROLLBACK');
+        } catch (rollback) {
+          broken = coerceError(rollback);
+        }
+        const cause = e instanceof DatabaseUnavailableError ? e.cause : e;
+        if (isDatabaseUnavailable(cause)) {
+          broken = coerceError(cause);
+          throw e instanceof DatabaseUnavailableError ? e : new DatabaseUnavailableError(e);
+        }
+        if (isConflictAbort(e) && attempt < 5) continue;
+        throw e;
+      } finally {
+        // A connection that failed mid-transaction is destroyed, not handed to the next request.
+        client.release(broken);
+      }
+    }
+  }
+
+  async createPrincipal(
+    kind: PrincipalKind,
+    name: string,
+    role: PrincipalRole,
+  ): Promise<{ principal: Principal; secret: string }> {
+    const secret = generateSecret(kind);
+    try {
+      const { rows } = await this.q<PrincipalRow>(
+        this.pool,
+        'insertPrincipal',
+        'INSERT INTO principals (kind, name, role, key_hash, created_at) VALUES ($1, $2, $3, $4, now()) RETURNING *',
+        [kind, name, role, hashSecret(secret)],
+      );
+      return { principal: toPrincipal(rows[0]!), secret };
+    } catch (e) {
+      if ((e as { code?: string }).code === PG.uniqueViolation)
+        throw new ConflictError(`a ${kind} named "${name}" already exists`);
+      throw e;
+    }
+  }
+
+  async authenticate(secret: string): Promise<Principal | null> {
+    const { rows } = await this.q<PrincipalRow>(
+      this.pool,
+      'principalByHash',
+      'SELECT * FROM principals WHERE key_hash = $1',
+      [hashSecret(secret)],
+    );
+    return rows[0] ? toPrincipal(rows[0]) : null;
+  }
+
+  async listPrincipals(kind: PrincipalKind | null): Promise<Principal[]> {
+    const { rows } = kind
+      ? await this.q<PrincipalRow>(
+          this.pool,
+          'principalsByKind',
+          'SELECT * FROM principals WHERE kind = $1 ORDER BY name',
+          [kind],
+        )
+      : await this.q<PrincipalRow>(this.pool, 'principalsAll', 'SELECT * FROM principals ORDER BY kind, name');
+    return rows.map(toPrincipal);
+  }
+
+  async setPrincipalEnabled(kind: PrincipalKind, name: string, enabled: boolean): Promise<boolean> {
+    return this.tx(async (c) => {
+      const changed =
+        (
+          await this.q(c, 'setEnabled', 'UPDATE principals SET enabled = $1 WHERE kind = $2 AND name = $3', [
+            enabled,
+            kind,
+            name,
+          ])
+        ).rowCount === 1;
+      if (changed && kind === 'site' && !enabled) {
+        // A disabled site can never report again: its open runs end now instead of blocking their tasks.
+        const { rows } = await this.q<{ task_id: number }>(
+          c,
+          'failRunsOfDisabledSite',
+          `UPDATE runs r SET status = 'failed', reason = 'the site was disabled at the registry', finished_at = now(), lease_expires_at = NULL
+             FROM principals p WHERE p.id = r.site_id AND p.kind = 'site' AND p.name = $1 AND r.status IN ('queued', 'assigned', 'running')
+             RETURNING r.task_id`,
+          [name],
+        );
+        await this.refreshTaskStatuses(
+          c,
+          rows.map((r) => r.task_id),
+        );
+      }
+      return changed;
+    });
+  }
+
+  async rotateSecret(kind: PrincipalKind, name: string): Promise<string | null> {
+    const secret = generateSecret(kind);
+    const { rowCount } = await this.q(
+      this.pool,
+      'setKeyHash',
+      'UPDATE principals SET key_hash = $1 WHERE kind = $2 AND name = $3',
+      [hashSecret(secret), kind, name],
+    );
+    return rowCount === 1 ? secret : null;
+  }
+
+  async recordSeen(principalId: number, at: Date): Promise<void> {
+    await this.q(this.pool, 'touch', 'UPDATE principals SET last_seen = $1 WHERE id = $2', [at, principalId]);
+  }
+
+  async listSites(): Promise<SiteInfo[]> {
+    const { rows } = await this.q<{ name: string; enabled: boolean; last_seen: Date | null }>(
+      this.pool,
+      'sites',
+      "SELECT name, enabled, last_seen FROM principals WHERE kind = 'site' ORDER BY name",
+    );
+    return rows.map((r) => ({ name: r.name, enabled: r.enabled, lastSeen: iso(r.last_seen) }));
+  }
+
+  async createTask(owner: Principal, task: NewTask): Promise<Task> {
+    const id = await this.tx(async (c) => {
+      let siteIds: number[];
+      if (task.sites === null) {
+        const { rows } = await this.q<{ id: number }>(
+          c,
+          'enabledSites',
+          "SELECT id FROM principals WHERE kind = 'site' AND enabled ORDER BY name",
+        );
+        siteIds = rows.map((r) => r.id);
+        if (siteIds.length === 0)
+          throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
+      } else {
+        const { rows } = await this.q<{ id: number; name: string; enabled: boolean }>(
+          c,
+          'sitesByName',
+          "SELECT id, name, enabled FROM principals WHERE kind = 'site' AND name = ANY($1::text[])",
+          [task.sites],
+        );
+        const byName = new Map(rows.map((r) => [r.name, r]));
+        const unknown: string[] = [];
+        const disabled: string[] = [];
+        siteIds = [];
+        for (const name of task.sites) {
+          const site = byName.get(name);
+          if (!site) unknown.push(name);
+          else if (!site.enabled) disabled.push(name);
+          else siteIds.push(site.id);
+        }
+        if (unknown.length || disabled.length) {
+          const parts = [];
+          if (unknown.length) parts.push(`unknown site(s): ${unknown.join(', ')}`);
+          if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
+          throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
+        }
+      }
+      const { rows } = await this.q<{ id: number }>(
+        c,
+        'insertTask',
+        `INSERT INTO tasks (owner_id, name, image, config, config_type, status, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, 'queued', now(), now()) RETURNING id`,
+        [owner.id, task.name, task.image, task.config, task.configType],
+      );
+      const taskId = rows[0]!.id;
+      // One statement for every site: a task for a thousand sites is one round trip, not a thousand.
+      // WITH ORDINALITY keeps the run ids in the order the sites were given, as SQLite's loop does.
+      await this.q(
+        c,
+        'insertRuns',
+        `INSERT INTO runs (task_id, site_id, status, created_at)
+           SELECT $1, s.site_id, 'queued', now() FROM unnest($2::bigint[]) WITH ORDINALITY AS s(site_id, n) ORDER BY s.n`,
+        [taskId, siteIds],
+      );
+      return taskId;
+    });
+    const { ownerId: _ownerId, ...created } = (await this.getTask(id))!;
+    return created;
+  }
+
+  private async runsOfTasks(on: Queryable, taskIds: number[]): Promise<Map<number, RunDetail[]>> {
+    const { rows } = await this.q<RunRow>(
+      on,
+      'runsOfTasks',
+      `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.task_id = ANY($1::bigint[]) ORDER BY r.id`,
+      [taskIds],
+    );
+    const byTask = new Map<number, RunDetail[]>(taskIds.map((id) => [id, []]));
+    for (const row of rows) byTask.get(row.task_id)?.push(toRunDetail(row));
+    return byTask;
+  }
+
+  private static toTask(row: TaskRow, runs: RunDetail[]): Task & { ownerId: number } {
+    return {
+      id: row.id,
+      name: row.name,
+      image: row.image,
+      owner: row.owner_name,
+      ownerId: row.owner_id,
+      status: row.status,
+      createdAt: row.created_at.toISOString(),
+      runs,
+    };
+  }
+
+  async getTask(taskId: number): Promise<(Task & { ownerId: number }) | null> {
+    const { rows } = await this.q<TaskRow>(
+      this.pool,
+      'task',
+      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE t.id = $1`,
+      [taskId],
+    );
+    const row = rows[0];
+    if (!row) return null;
+    return PostgresRegistryStore.toTask(row, (await this.runsOfTasks(this.pool, [row.id])).get(row.id) ?? []);
+  }
+
+  async getTaskStatus(taskId: number): Promise<Task['status'] | null> {
+    const { rows } = await this.q<{ status: Task['status'] }>(
+      this.pool,
+      'taskStatus',
+      'SELECT status FROM tasks WHERE id = $1',
+      [taskId],
+    );
+    return rows[0]?.status ?? null;
+  }
+
+  async getTaskConfig(taskId: number): Promise<{ config: Buffer; configType: string } | null> {
+    const { rows } = await this.q<{ config: Buffer; config_type: string }>(
+      this.pool,
+      'taskConfig',
+      'SELECT config, config_type FROM tasks WHERE id = $1',
+      [taskId],
+    );
+    return rows[0] ? { config: rows[0].config, configType: rows[0].config_type } : null;
+  }
+
+  async listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }> {
+    // NULL parameters switch a filter off, so one prepared statement serves every combination.
+    const filter = '($1::bigint IS NULL OR t.owner_id = $1) AND ($2::text IS NULL OR t.status = $2)';
+    const params = [query.ownerId, query.status];
+    const total = (
+      await this.q<{ n: number }>(
+        this.pool,
+        'countTasks',
+        `SELECT COUNT(*)::int AS n FROM tasks t WHERE ${filter}`,
+        params,
+      )
+    ).rows[0]!.n;
+    const { rows } = await this.q<TaskRow>(
+      this.pool,
+      'listTasks',
+      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE ${filter} ORDER BY t.id DESC LIMIT $3 OFFSET $4`,
+      [...params, query.limit, query.offset],
+    );
+    const runs = await this.runsOfTasks(
+      this.pool,
+      rows.map((r) => r.id),
+    );
+    return {
+      tasks: rows.map((r) => {
+        const { ownerId: _ownerId, ...task } = PostgresRegistryStore.toTask(r, runs.get(r.id) ?? []);
+        return task;
+      }),
+      total,
+    };
+  }
+
+  /**
+   * Recomputes a task's stored status from its runs, inside the transaction that changed them.
+   * The task row is locked first: two runs of one task finishing at once in two processes would
+   * otherwise each count the other's run as unfinished, and the task would never end. Once the
+   * lock is held, the count (a new statement) sees every run change committed before it.
+   */
+  private async refreshTaskStatus(c: pg.ClientBase, taskId: number): Promise<void> {
+    const task = (
+      await this.q<{ status: Task['status']; cancelled: boolean }>(
+        c,
+        'lockTask',
+        'SELECT status, cancelled FROM tasks WHERE id = $1 FOR UPDATE',
+        [taskId],
+      )
+    ).rows[0]!;
+    const { rows } = await this.q<{ status: RunState }>(
+      c,
+      'runStatesOfTask',
+      'SELECT DISTINCT status FROM runs WHERE task_id = $1',
+      [taskId],
+    );
+    const status = deriveTaskStatus(
+      rows.map((r) => r.status),
+      task.cancelled,
+    );
+    if (status !== task.status)
+      await this.q(c, 'setTaskStatus', 'UPDATE tasks SET status = $1, updated_at = now() WHERE id = $2', [
+        status,
+        taskId,
+      ]);
+  }
+
+  /** Several tasks, always in id order: two transactions locking the same tasks cannot deadlock. */
+  private async refreshTaskStatuses(c: pg.ClientBase, taskIds: Iterable<number>): Promise<void> {
+    for (const id of [...new Set(taskIds)].sort((a, b) => a - b)) await this.refreshTaskStatus(c, id);
+  }
+
+  async cancelTask(taskId: number): Promise<Task> {
+    await this.tx(async (c) => {
+      // Runs that never reached the site end at once; running ones wait for the site to stop them.
+      await this.q(
+        c,
+        'cancelWaitingRuns',
+        `UPDATE runs SET status = 'cancelled', reason = 'cancelled by the researcher', finished_at = now(), lease_expires_at = NULL
+           WHERE task_id = $1 AND status IN ('queued', 'assigned')`,
+        [taskId],
+      );
+      await this.q(
+        c,
+        'flagRunningRuns',
+        `UPDATE runs SET cancel_requested = TRUE, last_contact_at = COALESCE(last_contact_at, $2)
+           WHERE task_id = $1 AND status = 'running'`,
+        [taskId, Date.now()],
+      );
+      // The task row last, as every other transaction does (runs, then their task): taking it
+      // first would deadlock with a claim holding one of these runs.
+      await this.q(c, 'cancelTask', 'UPDATE tasks SET cancelled = TRUE, updated_at = now() WHERE id = $1', [taskId]);
+      await this.refreshTaskStatus(c, taskId);
+    });
+    const { ownerId: _ownerId, ...task } = (await this.getTask(taskId))!;
+    return task;
+  }
+
+  async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
+    const claimed = await this.tx(async (c) => {
+      const now = Date.now();
+      // SKIP LOCKED: two processes polling for the same site never wait on, nor both take, the
+      // same run; the second one takes the next queued run or none. The outer status check makes
+      // the update a no-op for a run another transaction changed meanwhile.
+      const { rows } = await this.q<{
+        id: number;
+        task_id: number;
+        attempt: number;
+        image: string;
+        config: Buffer | null;
+        config_type: string;
+        task_status: Task['status'];
+      }>(
+        c,
+        'claim',
+        `WITH next AS (
+           SELECT id FROM runs WHERE site_id = $1 AND status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+         )
+         UPDATE runs r SET status = 'assigned', attempt = r.attempt + 1, lease_expires_at = $2, last_contact_at = $3
+           FROM next, tasks t
+           WHERE r.id = next.id AND r.status = 'queued' AND t.id = r.task_id
+           RETURNING r.id, r.task_id, r.attempt, t.image, t.config, t.config_type, t.status AS task_status`,
+        [siteId, now + leaseMs, now],
+      );
+      const row = rows[0];
+      if (!row) return null;
+      // With this run assigned (neither queued nor final) the derived status can only be
+      // "running": a task already running needs no lock on its row. Without this, a broadcast to
+      // 10,000 sites would make every claim wait for the task row in turn.
+      if (row.task_status !== 'running') await this.refreshTaskStatus(c, row.task_id);
+      return row;
+    });
+    if (!claimed) return null;
+    return {
+      id: claimed.id,
+      taskId: claimed.task_id,
+      image: claimed.image,
+      config: decodeConfig(claimed.config, claimed.config_type),
+      attempt: claimed.attempt,
+    };
+  }
+
+  /** The site's run, locked for the rest of the transaction (pass `lock: false` to only read). */
+  private async siteRunRow(c: Queryable, siteId: number, runId: number, lock = true): Promise<RunRow> {
+    const { rows } = await this.q<RunRow>(
+      c,
+      lock ? 'siteRunForUpdate' : 'siteRun',
+      `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.id = $1 AND r.site_id = $2${lock ? ' FOR UPDATE OF r' : ''}`,
+      [runId, siteId],
+    );
+    if (!rows[0]) throw new NotFoundError(`run ${runId}`);
+    return rows[0];
+  }
+
+  private async contact(c: Queryable, runId: number): Promise<void> {
+    await this.q(c, 'contact', 'UPDATE runs SET last_contact_at = $1 WHERE id = $2', [Date.now(), runId]);
+  }
+
+  async getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null> {
+    const { rows } = await this.q<RunRow>(
+      this.pool,
+      'touchSiteRun',
+      `UPDATE runs r SET last_contact_at = $3 FROM principals p WHERE p.id = r.site_id AND r.id = $1 AND r.site_id = $2 RETURNING ${RUN_COLUMNS}`,
+      [runId, siteId, Date.now()],
+    );
+    return rows[0] ? toSiteView(rows[0]) : null;
+  }
+
+  async listSiteRuns(siteId: number, states: readonly RunState[]): Promise<SiteRunView[]> {
+    // Unfinished runs only: a site's history can be long, its open work is short.
+    const { rows } = await this.q<RunRow>(
+      this.pool,
+      'siteUnfinishedRuns',
+      `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.site_id = $1 AND r.status IN ('queued', 'assigned', 'running') ORDER BY r.id`,
+      [siteId],
+    );
+    return rows.filter((r) => states.includes(r.status)).map(toSiteView);
+  }
+
+  async startRun(siteId: number, runId: number): Promise<SiteRunView> {
+    return this.tx(async (c) => {
+      const row = await this.siteRunRow(c, siteId, runId);
+      if (row.status === 'running') throw new ConflictError(`run ${runId} was already started`, { status: row.status });
+      if (row.status !== 'assigned' && row.status !== 'queued') {
+        throw new ConflictError(`run ${runId} cannot start: it is ${row.status}`, { status: row.status });
+      }
+      const now = Date.now();
+      await this.q(
+        c,
+        'start',
+        "UPDATE runs SET status = 'running', started_at = $1, lease_expires_at = NULL, last_contact_at = $2 WHERE id = $3",
+        [new Date(now), now, runId],
+      );
+      await this.refreshTaskStatus(c, row.task_id);
+      return toSiteView(await this.siteRunRow(c, siteId, runId, false));
+    });
+  }
+
+  private requireRunning(row: RunRow, action: string): void {
+    if (row.status !== 'running')
+      throw new ConflictError(`cannot ${action}: run ${row.id} is ${row.status}`, { status: row.status });
+  }
+
+  async reportProgress(siteId: number, runId: number, progress: ProgressReport): Promise<SiteRunView> {
+    return this.tx(async (c) => {
+      const row = await this.siteRunRow(c, siteId, runId);
+      this.requireRunning(row, 'report progress');
+      await this.q(
+        c,
+        'progress',
+        'UPDATE runs SET progress_current = $1, progress_total = $2, progress_message = $3, last_contact_at = $4 WHERE id = $5',
+        [progress.current, progress.total ?? null, progress.message ?? null, Date.now(), runId],
+      );
+      return toSiteView(row);
+    });
+  }
+
+  async appendLog(siteId: number, runId: number, text: string, maxLogBytes: number): Promise<SiteRunView> {
+    return this.tx(async (c) => {
+      const row = await this.siteRunRow(c, siteId, runId);
+      this.requireRunning(row, 'append to the log');
+      if (row.log_truncated || text.length === 0) {
+        await this.contact(c, runId);
+        return toSiteView(row);
+      }
+      const bytes = Buffer.byteLength(text);
+      const room = maxLogBytes - row.log_bytes;
+      let stored = text;
+      let truncated = false;
+      let counted = bytes;
+      if (bytes > room) {
+        const kept = Buffer.from(text)
+          .subarray(0, Math.max(0, room))
+          .toString('utf8')
+          .replace(/\uFFFD+$/, '');
+        stored = kept + `\n[log truncated: the registry keeps at most ${maxLogBytes} bytes per run]\n`;
+        truncated = true;
+        counted = Buffer.byteLength(kept);
+      }
+      await this.q(c, 'insertLog', 'INSERT INTO run_logs (run_id, text) VALUES ($1, $2)', [runId, stored]);
+      await this.q(
+        c,
+        'logBytes',
+        'UPDATE runs SET log_bytes = log_bytes + $1, log_truncated = $2, last_contact_at = $3 WHERE id = $4',
+        [counted, truncated, Date.now(), runId],
+      );
+      return toSiteView(row);
+    });
+  }
+
+  async checkFileUpload(
+    siteId: number,
+    runId: number,
+    name: string,
+    maxFiles: number,
+  ): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }> {
+    const row = await this.siteRunRow(this.pool, siteId, runId, false);
+    if (row.status !== 'running' && !isFinalRunState(row.status)) {
+      throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
+    }
+    const existing = await this.fileRow(this.pool, runId, name);
+    const stats = (
+      await this.q<{ n: number; bytes: number }>(
+        this.pool,
+        'fileStats',
+        'SELECT COUNT(*)::int AS n, COALESCE(SUM(size), 0)::bigint AS bytes FROM run_files WHERE run_id = $1',
+        [runId],
+      )
+    ).rows[0]!;
+    if (!existing && stats.n >= maxFiles) {
+      throw new RegistryError(
+        413,
+        ERROR_CODES.payloadTooLarge,
+        `run ${runId} already has the maximum of ${maxFiles} files`,
+      );
+    }
+    return { existing, runFinal: isFinalRunState(row.status), runBytes: stats.bytes - (existing?.size ?? 0) };
+  }
+
+  private async fileRow(on: Queryable, runId: number, name: string): Promise<StoredFile | null> {
+    const { rows } = await this.q<{ name: string; size: number; sha256: string; stored_as: string }>(
+      on,
+      'fileByName',
+      'SELECT name, size, sha256, stored_as FROM run_files WHERE run_id = $1 AND name = $2',
+      [runId, name],
+    );
+    const f = rows[0];
+    return f ? { name: f.name, size: f.size, sha256: f.sha256, storedAs: f.stored_as } : null;
+  }
+
+  async recordFile(
+    siteId: number,
+    runId: number,
+    file: StoredFile,
+  ): Promise<{ previous: StoredFile | null; duplicate: boolean }> {
+    return this.tx(async (c) => {
+      // The run's lock also serializes two uploads of the same name: the second sees the first.
+      const row = await this.siteRunRow(c, siteId, runId);
+      const existing = await this.fileRow(c, runId, file.name);
+      if (isFinalRunState(row.status)) {
+        // A site retrying after a crash may upload again what it already delivered: harmless.
+        if (existing && existing.sha256 === file.sha256 && existing.size === file.size)
+          return { previous: null, duplicate: true };
+        throw new ConflictError(`cannot change files: run ${runId} is ${row.status}`, { status: row.status });
+      }
+      if (row.status !== 'running')
+        throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
+      await this.q(
+        c,
+        'upsertFile',
+        `INSERT INTO run_files (run_id, name, size, sha256, stored_as, created_at) VALUES ($1, $2, $3, $4, $5, now())
+           ON CONFLICT (run_id, name) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, stored_as = excluded.stored_as, created_at = excluded.created_at`,
+        [runId, file.name, file.size, file.sha256, file.storedAs],
+      );
+      await this.contact(c, runId);
+      return { previous: existing, duplicate: false };
+    });
+  }
+
+  async finishRun(siteId: number, runId: number, report: FinishReport): Promise<SiteRunView> {
+    return this.tx(async (c) => {
+      const row = await this.siteRunRow(c, siteId, runId);
+      if (isFinalRunState(row.status)) {
+        // Repeating the same finish (a retry after a lost response) is answered as success.
+        if (row.status === report.state) return toSiteView(row);
+        throw new ConflictError(`run ${runId} already ended as ${row.status}`, { status: row.status });
+      }
+      const allowedFrom: Record<FinishReport['state'], RunState[]> = {
+        completed: ['running'],
+        timed_out: ['running'],
+        failed: ['queued', 'assigned', 'running'],
+        cancelled: ['queued', 'assigned', 'running'],
+        rejected: ['queued', 'assigned'],
+      };
+      if (!allowedFrom[report.state].includes(row.status)) {
+        throw new ConflictError(`run ${runId} cannot become ${report.state}: it is ${row.status}`, {
+          status: row.status,
+        });
+      }
+      const now = Date.now();
+      await this.q(
+        c,
+        'finish',
+        `UPDATE runs SET status = $1, exit_code = $2, reason = $3, digest = $4, duration_ms = $5, finished_at = $6,
+           lease_expires_at = NULL, last_contact_at = $7 WHERE id = $8`,
+        [
+          report.state,
+          report.exitCode ?? null,
+          report.reason ?? null,
+          report.digest ?? null,
+          report.durationMs ?? null,
+          new Date(now),
+          now,
+          runId,
+        ],
+      );
+      await this.refreshTaskStatus(c, row.task_id);
+      return toSiteView(await this.siteRunRow(c, siteId, runId, false));
+    });
+  }
+
+  async getRun(runId: number): Promise<RunWithOwner | null> {
+    const { rows } = await this.q<RunRow & { owner_id: number }>(
+      this.pool,
+      'run',
+      `SELECT ${RUN_COLUMNS}, t.owner_id FROM runs r JOIN principals p ON p.id = r.site_id JOIN tasks t ON t.id = r.task_id WHERE r.id = $1`,
+      [runId],
+    );
+    const row = rows[0];
+    return row ? { ...toRunDetail(row), ownerId: row.owner_id } : null;
+  }
+
+  async readLog(runId: number): Promise<string> {
+    const { rows } = await this.q<{ text: string }>(
+      this.pool,
+      'readLog',
+      'SELECT text FROM run_logs WHERE run_id = $1 ORDER BY id',
+      [runId],
+    );
+    return rows.map((r) => r.text).join('');
+  }
+
+  async listFiles(runId: number): Promise<ResultFile[]> {
+    const { rows } = await this.q<ResultFile>(
+      this.pool,
+      'files',
+      'SELECT name, size, sha256 FROM run_files WHERE run_id = $1 ORDER BY name',
+      [runId],
+    );
+    return rows;
+  }
+
+  async getFile(runId: number, name: string): Promise<StoredFile | null> {
+    return this.fileRow(this.pool, runId, name);
+  }
+
+  async storedFileNames(): Promise<Set<string>> {
+    const { rows } = await this.q<{ stored_as: string }>(this.pool, 'storedAs', 'SELECT stored_as FROM run_files');
+    return new Set(rows.map((r) => r.stored_as));
+  }
+
+  /**
+   * Every registry process sweeps; SKIP LOCKED lets two sweeps (or a sweep and a site's request)
+   * pass each other instead of waiting, and each run changes in exactly one of them.
+   */
+  async sweep(now: number, leaseMs: number): Promise<SweepOutcome> {
+    return this.tx(async (c) => {
+      const requeued = await this.q<{ task_id: number; site_name: string }>(
+        c,
+        'requeueExpired',
+        `WITH expired AS (
+           SELECT id FROM runs WHERE status = 'assigned' AND lease_expires_at < $1 ORDER BY id FOR UPDATE SKIP LOCKED
+         )
+         UPDATE runs r SET status = 'queued', lease_expires_at = NULL FROM expired, principals p
+           WHERE r.id = expired.id AND r.status = 'assigned' AND p.id = r.site_id
+           RETURNING r.task_id, p.name AS site_name`,
+        [now],
+      );
+      // A cancelled run the site never confirmed (it went silent) is ended after one lease period.
+      const forced = await this.q<{ task_id: number }>(
+        c,
+        'forceCancel',
+        `WITH silent AS (
+           SELECT id FROM runs WHERE status = 'running' AND cancel_requested AND last_contact_at < $1 ORDER BY id FOR UPDATE SKIP LOCKED
+         )
+         UPDATE runs r SET status = 'cancelled', reason = 'cancelled; the site did not confirm in time', finished_at = $2
+           FROM silent WHERE r.id = silent.id AND r.status = 'running'
+           RETURNING r.task_id`,
+        [now - leaseMs, new Date(now)],
+      );
+      const changedTasks = new Set([...requeued.rows, ...forced.rows].map((r) => r.task_id));
+      await this.refreshTaskStatuses(c, changedTasks);
+      return { requeuedSites: [...new Set(requeued.rows.map((r) => r.site_name))], changedTasks: [...changedTasks] };
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+}
