@@ -9,7 +9,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/e2e/**'],
+          exclude: ['test/e2e/**', 'test/postgres/**'],
           environment: 'node',
           testTimeout: 30_000,
         },
@@ -18,7 +18,7 @@ export default defineConfig({
         // The registry suite again, on PostgreSQL: each test registry gets a fresh schema.
         test: {
           name: 'unit-postgres',
-          include: ['test/master/**/*.test.ts'],
+          include: ['test/master/**/*.test.ts', 'test/postgres/**/*.test.ts'],
           environment: 'node',
           env: { PHT_TEST_BACKEND: 'postgres' },
           globalSetup: ['test/helpers/postgres-global-setup.ts'],

@@ -7,7 +7,7 @@ import { RegistryEvents } from './events.js';
 import { createApp } from './http/app.js';
 import { ResultFileStore } from './result-files.js';
 import type { RegistryStore } from './store/registry-store.js';
-import { openStore } from './store/open-store.js';
+import { connectEvents, openStore } from './store/open-store.js';
 
 export { openStore };
 
@@ -28,13 +28,20 @@ export interface RunningRegistry {
 }
 
 export async function startRegistry(config: MasterConfig, logger: Logger): Promise<RunningRegistry> {
-  const store = await openStore({
+  const location = {
     dataDir: config.dataDir,
     database: config.database,
     poolSize: config.databasePoolSize,
-    onIdleError: (e) => logger.warn('a database connection was lost', { error: e.message }),
-  });
+    onIdleError: (e: Error) => logger.warn('a database connection was lost', { error: e.message }),
+  };
+  const store = await openStore(location);
   const events = new RegistryEvents();
+  const bus = await connectEvents(store, location, events, (message, e) =>
+    logger.warn(message, { error: e.message }),
+  ).catch(async (e: unknown) => {
+    await store.close();
+    throw e;
+  });
   // With PostgreSQL, several registry processes share the result files directory (see README).
   const files = new ResultFileStore(config.dataDir, config.database ? SHARED_FILES_GRACE_MS : 0);
   const orphans = files.removeUnreferenced(await store.storedFileNames());
@@ -91,6 +98,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
           server.close(() => resolve());
           server.closeAllConnections();
         });
+        await bus?.close();
         await store.close();
         logger.info('registry stopped');
       })();

@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { RegistryEvents } from '../events.js';
+import { PostgresEventBus } from './postgres-events.js';
 import { PostgresRegistryStore } from './postgres-store.js';
 import type { RegistryStore } from './registry-store.js';
 import { SqliteRegistryStore } from './sqlite-store.js';
@@ -30,4 +32,26 @@ export async function openStore(location: StoreLocation): Promise<RegistryStore>
 export function openSqliteStore(dataDir: string): SqliteRegistryStore {
   fs.mkdirSync(dataDir, { recursive: true });
   return new SqliteRegistryStore(path.join(dataDir, 'registry.sqlite'));
+}
+
+/**
+ * With PostgreSQL, several registry processes may serve one database: carry `events` to and from
+ * the others (LISTEN/NOTIFY). Returns null for SQLite, whose file has one registry process.
+ */
+export async function connectEvents(
+  store: RegistryStore,
+  location: StoreLocation,
+  events: RegistryEvents,
+  onError: (message: string, error: Error) => void,
+): Promise<PostgresEventBus | null> {
+  if (!(store instanceof PostgresRegistryStore) || !location.database) return null;
+  const bus = await PostgresEventBus.start({
+    connectionString: location.database,
+    pool: store.pool,
+    onEvent: (kind, key) => events.deliver(kind, key),
+    onReconnect: () => events.wakeEverything(),
+    onError,
+  });
+  events.attach(bus);
+  return bus;
 }

@@ -124,6 +124,7 @@ function adminPool(baseUrl: string): pg.Pool {
 }
 
 export interface TestSchema {
+  name: string;
   url: string;
   drop(): Promise<void>;
 }
@@ -137,6 +138,7 @@ export async function freshSchema(baseUrl: string): Promise<TestSchema> {
   const pool = adminPool(baseUrl);
   await pool.query(`CREATE SCHEMA ${schema}`);
   return {
+    name: schema,
     url: withSchema(withDatabase(baseUrl, TEST_DATABASE), schema),
     async drop() {
       await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);

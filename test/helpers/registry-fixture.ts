@@ -43,7 +43,8 @@ export async function startTestRegistry(
   options: { dataDir?: string; port?: number; logger?: Logger } = {},
 ): Promise<TestRegistry> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-registry-'));
-  if (testBackend() === 'postgres' && !schemas.has(dataDir))
+  // A test that passes its own database (several registries on one schema) manages it itself.
+  if (testBackend() === 'postgres' && !schemas.has(dataDir) && overrides.database === undefined)
     schemas.set(dataDir, await freshSchema(inject('postgresUrl')));
   const database = schemas.get(dataDir)?.url;
   const raw = loadRawConfig({
