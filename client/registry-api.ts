@@ -1,7 +1,9 @@
 import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
-import type { FinishReport, ProgressReport, RunAssignment, SiteRunView } from '../shared/types.js';
+import type { FinishReport, ProgressReport, RunAssignment, SiteMe, SiteRunView } from '../shared/types.js';
 import { coerceError } from '../shared/errors.js';
+import { responseCheck } from '../shared/response-checks.js';
+import { runAssignmentSchema, siteMeSchema, siteRunListSchema, siteRunViewSchema } from '../shared/schemas.js';
 import { isRetryableNetworkError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 
 /**
@@ -28,53 +30,39 @@ export class SiteRegistryApi {
   }
 
   async me(signal?: AbortSignal): Promise<{ name: string }> {
-    const body = await this.call('GET', '/me', undefined, signal);
-    if (!isObject(body) || typeof body.name !== 'string')
-      throw new RegistryUnavailableError('registry answered /me without a site name', null);
-    return { name: body.name };
+    const me = asSiteMe(await this.call('GET', '/me', undefined, signal), '/me');
+    return { name: me.name };
   }
 
   /** Claims the next run, waiting up to `waitSeconds` at the registry; null when there is none. */
   async claimNext(waitSeconds: number, signal?: AbortSignal): Promise<RunAssignment | null> {
     const body = await this.call('GET', `/runs/next?wait=${waitSeconds}`, undefined, signal);
     if (body === null) return null;
-    if (
-      !isObject(body) ||
-      !isId(body.id) ||
-      !isId(body.taskId) ||
-      typeof body.image !== 'string' ||
-      !Number.isInteger(body.attempt)
-    ) {
-      throw new RegistryUnavailableError('registry handed out a malformed run', null);
-    }
-    return body as unknown as RunAssignment;
+    return asAssignment(body, '/runs/next');
   }
 
   async getRun(runId: number, signal?: AbortSignal): Promise<SiteRunView> {
-    return asRunView(await this.call('GET', `/runs/${runId}`, undefined, signal));
+    return asRunView(await this.call('GET', `/runs/${runId}`, undefined, signal), `/runs/${runId}`);
   }
 
   async listUnfinishedRuns(signal?: AbortSignal): Promise<SiteRunView[]> {
-    const body = await this.call('GET', '/runs', undefined, signal);
-    if (!Array.isArray(body))
-      throw new RegistryUnavailableError('registry answered /runs with something other than a list', null);
-    return body.map(asRunView);
+    return asRunList(await this.call('GET', '/runs', undefined, signal), '/runs');
   }
 
   async start(runId: number): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/start`, {}));
+    return asRunView(await this.call('POST', `/runs/${runId}/start`, {}), `/runs/${runId}/start`);
   }
 
   async progress(runId: number, progress: ProgressReport): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/progress`, progress));
+    return asRunView(await this.call('POST', `/runs/${runId}/progress`, progress), `/runs/${runId}/progress`);
   }
 
   async log(runId: number, text: string): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/log`, { text }));
+    return asRunView(await this.call('POST', `/runs/${runId}/log`, { text }), `/runs/${runId}/log`);
   }
 
   async finish(runId: number, report: FinishReport): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/finish`, report));
+    return asRunView(await this.call('POST', `/runs/${runId}/finish`, report), `/runs/${runId}/finish`);
   }
 
   /** Streams one result file; `name` has been validated as a safe relative path. */
@@ -143,22 +131,26 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function isId(v: unknown): v is number {
-  return Number.isInteger(v) && (v as number) > 0;
+/**
+ * A check of one kind of answer, from the wire schema the registry documents it with. A malformed
+ * answer is treated like an unavailable registry (retried later), never trusted.
+ */
+function check<T>(schema: object): (v: unknown, path: string) => T {
+  const validate = responseCheck<T>(schema);
+  return (v, path) => {
+    const result = validate(v);
+    if (result.ok) return result.value;
+    throw new RegistryUnavailableError(
+      `registry answered ${path} with a malformed body: ${result.problems.slice(0, 3).join('; ')}`,
+      null,
+    );
+  };
 }
 
-function asRunView(v: unknown): SiteRunView {
-  if (
-    !isObject(v) ||
-    !isId(v.id) ||
-    !isId(v.taskId) ||
-    typeof v.status !== 'string' ||
-    typeof v.cancelRequested !== 'boolean'
-  ) {
-    throw new RegistryUnavailableError('registry answered with a malformed run', null);
-  }
-  return v as unknown as SiteRunView;
-}
+const asSiteMe = check<SiteMe>(siteMeSchema);
+const asAssignment = check<RunAssignment>(runAssignmentSchema);
+const asRunView = check<SiteRunView>(siteRunViewSchema);
+const asRunList = check<SiteRunView[]>(siteRunListSchema);
 
 function summarize(text: string): string {
   return text.length > 200 ? text.slice(0, 200) + '…' : text;

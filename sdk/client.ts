@@ -2,6 +2,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isFinalRunState, type TaskStatus } from '../shared/run-state.js';
+import { LIMITS } from '../shared/schemas.js';
 import type { CreateTaskRequest, ResultFile, RunDetail, SiteInfo, Task, TaskList } from '../shared/types.js';
 import { childSignal, sleep } from './abortable.js';
 import { mapLimit } from './concurrency.js';
@@ -71,7 +72,7 @@ export interface SavedFile extends ResultFile {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 /** The registry holds a long poll for at most this long (shared/schemas.ts LIMITS.maxWaitSeconds). */
-const MAX_WAIT_SECONDS = 60;
+const MAX_WAIT_SECONDS = LIMITS.maxWaitSeconds;
 /** The registry sends a keep-alive comment on a quiet event stream about this often. */
 const EVENT_KEEPALIVE_MS = 15_000;
 const PARALLEL_DOWNLOADS = 4;

@@ -1,22 +1,52 @@
 /**
- * JSON schemas of every request body and query the REST API accepts. The registry validates with
- * them; the OpenAPI document embeds them; the SDK's types mirror them (shared/types.ts).
+ * The wire of the REST API (/api/v1), defined once: a JSON schema for every request body, query and
+ * response. Everything else is derived from these objects:
+ * - the TypeScript types (shared/types.ts, via json-schema-to-ts's FromSchema),
+ * - the registry's validation of bodies and queries (the validators at the end of this file),
+ * - the SDK's and the site client's response checks (shared/response-checks.ts),
+ * - the OpenAPI document the registry serves (master/http/openapi.ts), whose components are the
+ *   WIRE_SCHEMAS below under the same names.
+ *
+ * How to add a route:
+ * 1. Define its body, query and answer schemas here, `as const`, with `additionalProperties: false`
+ *    and every always-present field in `required`; add each to WIRE_SCHEMAS. Reuse a schema object
+ *    by reference (not a copy): the document then refers to it by name.
+ * 2. Export its type from shared/types.ts as `FromSchema<typeof yourSchema>`.
+ * 3. Validate the body with `jsonBody(req, validateX)` and the query with `query(req, validateXQuery)`
+ *    (master/http/request-parsing.ts), from a `compile`/`compileQuery` validator exported here.
+ * 4. Describe the route in ROUTES of master/http/openapi.ts: every status it can answer, each
+ *    with its schema. SDK and client check answers with `responseCheck(schema)`.
+ * 5. Add its requests to test/master/contract.test.ts: it fails until every documented status of
+ *    every route has been seen, and checks each answer against the served document.
  */
+import type { FromSchema } from 'json-schema-to-ts';
+import { ERROR_CODES } from './error-codes.js';
 import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, SITE_NAME_PATTERN } from './names.js';
-import type { CreateTaskRequest, FinishReport, LogAppend, ProgressReport } from './types.js';
-import { compile } from './validation.js';
-import { TASK_STATUSES } from './run-state.js';
+import { RUN_STATES, TASK_STATUSES } from './run-state.js';
+import type { CreateTaskRequest, EmptyBody, FinishReport, LogAppend, ProgressReport } from './types.js';
+import { compile, compileQuery } from './validation.js';
 
 export const LIMITS = {
   taskNameLength: 200,
   reasonLength: 4000,
   progressMessageLength: 1000,
-  /** One log append; the run's total log is capped separately by the registry. */
+  /** One log append, in UTF-8 bytes; the run's total log is capped separately by the registry. */
   logAppendBytes: 256 * 1024,
   sitesPerTask: 10_000,
+  /** Longest long poll (`timeout` of a task wait, `wait` of a site's claim), in seconds. */
   maxWaitSeconds: 60,
+  defaultPageSize: 50,
   maxPageSize: 500,
+  maxOffset: 999_999_999_999,
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+
+const id = { type: 'integer', minimum: 1 } as const;
+const count = { type: 'integer', minimum: 0 } as const;
+const timestamp = { type: 'string', format: 'date-time' } as const;
+const nullableTimestamp = { type: ['string', 'null'], format: 'date-time' } as const;
 
 const imageReference = {
   type: 'string',
@@ -27,21 +57,33 @@ const imageReference = {
 
 const siteName = { type: 'string', pattern: SITE_NAME_PATTERN } as const;
 
+export const runStateSchema = { type: 'string', enum: RUN_STATES } as const;
+export const taskStatusSchema = { type: 'string', enum: TASK_STATUSES } as const;
+export const FINISH_STATES = ['completed', 'failed', 'rejected', 'timed_out', 'cancelled'] as const;
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies
+
 export const createTaskSchema = {
-  $id: 'CreateTaskRequest',
   type: 'object',
   additionalProperties: false,
   required: ['image'],
   properties: {
     image: imageReference,
     config: { description: 'Any JSON value; opaque to the registry and handed to the container as a file.' },
-    sites: { type: 'array', minItems: 1, maxItems: LIMITS.sitesPerTask, uniqueItems: true, items: siteName },
+    sites: {
+      description: 'Target site names; omitted means every enabled site.',
+      type: 'array',
+      minItems: 1,
+      maxItems: LIMITS.sitesPerTask,
+      uniqueItems: true,
+      items: siteName,
+    },
     name: { type: 'string', minLength: 1, maxLength: LIMITS.taskNameLength },
   },
 } as const;
 
 export const progressReportSchema = {
-  $id: 'ProgressReport',
   type: 'object',
   additionalProperties: false,
   required: ['current'],
@@ -53,20 +95,26 @@ export const progressReportSchema = {
 } as const;
 
 export const logAppendSchema = {
-  $id: 'LogAppend',
   type: 'object',
   additionalProperties: false,
   required: ['text'],
-  properties: { text: { type: 'string', maxLength: LIMITS.logAppendBytes } },
+  properties: {
+    text: {
+      type: 'string',
+      // A character is at least one UTF-8 byte: this bound is a cheap first cut, the byte count is
+      // checked by the route (LIMITS.logAppendBytes).
+      maxLength: LIMITS.logAppendBytes,
+      description: `At most ${LIMITS.logAppendBytes} bytes of UTF-8.`,
+    },
+  },
 } as const;
 
 export const finishReportSchema = {
-  $id: 'FinishReport',
   type: 'object',
   additionalProperties: false,
   required: ['state'],
   properties: {
-    state: { enum: ['completed', 'failed', 'rejected', 'timed_out', 'cancelled'] },
+    state: { type: 'string', enum: FINISH_STATES },
     exitCode: { type: ['integer', 'null'], minimum: -2147483648, maximum: 2147483647 },
     reason: { type: ['string', 'null'], maxLength: LIMITS.reasonLength },
     digest: {
@@ -80,48 +128,270 @@ export const finishReportSchema = {
 
 /** Empty bodies on action routes (start, cancel) may be omitted or `{}`. */
 export const emptyBodySchema = {
-  $id: 'EmptyBody',
   type: 'object',
   additionalProperties: false,
   properties: {},
 } as const;
 
+// ---------------------------------------------------------------------------------------------
+// Queries (values arrive as strings and are converted to the schema's type before checking)
+
 export const taskListQuerySchema = {
-  $id: 'TaskListQuery',
   type: 'object',
   additionalProperties: false,
   properties: {
-    status: { enum: [...TASK_STATUSES] },
-    limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
-    offset: { type: 'string', pattern: '^[0-9]{1,12}$' },
+    status: taskStatusSchema,
+    limit: { type: 'integer', minimum: 1, maximum: LIMITS.maxPageSize, default: LIMITS.defaultPageSize },
+    offset: { type: 'integer', minimum: 0, maximum: LIMITS.maxOffset, default: 0 },
   },
 } as const;
 
-export const waitQuerySchema = {
-  $id: 'WaitQuery',
+export const taskWaitQuerySchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    wait: { type: 'string', pattern: '^[0-9]{1,3}(\\.[0-9]{1,3})?$' },
-    timeout: { type: 'string', pattern: '^[0-9]{1,3}(\\.[0-9]{1,3})?$' },
+    timeout: {
+      description: 'Seconds to wait for the task to end before answering with done=false.',
+      type: 'number',
+      minimum: 0,
+      maximum: LIMITS.maxWaitSeconds,
+      default: 30,
+    },
+  },
+} as const;
+
+export const claimQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    wait: {
+      description: 'Seconds to wait for a run to be queued before answering 204.',
+      type: 'number',
+      minimum: 0,
+      maximum: LIMITS.maxWaitSeconds,
+      default: 0,
+    },
   },
 } as const;
 
 export const emptyQuerySchema = {
-  $id: 'EmptyQuery',
   type: 'object',
   additionalProperties: false,
   properties: {},
 } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+export const apiErrorSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['code', 'message'],
+  properties: {
+    code: { type: 'string', enum: Object.values(ERROR_CODES) },
+    message: { type: 'string' },
+    details: { description: 'Structured detail, e.g. every validation problem or the unknown sites.' },
+  },
+} as const;
+
+export const runProgressSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['current', 'total', 'message'],
+  properties: {
+    current: { type: 'number' },
+    total: { type: ['number', 'null'] },
+    message: { type: ['string', 'null'] },
+  },
+} as const;
+
+export const runDetailSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: [
+    'id',
+    'taskId',
+    'site',
+    'status',
+    'attempt',
+    'exitCode',
+    'reason',
+    'digest',
+    'durationMs',
+    'progress',
+    'cancelRequested',
+    'createdAt',
+    'startedAt',
+    'finishedAt',
+    'logBytes',
+  ],
+  properties: {
+    id,
+    taskId: id,
+    site: { type: 'string' },
+    status: runStateSchema,
+    attempt: count,
+    exitCode: { type: ['integer', 'null'] },
+    reason: { type: ['string', 'null'] },
+    digest: { type: ['string', 'null'] },
+    durationMs: { type: ['integer', 'null'] },
+    progress: { anyOf: [{ type: 'null' }, runProgressSchema] },
+    cancelRequested: { type: 'boolean' },
+    createdAt: timestamp,
+    startedAt: nullableTimestamp,
+    finishedAt: nullableTimestamp,
+    logBytes: count,
+  },
+} as const;
+
+export const taskSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'name', 'image', 'owner', 'status', 'createdAt', 'runs'],
+  properties: {
+    id,
+    name: { type: ['string', 'null'] },
+    image: { type: 'string' },
+    owner: { type: 'string' },
+    status: taskStatusSchema,
+    createdAt: timestamp,
+    runs: { type: 'array', items: runDetailSchema },
+  },
+} as const;
+
+export const taskListSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['tasks', 'total', 'limit', 'offset'],
+  properties: {
+    tasks: { type: 'array', items: taskSchema },
+    total: count,
+    limit: count,
+    offset: count,
+  },
+} as const;
+
+export const taskWaitResultSchema = {
+  ...taskSchema,
+  required: [...taskSchema.required, 'done'],
+  properties: {
+    ...taskSchema.properties,
+    done: { type: 'boolean', description: 'True when every run is final; false when the wait timed out first.' },
+  },
+} as const;
+
+export const resultFileSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'size', 'sha256'],
+  properties: {
+    name: { type: 'string' },
+    size: count,
+    sha256: { type: 'string', pattern: '^[a-f0-9]{64}$' },
+  },
+} as const;
+
+export const resultFileListSchema = { type: 'array', items: resultFileSchema } as const;
+
+export const siteInfoSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'enabled', 'lastSeen'],
+  properties: {
+    name: { type: 'string' },
+    enabled: { type: 'boolean' },
+    lastSeen: nullableTimestamp,
+  },
+} as const;
+
+export const siteListSchema = { type: 'array', items: siteInfoSchema } as const;
+
+export const userMeSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'kind', 'role'],
+  properties: {
+    name: { type: 'string' },
+    kind: { type: 'string', const: 'user' },
+    role: { type: 'string', enum: ['researcher', 'admin'] },
+  },
+} as const;
+
+export const siteMeSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'kind'],
+  properties: {
+    name: { type: 'string' },
+    kind: { type: 'string', const: 'site' },
+  },
+} as const;
+
+export const runAssignmentSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'taskId', 'image', 'config', 'attempt'],
+  properties: {
+    id,
+    taskId: id,
+    image: { type: 'string' },
+    config: { description: "The task's config as posted." },
+    attempt: id,
+  },
+} as const;
+
+export const siteRunViewSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'taskId', 'status', 'cancelRequested'],
+  properties: {
+    id,
+    taskId: id,
+    status: runStateSchema,
+    cancelRequested: { type: 'boolean' },
+  },
+} as const;
+
+export const siteRunListSchema = { type: 'array', items: siteRunViewSchema } as const;
+
+/**
+ * The named schemas: OpenAPI components under these names. Every schema object that appears here
+ * is written as a `$ref` to its name wherever it is reused in another schema.
+ */
+export const WIRE_SCHEMAS = {
+  Error: apiErrorSchema,
+  RunState: runStateSchema,
+  TaskStatus: taskStatusSchema,
+  CreateTaskRequest: createTaskSchema,
+  ProgressReport: progressReportSchema,
+  LogAppend: logAppendSchema,
+  FinishReport: finishReportSchema,
+  EmptyBody: emptyBodySchema,
+  RunProgress: runProgressSchema,
+  Run: runDetailSchema,
+  Task: taskSchema,
+  TaskList: taskListSchema,
+  TaskWaitResult: taskWaitResultSchema,
+  ResultFile: resultFileSchema,
+  ResultFileList: resultFileListSchema,
+  Site: siteInfoSchema,
+  SiteList: siteListSchema,
+  UserMe: userMeSchema,
+  SiteMe: siteMeSchema,
+  RunAssignment: runAssignmentSchema,
+  SiteRunView: siteRunViewSchema,
+  SiteRunList: siteRunListSchema,
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// The registry's validators of what it receives
 
 export const validateCreateTask = compile<CreateTaskRequest>(createTaskSchema, 'body');
 export const validateProgressReport = compile<ProgressReport>(progressReportSchema, 'body');
 export const validateLogAppend = compile<LogAppend>(logAppendSchema, 'body');
 export const validateFinishReport = compile<FinishReport>(finishReportSchema, 'body');
-export const validateEmptyBody = compile<Record<string, never>>(emptyBodySchema, 'body');
-export const validateTaskListQuery = compile<{ status?: string; limit?: string; offset?: string }>(
-  taskListQuerySchema,
-  'query',
-);
-export const validateWaitQuery = compile<{ wait?: string; timeout?: string }>(waitQuerySchema, 'query');
-export const validateEmptyQuery = compile<Record<string, never>>(emptyQuerySchema, 'query');
+export const validateEmptyBody = compile<EmptyBody>(emptyBodySchema, 'body');
+export const validateTaskListQuery = compileQuery<FromSchema<typeof taskListQuerySchema>>(taskListQuerySchema);
+export const validateTaskWaitQuery = compileQuery<FromSchema<typeof taskWaitQuerySchema>>(taskWaitQuerySchema);
+export const validateClaimQuery = compileQuery<FromSchema<typeof claimQuerySchema>>(claimQuerySchema);
+export const validateEmptyQuery = compileQuery<Record<string, never>>(emptyQuerySchema);

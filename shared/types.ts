@@ -1,6 +1,6 @@
 /**
  * The wire types of the PHT REST API (/api/v1), shared by the registry, the site client and the
- * researcher SDK.
+ * researcher SDK. Each is derived from its JSON schema in shared/schemas.ts, the one definition.
  *
  * Glossary
  * - site: a hospital (or any data holder) running the site client next to its own SPARQL endpoint.
@@ -15,121 +15,54 @@
  * - allowlist: a site's list of image patterns it agrees to run; anything else is rejected
  *   without being pulled.
  */
-import type { RunState, TaskStatus } from './run-state.js';
+import type { FromSchema } from 'json-schema-to-ts';
+import type {
+  apiErrorSchema,
+  createTaskSchema,
+  emptyBodySchema,
+  finishReportSchema,
+  logAppendSchema,
+  progressReportSchema,
+  resultFileSchema,
+  runAssignmentSchema,
+  runDetailSchema,
+  runProgressSchema,
+  siteInfoSchema,
+  siteMeSchema,
+  siteRunViewSchema,
+  taskListSchema,
+  taskSchema,
+  taskWaitResultSchema,
+  userMeSchema,
+} from './schemas.js';
 
-export type Role = 'researcher' | 'admin';
+export type Role = FromSchema<typeof userMeSchema>['role'];
 
 /** A task's config as the registry stores it: opaque to the registry (it may be encrypted later). */
 export type TaskConfig = unknown;
 
-export interface CreateTaskRequest {
-  image: string;
-  config?: TaskConfig;
-  /** Target site names; omitted means every enabled site. */
-  sites?: string[];
-  name?: string;
-}
+export type CreateTaskRequest = FromSchema<typeof createTaskSchema>;
+export type ProgressReport = FromSchema<typeof progressReportSchema>;
+export type LogAppend = FromSchema<typeof logAppendSchema>;
+export type FinishReport = FromSchema<typeof finishReportSchema>;
+export type FinishState = FinishReport['state'];
+export type EmptyBody = FromSchema<typeof emptyBodySchema>;
 
-export interface RunSummary {
-  id: number;
-  site: string;
-  status: RunState;
-}
-
-export interface RunProgress {
-  current: number;
-  total: number | null;
-  message: string | null;
-}
-
-export interface RunDetail extends RunSummary {
-  taskId: number;
-  attempt: number;
-  exitCode: number | null;
-  reason: string | null;
-  digest: string | null;
-  durationMs: number | null;
-  progress: RunProgress | null;
-  cancelRequested: boolean;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  logBytes: number;
-}
-
-export interface Task {
-  id: number;
-  name: string | null;
-  image: string;
-  owner: string;
-  status: TaskStatus;
-  createdAt: string;
-  runs: RunDetail[];
-}
-
-export interface TaskList {
-  tasks: Task[];
-  total: number;
-  limit: number;
-  offset: number;
-}
-
-export interface TaskWaitResult extends Task {
-  /** True when every run is in a final state; false when the wait timed out first. */
-  done: boolean;
-}
-
-export interface ResultFile {
-  name: string;
-  size: number;
-  sha256: string;
-}
-
-export interface SiteInfo {
-  name: string;
-  enabled: boolean;
-  lastSeen: string | null;
-}
+export type RunProgress = FromSchema<typeof runProgressSchema>;
+export type RunDetail = FromSchema<typeof runDetailSchema>;
+export type RunSummary = Pick<RunDetail, 'id' | 'site' | 'status'>;
+export type Task = FromSchema<typeof taskSchema>;
+export type TaskList = FromSchema<typeof taskListSchema>;
+export type TaskWaitResult = FromSchema<typeof taskWaitResultSchema>;
+export type ResultFile = FromSchema<typeof resultFileSchema>;
+export type SiteInfo = FromSchema<typeof siteInfoSchema>;
+export type UserMe = FromSchema<typeof userMeSchema>;
+export type SiteMe = FromSchema<typeof siteMeSchema>;
 
 /** What a site receives when it claims a run. */
-export interface RunAssignment {
-  id: number;
-  taskId: number;
-  image: string;
-  config: TaskConfig;
-  attempt: number;
-}
+export type RunAssignment = FromSchema<typeof runAssignmentSchema>;
 
 /** The run as its site sees it: enough to decide whether to go on. */
-export interface SiteRunView {
-  id: number;
-  taskId: number;
-  status: RunState;
-  cancelRequested: boolean;
-}
+export type SiteRunView = FromSchema<typeof siteRunViewSchema>;
 
-export interface ProgressReport {
-  current: number;
-  total?: number | null;
-  message?: string | null;
-}
-
-export interface LogAppend {
-  text: string;
-}
-
-export type FinishState = 'completed' | 'failed' | 'rejected' | 'timed_out' | 'cancelled';
-
-export interface FinishReport {
-  state: FinishState;
-  exitCode?: number | null;
-  reason?: string | null;
-  digest?: string | null;
-  durationMs?: number | null;
-}
-
-export interface ApiErrorBody {
-  code: string;
-  message: string;
-  details?: unknown;
-}
+export type ApiErrorBody = FromSchema<typeof apiErrorSchema>;

@@ -1,9 +1,20 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 
-/** One Ajv instance for the whole program: schemas compile once, at module load. */
+/** One Ajv instance for bodies: schemas compile once, at module load. */
 export const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
 addFormats(ajv);
+
+/** Queries: defaults are filled in, so that one schema states both the bounds and the defaults. */
+const queryAjv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true });
+addFormats(queryAjv);
+
+/**
+ * Plain decimals only. Ajv's own type coercion would also take "1e1", "0x10", " 5" and even
+ * "Infinity" (which then passed `maximum`), so numbers are converted here and anything else is left
+ * a string for the schema to refuse.
+ */
+const DECIMAL = /^-?[0-9]{1,15}(\.[0-9]{1,6})?$/;
 
 export interface Validator<T> {
   (value: unknown): value is T;
@@ -12,8 +23,7 @@ export interface Validator<T> {
   problems(): string[];
 }
 
-export function compile<T>(schema: object, subject: string): Validator<T> {
-  const fn: ValidateFunction = ajv.compile(schema);
+function wrap<T>(fn: ValidateFunction, schema: object, subject: string): Validator<T> {
   let last: ErrorObject[] = [];
   const validator = ((value: unknown): value is T => {
     const ok = fn(value) as boolean;
@@ -22,6 +32,34 @@ export function compile<T>(schema: object, subject: string): Validator<T> {
   }) as Validator<T>;
   Object.defineProperty(validator, 'schema', { value: schema });
   validator.problems = () => describeErrors(last, subject);
+  return validator;
+}
+
+export function compile<T>(schema: object, subject: string): Validator<T> {
+  return wrap<T>(ajv.compile(schema), schema, subject);
+}
+
+/**
+ * A validator of a query object (values are strings): it converts the values of numeric fields
+ * and fills in defaults, in place.
+ */
+export function compileQuery<T>(schema: { properties: Record<string, object> }): Validator<T> {
+  const numeric = Object.entries(schema.properties)
+    .filter(([, p]) => ['number', 'integer'].includes(String((p as { type?: unknown }).type)))
+    .map(([name]) => name);
+  const inner = wrap<T>(queryAjv.compile(schema), schema, 'query');
+  const validator = ((value: unknown): value is T => {
+    if (typeof value === 'object' && value !== null) {
+      const q = value as Record<string, unknown>;
+      for (const name of numeric) {
+        const raw = q[name];
+        if (typeof raw === 'string' && DECIMAL.test(raw)) q[name] = Number(raw);
+      }
+    }
+    return inner(value);
+  }) as Validator<T>;
+  Object.defineProperty(validator, 'schema', { value: schema });
+  validator.problems = inner.problems;
   return validator;
 }
 

@@ -1,265 +1,366 @@
-import { createTaskSchema, finishReportSchema, logAppendSchema, progressReportSchema } from '../../shared/schemas.js';
-import { RUN_STATES, TASK_STATUSES } from '../../shared/run-state.js';
+/**
+ * The OpenAPI 3.1 description of /api/v1, generated from the wire schemas (shared/schemas.ts) and
+ * the route table below. test/master/contract.test.ts sends requests for every route and status
+ * listed here and checks each answer against the served document, so the two cannot drift apart.
+ */
+import {
+  claimQuerySchema,
+  emptyQuerySchema,
+  taskListQuerySchema,
+  taskWaitQuerySchema,
+  WIRE_SCHEMAS,
+} from '../../shared/schemas.js';
 
-const strip = ({ $id: _id, ...schema }: { $id: string } & Record<string, unknown>) => schema;
+type SchemaName = keyof typeof WIRE_SCHEMAS;
+type Who = 'researcher' | 'site' | 'anyone';
 
-const json = (ref: string) => ({
-  content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } },
-});
-const ok = (description: string, ref?: string) => ({ description, ...(ref ? json(ref) : {}) });
-const errors = {
-  '400': ok('Invalid input', 'Error'),
-  '401': ok('Missing or unknown key', 'Error'),
-  '403': ok('Wrong kind of principal, or disabled', 'Error'),
-  '404': ok('Not found (or not yours)', 'Error'),
-};
-const idParam = (name: string) => ({ name, in: 'path', required: true, schema: { type: 'integer', minimum: 1 } });
-const fileParam = {
-  name: 'name',
-  in: 'path',
-  required: true,
-  schema: { type: 'string' },
-  description: 'Path inside the output folder',
-};
+/** What one status answers with: a named JSON schema, another media type, or no body. */
+type Answer =
+  | { description: string; json: SchemaName }
+  | { description: string; media: 'text/plain' | 'text/event-stream' | 'application/octet-stream' }
+  | { description: string };
 
-/** The OpenAPI 3.1 description of /api/v1, built from the same schemas the server validates with. */
+export interface RouteDoc {
+  method: 'get' | 'post' | 'put';
+  /** OpenAPI path below /api/v1, e.g. "/tasks/{id}". */
+  path: string;
+  summary: string;
+  who: Who;
+  /** A query schema whose properties are the query parameters. */
+  query?: { properties: Record<string, object> };
+  /** A JSON body (optional: the route also takes no body at all), or raw bytes. */
+  body?: { json: SchemaName; optional?: boolean } | { binary: true };
+  /** The route's own statuses; those every route of its kind shares are added by `statusesOf`. */
+  answers: Record<string, Answer>;
+}
+
+const RUN_ID = 'A run id is an integer of at least 1.';
+
+/** Every route of /api/v1. */
+export const ROUTES: readonly RouteDoc[] = [
+  {
+    method: 'post',
+    path: '/tasks',
+    summary: 'Post a task to sites',
+    who: 'researcher',
+    body: { json: 'CreateTaskRequest' },
+    answers: {
+      '201': { description: 'Created, with one queued run per target site', json: 'Task' },
+      '413': { description: 'Body or config over the limit', json: 'Error' },
+      '422': { description: 'Unknown or disabled site, or no enabled site at all', json: 'Error' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/tasks',
+    summary: 'List your tasks (admins: all), newest first',
+    who: 'researcher',
+    query: taskListQuerySchema,
+    answers: { '200': { description: 'One page of tasks', json: 'TaskList' } },
+  },
+  {
+    method: 'get',
+    path: '/tasks/{id}',
+    summary: 'A task with its runs',
+    who: 'researcher',
+    query: emptyQuerySchema,
+    answers: { '200': { description: 'The task', json: 'Task' } },
+  },
+  {
+    method: 'get',
+    path: '/tasks/{id}/wait',
+    summary: 'Long poll until every run is final (done=true) or the timeout passes (done=false)',
+    who: 'researcher',
+    query: taskWaitQuerySchema,
+    answers: { '200': { description: 'The task and whether it is done', json: 'TaskWaitResult' } },
+  },
+  {
+    method: 'get',
+    path: '/tasks/{id}/events',
+    summary: 'Server-sent events: one `task` event (data: a Task as JSON) now and on every change',
+    who: 'researcher',
+    answers: { '200': { description: 'An event stream that ends when the task is final', media: 'text/event-stream' } },
+  },
+  {
+    method: 'post',
+    path: '/tasks/{id}/cancel',
+    summary: 'Cancel a task (a final task is answered unchanged)',
+    who: 'researcher',
+    body: { json: 'EmptyBody', optional: true },
+    answers: {
+      '200': { description: 'The task after cancelling', json: 'Task' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/runs/{id}',
+    summary: 'A run',
+    who: 'researcher',
+    answers: { '200': { description: 'The run', json: 'Run' } },
+  },
+  {
+    method: 'get',
+    path: '/runs/{id}/log',
+    summary: "The run's log as text",
+    who: 'researcher',
+    answers: { '200': { description: 'UTF-8 text', media: 'text/plain' } },
+  },
+  {
+    method: 'get',
+    path: '/runs/{id}/files',
+    summary: "The run's result files",
+    who: 'researcher',
+    answers: { '200': { description: 'Name, size and SHA-256 of each file', json: 'ResultFileList' } },
+  },
+  {
+    method: 'get',
+    path: '/runs/{id}/files/{name}',
+    summary: 'Download a result file (its SHA-256 in X-Content-SHA256)',
+    who: 'researcher',
+    answers: { '200': { description: 'The bytes', media: 'application/octet-stream' } },
+  },
+  {
+    method: 'get',
+    path: '/sites',
+    summary: 'The registered sites',
+    who: 'researcher',
+    answers: { '200': { description: 'Every site', json: 'SiteList' } },
+  },
+  {
+    method: 'get',
+    path: '/me',
+    summary: 'Who the token belongs to',
+    who: 'researcher',
+    answers: { '200': { description: 'The researcher or admin', json: 'UserMe' } },
+  },
+  {
+    method: 'get',
+    path: '/openapi.json',
+    summary: 'This document',
+    who: 'anyone',
+    answers: { '200': { description: 'OpenAPI 3.1' } },
+  },
+  {
+    method: 'get',
+    path: '/site/me',
+    summary: 'Which site the key belongs to',
+    who: 'site',
+    answers: { '200': { description: 'The site', json: 'SiteMe' } },
+  },
+  {
+    method: 'get',
+    path: '/site/runs/next',
+    summary: "Claim the site's next queued run (long poll with wait)",
+    who: 'site',
+    query: claimQuerySchema,
+    answers: {
+      '200': { description: 'The run, now assigned to this site', json: 'RunAssignment' },
+      '204': { description: 'No work within the wait' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/site/runs',
+    summary: "The site's assigned and running runs (what a restarted client reconciles)",
+    who: 'site',
+    answers: { '200': { description: 'Unfinished runs', json: 'SiteRunList' } },
+  },
+  {
+    method: 'get',
+    path: '/site/runs/{id}',
+    summary: 'A run as its site sees it',
+    who: 'site',
+    answers: { '200': { description: 'The run', json: 'SiteRunView' } },
+  },
+  {
+    method: 'post',
+    path: '/site/runs/{id}/start',
+    summary: 'Mark the run running',
+    who: 'site',
+    body: { json: 'EmptyBody', optional: true },
+    answers: {
+      '200': { description: 'The run', json: 'SiteRunView' },
+      '409': { description: 'Already started, or final', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/site/runs/{id}/progress',
+    summary: 'Report progress',
+    who: 'site',
+    body: { json: 'ProgressReport' },
+    answers: {
+      '200': { description: 'The run', json: 'SiteRunView' },
+      '409': { description: 'The run is not running (e.g. already final)', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/site/runs/{id}/log',
+    summary: "Append to the log (past the run's log limit, the rest is dropped and marked)",
+    who: 'site',
+    body: { json: 'LogAppend' },
+    answers: {
+      '200': { description: 'The run', json: 'SiteRunView' },
+      '409': { description: 'The run is not running (e.g. already final)', json: 'Error' },
+      '413': { description: 'Body, or text, over the limit of one append', json: 'Error' },
+    },
+  },
+  {
+    method: 'put',
+    path: '/site/runs/{id}/files/{name}',
+    summary: 'Upload a result file (raw bytes, streamed; an identical re-upload to a final run is accepted)',
+    who: 'site',
+    body: { binary: true },
+    answers: {
+      '201': { description: 'Stored', json: 'ResultFile' },
+      '409': { description: 'The run is not running, or final with a different file', json: 'Error' },
+      '413': { description: "File over the limit, the run's byte total or its file count", json: 'Error' },
+      '507': { description: 'The registry is out of disk space; retry later', json: 'Error' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/site/runs/{id}/finish',
+    summary: 'End the run (repeating the same end is accepted)',
+    who: 'site',
+    body: { json: 'FinishReport' },
+    answers: {
+      '200': { description: 'The run', json: 'SiteRunView' },
+      '409': { description: 'The run already ended otherwise, or cannot end so from its state', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+];
+
+const pathParams = (path: string) => [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+
+/** Every status a route answers: its own, and those of its kind (auth, bad input, not found). */
+export function statusesOf(route: RouteDoc): Record<string, Answer> {
+  const out: Record<string, Answer> = { ...route.answers };
+  const error = (description: string): Answer => ({ description, json: 'Error' });
+  if (route.query || route.body || pathParams(route.path).length > 0)
+    out['400'] ??= error('Invalid input: malformed id, query, file name or body; details name each problem');
+  if (route.who !== 'anyone') {
+    out['401'] ??= error('Missing or unknown key');
+    out['403'] ??= error(
+      route.who === 'site' ? 'Not a site key, or the site is disabled' : 'Not a researcher token, or disabled',
+    );
+  }
+  if (pathParams(route.path).length > 0) out['404'] ??= error('Not found, or not yours');
+  if (route.body && 'json' in route.body) out['415'] ??= error('A body that is not declared as JSON');
+  return out;
+}
+
+/** The named schemas as components; a named schema reused inside another becomes a $ref. */
+function toDocSchema(node: unknown, top: object | null): unknown {
+  if (Array.isArray(node)) return node.map((n) => toDocSchema(n, null));
+  if (typeof node !== 'object' || node === null) return node;
+  if (node !== top) {
+    const name = (Object.keys(WIRE_SCHEMAS) as SchemaName[]).find((k) => WIRE_SCHEMAS[k] === node);
+    if (name) return { $ref: `#/components/schemas/${name}` };
+  }
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, toDocSchema(v, null)]));
+}
+
+const ref = (name: SchemaName) => ({ $ref: `#/components/schemas/${name}` });
+
+function answerDoc(answer: Answer): object {
+  if ('json' in answer)
+    return { description: answer.description, content: { 'application/json': { schema: ref(answer.json) } } };
+  if ('media' in answer) {
+    const schema =
+      answer.media === 'application/octet-stream' ? { type: 'string', format: 'binary' } : { type: 'string' };
+    return { description: answer.description, content: { [answer.media]: { schema } } };
+  }
+  return { description: answer.description };
+}
+
+function operationDoc(route: RouteDoc): object {
+  const parameters = [
+    ...pathParams(route.path).map((name) =>
+      name === 'name'
+        ? {
+            name,
+            in: 'path',
+            required: true,
+            description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
+            schema: { type: 'string', minLength: 1 },
+          }
+        : { name, in: 'path', required: true, description: RUN_ID, schema: { type: 'integer', minimum: 1 } },
+    ),
+    ...Object.entries(route.query?.properties ?? {}).map(([name, schema]) => {
+      const { description, ...rest } = schema as { description?: string };
+      return {
+        name,
+        in: 'query',
+        required: false,
+        ...(description ? { description } : {}),
+        schema: toDocSchema(rest, null),
+      };
+    }),
+  ];
+  const operationId =
+    route.method +
+    route.path
+      .replace(/\.json$/, 'Json')
+      .replace(/[/{}]+(\w)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase());
+  return {
+    operationId,
+    summary: route.summary,
+    tags: [route.who === 'site' ? 'site' : route.who === 'researcher' ? 'researcher' : 'meta'],
+    ...(route.who === 'anyone' ? { security: [] } : {}),
+    ...(parameters.length ? { parameters } : {}),
+    ...(route.body
+      ? {
+          requestBody:
+            'binary' in route.body
+              ? {
+                  required: true,
+                  content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+                }
+              : {
+                  required: !route.body.optional,
+                  content: { 'application/json': { schema: ref(route.body.json) } },
+                },
+        }
+      : {}),
+    responses: Object.fromEntries(
+      Object.entries(statusesOf(route))
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([status, answer]) => [status, answerDoc(answer)]),
+    ),
+  };
+}
+
+/** The OpenAPI 3.1 document, built from the same schemas the server validates with. */
 export function openApiDocument(): object {
+  const paths: Record<string, Record<string, object>> = {};
+  for (const route of ROUTES) (paths[route.path] ??= {})[route.method] = operationDoc(route);
   return {
     openapi: '3.1.0',
-    info: { title: 'PHT registry', version: '1', description: 'Personal Health Train registry: tasks, runs, results.' },
+    info: {
+      title: 'PHT registry',
+      version: '1',
+      description: 'Personal Health Train registry: tasks, runs, results.',
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+    },
     servers: [{ url: '/api/v1' }],
     security: [{ bearer: [] }],
+    tags: [
+      { name: 'researcher', description: 'Researchers and admins: tasks, runs, results' },
+      { name: 'site', description: 'Site clients: claim, run and report' },
+      { name: 'meta', description: 'About the API itself' },
+    ],
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: {
-        Error: {
-          type: 'object',
-          required: ['code', 'message'],
-          properties: { code: { type: 'string' }, message: { type: 'string' }, details: {} },
-        },
-        CreateTaskRequest: strip(createTaskSchema),
-        ProgressReport: strip(progressReportSchema),
-        LogAppend: strip(logAppendSchema),
-        FinishReport: strip(finishReportSchema),
-        RunState: { enum: [...RUN_STATES] },
-        TaskStatus: { enum: [...TASK_STATUSES] },
-        Run: {
-          type: 'object',
-          properties: {
-            id: { type: 'integer' },
-            taskId: { type: 'integer' },
-            site: { type: 'string' },
-            status: { $ref: '#/components/schemas/RunState' },
-            attempt: { type: 'integer' },
-            exitCode: { type: ['integer', 'null'] },
-            reason: { type: ['string', 'null'] },
-            digest: { type: ['string', 'null'] },
-            durationMs: { type: ['integer', 'null'] },
-            progress: { type: ['object', 'null'] },
-            cancelRequested: { type: 'boolean' },
-            createdAt: { type: 'string' },
-            startedAt: { type: ['string', 'null'] },
-            finishedAt: { type: ['string', 'null'] },
-            logBytes: { type: 'integer' },
-          },
-        },
-        Task: {
-          type: 'object',
-          properties: {
-            id: { type: 'integer' },
-            name: { type: ['string', 'null'] },
-            image: { type: 'string' },
-            owner: { type: 'string' },
-            status: { $ref: '#/components/schemas/TaskStatus' },
-            createdAt: { type: 'string' },
-            runs: { type: 'array', items: { $ref: '#/components/schemas/Run' } },
-          },
-        },
-        RunAssignment: {
-          type: 'object',
-          properties: {
-            id: { type: 'integer' },
-            taskId: { type: 'integer' },
-            image: { type: 'string' },
-            config: {},
-            attempt: { type: 'integer' },
-          },
-        },
-        SiteRunView: {
-          type: 'object',
-          properties: {
-            id: { type: 'integer' },
-            taskId: { type: 'integer' },
-            status: { $ref: '#/components/schemas/RunState' },
-            cancelRequested: { type: 'boolean' },
-          },
-        },
-        ResultFile: {
-          type: 'object',
-          properties: { name: { type: 'string' }, size: { type: 'integer' }, sha256: { type: 'string' } },
-        },
-        Site: {
-          type: 'object',
-          properties: {
-            name: { type: 'string' },
-            enabled: { type: 'boolean' },
-            lastSeen: { type: ['string', 'null'] },
-          },
-        },
-        Me: {
-          type: 'object',
-          properties: {
-            name: { type: 'string' },
-            kind: { enum: ['site', 'user'] },
-            role: { enum: ['researcher', 'admin'], description: 'Users only' },
-          },
-        },
-      },
+      schemas: Object.fromEntries(
+        Object.entries(WIRE_SCHEMAS).map(([name, schema]) => [name, toDocSchema(schema, schema)]),
+      ),
     },
-    paths: {
-      '/tasks': {
-        post: {
-          summary: 'Post a task to sites (researcher)',
-          requestBody: json('CreateTaskRequest'),
-          responses: {
-            '201': ok('Created', 'Task'),
-            '413': ok('Config too large', 'Error'),
-            '422': ok('Unknown or disabled site', 'Error'),
-            ...errors,
-          },
-        },
-        get: {
-          summary: 'List your tasks (admins: all)',
-          parameters: [
-            { name: 'status', in: 'query', schema: { $ref: '#/components/schemas/TaskStatus' } },
-            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500 } },
-            { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0 } },
-          ],
-          responses: { '200': ok('Tasks'), ...errors },
-        },
-      },
-      '/tasks/{id}': {
-        get: {
-          summary: 'A task with its runs',
-          parameters: [idParam('id')],
-          responses: { '200': ok('Task', 'Task'), ...errors },
-        },
-      },
-      '/tasks/{id}/wait': {
-        get: {
-          summary: 'Long poll until every run is final (done=true) or the timeout passes (done=false)',
-          parameters: [idParam('id'), { name: 'timeout', in: 'query', schema: { type: 'number', maximum: 60 } }],
-          responses: { '200': ok('Task with done flag'), ...errors },
-        },
-      },
-      '/tasks/{id}/events': {
-        get: {
-          summary: 'Server-sent events: the task on every change',
-          parameters: [idParam('id')],
-          responses: { '200': { description: 'text/event-stream' }, ...errors },
-        },
-      },
-      '/tasks/{id}/cancel': {
-        post: {
-          summary: 'Cancel a task',
-          parameters: [idParam('id')],
-          responses: { '200': ok('Task', 'Task'), ...errors },
-        },
-      },
-      '/runs/{id}': {
-        get: { summary: 'A run', parameters: [idParam('id')], responses: { '200': ok('Run', 'Run'), ...errors } },
-      },
-      '/runs/{id}/log': {
-        get: {
-          summary: "The run's log as text",
-          parameters: [idParam('id')],
-          responses: { '200': { description: 'text/plain' }, ...errors },
-        },
-      },
-      '/runs/{id}/files': {
-        get: { summary: 'Result files', parameters: [idParam('id')], responses: { '200': ok('Files'), ...errors } },
-      },
-      '/runs/{id}/files/{name}': {
-        get: {
-          summary: 'Download a result file',
-          parameters: [idParam('id'), fileParam],
-          responses: { '200': { description: 'The bytes' }, ...errors },
-        },
-      },
-      '/sites': { get: { summary: 'Sites', responses: { '200': ok('Sites'), ...errors } } },
-      '/me': {
-        get: {
-          summary: 'Who the token belongs to (researcher or admin)',
-          responses: { '200': ok('Principal', 'Me'), ...errors },
-        },
-      },
-      '/openapi.json': {
-        get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } },
-      },
-      '/site/me': {
-        get: { summary: 'Which site the key belongs to', responses: { '200': ok('Site principal', 'Me'), ...errors } },
-      },
-      '/site/runs/next': {
-        get: {
-          summary: "Claim the site's next queued run (long poll with wait)",
-          parameters: [{ name: 'wait', in: 'query', schema: { type: 'number', maximum: 60 } }],
-          responses: { '200': ok('Assignment', 'RunAssignment'), '204': { description: 'No work' }, ...errors },
-        },
-      },
-      '/site/runs': {
-        get: { summary: "The site's assigned and running runs", responses: { '200': ok('Runs'), ...errors } },
-      },
-      '/site/runs/{id}': {
-        get: {
-          summary: 'A run as its site sees it',
-          parameters: [idParam('id')],
-          responses: { '200': ok('Run', 'SiteRunView'), ...errors },
-        },
-      },
-      '/site/runs/{id}/start': {
-        post: {
-          summary: 'Mark the run running',
-          parameters: [idParam('id')],
-          responses: { '200': ok('Run', 'SiteRunView'), '409': ok('Already started or final', 'Error'), ...errors },
-        },
-      },
-      '/site/runs/{id}/progress': {
-        post: {
-          summary: 'Report progress',
-          parameters: [idParam('id')],
-          requestBody: json('ProgressReport'),
-          responses: { '200': ok('Run', 'SiteRunView'), ...errors },
-        },
-      },
-      '/site/runs/{id}/log': {
-        post: {
-          summary: 'Append to the log',
-          parameters: [idParam('id')],
-          requestBody: json('LogAppend'),
-          responses: { '200': ok('Run', 'SiteRunView'), ...errors },
-        },
-      },
-      '/site/runs/{id}/files/{name}': {
-        put: {
-          summary: 'Upload a result file (raw bytes, streamed)',
-          parameters: [idParam('id'), fileParam],
-          requestBody: { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
-          responses: {
-            '201': ok('Stored', 'ResultFile'),
-            '413': ok('Too large', 'Error'),
-            '507': ok('Registry disk full', 'Error'),
-            ...errors,
-          },
-        },
-      },
-      '/site/runs/{id}/finish': {
-        post: {
-          summary: 'End the run',
-          parameters: [idParam('id')],
-          requestBody: json('FinishReport'),
-          responses: { '200': ok('Run', 'SiteRunView'), '409': ok('Already ended otherwise', 'Error'), ...errors },
-        },
-      },
-    },
+    paths,
   };
 }

@@ -40,6 +40,7 @@ export function jsonBody<T>(req: Request, validate: Validator<T>, allowEmpty = f
   return body;
 }
 
+/** The query, converted to its schema's types with defaults filled in, or a 400 naming each problem. */
 export function query<T>(req: Request, validate: Validator<T>): T {
   const q: unknown = { ...(req.query as object) };
   if (!validate(q))
@@ -54,10 +55,4 @@ export function filePathParam(req: Request): string {
   const problem = resultFilePathProblem(name);
   if (problem) throw new BadRequestError(`invalid file name: ${problem}`, ERROR_CODES.badRequest);
   return name;
-}
-
-/** Seconds from a query string, clamped to [0, max]. */
-export function secondsParam(raw: string | undefined, fallback: number, max: number): number {
-  if (raw === undefined) return fallback;
-  return Math.min(Number(raw), max);
 }

@@ -9,14 +9,14 @@ import {
   validateEmptyBody,
   validateEmptyQuery,
   validateTaskListQuery,
-  validateWaitQuery,
+  validateTaskWaitQuery,
 } from '../../shared/schemas.js';
 import type { Task, TaskWaitResult } from '../../shared/types.js';
 import { NotFoundError, RegistryError } from '../errors.js';
 import type { Principal } from '../store/registry-store.js';
 import { principalOf, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
-import { filePathParam, idParam, jsonBody, query, secondsParam } from './request-parsing.js';
+import { filePathParam, idParam, jsonBody, query } from './request-parsing.js';
 
 const SSE_COALESCE_MS = 250;
 
@@ -91,8 +91,9 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   router.get('/tasks', async (req, res) => {
     const principal = principalOf(res);
     const q = query(req, validateTaskListQuery);
-    const limit = Math.min(Math.max(Number(q.limit ?? 50), 1), LIMITS.maxPageSize);
-    const offset = Number(q.offset ?? 0);
+    // The schema fills in the defaults and refuses values out of bounds.
+    const limit = q.limit ?? LIMITS.defaultPageSize;
+    const offset = q.offset ?? 0;
     const { tasks, total } = await store.listTasks({
       ownerId: principal.role === 'admin' ? null : principal.id,
       status: q.status ?? null,
@@ -111,8 +112,8 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   router.get('/tasks/:id/wait', async (req, res) => {
     const principal = principalOf(res);
     const taskId = idParam(req, 'id');
-    const q = query(req, validateWaitQuery);
-    const deadline = Date.now() + secondsParam(q.timeout, 30, LIMITS.maxWaitSeconds) * 1000;
+    const q = query(req, validateTaskWaitQuery);
+    const deadline = Date.now() + (q.timeout ?? 30) * 1000;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     await visibleTask(principal, taskId);

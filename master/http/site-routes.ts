@@ -1,17 +1,16 @@
 import { Router, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import {
-  LIMITS,
+  validateClaimQuery,
   validateEmptyBody,
   validateFinishReport,
   validateLogAppend,
   validateProgressReport,
-  validateWaitQuery,
 } from '../../shared/schemas.js';
 import { NotFoundError, RegistryError } from '../errors.js';
 import { principalOf, requireSite } from './auth.js';
 import type { RegistryContext } from './context.js';
-import { filePathParam, idParam, jsonBody, query, secondsParam } from './request-parsing.js';
+import { filePathParam, idParam, jsonBody, query } from './request-parsing.js';
 
 /** Routes for site clients. A site only ever sees and changes its own runs (others are 404). */
 export function siteRoutes(ctx: RegistryContext): Router {
@@ -26,8 +25,8 @@ export function siteRoutes(ctx: RegistryContext): Router {
   // Long poll for work: answers with a run as soon as one is queued for this site, or 204.
   router.get('/runs/next', async (req: Request, res: Response) => {
     const site = principalOf(res);
-    const q = query(req, validateWaitQuery);
-    const deadline = Date.now() + secondsParam(q.wait, 0, LIMITS.maxWaitSeconds) * 1000;
+    const q = query(req, validateClaimQuery);
+    const deadline = Date.now() + (q.wait ?? 0) * 1000;
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     for (;;) {

@@ -260,10 +260,13 @@ describe('query strings', () => {
     },
   );
 
-  it('clamps the page size to what the registry allows', async () => {
-    const res = await shared().researcher.get('/api/v1/tasks?limit=9999&offset=0').expect(200);
-    expect(res.body.limit).toBe(500);
-    expect((await shared().researcher.get('/api/v1/tasks?limit=0').expect(200)).body.limit).toBe(1);
+  it('refuses a page size outside the documented bounds and accepts the bounds themselves', async () => {
+    for (const q of ['?limit=501&offset=0', '?limit=0', '?limit=1e2', '?timeout=60.5']) {
+      const path = q.includes('timeout') ? `/api/v1/tasks/${taskId}/wait${q}` : `/api/v1/tasks${q}`;
+      expectApiError(await shared().researcher.get(path), 400, 'validation_failed');
+    }
+    expect((await shared().researcher.get('/api/v1/tasks?limit=500').expect(200)).body.limit).toBe(500);
+    expect((await shared().researcher.get('/api/v1/tasks?limit=1').expect(200)).body.limit).toBe(1);
   });
 });
 

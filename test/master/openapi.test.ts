@@ -93,3 +93,19 @@ describe('OpenAPI document', () => {
     expect(doc.components.schemas.FinishReport).toMatchObject({ additionalProperties: false, required: ['state'] });
   });
 });
+
+describe('the README', () => {
+  it("lists in its API table exactly the document's routes", async () => {
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const { openApiDocument } = await import('../../master/http/openapi.js');
+    const readme = fs.readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
+    const listed = [...readme.matchAll(/^\| [a-z]+ \| `(GET|POST|PUT|DELETE|PATCH) (\/[^`]*)` \|/gm)].map(
+      (m) => `${m[1]!.toLowerCase()} ${m[2]!.replace(/:(\w+)/g, '{$1}')}`,
+    );
+    const doc = openApiDocument() as { paths: Record<string, Record<string, unknown>> };
+    const documented = Object.entries(doc.paths).flatMap(([p, item]) => Object.keys(item).map((m) => `${m} ${p}`));
+    expect(listed.length).toBeGreaterThan(0);
+    expect(listed.sort()).toEqual(documented.sort());
+  });
+});

@@ -365,7 +365,7 @@ describe('errors', () => {
     try {
       const shape = await client.getTask(1).catch((e: unknown) => e);
       expect(shape).toBeInstanceOf(PhtResponseError);
-      expect((shape as Error).message).toMatch(/GET \/tasks\/1: task\.image is not a string/);
+      expect((shape as Error).message).toMatch(/GET \/tasks\/1: .*answer: missing required field "image"/);
       await expect(client.listSites()).rejects.toThrow(/not JSON/);
     } finally {
       await client.close();

@@ -1,0 +1,318 @@
+/**
+ * The registry against its own served OpenAPI document: real requests to every route, for its
+ * success and each documented error, and every answer (status, content type, body) checked
+ * against the document. The last test fails when a documented status was never seen, so a route
+ * or status added to the document without a request here, or answered differently, is caught.
+ */
+import http from 'node:http';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { createConfig, lintFromString } from '@redocly/openapi-core';
+import { describe, expect, it } from 'vitest';
+import { ROUTES, statusesOf } from '../../master/http/openapi.js';
+import { IMAGE, sharedWorld } from './helpers.js';
+
+interface Operation {
+  responses: Record<string, { content?: Record<string, { schema: object }> }>;
+}
+interface Doc {
+  paths: Record<string, Record<string, Operation>>;
+}
+
+/** Statuses documented but not provoked here, each with where it is tested instead. */
+const NOT_PROVOKED: Record<string, string> = {
+  // A full disk is simulated in test/e2e/drills (tmpfs of a few MB); here it would fill the machine's.
+  'put /site/runs/{id}/files/{name} 507': 'test/e2e/drills',
+};
+
+const JSON_BODY_BYTES = 4096;
+const shared = sharedWorld({
+  siteCount: 1,
+  overrides: { limits: { jsonBodyBytes: JSON_BODY_BYTES, configBytes: 512, resultFileBytes: 1000 } },
+});
+
+let doc: Doc;
+let ajv: Ajv2020;
+const seen = new Set<string>();
+
+interface Answer {
+  status: number;
+  contentType: string | undefined;
+  text: string;
+  body: unknown;
+}
+
+type Who = 'researcher' | 'site' | 'nobody';
+
+/** Sends a request exactly as given (the path is not normalised) and reads the whole answer. */
+function send(method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Promise<Answer> {
+  const { hostname, port } = new URL(shared().reg.url);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ hostname, port, path: `/api/v1${path}`, method, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          parsed = undefined;
+        }
+        resolve({ status: res.statusCode!, contentType: res.headers['content-type'], text, body: parsed });
+      });
+      res.on('error', reject);
+    });
+    // A refused upload is answered before its body is read, and the connection closed.
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      e.code === 'EPIPE' || e.code === 'ECONNRESET' ? undefined : reject(e),
+    );
+    req.end(body);
+  });
+}
+
+interface Call {
+  who?: Who;
+  params?: Record<string, string | number>;
+  query?: string;
+  json?: unknown;
+  raw?: { body: string | Buffer; contentType: string; length?: number };
+}
+
+/**
+ * One request to the route `method template`; its answer must be one the document lists for that
+ * operation, with the documented content type and a body that its schema accepts.
+ */
+async function call(method: string, template: string, expected: number, c: Call = {}): Promise<Answer> {
+  const path = template.replace(/\{(\w+)\}/g, (_m, name: string) => String(c.params?.[name] ?? ''));
+  const w = shared();
+  const who = c.who ?? (template.startsWith('/site/') ? 'site' : 'researcher');
+  const headers: Record<string, string> = {};
+  if (who !== 'nobody') headers.authorization = `Bearer ${who === 'site' ? w.sites[0]!.key! : w.researcher.key!}`;
+  let body: string | Buffer | undefined;
+  if (c.json !== undefined) {
+    body = JSON.stringify(c.json);
+    headers['content-type'] = 'application/json';
+  } else if (c.raw) {
+    body = c.raw.body;
+    headers['content-type'] = c.raw.contentType;
+  }
+  if (body !== undefined) headers['content-length'] = String(c.raw?.length ?? Buffer.byteLength(body));
+  const answer = await send(method.toUpperCase(), path + (c.query ?? ''), headers, body);
+  const what = `${method.toUpperCase()} ${path}${c.query ?? ''} answered ${answer.status} ${answer.text.slice(0, 300)}`;
+  expect(answer.status, what).toBe(expected);
+
+  const operation = doc.paths[template]?.[method];
+  expect(operation, `${method} ${template} is documented`).toBeDefined();
+  const documented = operation!.responses[String(answer.status)];
+  expect(documented, `${what}: status documented`).toBeDefined();
+  if (documented!.content) {
+    const mediaType = answer.contentType?.split(';')[0]?.trim();
+    expect(Object.keys(documented!.content), `${what}: content type`).toContain(mediaType);
+    if (mediaType === 'application/json') {
+      const validate = ajv.compile(documented!.content[mediaType]!.schema);
+      expect(validate(answer.body) ? [] : validate.errors, `${what}: body matches the document`).toEqual([]);
+    }
+  } else {
+    expect(answer.text, `${what}: no body documented`).toBe('');
+  }
+  seen.add(`${method} ${template} ${answer.status}`);
+  return answer;
+}
+
+describe('the registry against its served OpenAPI document', () => {
+  it('serves a document a standard OpenAPI linter finds no error in', async () => {
+    const res = await fetch(`${shared().reg.url}/api/v1/openapi.json`);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    const text = await res.text();
+    doc = JSON.parse(text) as Doc;
+    ajv = new Ajv2020({ strict: false, allErrors: true, formats: { binary: true } });
+    addFormats(ajv);
+    ajv.addSchema(doc, 'openapi.json');
+    // The document's own $refs point into the document: resolve them against its id.
+    const resolve = (schema: object) => JSON.parse(JSON.stringify(schema).replaceAll('"#/', '"openapi.json#/'));
+    for (const item of Object.values(doc.paths))
+      for (const op of Object.values(item))
+        for (const r of Object.values(op.responses))
+          for (const media of Object.values(r.content ?? {})) media.schema = resolve(media.schema);
+
+    const config = await createConfig({
+      extends: ['recommended-strict'],
+      // The document itself is the one route that cannot fail with a 4xx.
+      rules: { 'operation-4xx-response': 'off' },
+    });
+    const problems = await lintFromString({ source: text, absoluteRef: '/api/v1/openapi.json', config });
+    expect(problems.map((p) => `${p.ruleId}: ${p.message} at ${p.location[0]?.pointer ?? ''}`)).toEqual([]);
+    seen.add('get /openapi.json 200');
+  });
+
+  it('documents exactly the route table the registry is built from, with the statuses of each', () => {
+    const documented = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item).flatMap(([method, op]) => Object.keys(op.responses).map((s) => `${method} ${path} ${s}`)),
+    );
+    const table = ROUTES.flatMap((r) => Object.keys(statusesOf(r)).map((s) => `${r.method} ${r.path} ${s}`));
+    expect(documented.sort()).toEqual(table.sort());
+  });
+
+  it('answers every researcher route as documented', async () => {
+    const w = shared();
+    // Refused before any route: no key, or the other kind of principal.
+    for (const route of ROUTES.filter((r) => r.who !== 'anyone')) {
+      const params = { id: 1, name: 'result.json' };
+      await call(route.method, route.path, 401, { who: 'nobody', params });
+      await call(route.method, route.path, 403, { who: route.who === 'site' ? 'researcher' : 'site', params });
+    }
+
+    // POST /tasks
+    const created = await call('post', '/tasks', 201, { json: { image: IMAGE, config: { q: 1 }, name: 'contract' } });
+    const task = created.body as { id: number; runs: { id: number }[] };
+    await call('post', '/tasks', 400, { json: { config: {} } });
+    await call('post', '/tasks', 400, { raw: { body: '{"image":', contentType: 'application/json' } });
+    await call('post', '/tasks', 413, { json: { image: IMAGE, config: 'x'.repeat(600) } });
+    await call('post', '/tasks', 413, { json: { image: IMAGE, config: 'x'.repeat(JSON_BODY_BYTES) } });
+    await call('post', '/tasks', 415, { raw: { body: `{"image":"${IMAGE}"}`, contentType: 'text/plain' } });
+    await call('post', '/tasks', 422, { json: { image: IMAGE, sites: ['nowhere'] } });
+
+    // GET /tasks
+    await call('get', '/tasks', 200);
+    await call('get', '/tasks', 200, { query: '?status=queued&limit=500&offset=0' });
+    await call('get', '/tasks', 400, { query: '?limit=501' });
+
+    // GET /tasks/{id}, /wait, /cancel
+    await call('get', '/tasks/{id}', 200, { params: { id: task.id } });
+    await call('get', '/tasks/{id}', 400, { params: { id: 'abc' } });
+    await call('get', '/tasks/{id}', 404, { params: { id: 999999 } });
+    await call('get', '/tasks/{id}/wait', 200, { params: { id: task.id }, query: '?timeout=0' });
+    await call('get', '/tasks/{id}/wait', 400, { params: { id: task.id }, query: '?timeout=61' });
+    await call('get', '/tasks/{id}/wait', 404, { params: { id: 999999 } });
+    await call('get', '/tasks/{id}/events', 400, { params: { id: '0' } });
+    await call('get', '/tasks/{id}/events', 404, { params: { id: 999999 } });
+    await call('post', '/tasks/{id}/cancel', 400, { params: { id: task.id }, json: { now: true } });
+    await call('post', '/tasks/{id}/cancel', 404, { params: { id: 999999 } });
+    await call('post', '/tasks/{id}/cancel', 413, {
+      params: { id: task.id },
+      json: { pad: 'x'.repeat(JSON_BODY_BYTES) },
+    });
+    await call('post', '/tasks/{id}/cancel', 415, {
+      params: { id: task.id },
+      raw: { body: '{}', contentType: 'text/plain' },
+    });
+    await call('post', '/tasks/{id}/cancel', 200, { params: { id: task.id } });
+    // Final now: the event stream sends the task once and ends; each event is a documented Task.
+    const events = await call('get', '/tasks/{id}/events', 200, { params: { id: task.id } });
+    const data = events.text.split('\n').filter((l) => l.startsWith('data: '));
+    expect(data).toHaveLength(1);
+    const validateTask = ajv.getSchema('openapi.json#/components/schemas/Task')!;
+    expect(validateTask(JSON.parse(data[0]!.slice(6))), JSON.stringify(validateTask.errors)).toBe(true);
+
+    // Runs and their results (one finished with a file below, by the site).
+    const done = await w.researcher.createTask();
+    const site = w.sites[0]!;
+    const runId = done.runs[0]!.id;
+    const claim = await call('get', '/site/runs/next', 200);
+    expect((claim.body as { id: number }).id).toBe(runId);
+    await site.start(runId);
+    await site.log(runId, 'hello\n');
+    await site.upload(runId, 'result.json', Buffer.from('{"n":1}')).expect(201);
+    await site.finish(runId, { state: 'completed', exitCode: 0 });
+
+    await call('get', '/runs/{id}', 200, { params: { id: runId } });
+    await call('get', '/runs/{id}', 400, { params: { id: '-1' } });
+    await call('get', '/runs/{id}', 404, { params: { id: 999999 } });
+    const log = await call('get', '/runs/{id}/log', 200, { params: { id: runId } });
+    expect(log.text).toBe('hello\n');
+    await call('get', '/runs/{id}/log', 400, { params: { id: 'x' } });
+    await call('get', '/runs/{id}/log', 404, { params: { id: 999999 } });
+    await call('get', '/runs/{id}/files', 200, { params: { id: runId } });
+    await call('get', '/runs/{id}/files', 400, { params: { id: 'x' } });
+    await call('get', '/runs/{id}/files', 404, { params: { id: 999999 } });
+    const file = await call('get', '/runs/{id}/files/{name}', 200, { params: { id: runId, name: 'result.json' } });
+    expect(file.text).toBe('{"n":1}');
+    await call('get', '/runs/{id}/files/{name}', 400, { params: { id: runId, name: 'bad%20name' } });
+    await call('get', '/runs/{id}/files/{name}', 404, { params: { id: runId, name: 'missing.json' } });
+
+    await call('get', '/sites', 200);
+    await call('get', '/me', 200);
+  });
+
+  it('answers every site route as documented', async () => {
+    const w = shared();
+    const task = await w.researcher.createTask();
+    const runId = task.runs[0]!.id;
+    const id = { id: runId };
+
+    await call('get', '/site/me', 200);
+    await call('get', '/site/runs/next', 400, { query: '?wait=abc' });
+    await call('get', '/site/runs/next', 400, { query: '?wait=61' });
+    await call('get', '/site/runs/next', 200, { query: '?wait=0' });
+    await call('get', '/site/runs/next', 204, { query: '?wait=0' });
+    await call('get', '/site/runs', 200);
+    await call('get', '/site/runs/{id}', 200, { params: id });
+    await call('get', '/site/runs/{id}', 400, { params: { id: '1.5' } });
+    await call('get', '/site/runs/{id}', 404, { params: { id: 999999 } });
+
+    // Not running yet: progress, log and files are refused.
+    await call('post', '/site/runs/{id}/progress', 409, { params: id, json: { current: 1 } });
+    await call('post', '/site/runs/{id}/log', 409, { params: id, json: { text: 'early' } });
+    await call('put', '/site/runs/{id}/files/{name}', 409, {
+      params: { id: runId, name: 'early.txt' },
+      raw: { body: 'early', contentType: 'application/octet-stream' },
+    });
+
+    const tooBig = { pad: 'x'.repeat(JSON_BODY_BYTES) };
+    const notJson = { body: '{}', contentType: 'text/plain' };
+    const valid: Record<string, object> = {
+      start: {},
+      progress: { current: 1 },
+      log: { text: 'x' },
+      finish: { state: 'failed' },
+    };
+    for (const [action, body] of Object.entries(valid)) {
+      const route = `/site/runs/{id}/${action}`;
+      await call('post', route, 400, { params: { id: 'abc' }, json: body });
+      await call('post', route, 400, { params: id, json: { unexpected: true } });
+      await call('post', route, 404, { params: { id: 999999 }, json: body });
+      await call('post', route, 413, { params: id, json: tooBig });
+      await call('post', route, 415, { params: id, raw: notJson });
+    }
+
+    await call('post', '/site/runs/{id}/start', 200, { params: id });
+    await call('post', '/site/runs/{id}/start', 409, { params: id });
+    await call('post', '/site/runs/{id}/progress', 200, {
+      params: id,
+      json: { current: 1, total: 2, message: 'half' },
+    });
+    await call('post', '/site/runs/{id}/log', 200, { params: id, json: { text: 'line\n' } });
+
+    const put = (name: string, body: string, expected: number, length?: number) =>
+      call('put', '/site/runs/{id}/files/{name}', expected, {
+        params: { id: runId, name },
+        raw: { body, contentType: 'application/octet-stream', length },
+      });
+    await put('out.txt', 'result', 201);
+    await put('bad%20name', 'x', 400);
+    await put('big.bin', 'x', 413, 5000);
+    await call('put', '/site/runs/{id}/files/{name}', 404, {
+      params: { id: 999999, name: 'x.txt' },
+      raw: { body: 'x', contentType: 'application/octet-stream' },
+    });
+
+    await call('post', '/site/runs/{id}/finish', 200, { params: id, json: { state: 'completed', exitCode: 0 } });
+    await call('post', '/site/runs/{id}/finish', 200, { params: id, json: { state: 'completed', exitCode: 0 } });
+    await call('post', '/site/runs/{id}/finish', 409, { params: id, json: { state: 'failed' } });
+    await call('post', '/site/runs/{id}/progress', 409, { params: id, json: { current: 2 } });
+    await call('post', '/site/runs/{id}/log', 409, { params: id, json: { text: 'late' } });
+    await put('out.txt', 'result', 201);
+    await put('out.txt', 'changed', 409);
+  });
+
+  it('has seen every documented status of every route', () => {
+    const documented = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item).flatMap(([method, op]) => Object.keys(op.responses).map((s) => `${method} ${path} ${s}`)),
+    );
+    const missing = documented.filter((key) => !seen.has(key) && !(key in NOT_PROVOKED));
+    expect(missing).toEqual([]);
+    // An exemption for a status that is no longer documented is stale.
+    expect(Object.keys(NOT_PROVOKED).filter((key) => !documented.includes(key))).toEqual([]);
+  });
+});
