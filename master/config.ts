@@ -10,6 +10,8 @@ export interface MasterConfig {
   /** postgres:// URL, or null for SQLite in dataDir. Never logged: it may hold a password. */
   database: string | null;
   databasePoolSize: number;
+  /** Where GET /metrics is served, or null for no metrics listener. */
+  metrics: { host: string; port: number } | null;
   logLevel: string;
   leaseMs: number;
   sweepIntervalMs: number;
@@ -31,6 +33,7 @@ export const MASTER_ENV_OVERRIDES: readonly EnvOverride[] = [
   { variable: 'PHT_HOST', path: 'host', type: 'string' },
   { variable: 'PHT_DATA_DIR', path: 'dataDir', type: 'string' },
   { variable: 'PHT_DATABASE_URL', path: 'database', type: 'string' },
+  { variable: 'PHT_METRICS_PORT', path: 'metrics.port', type: 'integer' },
   { variable: 'PHT_LOG_LEVEL', path: 'logLevel', type: 'string' },
 ];
 
@@ -66,6 +69,7 @@ export function compileMasterConfig(raw: Record<string, any>): MasterConfig {
     dataDir: path.resolve(raw.dataDir),
     database: raw.database ?? null,
     databasePoolSize: raw.databasePoolSize,
+    metrics: raw.metrics ? { host: raw.metrics.host, port: raw.metrics.port } : null,
     logLevel: raw.logLevel,
     leaseMs: parseDurationMs(raw.lease),
     sweepIntervalMs: parseDurationMs(raw.sweepInterval),

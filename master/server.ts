@@ -5,7 +5,9 @@ import type { Logger } from '../shared/logger.js';
 import type { MasterConfig } from './config.js';
 import { RegistryEvents } from './events.js';
 import { createApp } from './http/app.js';
+import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
+import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
 import { connectEvents, openStore } from './store/open-store.js';
 
@@ -23,6 +25,8 @@ export interface RunningRegistry {
   port: number;
   store: RegistryStore;
   events: RegistryEvents;
+  /** URL of this process's GET /metrics, or null when no metrics listener is configured. */
+  metricsUrl: string | null;
   /** Stops accepting requests, ends long polls, closes the database. Idempotent. */
   close(): Promise<void>;
 }
@@ -47,7 +51,8 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   const orphans = files.removeUnreferenced(await store.storedFileNames());
   if (orphans > 0)
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
-  const app = createApp({ store, events, files, config, logger });
+  const metrics = new RegistryMetrics(store, events);
+  const app = createApp({ store, events, files, config, logger, metrics });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):
   // check often enough that a slow-loris connection is closed close to the configured limit.
   const server = http.createServer(
@@ -65,6 +70,9 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     server.listen(config.port, config.host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  const metricsListener = config.metrics
+    ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port)
+    : null;
 
   const sweeper = setInterval(() => {
     store
@@ -88,12 +96,14 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${port}`,
+    metricsUrl: metricsListener?.url ?? null,
     port,
     store,
     events,
     close() {
       closing ??= (async () => {
         clearInterval(sweeper);
+        await metricsListener?.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();

@@ -1,6 +1,20 @@
 /** JSON schemas of the programs' config files (`additionalProperties: false` everywhere). */
 import { DURATION_SCHEMA } from './duration.js';
 
+/**
+ * Where a program serves GET /metrics (Prometheus): absent, no listener. Loopback by default;
+ * port 0 picks a free port (tests).
+ */
+const METRICS_LISTENER_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['port'],
+  properties: {
+    host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+  },
+} as const;
+
 export const masterConfigSchema = {
   type: 'object',
   additionalProperties: false,
@@ -16,6 +30,7 @@ export const masterConfigSchema = {
     /** Database connections each registry process keeps at most (PostgreSQL only). */
     databasePoolSize: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
     logLevel: { enum: ['error', 'warn', 'info', 'debug'], default: 'info' },
+    metrics: METRICS_LISTENER_SCHEMA,
     /** An assigned run whose site does not start it within the lease goes back to the queue. */
     lease: { ...DURATION_SCHEMA, default: '60s' },
     /** How often expired leases and unconfirmed cancellations are swept. */

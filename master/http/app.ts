@@ -15,6 +15,7 @@ export function createApp(ctx: RegistryContext): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  if (ctx.metrics) app.use(ctx.metrics.middleware(['/api/v1/site', '/api/v1']));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', waiting: ctx.events.waiting() });

@@ -1,6 +1,7 @@
 import type { Logger } from '../../shared/logger.js';
 import type { MasterConfig } from '../config.js';
 import type { RegistryEvents } from '../events.js';
+import type { RegistryMetrics } from '../metrics.js';
 import type { ResultFileStore } from '../result-files.js';
 import type { RegistryStore } from '../store/registry-store.js';
 
@@ -11,4 +12,6 @@ export interface RegistryContext {
   files: ResultFileStore;
   config: MasterConfig;
   logger: Logger;
+  /** Absent in tests that build a bare app. */
+  metrics?: RegistryMetrics;
 }

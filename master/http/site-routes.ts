@@ -30,8 +30,10 @@ export function siteRoutes(ctx: RegistryContext): Router {
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     for (;;) {
+      const claimStarted = performance.now();
       const run = await store.claimNextRun(site.id, config.leaseMs);
       if (run) {
+        ctx.metrics?.handoutDuration.observe((performance.now() - claimStarted) / 1000);
         logger.info('run assigned', { runId: run.id, taskId: run.taskId, site: site.name, attempt: run.attempt });
         events.notifyTask(run.taskId);
         if (abort.signal.aborted) {
@@ -108,6 +110,7 @@ export function siteRoutes(ctx: RegistryContext): Router {
       );
     }
     const stored = await files.receive(req, maxBytes);
+    ctx.metrics?.uploadBytes.inc(stored.size);
     let outcome;
     try {
       outcome = await store.recordFile(site.id, runId, { name, ...stored });

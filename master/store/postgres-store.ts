@@ -878,6 +878,15 @@ export class PostgresRegistryStore implements RegistryStore {
     return new Set(rows.map((r) => r.stored_as));
   }
 
+  async countRunsByState(): Promise<Partial<Record<RunState, number>>> {
+    const { rows } = await this.q<{ status: RunState; n: number }>(
+      this.pool,
+      'countRunsByState',
+      'SELECT status, COUNT(*)::int AS n FROM runs GROUP BY status',
+    );
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
   /**
    * Every registry process sweeps; SKIP LOCKED lets two sweeps (or a sweep and a site's request)
    * pass each other instead of waiting, and each run changes in exactly one of them.

@@ -117,6 +117,9 @@ export interface RegistryStore {
   /** Names of every stored file a run refers to (for removing files a crash left unrecorded). */
   storedFileNames(): Promise<Set<string>>;
 
+  /** How many runs are in each state (for the metrics endpoint). */
+  countRunsByState(): Promise<Partial<Record<RunState, number>>>;
+
   /** Requeues assigned runs whose lease expired; ends cancellations the site never confirmed. */
   sweep(now: number, leaseMs: number): Promise<SweepOutcome>;
   close(): Promise<void>;
