@@ -22,6 +22,8 @@ export interface ClientConfig {
   keepOnFailure: boolean;
   auditLog: string;
   logLevel: string;
+  /** Where GET /metrics is served, or null for no metrics listener (the default). */
+  metrics: { host: string; port: number } | null;
   network: {
     mode: NetworkMode;
     /** gateway: the Docker network to create (default pht-gw-<site>); named: the existing network. */
@@ -104,6 +106,7 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
     keepOnFailure: raw.keepOnFailure,
     auditLog: raw.auditLog ? path.resolve(baseDir, raw.auditLog) : path.join(workDir, 'audit.log'),
     logLevel: raw.logLevel,
+    metrics: raw.metrics ? { host: raw.metrics.host, port: raw.metrics.port } : null,
     network: {
       mode,
       name: raw.network.name ?? null,

@@ -2,6 +2,8 @@ import { parseArgs } from '../shared/config-loader.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { loadClientConfig } from './config.js';
+import { serveMetrics } from '../shared/metrics-server.js';
+import { ClientMetrics } from './metrics.js';
 import { SiteClient } from './site-client.js';
 
 const USAGE = `Usage: node client [--config FILE]
@@ -20,7 +22,12 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   try {
     const config = loadClientConfig(file, env);
     const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'client' } }, env);
-    client = new SiteClient({ config, logger });
+    // Metrics only when configured: the listener is loopback unless the config says otherwise.
+    const metrics = config.metrics ? new ClientMetrics() : undefined;
+    const listener =
+      metrics && config.metrics ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port) : null;
+    if (listener) logger.info('metrics listening', { url: listener.url });
+    client = new SiteClient({ config, logger, ...(metrics ? { metrics } : {}) });
     // A site client must keep serving: a stray rejection is logged loudly, never fatal.
     process.on('unhandledRejection', (reason) =>
       logger.error('unhandled rejection', { error: coerceError(reason).stack }),
@@ -30,7 +37,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       const onSignal = (signal: string) => {
         if (++signals > 1) process.exit(130);
         logger.info(`received ${signal}; stopping (running containers are picked up at the next start)`);
-        client.close().then(resolve, () => process.exit(1));
+        client
+          .close()
+          .then(() => listener?.close())
+          .then(resolve, () => process.exit(1));
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);

@@ -5,6 +5,7 @@ import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { createAuditLog } from './audit-log.js';
+import type { ClientMetrics } from './metrics.js';
 import type { ClientConfig } from './config.js';
 import { DockerEngine, type ContainerEngine } from './container-engine.js';
 import { ensureGatewayNetwork, HostFirewall } from './container-network.js';
@@ -23,6 +24,8 @@ export interface SiteClientOptions {
   logger: Logger;
   /** For tests: a fake engine at the Docker boundary. */
   engine?: ContainerEngine;
+  /** Counts runs, Docker errors and gateway queries when the metrics listener is on. */
+  metrics?: ClientMetrics;
 }
 
 /**
@@ -47,12 +50,15 @@ export class SiteClient {
   private closing: Promise<void> | null = null;
   private executor!: RunExecutor;
   private audit!: Logger;
+  private readonly metrics: ClientMetrics | null;
 
   constructor(options: SiteClientOptions) {
     this.config = options.config;
     this.logger = options.logger;
     this.api = new SiteRegistryApi(this.config.registryUrl, this.config.apiKey);
-    this.engine = options.engine ?? new DockerEngine(this.config.dockerSocket);
+    this.metrics = options.metrics ?? null;
+    this.engine =
+      options.engine ?? new DockerEngine(this.config.dockerSocket, (kind) => this.metrics?.dockerError(kind));
   }
 
   /** Connects, prepares the network, recovers left-over runs and starts polling. */
@@ -66,6 +72,7 @@ export class SiteClient {
     });
     await this.engine.ping();
     this.audit = createAuditLog(this.config.auditLog, this.site);
+    this.metrics?.watchAudit(this.audit);
     fs.mkdirSync(this.config.workDir, { recursive: true });
     const networking = await this.prepareNetworking();
     this.executor = new RunExecutor({

@@ -30,7 +30,7 @@ case "${1:-}" in
     fi
     if ! as_postgres "$BIN/pg_ctl -D $DIR/data status" > /dev/null 2>&1; then
       # A test cluster: speed over durability. Its log goes to a file, never to the caller's output.
-      as_postgres "$BIN/pg_ctl -D $DIR/data -l $DIR/pg.log -w -t 60 start -o '-p $PORT -k $DIR/sock -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off'" > /dev/null
+      as_postgres "$BIN/pg_ctl -D $DIR/data -l $DIR/pg.log -w -t 60 start -o '-p $PORT -k $DIR/sock -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c full_page_writes=off'" > /dev/null
     fi
     echo "postgres://postgres@127.0.0.1:$PORT/postgres"
     ;;

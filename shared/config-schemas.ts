@@ -78,6 +78,7 @@ export const clientConfigSchema = {
     keepOnFailure: { type: 'boolean', default: false },
     auditLog: { type: 'string', minLength: 1 },
     logLevel: { enum: ['error', 'warn', 'info', 'debug'], default: 'info' },
+    metrics: METRICS_LISTENER_SCHEMA,
     network: {
       type: 'object',
       additionalProperties: false,

@@ -55,7 +55,10 @@ interface BodyParserError {
 function errorHandler(ctx: RegistryContext) {
   return (thrown: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const { status, body } = toErrorResponse(thrown);
-    if (status >= 500 && status !== 507) {
+    if (status === 503) {
+      // The database is out of reach (restarting, failing over): the caller retries.
+      ctx.logger.warn('request refused: database unavailable', { method: req.method, path: req.path });
+    } else if (status >= 500 && status !== 507) {
       ctx.logger.error('request failed', { method: req.method, path: req.path, error: coerceError(thrown).stack });
     } else {
       ctx.logger.debug('request refused', { method: req.method, path: req.path, status, code: body.code });

@@ -139,7 +139,6 @@ describe('fault drill: three registries behind nginx, one SIGKILLed in a loop, P
     let busy: Promise<void> = Promise.resolve();
     const exclusive = (fn: () => Promise<void>) => (busy = busy.then(fn));
     let stopKilling = false;
-    const killsPerMaster = [0, 0, 0];
     const killer = (async () => {
       while (!stopKilling) {
         await sleep(randomBetween(1000, 3000));
@@ -147,7 +146,6 @@ describe('fault drill: three registries behind nginx, one SIGKILLed in a loop, P
         await exclusive(async () => {
           const i = Math.floor(Math.random() * masters.length);
           await masters[i]!.kill('SIGKILL');
-          killsPerMaster[i]!++;
           await masters[i]!.startReady();
         });
       }
@@ -221,7 +219,7 @@ describe('fault drill: three registries behind nginx, one SIGKILLed in a loop, P
     const summary = {
       runs: runs.length,
       registryKills: kills,
-      killsPerMaster,
+      killsPerMaster: masters.map((m) => m.kills),
       databaseDownMs,
       postRetries,
       attempts,
