@@ -22,14 +22,15 @@ import {
   uniqueSite,
 } from './lib/site.js';
 import { ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
-import { argOf, numberArg, runMain, startWorld, type TrainWorld } from './lib/world.js';
+import { type BenchArgs, runMain, startWorld, type TrainWorld } from './lib/world.js';
+import { sleep } from '../shared/abortable.js';
 
 const HANDOUT_TARGET_MS = 5;
 
-async function main(): Promise<void> {
-  const handoutSamples = numberArg('handout-samples', 300);
-  const containerSamples = numberArg('container-samples', 20);
-  const modes = argOf('modes', 'none,gateway').split(',') as ('none' | 'gateway')[];
+async function main(args: BenchArgs): Promise<void> {
+  const handoutSamples = args.number('handout-samples', 300);
+  const containerSamples = args.number('container-samples', 20);
+  const modes = args.string('modes', 'none,gateway').split(',') as ('none' | 'gateway')[];
   await removeSiteLeftovers();
   const image = await workloadImage();
   const pollerSite = uniqueSite('dispatch-poller');
@@ -115,7 +116,7 @@ async function waitUntilParked(url: string, agent: Agent): Promise<void> {
     const res = await request(`${url}/healthz`, { dispatcher: agent });
     const body = (await res.body.json()) as { waiting: { sites: number } };
     if (body.waiting.sites >= 1) return;
-    await new Promise((r) => setTimeout(r, 1));
+    await sleep(1);
   }
   throw new Error('the long poll never reached the registry');
 }
@@ -289,4 +290,11 @@ ${table(['(b) ms', 'n', 'median', 'p95', 'p99', 'mean', 'max'], rowsB)}
   });
 }
 
-runMain(main);
+runMain(
+  {
+    usage:
+      'Usage: node dist/bench/dispatch.js [--handout-samples N] [--container-samples N] [--modes none,gateway]\n  Figure 2: dispatch latency to an idle long-polling site; rewrites its section of BENCHMARKS.md.',
+    options: { 'handout-samples': 'value', 'container-samples': 'value', modes: 'value' },
+  },
+  main,
+);

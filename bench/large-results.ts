@@ -13,7 +13,8 @@ import { stopChild } from './lib/registry-process.js';
 import { REPO_ROOT, writeSection } from './lib/report.js';
 import { rawSiteConfig, removeSiteLeftovers, uniqueSite } from './lib/site.js';
 import { mib, table, wallMs } from './lib/stats.js';
-import { numberArg, runMain, startWorld } from './lib/world.js';
+import { type BenchArgs, runMain, startWorld } from './lib/world.js';
+import { sleep } from '../shared/abortable.js';
 
 const GIB = 1024 ** 3;
 
@@ -24,8 +25,8 @@ interface Sample {
   self: number;
 }
 
-async function main(): Promise<void> {
-  const wanted = numberArg('gib', 2) * GIB;
+async function main(args: BenchArgs): Promise<void> {
+  const wanted = args.number('gib', 2) * GIB;
   // The file exists three times at once: the run's output folder, the registry's store, the download.
   const free = freeBytes(os.tmpdir());
   const margin = 2 * GIB;
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
   };
   try {
     await waitForLog(clientLog, 'site client starting', 20_000);
-    await new Promise((r) => setTimeout(r, 500)); // baseline samples
+    await sleep(500); // baseline samples
     const posted = wallMs();
     console.log(`posting a task that writes ${mib(size)}`);
     const task = await world.researcher.createTask({ image, config: { bytes: size }, sites: [site] });
@@ -170,7 +171,7 @@ async function waitForLog(file: string, text: string, timeoutMs: number): Promis
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').includes(text)) return;
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   throw new Error(
     `"${text}" not in ${file} within ${timeoutMs} ms: ${fs.existsSync(file) ? fs.readFileSync(file, 'utf8').slice(-1500) : ''}`,
@@ -188,4 +189,11 @@ function auditTimes(file: string): Record<string, number> {
   return times;
 }
 
-runMain(main);
+runMain(
+  {
+    usage:
+      'Usage: node dist/bench/large-results.js [--gib N]\n  Figure 5: memory while a run sends one large file; rewrites its section of BENCHMARKS.md.',
+    options: { gib: 'value' },
+  },
+  main,
+);

@@ -25,7 +25,7 @@ import {
   uniqueSite,
 } from './lib/site.js';
 import { ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
-import { argOf, numberArg, runMain, startWorld, type TrainWorld } from './lib/world.js';
+import { type BenchArgs, runMain, startWorld, type TrainWorld } from './lib/world.js';
 
 const TARGET_MS = 150;
 const PHASES = [
@@ -60,10 +60,10 @@ interface TrainSample {
   workspaceMs: number;
 }
 
-async function main(): Promise<void> {
-  const samples = numberArg('samples', 40);
-  const warmup = numberArg('warmup', 3);
-  const modes = argOf('modes', 'none,gateway').split(',') as ('none' | 'gateway')[];
+async function main(args: BenchArgs): Promise<void> {
+  const samples = args.number('samples', 40);
+  const warmup = args.number('warmup', 3);
+  const modes = args.string('modes', 'none,gateway').split(',') as ('none' | 'gateway')[];
   await removeSiteLeftovers();
   const image = await workloadImage();
   const sites = Object.fromEntries(modes.map((m) => [m, uniqueSite(`overhead-${m}`)]));
@@ -389,4 +389,11 @@ ${phaseTables.join('\n\n')}
   });
 }
 
-runMain(main);
+runMain(
+  {
+    usage:
+      'Usage: node dist/bench/overhead.js [--samples N] [--warmup N] [--modes none,gateway]\n  Figure 1: what the train adds to one trivial task; rewrites its section of BENCHMARKS.md.',
+    options: { samples: 'value', warmup: 'value', modes: 'value' },
+  },
+  main,
+);

@@ -8,7 +8,8 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { cpuPressure } from './lib/report.js';
-import { argOf, numberArg } from './lib/world.js';
+import { integerOption, runCommandLine, stringOption } from '../shared/command-line.js';
+import { sleep } from '../shared/abortable.js';
 
 const FIGURES = ['overhead', 'dispatch', 'scale', 'store-costs', 'throughput', 'large-results'];
 
@@ -19,15 +20,16 @@ async function waitQuiet(maxSeconds: number): Promise<void> {
     console.log(
       `  load average ${os.loadavg()[0]!.toFixed(2)} on ${cores} cores (CPU pressure ${cpuPressure()}): waiting for a quieter machine`,
     );
-    await new Promise((r) => setTimeout(r, 15_000));
+    await sleep(15_000);
   }
   if (os.loadavg()[0]! >= cores)
     console.log(`  still busy after ${maxSeconds} s: measuring anyway (the section records the load)`);
 }
 
-async function main(): Promise<number> {
-  const only = argOf('only', FIGURES.join(',')).split(',');
-  const quietWait = numberArg('quiet-wait', 300);
+const USAGE = `Usage: node dist/bench/run-all.js [--only ${FIGURES.join(',')}] [--quiet-wait SECONDS]   (npm run bench)
+  Runs every figure (or those named), each rewriting its section of BENCHMARKS.md.`;
+
+async function runFigures(only: string[], quietWait: number): Promise<number> {
   let failed = 0;
   for (const figure of FIGURES.filter((f) => only.includes(f))) {
     console.log(`\n##### ${figure}`);
@@ -41,6 +43,11 @@ async function main(): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
-main().then((code) => {
+void runCommandLine(
+  process.argv.slice(2),
+  { usage: USAGE, options: { only: 'value', 'quiet-wait': 'value' } },
+  (args) =>
+    runFigures(stringOption(args, 'only', FIGURES.join(',')).split(','), integerOption(args, 'quiet-wait', 300)),
+).then((code) => {
   process.exitCode = code;
 });

@@ -6,6 +6,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { Agent, request } from 'undici';
+import { retry, sleep } from '../shared/abortable.js';
 import { wallMs } from './lib/stats.js';
 
 export interface StartMessage {
@@ -54,7 +55,16 @@ function retried(what: string): void {
   result.retries[what] = (result.retries[what] ?? 0) + 1;
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** A start or finish the registry answered with something other than 200. */
+class StepError extends Error {
+  constructor(
+    message: string,
+    readonly detail: string,
+    readonly transient: boolean,
+  ) {
+    super(message);
+  }
+}
 
 async function simulate(message: StartMessage): Promise<void> {
   // One pool per process; a connection per parked poll, more for start/finish as needed. Idle
@@ -69,25 +79,35 @@ async function simulate(message: StartMessage): Promise<void> {
   });
   const base = `${message.url}/api/v1/site`;
 
-  /** Like a real site: a start or finish that did not get through is sent again (up to 10 times). */
+  /** Like a real site: a start or finish that did not get through is sent again (up to 10 tries). */
   async function post(key: string, runId: number, step: 'start' | 'finish'): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const res = await request(`${base}/runs/${runId}/${step}`, {
-          method: 'POST',
-          dispatcher: agent,
-          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-          body: step === 'start' ? '{}' : '{"state":"completed","exitCode":0}',
-        });
-        const text = await res.body.text();
-        if (res.statusCode === 200) return;
-        if (res.statusCode < 500 || attempt >= 10) return fail(`${step} ${res.statusCode} ${text.slice(0, 100)}`);
-        retried(`${step} answered ${res.statusCode}`);
-      } catch (e) {
-        if (stopping || attempt >= 10) return fail(`${step} error ${(e as Error).message}`);
-        retried(`${step} error ${(e as Error).message}`);
-      }
-      await sleep(500 * attempt);
+    try {
+      await retry(
+        async () => {
+          const res = await request(`${base}/runs/${runId}/${step}`, {
+            method: 'POST',
+            dispatcher: agent,
+            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+            body: step === 'start' ? '{}' : '{"state":"completed","exitCode":0}',
+          });
+          const text = await res.body.text();
+          if (res.statusCode === 200) return;
+          throw new StepError(
+            `${step} answered ${res.statusCode}`,
+            `${step} ${res.statusCode} ${text.slice(0, 100)}`,
+            res.statusCode >= 500,
+          );
+        },
+        {
+          baseMs: 500,
+          capMs: 5000,
+          maxAttempts: 10,
+          retryable: (e) => !stopping && (!(e instanceof StepError) || e.transient),
+          onRetry: (e) => retried(e instanceof StepError ? e.message : `${step} error ${(e as Error).message}`),
+        },
+      );
+    } catch (e) {
+      fail(e instanceof StepError ? e.detail : `${step} error ${(e as Error).message}`);
     }
   }
 

@@ -21,8 +21,9 @@ import {
 } from './lib/registry-process.js';
 import { writeSection } from './lib/report.js';
 import { mib, ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
-import { argOf, numberArg, runMain } from './lib/world.js';
+import { type BenchArgs, runMain } from './lib/world.js';
 import type { DoneMessage, StartMessage } from './scale-sites.js';
+import { sleep } from '../shared/abortable.js';
 
 const HANDOUT_P99_TARGET_MS = 100;
 const RSS_TARGET_BYTES = 300 * 1048576;
@@ -46,15 +47,15 @@ interface PhaseResult {
   extra: Record<string, string>;
 }
 
-async function main(): Promise<void> {
-  const siteCount = numberArg('sites', 1000);
-  const generators = numberArg('generators', 2);
-  const broadcasts = numberArg('broadcasts', 5);
-  const rate = numberArg('rate', 100);
-  const seconds = numberArg('seconds', 20);
-  const plainSeconds = numberArg('plain-seconds', 30);
-  const profile = process.argv.includes('--profile');
-  const which = argOf('phases', 'long,plain').split(',');
+async function main(args: BenchArgs): Promise<void> {
+  const siteCount = args.number('sites', 1000);
+  const generators = args.number('generators', 2);
+  const broadcasts = args.number('broadcasts', 5);
+  const rate = args.number('rate', 100);
+  const seconds = args.number('seconds', 20);
+  const plainSeconds = args.number('plain-seconds', 30);
+  const profile = args.flag('profile');
+  const which = args.string('phases', 'long,plain').split(',');
   const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-scale-${String(i).padStart(4, '0')}`);
   const dataDir = makeDataDir();
   console.log(`seeding ${siteCount} sites`);
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
         intervalMs: 1000,
       });
       running.push(gens);
-      await new Promise((r) => setTimeout(r, 2000)); // every site has polled once: steady state
+      await sleep(2000); // every site has polled once: steady state
       const plain = await runTargeted(registry, researchers, siteNames, rate, plainSeconds, gens);
       const done = await stopGenerators(gens);
       errors += done.errors + plain.postErrors;
@@ -214,7 +215,7 @@ async function waitParked(url: string, count: number): Promise<void> {
   while (Date.now() < deadline) {
     const body = (await (await fetch(`${url}/healthz`)).json()) as { waiting: { sites: number } };
     if (body.waiting.sites >= count) return;
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   throw new Error(`fewer than ${count} long polls reached the registry within 60 s`);
 }
@@ -289,7 +290,7 @@ async function runTargeted(
   const start = performance.now();
   for (let i = 0; i < total; i++) {
     const wait = start + (i * 1000) / rate - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await sleep(wait);
     const site = siteNames[Math.floor(Math.random() * siteNames.length)]!;
     const postedAt = wallMs();
     pending.push(
@@ -311,7 +312,7 @@ async function runTargeted(
     );
     if (open.every((l) => l.total === 0)) break;
     if (Date.now() > deadline) throw new Error('targeted tasks did not all finish within 120 s');
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   console.log(`  ${posted.length} single-site tasks posted at ${rate}/s, all final`);
   return { posted, ...sampling.stop(), postErrors };
@@ -446,4 +447,20 @@ ${table(
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-runMain(main);
+runMain(
+  {
+    usage:
+      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n  Figure 3: one registry against many simulated sites; rewrites its section of BENCHMARKS.md.',
+    options: {
+      sites: 'value',
+      generators: 'value',
+      broadcasts: 'value',
+      rate: 'value',
+      seconds: 'value',
+      'plain-seconds': 'value',
+      phases: 'value',
+      profile: 'boolean',
+    },
+  },
+  main,
+);

@@ -10,10 +10,10 @@ import path from 'node:path';
 import { openStore } from '../master/server.js';
 import { writeSection } from './lib/report.js';
 import { ms, summarize, table } from './lib/stats.js';
-import { argOf, runMain } from './lib/world.js';
+import { type BenchArgs, runMain } from './lib/world.js';
 
-async function main(): Promise<void> {
-  const sizes = argOf('sizes', '1,10,100,1000').split(',').map(Number);
+async function main(args: BenchArgs): Promise<void> {
+  const sizes = args.string('sizes', '1,10,100,1000').split(',').map(Number);
   const rows: (string | number)[][] = [];
   for (const n of sizes) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-store-'));
@@ -120,4 +120,11 @@ ${table(['N sites', 'empty poll (µs)', 'claim (µs/run)', 'start (µs/run)', 'f
   });
 }
 
-runMain(main);
+runMain(
+  {
+    usage:
+      'Usage: node dist/bench/store-costs.js [--sizes 1,10,100,1000]\n  Figure 3c: what one run transition costs the store as its task grows.',
+    options: { sizes: 'value' },
+  },
+  main,
+);

@@ -7,12 +7,12 @@ import { writeSection } from './lib/report.js';
 import { workloadImage } from './lib/images.js';
 import { removeSiteLeftovers, siteConfig, startSite, stopSite, uniqueSite } from './lib/site.js';
 import { ms, summarize, table, wallMs } from './lib/stats.js';
-import { argOf, numberArg, runMain, startWorld } from './lib/world.js';
+import { type BenchArgs, runMain, startWorld } from './lib/world.js';
 
-async function main(): Promise<void> {
-  const tasks = numberArg('tasks', 40);
-  const levels = argOf('concurrency', '1,2,4').split(',').map(Number);
-  const mode = argOf('mode', 'gateway') as 'gateway' | 'none';
+async function main(args: BenchArgs): Promise<void> {
+  const tasks = args.number('tasks', 40);
+  const levels = args.string('concurrency', '1,2,4').split(',').map(Number);
+  const mode = args.string('mode', 'gateway') as 'gateway' | 'none';
   await removeSiteLeftovers();
   const image = await workloadImage();
   const sites = levels.map((c) => uniqueSite(`throughput-c${c}`));
@@ -85,4 +85,11 @@ ${table(['concurrency', 'runs', 'wall (s)', 'runs/min', 'steady runs/min', 'run 
   });
 }
 
-runMain(main);
+runMain(
+  {
+    usage:
+      'Usage: node dist/bench/throughput.js [--tasks N] [--concurrency 1,2,4] [--mode gateway|none]\n  Figure 4: runs completed per minute by one site at several concurrency levels.',
+    options: { tasks: 'value', concurrency: 'value', mode: 'value' },
+  },
+  main,
+);

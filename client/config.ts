@@ -30,8 +30,18 @@ export interface ClientConfig {
     name: string | null;
     subnet: string | null;
     sparqlEndpointForContainer: string | null;
+    /** gateway mode without confirmed firewall rules: run with no network (true) or refuse (false). */
+    fallbackToNone: boolean;
   };
-  gateway: { allowUpdates: boolean; maxResponseBytes: number; queryTimeoutMs: number };
+  gateway: {
+    allowUpdates: boolean;
+    maxResponseBytes: number;
+    queryTimeoutMs: number;
+    maxConnectionsPerRun: number;
+    maxConnections: number;
+    idleTimeoutMs: number;
+    allowedGraphs: string[];
+  };
   limits: {
     memoryBytes: number;
     nanoCpus: number;
@@ -41,6 +51,8 @@ export interface ClientConfig {
     outputFiles: number;
     logBytes: number;
     tmpfsBytes: number;
+    progressBytes: number;
+    disk: 'loop-image' | 'unenforced';
   };
   poll: {
     longPollSeconds: number;
@@ -112,11 +124,16 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
       name: raw.network.name ?? null,
       subnet: raw.network.subnet ?? null,
       sparqlEndpointForContainer: raw.network.sparqlEndpointForContainer ?? null,
+      fallbackToNone: raw.network.fallbackToNone,
     },
     gateway: {
       allowUpdates: raw.gateway.allowUpdates,
       maxResponseBytes: raw.gateway.maxResponseBytes,
       queryTimeoutMs: parseDurationMs(raw.gateway.queryTimeout),
+      maxConnectionsPerRun: raw.gateway.maxConnectionsPerRun,
+      maxConnections: raw.gateway.maxConnections,
+      idleTimeoutMs: parseDurationMs(raw.gateway.idleTimeout),
+      allowedGraphs: raw.gateway.allowedGraphs,
     },
     limits: {
       memoryBytes: raw.limits.memoryMb * 1024 * 1024,
@@ -127,6 +144,8 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
       outputFiles: raw.limits.outputFiles,
       logBytes: raw.limits.logBytes,
       tmpfsBytes: raw.limits.tmpfsMb * 1024 * 1024,
+      progressBytes: raw.limits.progressBytes,
+      disk: raw.limits.disk,
     },
     poll: {
       longPollSeconds: raw.poll.longPollSeconds,

@@ -1,6 +1,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { CONTAINER_LABELS } from '../shared/container-contract.js';
+import { abortReason } from '../shared/abortable.js';
 import { coerceError, errorCode } from '../shared/errors.js';
 import { DockerUnavailableError, PermanentRunError } from './errors.js';
 
@@ -22,6 +23,29 @@ export interface ContainerSpec {
   nanoCpus: number;
   pids: number;
   tmpfsBytes: number;
+  /**
+   * Name servers the engine's embedded resolver may forward to; [] keeps the engine's default.
+   * Gateway mode passes the gateway IP, where the host firewall drops DNS: no lookup leaves the host.
+   */
+  dns?: string[];
+}
+
+/** An internal bridge network the site client creates for its containers. */
+export interface InternalNetworkSpec {
+  name: string;
+  /** Host-side bridge interface name (at most 15 characters). */
+  bridgeInterface: string;
+  subnet: string | null;
+  labels: Record<string, string>;
+}
+
+export interface NetworkInfo {
+  id: string;
+  name: string;
+  internal: boolean;
+  gatewayIp: string | null;
+  bridgeInterface: string;
+  labels: Record<string, string>;
 }
 
 export interface ContainerState {
@@ -46,7 +70,8 @@ export interface ManagedContainer {
  */
 export interface ContainerEngine {
   ping(): Promise<void>;
-  pull(image: string): Promise<void>;
+  /** Pulls the image; `signal` ends the pull at once (the engine may finish fetching layers on its own). */
+  pull(image: string, signal?: AbortSignal): Promise<void>;
   /** null when the image is not present locally. */
   inspectImage(image: string): Promise<ImageInfo | null>;
   create(spec: ContainerSpec): Promise<string>;
@@ -59,6 +84,12 @@ export interface ContainerEngine {
   stop(containerId: string, graceSeconds: number): Promise<void>;
   remove(containerId: string): Promise<void>;
   listManaged(site: string): Promise<ManagedContainer[]>;
+  /** null when no network has exactly this name. */
+  inspectNetwork(name: string): Promise<NetworkInfo | null>;
+  /** Creates an internal bridge network (no route out, no traffic between containers); an existing one is kept. */
+  createInternalNetwork(spec: InternalNetworkSpec): Promise<void>;
+  /** Removes a network; false when containers are still attached to it. */
+  removeNetwork(name: string): Promise<boolean>;
 }
 
 export class DockerEngine implements ContainerEngine {
@@ -76,12 +107,22 @@ export class DockerEngine implements ContainerEngine {
     await this.guard('ping the Docker engine', () => this.docker.ping());
   }
 
-  async pull(image: string): Promise<void> {
-    const stream = await this.guard(`pull ${image}`, () => this.docker.pull(image) as Promise<NodeJS.ReadableStream>);
+  async pull(image: string, signal?: AbortSignal): Promise<void> {
+    const stream = await this.guard(
+      `pull ${image}`,
+      () => this.docker.pull(image, { abortSignal: signal }) as Promise<NodeJS.ReadableStream>,
+    ).catch((e: unknown) => {
+      // Ended by the caller, not failed: the run is not to be marked failed for it.
+      throw signal?.aborted ? abortReason(signal) : e;
+    });
+    const onAbort = () => (stream as NodeJS.ReadableStream & { destroy(): void }).destroy();
+    signal?.addEventListener('abort', onAbort, { once: true });
     await new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(abortReason(signal));
       this.docker.modem.followProgress(
         stream,
         (err: unknown, output: { error?: string; errorDetail?: { message?: string } }[]) => {
+          if (signal?.aborted) return reject(abortReason(signal));
           if (err) return reject(new PermanentRunError(`pull of ${image} failed: ${coerceError(err).message}`));
           const failed = output?.find((o) => o.error || o.errorDetail);
           if (failed)
@@ -91,7 +132,7 @@ export class DockerEngine implements ContainerEngine {
           resolve();
         },
       );
-    });
+    }).finally(() => signal?.removeEventListener('abort', onAbort));
   }
 
   async inspectImage(image: string): Promise<ImageInfo | null> {
@@ -117,6 +158,7 @@ export class DockerEngine implements ContainerEngine {
         OpenStdin: false,
         NetworkDisabled: spec.networkMode === 'none',
         HostConfig: {
+          ...(spec.dns && spec.dns.length > 0 ? { Dns: spec.dns, DnsSearch: [], DnsOptions: ['ndots:0'] } : {}),
           Binds: spec.mounts.map((m) => `${m.host}:${m.container}:${m.readOnly ? 'ro' : 'rw'}`),
           NetworkMode: spec.networkMode,
           Privileged: false,
@@ -207,6 +249,62 @@ export class DockerEngine implements ContainerEngine {
       }),
     );
     return list.map((c) => ({ id: c.Id, labels: c.Labels ?? {}, running: c.State === 'running' }));
+  }
+
+  async inspectNetwork(name: string): Promise<NetworkInfo | null> {
+    const list = await this.guard('list networks', () => this.docker.listNetworks({ filters: { name: [name] } }));
+    const found = list.find((n) => n.Name === name);
+    if (!found) return null;
+    const info = (await this.guard('inspect the network', () => this.docker.getNetwork(found.Id).inspect())) as {
+      Id: string;
+      Name: string;
+      Internal?: boolean;
+      IPAM?: { Config?: { Gateway?: string }[] };
+      Options?: Record<string, string>;
+      Labels?: Record<string, string>;
+    };
+    const gateway = info.IPAM?.Config?.[0]?.Gateway;
+    return {
+      id: info.Id,
+      name: info.Name,
+      internal: info.Internal === true,
+      gatewayIp: gateway ? gateway.split('/')[0]! : null,
+      bridgeInterface: info.Options?.['com.docker.network.bridge.name'] ?? `br-${info.Id.slice(0, 12)}`,
+      labels: info.Labels ?? {},
+    };
+  }
+
+  async createInternalNetwork(spec: InternalNetworkSpec): Promise<void> {
+    try {
+      await this.docker.createNetwork({
+        Name: spec.name,
+        Driver: 'bridge',
+        Internal: true,
+        CheckDuplicate: true,
+        Labels: spec.labels,
+        Options: {
+          'com.docker.network.bridge.name': spec.bridgeInterface,
+          'com.docker.network.bridge.enable_icc': 'false',
+          'com.docker.network.bridge.enable_ip_masquerade': 'false',
+        },
+        ...(spec.subnet ? { IPAM: { Driver: 'default', Config: [{ Subnet: spec.subnet }] } } : {}),
+      });
+    } catch (e) {
+      if (statusOf(e) === 409) return;
+      throw this.translate(`create network ${spec.name}`, e);
+    }
+  }
+
+  async removeNetwork(name: string): Promise<boolean> {
+    try {
+      await this.docker.getNetwork(name).remove();
+      return true;
+    } catch (e) {
+      if (statusOf(e) === 404) return true;
+      // 403: "error while removing network: network ... has active endpoints"
+      if (statusOf(e) === 403 || /active endpoints/.test(dockerMessage(e))) return false;
+      throw this.translate(`remove network ${name}`, e);
+    }
   }
 
   private async guard<T>(what: string, fn: () => Promise<T>): Promise<T> {

@@ -56,3 +56,23 @@ export function isRetryableNetworkError(e: unknown): boolean {
   const code = errorCode(e) ?? errorCode((e as { cause?: unknown })?.cause);
   return code !== undefined && RETRYABLE_NETWORK_CODES.has(code);
 }
+
+/**
+ * The failures worth retrying a run's step for: the registry unreachable (network, 5xx, 429) or
+ * the Docker daemon unreachable. Anything else (a bug, a hostile container's output, a disk
+ * error) will not go away by trying again, so the run ends failed with the reason.
+ */
+export function isTransientError(e: unknown): boolean {
+  return e instanceof RegistryUnavailableError || e instanceof DockerUnavailableError;
+}
+
+/** close() waited its whole deadline and some steps had still not ended. */
+export class ShutdownDeadlineError extends Error {
+  override readonly name = 'ShutdownDeadlineError';
+  constructor(
+    readonly deadlineMs: number,
+    readonly runIds: readonly number[],
+  ) {
+    super(`shutdown took longer than ${deadlineMs} ms; runs still busy: ${runIds.join(', ') || 'none'}`);
+  }
+}

@@ -1,4 +1,4 @@
-import { parseArgs } from '../shared/config-loader.js';
+import { runCommandLine, stringOption } from '../shared/command-line.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { loadClientConfig } from './config.js';
@@ -9,51 +9,64 @@ import { SiteClient } from './site-client.js';
 const USAGE = `Usage: node client [--config FILE]
   Runs the PHT site client (default config: ./config.json; see config.example.json).
   Environment overrides: PHT_REGISTRY_URL, PHT_API_KEY, PHT_SPARQL_ENDPOINT, PHT_WORK_DIR,
-  PHT_ALLOWED_IMAGES (JSON list), PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty`;
+  PHT_ALLOWED_IMAGES (JSON list), PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
+  SIGINT/SIGTERM stop it (within 15 s; running containers are picked up at the next start);
+  a second signal exits at once.`;
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { flags } = parseArgs(argv, ['help']);
-  if (flags.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const file = typeof flags.config === 'string' ? flags.config : (env.PHT_CLIENT_CONFIG ?? 'config.json');
-  let client: SiteClient;
-  try {
-    const config = loadClientConfig(file, env);
-    const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'client' } }, env);
-    // Metrics only when configured: the listener is loopback unless the config says otherwise.
-    const metrics = config.metrics ? new ClientMetrics() : undefined;
-    const listener =
-      metrics && config.metrics ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port) : null;
-    if (listener) logger.info('metrics listening', { url: listener.url });
-    client = new SiteClient({ config, logger, ...(metrics ? { metrics } : {}) });
-    // A site client must keep serving: a stray rejection is logged loudly, never fatal.
-    process.on('unhandledRejection', (reason) =>
-      logger.error('unhandled rejection', { error: coerceError(reason).stack }),
-    );
-    const stopping = new Promise<void>((resolve) => {
+export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return runCommandLine(argv, { usage: USAGE, options: { config: 'value' } }, async (args) => {
+    const file = stringOption(args, 'config') ?? env.PHT_CLIENT_CONFIG ?? 'config.json';
+    try {
+      const config = loadClientConfig(file, env);
+      const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'client' } }, env);
+      // Metrics only when configured: the listener is loopback unless the config says otherwise.
+      const metrics = config.metrics ? new ClientMetrics() : undefined;
+      const listener =
+        metrics && config.metrics
+          ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port)
+          : null;
+      if (listener) logger.info('metrics listening', { url: listener.url });
+      const client = new SiteClient({ config, logger, ...(metrics ? { metrics } : {}) });
+      // A site client must keep serving: a stray rejection is logged loudly, never fatal.
+      process.on('unhandledRejection', (reason) =>
+        logger.error('unhandled rejection', { error: coerceError(reason).stack }),
+      );
       let signals = 0;
-      const onSignal = (signal: string) => {
-        if (++signals > 1) process.exit(130);
-        logger.info(`received ${signal}; stopping (running containers are picked up at the next start)`);
-        client
-          .close()
-          .then(() => listener?.close())
-          .then(resolve, () => process.exit(1));
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-    });
-    await client.start();
-    await stopping;
-    return 0;
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(`error: ${e.message}`);
-      return 2;
+      const stopped = new Promise<number>((resolve) => {
+        const onSignal = (signal: string) => {
+          if (++signals > 1) {
+            // The operator insists: exit now; the work folder lets the next start carry on.
+            logger.warn(`received ${signal} again; exiting at once`);
+            process.exit(130);
+          }
+          logger.info(`received ${signal}; stopping (running containers are picked up at the next start)`);
+          client.close().then(
+            () => void listener?.close().finally(() => resolve(0)),
+            (e: unknown) => {
+              logger.error('shutdown did not complete', { error: coerceError(e).message });
+              resolve(1);
+            },
+          );
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+      });
+      try {
+        await client.start();
+      } catch (e) {
+        // A signal during start-up ends start() with the shutdown's abort: that is a clean stop.
+        if (signals > 0) return await stopped;
+        await client.close().catch(() => undefined);
+        throw e;
+      }
+      return await stopped;
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        console.error(`error: ${e.message}`);
+        return 2;
+      }
+      console.error(`error: ${coerceError(e).message}`);
+      return 1;
     }
-    console.error(`error: ${coerceError(e).message}`);
-    return 1;
-  }
+  });
 }

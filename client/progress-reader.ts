@@ -2,35 +2,52 @@ import fs from 'node:fs';
 import { validateProgressReport } from '../shared/schemas.js';
 import type { ProgressReport } from '../shared/types.js';
 
-const MAX_READ = 256 * 1024;
+/** Bytes read per call, so a fast writer never holds the event loop. */
+const READ_PER_CALL = 256 * 1024;
 
 /**
  * Follows the JSON-lines progress file a container appends to. Lines that are not valid
  * progress reports are ignored: the container's output is never trusted to be well-formed.
+ * Reads are asynchronous and bounded per call; past `maxBytes` nothing more is read and
+ * `exceeded` turns true (the executor fails the run).
  */
 export class ProgressReader {
   private offset = 0;
   private partial = '';
+  exceeded = false;
 
-  constructor(private readonly file: string) {}
+  constructor(
+    private readonly file: string,
+    private readonly maxBytes = Number.MAX_SAFE_INTEGER,
+  ) {}
 
-  /** The newest valid report written since the last call, or null. */
-  readLatest(): ProgressReport | null {
-    let fd: number;
+  /** The newest valid report among the next `budget` bytes written since the last call, or null. */
+  async readLatest(budget = READ_PER_CALL): Promise<ProgressReport | null> {
+    if (this.exceeded) return null;
+    let handle: fs.promises.FileHandle;
     try {
-      fd = fs.openSync(this.file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      handle = await fs.promises.open(
+        this.file,
+        fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+      );
     } catch {
       return null;
     }
     let latest: ProgressReport | null = null;
     try {
-      if (!fs.fstatSync(fd).isFile()) return null;
-      const buffer = Buffer.alloc(MAX_READ);
-      for (;;) {
-        const n = fs.readSync(fd, buffer, 0, MAX_READ, this.offset);
-        if (n <= 0) break;
-        this.offset += n;
-        const lines = (this.partial + buffer.subarray(0, n).toString('utf8')).split('\n');
+      const stat = await handle.stat();
+      if (!stat.isFile()) return null;
+      if (stat.size > this.maxBytes) {
+        this.exceeded = true;
+        return null;
+      }
+      const buffer = Buffer.alloc(READ_PER_CALL);
+      for (let read = 0; read < budget;) {
+        const { bytesRead } = await handle.read(buffer, 0, READ_PER_CALL, this.offset);
+        if (bytesRead <= 0) break;
+        read += bytesRead;
+        this.offset += bytesRead;
+        const lines = (this.partial + buffer.subarray(0, bytesRead).toString('utf8')).split('\n');
         this.partial = (lines.pop() ?? '').slice(-4096);
         for (const line of lines) {
           const report = parseProgressLine(line);
@@ -38,7 +55,7 @@ export class ProgressReader {
         }
       }
     } finally {
-      fs.closeSync(fd);
+      await handle.close();
     }
     return latest;
   }

@@ -49,26 +49,26 @@ export class SiteRegistryApi {
     return asRunList(await this.call('GET', '/runs', undefined, signal), '/runs');
   }
 
-  async start(runId: number): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/start`, {}), `/runs/${runId}/start`);
+  async start(runId: number, signal?: AbortSignal): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/start`, {}, signal), `/runs/${runId}/start`);
   }
 
-  async progress(runId: number, progress: ProgressReport): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/progress`, progress), `/runs/${runId}/progress`);
+  async progress(runId: number, progress: ProgressReport, signal?: AbortSignal): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/progress`, progress, signal), `/runs/${runId}/progress`);
   }
 
-  async log(runId: number, text: string): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/log`, { text }), `/runs/${runId}/log`);
+  async log(runId: number, text: string, signal?: AbortSignal): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/log`, { text }, signal), `/runs/${runId}/log`);
   }
 
-  async finish(runId: number, report: FinishReport): Promise<SiteRunView> {
-    return asRunView(await this.call('POST', `/runs/${runId}/finish`, report), `/runs/${runId}/finish`);
+  async finish(runId: number, report: FinishReport, signal?: AbortSignal): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/finish`, report, signal), `/runs/${runId}/finish`);
   }
 
-  /** Streams one result file; `name` has been validated as a safe relative path. */
-  async uploadFile(runId: number, name: string, body: Readable, size: number): Promise<void> {
+  /** Streams one result file; `name` has been validated as a safe relative path. `signal` ends the upload at once. */
+  async uploadFile(runId: number, name: string, body: Readable, size: number, signal?: AbortSignal): Promise<void> {
     const path = name.split('/').map(encodeURIComponent).join('/');
-    await this.call('PUT', `/runs/${runId}/files/${path}`, body, undefined, size);
+    await this.call('PUT', `/runs/${runId}/files/${path}`, body, signal, size);
   }
 
   async close(): Promise<void> {

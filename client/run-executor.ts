@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { CONTAINER_ENV, CONTAINER_LABELS, CONTAINER_PATHS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -6,20 +7,16 @@ import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, isDigestPinned } f
 import type { FinishReport, ProgressReport } from '../shared/types.js';
 import type { ClientConfig } from './config.js';
 import type { ContainerEngine } from './container-engine.js';
+import type { ContainerNetworking } from './container-network.js';
 import { DockerUnavailableError, PermanentRunError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { LogForwarder } from './log-forwarder.js';
-import { folderBytes, openForUpload, scanOutput } from './output-files.js';
+import { filesystemUsage, folderUsage, openForUpload, scanOutput } from './output-files.js';
 import { ProgressReader } from './progress-reader.js';
 import type { SiteRegistryApi } from './registry-api.js';
-import type { RunOutcome, RunWorkspace } from './run-workspace.js';
-import { backoffDelay, sleep } from './sleep.js';
+import type { DiskSpec, RunOutcome, RunWorkspace } from './run-workspace.js';
+import { retry, sleep } from '../shared/abortable.js';
 
-/** How a container reaches SPARQL: per-run URL and a release when the run is over. */
-export interface ContainerNetworking {
-  networkMode: string;
-  /** Registers the run at the SPARQL gateway; `token` re-registers a run found after a restart. */
-  sparqlFor(runId: number, token: string | null): { url: string; token: string | null; release(): void };
-}
+export type { ContainerNetworking };
 
 export interface ExecutorDeps {
   api: SiteRegistryApi;
@@ -36,8 +33,18 @@ export interface ExecutorDeps {
 const imagePattern = new RegExp(IMAGE_REFERENCE_PATTERN);
 const WATCH_INTERVAL_MS = 500;
 const DOCKER_RETRIES = 4;
+/**
+ * Executions of one run that may end in a transient error (Docker or the registry unavailable)
+ * before the run is failed anyway: no run holds a concurrency slot forever.
+ */
+export const MAX_FAILED_ATTEMPTS = 8;
 
-type KillReason = { kind: 'cancel' } | { kind: 'timeout' } | { kind: 'output'; bytes: number };
+type KillReason = { kind: 'cancel' } | { kind: 'timeout' } | { kind: 'limit'; reason: string };
+
+/** Errors that may go away by themselves; anything else is permanent for the run it happened in. */
+function isTransient(e: unknown): boolean {
+  return e instanceof DockerUnavailableError || e instanceof RegistryUnavailableError;
+}
 
 /** A short, stable identity of the registry a run came from. */
 export function registryLabel(registryUrl: string): string {
@@ -56,20 +63,93 @@ class ShutdownInterrupt extends Error {
 export class RunExecutor {
   constructor(private readonly deps: ExecutorDeps) {}
 
+  /**
+   * Resolves when the run is over at this site (reported and its workspace removed), or left for
+   * the next start on shutdown. Rejects only with a transient error (Docker or the registry
+   * unavailable), and at most {@link MAX_FAILED_ATTEMPTS} times per run, counted across restarts:
+   * any other error ends the run here as `failed`, with the error as its reason.
+   */
   async execute(ws: RunWorkspace): Promise<void> {
     const log = this.deps.logger.child({ runId: ws.record.runId, taskId: ws.record.taskId });
     try {
       if (ws.record.phase === 'claimed') await this.decideAndStart(ws, log);
       if (ws.record.phase === 'started') await this.runContainer(ws, log);
       if (ws.record.phase === 'ended') await this.deliver(ws, log);
-      if (ws.record.phase === 'reported') ws.remove();
     } catch (e) {
       if (e instanceof ShutdownInterrupt || this.deps.shutdown.aborted) {
         log.info('run left for the next start of the client', { phase: ws.record.phase });
         return;
       }
-      throw e;
+      const failures = (ws.record.failedAttempts ?? 0) + 1;
+      ws.update({ failedAttempts: failures });
+      if (isTransient(e) && failures < MAX_FAILED_ATTEMPTS) throw e;
+      try {
+        await this.giveUp(ws, log, coerceError(e), failures);
+      } catch (inner) {
+        if (inner instanceof ShutdownInterrupt || this.deps.shutdown.aborted) return;
+        throw inner;
+      }
+    } finally {
+      if (ws.record.phase !== 'claimed' && ws.record.phase !== 'started') this.releaseSparql(ws.record.runId);
     }
+    if (ws.record.phase === 'reported') await this.removeWorkspace(ws, log);
+  }
+
+  /**
+   * Ends a run that hit an error that will not go away: the container is removed, the registry
+   * is told `failed` with the reason (no files are sent), and the workspace goes.
+   */
+  private async giveUp(ws: RunWorkspace, log: Logger, error: Error, attempts: number): Promise<void> {
+    const runId = ws.record.runId;
+    const reason =
+      `the site could not ${ws.record.phase === 'ended' ? 'deliver' : 'run'} this run: ${error.message}`.slice(0, 2000);
+    log.error('run failed for good', { phase: ws.record.phase, attempts, error: error.message });
+    if (ws.record.containerId)
+      await this.deps.engine
+        .remove(ws.record.containerId)
+        .catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
+    const report: FinishReport = {
+      state: ws.record.outcome && ws.record.outcome.state !== 'completed' ? ws.record.outcome.state : 'failed',
+      exitCode: ws.record.outcome?.exitCode ?? null,
+      reason: ws.record.outcome?.reason ? `${ws.record.outcome.reason}; ${reason}` : reason,
+      digest: ws.record.digest,
+      durationMs: ws.record.outcome?.durationMs ?? null,
+    };
+    try {
+      await this.retrying('report the failure', () => this.deps.api.finish(runId, report));
+    } catch (e) {
+      if (!(e instanceof RegistryRefusedError)) throw e;
+      log.warn('registry refused the failure report', { status: e.status, message: e.message });
+    }
+    this.deps.audit.info('run failed at the site', { event: 'run_gave_up', runId, reason });
+    ws.update({ phase: 'reported' });
+  }
+
+  private async removeWorkspace(ws: RunWorkspace, log: Logger): Promise<void> {
+    try {
+      await ws.remove();
+    } catch (e) {
+      // Reported already: the slot is free either way; the next start tries the removal again.
+      log.error('could not remove the run workspace', { dir: ws.dir, error: coerceError(e).message });
+    }
+  }
+
+  private releaseSparql(runId: number): void {
+    this.sparqlReleases.get(runId)?.();
+    this.sparqlReleases.delete(runId);
+  }
+
+  private diskSpec(): DiskSpec {
+    const { limits, containerUser } = this.deps.config;
+    const [uid, gid] = containerUser.split(':').map(Number) as [number, number];
+    // Folders are inodes too: room for as many folders as files, plus the two writable folders.
+    return {
+      mode: limits.disk,
+      bytes: limits.outputBytes + limits.progressBytes,
+      inodes: 2 * limits.outputFiles + 64,
+      uid,
+      gid,
+    };
   }
 
   private async decideAndStart(ws: RunWorkspace, log: Logger): Promise<void> {
@@ -100,7 +180,7 @@ export class RunExecutor {
       return;
     }
     try {
-      await this.retrying('start the run', () => this.deps.api.start(runId));
+      await this.retrying('start the run', () => this.deps.api.start(runId, this.deps.shutdown));
     } catch (e) {
       if (e instanceof RegistryRefusedError) {
         // One client process serves a site, so a run that is already running is one this client
@@ -142,6 +222,9 @@ export class RunExecutor {
     }
     if (!state) {
       try {
+        const refusal = await this.deps.networking.check?.();
+        if (refusal) throw new PermanentRunError(refusal);
+        await ws.prepareDisk(this.diskSpec());
         await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
         const id = await this.retryingDocker('create the container', log, async () => {
           // A create that reached Docker before an error still left a container under our name.
@@ -162,8 +245,14 @@ export class RunExecutor {
         });
         log.info('container started', { containerId: id.slice(0, 12), digest: ws.record.digest });
       } catch (e) {
-        if (e instanceof PermanentRunError || e instanceof DockerUnavailableError) {
+        if ((e instanceof PermanentRunError || e instanceof DockerUnavailableError) && !this.deps.shutdown.aborted) {
           log.warn('run could not start', { error: e.message });
+          // A container created but never started holds a gateway token and a name: free both.
+          this.releaseSparql(ws.record.runId);
+          if (ws.record.containerId)
+            await engine
+              .remove(ws.record.containerId)
+              .catch((err: unknown) => log.warn('could not remove container', { error: coerceError(err).message }));
           ws.update({
             phase: 'ended',
             outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null },
@@ -174,6 +263,8 @@ export class RunExecutor {
       }
       state = await engine.inspect(ws.record.containerId!);
     } else {
+      // After a reboot the run's disk is no longer mounted: mount it again before anything reads it.
+      await ws.prepareDisk(this.diskSpec());
       if (!state.running && state.startedAt === null) {
         // Created, then the client died before starting it: start it now (it has never run).
         await engine.start(state.id);
@@ -190,7 +281,7 @@ export class RunExecutor {
         containerId: state.id,
         startedAtMs: ws.record.startedAtMs ?? (state.startedAt ? Date.parse(state.startedAt) : Date.now()),
       });
-      if (ws.record.sparqlToken) {
+      if (ws.record.sparqlToken && !this.sparqlReleases.has(ws.record.runId)) {
         // The container still holds its old SPARQL URL: honour its token again.
         this.sparqlReleases.set(
           ws.record.runId,
@@ -227,7 +318,7 @@ export class RunExecutor {
     const present = await engine.inspectImage(image);
     if (config.pullPolicy === 'always' || (config.pullPolicy === 'if-not-present' && !present)) {
       const started = Date.now();
-      await engine.pull(image);
+      await engine.pull(image, this.deps.shutdown);
       log.info('image pulled', { image, ms: Date.now() - started });
     } else if (!present) {
       throw new PermanentRunError(`image ${image} is not present at the site and pullPolicy is "never"`);
@@ -247,6 +338,7 @@ export class RunExecutor {
 
   private async createContainer(ws: RunWorkspace): Promise<string> {
     const { config, site, networking } = this.deps;
+    this.releaseSparql(ws.record.runId);
     const sparql = networking.sparqlFor(ws.record.runId, null);
     ws.update({ sparqlToken: sparql.token });
     this.sparqlReleases.set(ws.record.runId, sparql.release);
@@ -276,6 +368,7 @@ export class RunExecutor {
         { host: ws.progressDir, container: CONTAINER_PATHS.progressFile.replace(/\/[^/]+$/, ''), readOnly: false },
       ],
       networkMode: networking.networkMode,
+      dns: networking.dns ?? [],
       memoryBytes: config.limits.memoryBytes,
       nanoCpus: config.limits.nanoCpus,
       pids: config.limits.pids,
@@ -290,9 +383,14 @@ export class RunExecutor {
     const { engine, config, api } = this.deps;
     const containerId = ws.record.containerId!;
     const runId = ws.record.runId;
-    const forwarder = new LogForwarder(api, runId, config.limits.logBytes, log, () => {
-      ws.update({ logForwardedUntil: Math.floor(Date.now() / 1000) });
-    });
+    const forwarder = new LogForwarder(
+      api,
+      runId,
+      config.limits.logBytes,
+      log,
+      () => ws.update({ logForwardedUntil: Math.floor(Date.now() / 1000) }),
+      this.deps.shutdown,
+    );
     if (ws.record.logForwardedUntil > 0) forwarder.note('site client restarted; log resumes here');
     let killedFor: KillReason | null = null;
     const kill = async (reason: KillReason) => {
@@ -312,7 +410,7 @@ export class RunExecutor {
       logStream.on('close', resolve);
     });
 
-    const progress = new ProgressReader(ws.progressFile);
+    const progress = new ProgressReader(ws.progressFile, config.limits.progressBytes);
     let lastProgress: ProgressReport | null = null;
     let lastCancelCheck = 0;
     let lastFlush = Date.now();
@@ -322,9 +420,14 @@ export class RunExecutor {
       while (!watching.signal.aborted && !this.deps.shutdown.aborted) {
         const now = Date.now();
         if (now >= deadline) await kill({ kind: 'timeout' });
-        const bytes = folderBytes(ws.outputDir);
-        if (bytes > config.limits.outputBytes) await kill({ kind: 'output', bytes });
-        const report = progress.readLatest();
+        const overLimit = await this.diskProblem(ws);
+        if (overLimit) await kill({ kind: 'limit', reason: overLimit });
+        const report = await progress.readLatest();
+        if (progress.exceeded)
+          await kill({
+            kind: 'limit',
+            reason: `wrote more than the site's progress limit of ${config.limits.progressBytes} bytes`,
+          });
         if (report && JSON.stringify(report) !== JSON.stringify(lastProgress)) {
           lastProgress = report;
           await api
@@ -340,7 +443,7 @@ export class RunExecutor {
           lastFlush = now;
           await forwarder.flush();
         }
-        await sleep(WATCH_INTERVAL_MS, watching.signal);
+        await sleep(WATCH_INTERVAL_MS, watching.signal).catch(() => undefined); // aborted: the loop ends
       }
     })();
 
@@ -366,9 +469,14 @@ export class RunExecutor {
     }
     await Promise.race([logsDone, sleep(2000)]);
     logStream.destroy();
-    const finalProgress = progress.readLatest();
+    const finalProgress = await progress.readLatest(Number.POSITIVE_INFINITY);
     if (finalProgress) await api.progress(runId, finalProgress).catch(() => undefined);
 
+    if (!killedFor) {
+      // A container that filled its disk and then exited on its own still broke the limit.
+      const overLimit = await this.diskProblem(ws);
+      if (overLimit) killedFor = { kind: 'limit', reason: overLimit } as KillReason;
+    }
     const state = await engine.inspect(containerId);
     const durationMs =
       state?.startedAt && state.finishedAt
@@ -378,8 +486,7 @@ export class RunExecutor {
     const outcome = this.outcomeOf(killedFor, exitCode, state?.oomKilled ?? false, result.error);
     forwarder.note(`run ended: ${outcome.state}${outcome.reason ? ` (${outcome.reason})` : ''}`);
     await forwarder.flush();
-    this.sparqlReleases.get(runId)?.();
-    this.sparqlReleases.delete(runId);
+    this.releaseSparql(runId);
     this.deps.audit.info('run ended', {
       event: 'run_ended',
       runId,
@@ -389,6 +496,29 @@ export class RunExecutor {
       digest: ws.record.digest,
     });
     return { ...outcome, durationMs };
+  }
+
+  /** Why the run's writable folders are over a limit, or null; never blocks on the container's folder. */
+  private async diskProblem(ws: RunWorkspace): Promise<string | null> {
+    const { limits } = this.deps.config;
+    try {
+      if (ws.record.disk === 'loop-image') {
+        // One statfs, whatever the container wrote: the kernel keeps the counts.
+        const usage = await filesystemUsage(ws.diskDir);
+        const written = usage.bytes - (ws.record.diskBaselineBytes ?? 0);
+        if (usage.inodesFull || written > limits.outputBytes + limits.progressBytes)
+          return `filled the site's disk limit for this run (${limits.outputBytes} bytes of output and ${limits.progressBytes} of progress, ${limits.outputFiles} files)`;
+        return null;
+      }
+      const usage = await folderUsage(ws.diskDir, 2 * limits.outputFiles + 64);
+      if (usage.bytes > limits.outputBytes + limits.progressBytes)
+        return `wrote more than the site's output limit of ${limits.outputBytes} bytes`;
+      if (usage.entries > 2 * limits.outputFiles + 64)
+        return `wrote more than the site's limit of ${limits.outputFiles} output files`;
+      return null;
+    } catch {
+      return null;
+    }
   }
 
   private outcomeOf(
@@ -406,12 +536,7 @@ export class RunExecutor {
         exitCode,
         reason: `ran longer than the site's limit of ${limits.timeoutMs / 1000} s`,
       };
-    if (killed?.kind === 'output')
-      return {
-        state: 'failed',
-        exitCode,
-        reason: `wrote more than the site's output limit of ${limits.outputBytes} bytes`,
-      };
+    if (killed?.kind === 'limit') return { state: 'failed', exitCode, reason: killed.reason };
     if (oomKilled)
       return {
         state: 'failed',
@@ -447,20 +572,43 @@ export class RunExecutor {
     let bytesSent = 0;
     // Whenever a container existed, its output goes back, however this execution came to know it.
     if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
-      const scan = scanOutput(ws.outputDir);
-      if (scan.totalBytes > config.limits.outputBytes || scan.files.length > config.limits.outputFiles) {
+      if (ws.record.disk) await ws.prepareDisk(this.diskSpec());
+      const scan = await scanOutput(ws.outputDir, { maxFiles: config.limits.outputFiles });
+      if (scan.overflow || scan.totalBytes > config.limits.outputBytes) {
+        const counted = scan.overflow ? `more than ${scan.files.length} files` : `${scan.files.length} files`;
+        const over = `output exceeds the site's limit (${counted}, ${scan.totalBytes} bytes; at most ${config.limits.outputFiles} files, ${config.limits.outputBytes} bytes); nothing was sent`;
         report = {
           ...report,
           state: outcome.state === 'completed' ? 'failed' : outcome.state,
-          reason: `output exceeds the site's limit (${scan.files.length} files, ${scan.totalBytes} bytes; at most ${config.limits.outputFiles} files, ${config.limits.outputBytes} bytes); nothing was sent`,
+          // A run that already failed keeps its own reason first (e.g. the disk limit it hit).
+          reason: outcome.state !== 'completed' && outcome.reason ? `${outcome.reason}; ${over}` : over,
         };
       } else {
         for (const skipped of scan.skipped) log.warn('output entry not sent', { entry: skipped });
+        if (scan.skippedCount > scan.skipped.length)
+          log.warn('more output entries not sent', { count: scan.skippedCount - scan.skipped.length });
+        if (scan.skippedCount > 0)
+          this.deps.audit.info('output entries not sent', {
+            event: 'output_skipped',
+            runId,
+            count: scan.skippedCount,
+            examples: scan.skipped.slice(0, 10),
+          });
         try {
           for (const file of scan.files) {
-            await this.retrying(`upload ${file.name}`, () =>
-              api.uploadFile(runId, file.name, openForUpload(file), file.size),
-            );
+            const sent = await this.retrying(`upload ${file.name}`, async () => {
+              let body: Readable;
+              try {
+                body = await openForUpload(ws.outputDir, file);
+              } catch (e) {
+                // Changed since the scan (the container is gone, so only by a race): skip it.
+                log.warn('output entry not sent', { entry: `${JSON.stringify(file.name)}: ${coerceError(e).message}` });
+                return false;
+              }
+              await api.uploadFile(runId, file.name, body, file.size, this.deps.shutdown);
+              return true;
+            });
+            if (!sent) continue;
             bytesSent += file.size;
             this.deps.audit.info('file sent', { event: 'file_sent', runId, file: file.name, bytes: file.size });
           }
@@ -473,7 +621,7 @@ export class RunExecutor {
       }
     }
     try {
-      await this.retrying('report the result', () => api.finish(runId, report));
+      await this.retrying('report the result', () => api.finish(runId, report, this.deps.shutdown));
     } catch (e) {
       if (!(e instanceof RegistryRefusedError)) throw e;
       // 409: the run already ended at the registry (e.g. cancelled while the site was away).
@@ -494,32 +642,29 @@ export class RunExecutor {
    * Docker being unreachable is worth a few retries (a daemon restart takes seconds); after that
    * the run fails with the reason rather than hanging at the site forever.
    */
-  private async retryingDocker<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (e) {
-        if (!(e instanceof DockerUnavailableError) || attempt >= DOCKER_RETRIES) throw e;
-        log.warn(`Docker unavailable; retrying to ${what}`, { attempt: attempt + 1, error: e.message });
-        await sleep(backoffDelay(attempt, 1000, 15_000), this.deps.shutdown);
-        if (this.deps.shutdown.aborted) throw new ShutdownInterrupt();
-      }
-    }
+  private retryingDocker<T>(what: string, log: Logger, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, {
+      baseMs: 1000,
+      capMs: 15_000,
+      maxAttempts: DOCKER_RETRIES + 1,
+      signal: this.deps.shutdown,
+      retryable: (e) => e instanceof DockerUnavailableError,
+      onRetry: (e, attempt) =>
+        log.warn(`Docker unavailable; retrying to ${what}`, { attempt: attempt + 1, error: coerceError(e).message }),
+    });
   }
 
   /** Retries while the registry is unavailable (capped, jittered backoff); stops on shutdown. */
-  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      if (this.deps.shutdown.aborted) throw new ShutdownInterrupt();
-      try {
-        return await fn();
-      } catch (e) {
-        if (!(e instanceof RegistryUnavailableError)) throw e;
-        const delay = backoffDelay(attempt, 500, this.deps.config.poll.maxBackoffMs);
+  private retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, {
+      baseMs: 500,
+      capMs: this.deps.config.poll.maxBackoffMs,
+      signal: this.deps.shutdown,
+      retryable: (e) => e instanceof RegistryUnavailableError,
+      onRetry: (e, attempt) => {
         if (attempt === 0)
-          this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: e.message });
-        await sleep(delay, this.deps.shutdown);
-      }
-    }
+          this.deps.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: coerceError(e).message });
+      },
+    });
   }
 }

@@ -1,6 +1,11 @@
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type { FinishState, RunAssignment } from '../shared/types.js';
+import { PermanentRunError } from './errors.js';
+
+const exec = promisify(execFile);
 
 /**
  * Where a run is in its life at this site. Persisted before each step that cannot be repeated,
@@ -35,12 +40,40 @@ export interface RunRecord {
   /** Unix seconds up to which the container's log has been forwarded. */
   logForwardedUntil: number;
   outcome: RunOutcome | null;
+  /** How the run's writable folders are limited, once they exist (see {@link RunWorkspace.prepareDisk}). */
+  disk?: DiskMode | null;
+  /** Executions of this run that ended in an error, across client restarts. */
+  failedAttempts?: number;
+  /** Bytes the run's empty disk image already used (ext4's own metadata and journal). */
+  diskBaselineBytes?: number;
 }
 
-/** One run's folder: state.json, input/config.json, output/, progress/. */
+/**
+ * loop-image: the writable folders live on an ext4 image of their own, loop-mounted
+ * noexec,nosuid,nodev under the workspace; the kernel enforces its size and inode count.
+ * unenforced: plain folders (an explicit opt-in for machines where the client is not root).
+ */
+export type DiskMode = 'loop-image' | 'unenforced';
+
+export interface DiskSpec {
+  mode: DiskMode;
+  /** Capacity for output and progress together. */
+  bytes: number;
+  /** Files and folders the filesystem can hold at most. */
+  inodes: number;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * One run's folder: state.json, input/config.json, and disk/ holding the container's writable
+ * folders output/ and progress/ (disk/ is the mount point of disk.img in loop-image mode).
+ */
 export class RunWorkspace {
   readonly dir: string;
   readonly inputDir: string;
+  readonly diskDir: string;
+  readonly diskImage: string;
   readonly outputDir: string;
   readonly progressDir: string;
   record: RunRecord;
@@ -48,8 +81,10 @@ export class RunWorkspace {
   private constructor(dir: string, record: RunRecord) {
     this.dir = dir;
     this.inputDir = path.join(dir, 'input');
-    this.outputDir = path.join(dir, 'output');
-    this.progressDir = path.join(dir, 'progress');
+    this.diskDir = path.join(dir, 'disk');
+    this.diskImage = path.join(dir, 'disk.img');
+    this.outputDir = path.join(this.diskDir, 'output');
+    this.progressDir = path.join(this.diskDir, 'progress');
     this.record = record;
   }
 
@@ -62,10 +97,13 @@ export class RunWorkspace {
     workDir: string,
     site: string,
     run: RunAssignment,
-    containerUid: number,
-    containerGid: number,
+    // Kept for callers; the writable folders are made (and owned) by prepareDisk.
+    _containerUid?: number,
+    _containerGid?: number,
   ): RunWorkspace {
     const dir = path.join(RunWorkspace.runsDir(workDir), String(run.id));
+    // A folder left under this id by an earlier registry may still hold a mounted disk.
+    unmountSync(path.join(dir, 'disk'));
     fs.rmSync(dir, { recursive: true, force: true });
     const ws = new RunWorkspace(dir, {
       runId: run.id,
@@ -81,20 +119,80 @@ export class RunWorkspace {
       startedAtMs: null,
       logForwardedUntil: 0,
       outcome: null,
+      disk: null,
+      failedAttempts: 0,
     });
     fs.mkdirSync(ws.inputDir, { recursive: true, mode: 0o755 });
-    fs.mkdirSync(ws.outputDir, { recursive: true });
-    fs.mkdirSync(ws.progressDir, { recursive: true });
+    fs.mkdirSync(ws.diskDir, { recursive: true, mode: 0o755 });
     // A string config is handed over byte for byte (it may be encrypted); anything else as JSON.
     const configText = typeof run.config === 'string' ? run.config : JSON.stringify(run.config ?? null);
     fs.writeFileSync(path.join(ws.inputDir, 'config.json'), configText, { mode: 0o644 });
-    for (const writable of [ws.outputDir, ws.progressDir]) {
-      // The container runs as an unprivileged user: only these two folders are its to write.
-      if (process.getuid?.() === 0) fs.chownSync(writable, containerUid, containerGid);
-      fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
-    }
     ws.save();
     return ws;
+  }
+
+  /**
+   * Makes the container's writable folders, with their limit in place; idempotent, and the way a
+   * restarted client (or one after a reboot) mounts an existing disk image again. Fails closed:
+   * a limit that cannot be set up is a PermanentRunError and the run does not start.
+   *
+   * Why a loop-mounted image: it is the one kernel-enforced limit that needs nothing from the
+   * host's filesystem (project quotas need an XFS/ext4 mount with quotas on), covers size and
+   * file count at once, and survives a client restart with its content, unlike a tmpfs, whose
+   * results are lost when the client's mount goes (and which counts against memory).
+   */
+  async prepareDisk(spec: DiskSpec): Promise<void> {
+    const mode = this.record.disk ?? spec.mode;
+    if (mode === 'loop-image') {
+      if (!(await this.isDiskMounted())) {
+        try {
+          if (!fs.existsSync(this.diskImage)) {
+            const tmp = `${this.diskImage}.tmp`;
+            const fd = fs.openSync(tmp, 'w', 0o600);
+            fs.ftruncateSync(fd, diskImageBytes(spec));
+            fs.closeSync(fd);
+            // No reserved blocks; journal as mke2fs sees fit (it skips it on tiny images).
+            await exec('mkfs.ext4', ['-q', '-F', '-m', '0', '-N', String(spec.inodes), '-L', 'pht-run', tmp]);
+            fs.renameSync(tmp, this.diskImage);
+          }
+          fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
+          await exec('mount', ['-t', 'ext4', '-o', 'loop,noexec,nosuid,nodev', this.diskImage, this.diskDir]);
+        } catch (e) {
+          const detail = ((e as { stderr?: string }).stderr ?? '').trim() || (e as Error).message;
+          throw new PermanentRunError(
+            `the site could not set up this run's disk limit, so it did not run it: ${detail}`,
+          );
+        }
+      }
+      fs.rmSync(path.join(this.diskDir, 'lost+found'), { recursive: true, force: true });
+    } else {
+      fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
+    }
+    for (const writable of [this.outputDir, this.progressDir]) {
+      if (fs.existsSync(writable)) continue;
+      fs.mkdirSync(writable);
+      // The container runs as an unprivileged user: only these two folders are its to write.
+      if (process.getuid?.() === 0) fs.chownSync(writable, spec.uid, spec.gid);
+      fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
+    }
+    if (this.record.disk !== mode) {
+      let baseline = 0;
+      if (mode === 'loop-image') {
+        const stat = await fs.promises.statfs(this.diskDir);
+        baseline = (stat.blocks - stat.bfree) * stat.bsize;
+      }
+      this.update({ disk: mode, diskBaselineBytes: baseline });
+    }
+  }
+
+  /** True when disk/ is a mount point (another filesystem than the workspace's). */
+  async isDiskMounted(): Promise<boolean> {
+    try {
+      const [inner, outer] = await Promise.all([fs.promises.stat(this.diskDir), fs.promises.stat(this.dir)]);
+      return inner.dev !== outer.dev;
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -162,7 +260,32 @@ export class RunWorkspace {
     fs.renameSync(tmp, file);
   }
 
-  remove(): void {
-    fs.rmSync(this.dir, { recursive: true, force: true });
+  /** Unmounts the run's disk (if mounted) and deletes the folder with everything in it. */
+  async remove(): Promise<void> {
+    if (await this.isDiskMounted()) {
+      try {
+        await exec('umount', [this.diskDir]);
+      } catch {
+        // Busy (a process still has a file open): detach now, the kernel frees it when released.
+        await exec('umount', ['-l', this.diskDir]);
+      }
+    }
+    await fs.promises.rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Size of the image file (sparse): capacity plus ext4's own metadata and journal. */
+function diskImageBytes(spec: DiskSpec): number {
+  const metadata = 8 * 1024 * 1024 + spec.inodes * 512 + Math.ceil(spec.bytes * 0.05);
+  return Math.ceil((spec.bytes + metadata) / 4096) * 4096;
+}
+
+/** For the synchronous create(): a disk still mounted under a folder about to be replaced. */
+function unmountSync(dir: string): void {
+  try {
+    if (fs.statSync(dir).dev === fs.statSync(path.dirname(dir)).dev) return;
+  } catch {
+    return;
+  }
+  execFileSync('umount', ['-l', dir]);
 }

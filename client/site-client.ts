@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import path from 'node:path';
 import cron from 'node-cron';
 import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
@@ -8,22 +7,24 @@ import { createAuditLog } from './audit-log.js';
 import type { ClientMetrics } from './metrics.js';
 import type { ClientConfig } from './config.js';
 import { DockerEngine, type ContainerEngine } from './container-engine.js';
-import { ensureGatewayNetwork, HostFirewall } from './container-network.js';
-import { RegistryRefusedError, RegistryUnavailableError } from './errors.js';
+import { prepareContainerNetworking, type PreparedNetworking } from './container-network.js';
+import { abortReason, backoffDelay, isAbortError, retry, sleep } from '../shared/abortable.js';
+import { isTransientError, RegistryRefusedError, RegistryUnavailableError, ShutdownDeadlineError } from './errors.js';
+import { PollerStateMachine, type PollerState } from './poller-state.js';
 import { SiteRegistryApi } from './registry-api.js';
-import { RunExecutor, type ContainerNetworking } from './run-executor.js';
+import { RunExecutor } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
-import { backoffDelay, sleep } from './sleep.js';
-import { SparqlGateway } from './sparql-gateway.js';
 
-/** The poller's state; transitions are logged at info, each poll at debug. */
-export type ClientState = 'starting' | 'idle' | 'polling' | 'running' | 'backing-off' | 'draining' | 'stopped';
+/** How long close() lets in-flight steps end after they were told to stop, by default. */
+export const DEFAULT_SHUTDOWN_DEADLINE_MS = 15_000;
 
 export interface SiteClientOptions {
   config: ClientConfig;
   logger: Logger;
   /** For tests: a fake engine at the Docker boundary. */
   engine?: ContainerEngine;
+  /** close() gives up waiting for in-flight steps after this long (default 15 s) and rejects. */
+  shutdownDeadlineMs?: number;
   /** Counts runs, Docker errors and gateway queries when the metrics listener is on. */
   metrics?: ClientMetrics;
 }
@@ -33,7 +34,8 @@ export interface SiteClientOptions {
  * executes up to `concurrency` of them at once.
  */
 export class SiteClient {
-  state: ClientState = 'starting';
+  /** The poll loop's state; transitions are guarded (see poller-state.ts) and logged at info. */
+  readonly states = new PollerStateMachine();
   site = '';
   private readonly config: ClientConfig;
   private readonly logger: Logger;
@@ -43,11 +45,12 @@ export class SiteClient {
   private readonly inFlight = new Map<number, Promise<void>>();
   private slotFreed: (() => void) | null = null;
   private loop: Promise<void> | null = null;
-  private gateway: SparqlGateway | null = null;
-  private firewall: HostFirewall | null = null;
+  private networking: PreparedNetworking | null = null;
   private cronTask: { stop(): void } | null = null;
   private cronTick: (() => void) | null = null;
+  private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
+  private readonly shutdownDeadlineMs: number;
   private executor!: RunExecutor;
   private audit!: Logger;
   private readonly metrics: ClientMetrics | null;
@@ -59,11 +62,26 @@ export class SiteClient {
     this.metrics = options.metrics ?? null;
     this.engine =
       options.engine ?? new DockerEngine(this.config.dockerSocket, (kind) => this.metrics?.dockerError(kind));
+    this.shutdownDeadlineMs = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS;
+    this.states.on('change', (from, to) => this.logger.info('client state', { from, to }));
   }
 
-  /** Connects, prepares the network, recovers left-over runs and starts polling. */
-  async start(): Promise<void> {
-    this.site = (await this.untilAvailable('identify the site', () => this.api.me(this.shutdown.signal))).name;
+  get state(): PollerState {
+    return this.states.state;
+  }
+
+  /**
+   * Connects, prepares the network, recovers left-over runs and starts polling. Rejects with the
+   * shutdown's AbortError when close() is called before it is done.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.startOnce();
+    return this.starting;
+  }
+
+  private async startOnce(): Promise<void> {
+    const signal = this.shutdown.signal;
+    this.site = (await this.untilAvailable('identify the site', () => this.api.me(signal))).name;
     this.logger.info('site client starting', {
       site: this.site,
       registry: this.config.registryUrl,
@@ -71,10 +89,19 @@ export class SiteClient {
       concurrency: this.config.concurrency,
     });
     await this.engine.ping();
+    if (signal.aborted) throw abortReason(signal);
     this.audit = createAuditLog(this.config.auditLog, this.site);
     this.metrics?.watchAudit(this.audit);
     fs.mkdirSync(this.config.workDir, { recursive: true });
-    const networking = await this.prepareNetworking();
+    const networking = await prepareContainerNetworking({
+      engine: this.engine,
+      config: this.config,
+      site: this.site,
+      audit: this.audit,
+      logger: this.logger,
+    });
+    this.networking = networking;
+    if (signal.aborted) throw abortReason(signal);
     this.executor = new RunExecutor({
       api: this.api,
       engine: this.engine,
@@ -85,80 +112,59 @@ export class SiteClient {
       audit: this.audit,
       shutdown: this.shutdown.signal,
     });
-    await this.recover();
+    try {
+      await this.recover();
+    } catch (e) {
+      // The gateway's listening socket would keep the process alive: undo what start did.
+      await networking.close().catch(() => undefined);
+      this.networking = null;
+      throw e;
+    }
     if (this.config.poll.schedule.kind === 'cron') {
       this.cronTask = cron.schedule(this.config.poll.schedule.expression, () => this.cronTick?.());
     }
     this.loop = this.pollLoop();
+    // A bug in the loop must not vanish: it is logged, and close() still completes.
+    this.loop = this.loop.catch((e: unknown) => {
+      this.logger.error('poll loop failed', { error: coerceError(e).stack ?? coerceError(e).message });
+    });
   }
 
-  /** Stops polling and following; running containers and pending results wait for the next start. Idempotent. */
+  /**
+   * Stops claiming, interrupts every in-flight step (registry calls, pulls, uploads and waits all
+   * take the shutdown signal), then releases the gateway, the firewall rules and the connections.
+   * Running containers and pending results wait in the work folder for the next start. Rejects
+   * with ShutdownDeadlineError when in-flight steps have not ended within the deadline (the caller
+   * should then exit; resources are released all the same). Idempotent: every call gets the first
+   * call's promise.
+   */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      this.setState('draining');
-      this.shutdown.abort();
-      this.cronTask?.stop();
-      this.cronTick?.();
-      this.slotFreed?.();
-      await this.loop;
-      await Promise.allSettled([...this.inFlight.values()]);
-      await this.gateway?.close();
-      await this.firewall?.remove();
-      await this.api.close();
-      this.setState('stopped');
-    })();
+    this.closing ??= this.closeOnce();
     return this.closing;
   }
 
-  private setState(state: ClientState): void {
-    if (state === this.state) return;
-    this.logger.info('client state', { from: this.state, to: state });
-    this.state = state;
-  }
-
-  private async prepareNetworking(): Promise<ContainerNetworking> {
-    const { network, sparqlEndpoint } = this.config;
-    if (network.mode !== 'gateway') {
-      const url = network.sparqlEndpointForContainer ?? sparqlEndpoint;
-      const mode = network.mode === 'named' ? network.name! : network.mode;
-      if (network.mode === 'bridge')
-        this.logger.warn('containers use the default bridge: they can reach the outside world', {});
-      return { networkMode: mode, sparqlFor: () => ({ url, token: null, release: () => undefined }) };
-    }
-    if (!(this.engine instanceof DockerEngine)) throw new Error('gateway networking needs the real Docker engine');
-    const net = await ensureGatewayNetwork(this.engine.docker, this.config, this.site);
-    const gateway = new SparqlGateway({
-      endpoint: sparqlEndpoint,
-      allowUpdates: this.config.gateway.allowUpdates,
-      maxResponseBytes: this.config.gateway.maxResponseBytes,
-      queryTimeoutMs: this.config.gateway.queryTimeoutMs,
-      audit: this.audit,
-      logger: this.logger.child({ component: 'sparql-gateway' }),
-    });
-    // The same port across restarts, so containers that outlive a client restart keep their URL.
-    const portFile = path.join(this.config.workDir, 'gateway-port');
-    const previous = fs.existsSync(portFile) ? Number(fs.readFileSync(portFile, 'utf8')) : 0;
-    try {
-      await gateway.listen(net.gatewayIp, previous);
-    } catch {
-      await gateway.listen(net.gatewayIp, 0);
-    }
-    fs.writeFileSync(portFile, String(gateway.port));
-    this.gateway = gateway;
-    this.firewall = new HostFirewall(net, this.logger);
-    await this.firewall.apply(gateway.port);
-    this.logger.info('sparql gateway ready', {
-      network: net.name,
-      address: `${net.gatewayIp}:${gateway.port}`,
-      endpoint: sparqlEndpoint,
-    });
-    return {
-      networkMode: net.name,
-      sparqlFor: (runId, token) => {
-        const reg = gateway.registerRun(runId, token);
-        return { url: reg.url, token: reg.token, release: () => gateway.unregisterRun(reg.token) };
-      },
-    };
+  private async closeOnce(): Promise<void> {
+    this.states.to('stopping');
+    this.shutdown.abort();
+    this.cronTask?.stop();
+    this.cronTick?.();
+    this.slotFreed?.();
+    const deadline = Date.now() + this.shutdownDeadlineMs;
+    const work = (async () => {
+      await this.starting?.catch(() => undefined);
+      await this.loop;
+      await Promise.allSettled([...this.inFlight.values()]);
+    })();
+    const inTime = await within(work, this.shutdownDeadlineMs);
+    const stuck = [...this.inFlight.keys()];
+    if (!inTime) this.logger.error('shutdown deadline passed; steps still running', { runs: stuck });
+    // Released even after the deadline: a gateway or firewall rule left behind outlives the process.
+    // The gateway goes; its network and firewall rules too, unless containers still use them.
+    const grace = Math.max(1000, deadline - Date.now());
+    await within(this.networking?.close() ?? Promise.resolve(), grace);
+    await within(this.api.close(), grace);
+    this.states.to('stopped');
+    if (!inTime) throw new ShutdownDeadlineError(this.shutdownDeadlineMs, stuck);
   }
 
   /** Picks up what the previous process left: workspaces, containers, runs the registry still counts as ours. */
@@ -191,10 +197,11 @@ export class SiteClient {
         runId: run.id,
       });
       await this.api
-        .finish(run.id, {
-          state: 'failed',
-          reason: 'the site client lost this run (its workspace was gone after a restart)',
-        })
+        .finish(
+          run.id,
+          { state: 'failed', reason: 'the site client lost this run (its workspace was gone after a restart)' },
+          this.shutdown.signal,
+        )
         .catch((e: unknown) =>
           this.logger.warn('could not report the lost run', { runId: run.id, error: coerceError(e).message }),
         );
@@ -205,25 +212,32 @@ export class SiteClient {
     }
   }
 
+  /**
+   * Runs one run in a slot. Only transient failures (registry or Docker unreachable) are retried,
+   * with backoff; anything else ends the run `failed` with the reason and frees the slot, so no
+   * run holds a slot forever. On shutdown the run is left in its workspace for the next start.
+   */
   private launch(ws: RunWorkspace): void {
     const runId = ws.record.runId;
+    const signal = this.shutdown.signal;
     const task = (async () => {
-      for (let attempt = 0; !this.shutdown.signal.aborted; attempt++) {
-        try {
-          await this.executor.execute(ws);
-          return;
-        } catch (e) {
-          // Not a registry outage (those are retried inside): Docker trouble or a bug. The
-          // workspace holds the run's state, so trying again later loses nothing.
-          const delay = backoffDelay(attempt, 2000, this.config.poll.maxBackoffMs);
-          this.logger.error('run step failed; will retry', {
-            runId,
-            phase: ws.record.phase,
-            error: coerceError(e).message,
-            retryInMs: delay,
-          });
-          await sleep(delay, this.shutdown.signal);
-        }
+      try {
+        await retry(() => this.executor.execute(ws), {
+          baseMs: 2000,
+          capMs: this.config.poll.maxBackoffMs,
+          signal,
+          retryable: isTransientError,
+          onRetry: (e, _attempt, delay) =>
+            this.logger.warn('run step failed for a transient reason; will retry', {
+              runId,
+              phase: ws.record.phase,
+              error: coerceError(e).message,
+              retryInMs: delay,
+            }),
+        });
+      } catch (e) {
+        if (signal.aborted) return;
+        await this.failRun(ws, e);
       }
     })().finally(() => {
       this.inFlight.delete(runId);
@@ -232,26 +246,61 @@ export class SiteClient {
     this.inFlight.set(runId, task);
   }
 
+  /**
+   * Ends a run this site cannot carry on with: reports it failed with the reason (retrying only
+   * while the registry is unreachable), removes its container and its workspace.
+   */
+  private async failRun(ws: RunWorkspace, error: unknown): Promise<void> {
+    const { runId } = ws.record;
+    const message = coerceError(error).message;
+    const reason = `the site could not carry on with this run: ${message}`.slice(0, 1000);
+    this.logger.error('run failed at the site; reporting it failed', { runId, phase: ws.record.phase, error: message });
+    this.audit.info('run failed at the site', { event: 'run_failed_at_site', runId, reason });
+    if (ws.record.containerId && !this.config.keepOnFailure)
+      await this.engine
+        .remove(ws.record.containerId)
+        .catch((e: unknown) =>
+          this.logger.warn('could not remove container', { runId, error: coerceError(e).message }),
+        );
+    try {
+      await retry(
+        () => this.api.finish(runId, { state: 'failed', reason, digest: ws.record.digest }, this.shutdown.signal),
+        {
+          baseMs: 500,
+          capMs: this.config.poll.maxBackoffMs,
+          signal: this.shutdown.signal,
+          retryable: (e) => e instanceof RegistryUnavailableError,
+        },
+      );
+    } catch (e) {
+      if (this.shutdown.signal.aborted) return; // the workspace stays: the next start tries again
+      // Refused (e.g. 409, the run already ended at the registry): nothing more to tell it.
+      this.logger.warn('registry refused the failure report', { runId, error: coerceError(e).message });
+    }
+    await ws.remove();
+  }
+
   private async pollLoop(): Promise<void> {
     const signal = this.shutdown.signal;
     let failures = 0;
     let drained = false;
     while (!signal.aborted) {
       if (this.inFlight.size >= this.config.concurrency) {
-        this.setState('running');
+        this.states.to('full');
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         this.slotFreed = null;
         continue;
       }
       const schedule = this.config.poll.schedule;
       if (schedule.kind === 'cron' && drained) {
-        this.setState('idle');
+        this.states.to('idle');
         await new Promise<void>((resolve) => (this.cronTick = resolve));
         this.cronTick = null;
         drained = false;
         continue;
       }
-      this.setState('polling');
+      if (signal.aborted) break;
+      this.states.to('polling');
       const wait = schedule.kind === 'cron' ? 0 : this.config.poll.longPollSeconds;
       try {
         const run = await this.api.claimNext(wait, signal);
@@ -260,7 +309,7 @@ export class SiteClient {
         if (!run) {
           drained = true;
           if (schedule.kind === 'interval' && wait === 0) {
-            this.setState('idle');
+            this.states.to('idle');
             await sleep(schedule.ms, signal);
           }
           continue;
@@ -287,7 +336,7 @@ export class SiteClient {
       } catch (e) {
         if (signal.aborted) break;
         failures++;
-        const delay = backoffDelay(failures, 500, this.config.poll.maxBackoffMs);
+        const delay = backoffDelay(failures, { baseMs: 500, capMs: this.config.poll.maxBackoffMs });
         if (failures === 1) {
           if (e instanceof RegistryRefusedError)
             this.logger.error('registry refused the poll (is the site disabled or its key revoked?)', {
@@ -298,22 +347,48 @@ export class SiteClient {
             this.logger.warn('registry unavailable; backing off', { error: e.message });
           else this.logger.error('poll failed', { error: coerceError(e).message });
         }
-        this.setState('backing-off');
-        await sleep(delay, signal);
+        this.states.to('backing-off');
+        try {
+          await sleep(delay, signal);
+        } catch (aborted) {
+          if (isAbortError(aborted) || signal.aborted) break;
+          throw aborted;
+        }
       }
     }
   }
 
   /** Retries `fn` while the registry is unavailable (start-up must survive a registry that is down). */
-  private async untilAvailable<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (e) {
-        if (!(e instanceof RegistryUnavailableError) || this.shutdown.signal.aborted) throw e;
-        if (attempt === 0) this.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: e.message });
-        await sleep(backoffDelay(attempt, 500, this.config.poll.maxBackoffMs), this.shutdown.signal);
-      }
-    }
+  private untilAvailable<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, {
+      baseMs: 500,
+      capMs: this.config.poll.maxBackoffMs,
+      signal: this.shutdown.signal,
+      retryable: (e) => e instanceof RegistryUnavailableError,
+      onRetry: (e, attempt) => {
+        if (attempt === 0)
+          this.logger.warn(`registry unavailable; will keep trying to ${what}`, { error: coerceError(e).message });
+      },
+    });
+  }
+}
+
+/** Whether `work` settled within `ms` (its outcome is ignored); the timer never keeps the process alive. */
+async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      expired,
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

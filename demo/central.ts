@@ -9,7 +9,7 @@
  *
  * CLI: `node dist/demo/central.js [--seed N]` prints the reference results as JSON.
  */
-import { parseArgs } from 'node:util';
+import { integerOption, runCommandLine } from '../shared/command-line.js';
 import { DEMO_SEED, generateDemoData, OUTCOME_MODEL, type Patient } from './synthetic-data.js';
 import type { Standardization } from './federated.js';
 
@@ -185,13 +185,17 @@ export function pooledDemoPatients(seed: number = DEMO_SEED): Patient[] {
   return [...generateDemoData(seed).values()].flat();
 }
 
-function main(argv: string[]): number {
-  const { values } = parseArgs({ args: argv, options: { seed: { type: 'string' } } });
-  const seed = values.seed === undefined ? DEMO_SEED : Number(values.seed);
-  if (!Number.isInteger(seed)) {
-    process.stderr.write(`--seed must be an integer, got ${values.seed}\n`);
-    return 2;
-  }
+const USAGE = `Usage: node dist/demo/central.js [--seed N]
+  Prints the demo's computations done centrally on the pooled synthetic patients (JSON).`;
+
+export function main(argv: string[]): Promise<number> {
+  return runCommandLine(argv, { usage: USAGE, options: { seed: 'value' } }, (args) => {
+    const seed = integerOption(args, 'seed', DEMO_SEED);
+    return printCentral(seed);
+  });
+}
+
+function printCentral(seed: number): number {
   const patients = pooledDemoPatients(seed);
   const report = {
     seed,
@@ -202,4 +206,7 @@ function main(argv: string[]): number {
   return 0;
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module)
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });

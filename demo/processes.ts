@@ -14,6 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import { sleep } from '../shared/abortable.js';
 
 export interface ProcessSpec {
   /** Short name for messages, e.g. "client site-a". */
@@ -144,7 +145,7 @@ export class ManagedProcess {
       }
       if (Date.now() >= deadline)
         throw new ProcessNotReadyError(this.name, options.timeoutMs, this.spec.logFile, this.logTail());
-      await abortableDelay(LOG_POLL_MS, options.signal);
+      await sleep(LOG_POLL_MS, options.signal);
     }
   }
 
@@ -324,23 +325,4 @@ function readFrom(file: string, offset: number): Buffer {
   } finally {
     fs.closeSync(fd);
   }
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
-export function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -9,7 +9,7 @@
  * Standalone, against a running registry:
  *   PHT_URL=http://127.0.0.1:PORT PHT_TOKEN=… node dist/demo/researcher-descriptive-stats.js [--sites a,b] [--image REF]
  */
-import { parseArgs } from 'node:util';
+import { runCommandLine, stringOption } from '../shared/command-line.js';
 import { PhtClient } from '../sdk/index.js';
 import { poolDescriptiveStats, type DescriptiveStatsResult, type PooledDescriptiveStats } from './federated.js';
 import { resultsFromEverySite } from './task-results.js';
@@ -51,8 +51,16 @@ export async function federatedDescriptiveStats(
   return { taskId: task.id, stats: poolDescriptiveStats(results) };
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { sites: { type: 'string' }, image: { type: 'string' } } });
+const USAGE = `Usage: node dist/demo/researcher-descriptive-stats.js [--sites A,B,...] [--image IMAGE]
+  Runs the federated descriptive statistics over the sites (default: every enabled site); needs PHT_URL and PHT_TOKEN.`;
+
+export function main(argv: string[]): Promise<number> {
+  return runCommandLine(argv, { usage: USAGE, options: { sites: 'value', image: 'value' } }, (args) =>
+    research({ sites: stringOption(args, 'sites'), image: stringOption(args, 'image') }),
+  );
+}
+
+async function research(values: { sites: string | undefined; image: string | undefined }): Promise<number> {
   const pht = PhtClient.fromEnv();
   try {
     const sites = values.sites

@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { integerOption, runCommandLine, stringOption, UsageError } from '../shared/command-line.js';
 import Docker from 'dockerode';
 import { PhtClient } from '../sdk/index.js';
 import { centralDescriptiveStats, centralLogisticRegression, type CentralDescriptiveStats } from './central.js';
@@ -453,37 +453,33 @@ export async function main(
   env: NodeJS.ProcessEnv = process.env,
   print: Print = (line = '') => void process.stdout.write(line + '\n'),
 ): Promise<number> {
-  const usage = 'usage: node dist/demo/run-demo.js [--keep] [--site-prefix PREFIX] [--seed N]   (npm start)';
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        keep: { type: 'boolean', default: false },
-        'site-prefix': { type: 'string', default: '' },
-        seed: { type: 'string' },
-        help: { type: 'boolean', default: false },
-      },
-    }).values;
-  } catch (e) {
-    print(`${e instanceof Error ? e.message : String(e)}\n${usage}`);
-    return 2;
-  }
-  if (values.help) {
-    print(usage);
-    return 0;
-  }
-  const seed = values.seed === undefined ? DEMO_SEED : Number(values.seed);
-  if (!Number.isInteger(seed)) {
-    print(`--seed must be an integer, got ${values.seed}`);
-    return 2;
-  }
-  const sitePrefix = values['site-prefix'] ?? '';
-  if (!/^([a-z0-9][a-z0-9_-]{0,40})?$/.test(sitePrefix)) {
-    print('--site-prefix must be lowercase letters, digits, "-" or "_", starting with a letter or digit');
-    return 2;
-  }
+  const usage = 'Usage: node dist/demo/run-demo.js [--keep] [--site-prefix PREFIX] [--seed N]   (npm start)';
+  const io = {
+    stdout: (text: string) => print(text),
+    stderr: (text: string) => void process.stderr.write(text + '\n'),
+  };
+  return runCommandLine(
+    argv,
+    { usage, options: { keep: 'boolean', 'site-prefix': 'value', seed: 'value' } },
+    (args) => {
+      const seed = integerOption(args, 'seed', DEMO_SEED);
+      const sitePrefix = stringOption(args, 'site-prefix', '');
+      if (!/^([a-z0-9][a-z0-9_-]{0,40})?$/.test(sitePrefix))
+        throw new UsageError(
+          '--site-prefix must be lowercase letters, digits, "-" or "_", starting with a letter or digit',
+        );
+      return runDemo({ keep: args.values.keep === true, sitePrefix, seed }, env, print);
+    },
+    io,
+  );
+}
 
+async function runDemo(
+  values: { keep: boolean; sitePrefix: string; seed: number },
+  env: NodeJS.ProcessEnv,
+  print: Print,
+): Promise<number> {
+  const { sitePrefix, seed } = values;
   const demo = new Demo(
     {
       keep: values.keep ?? false,

@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
+import { integerOption, listOption, runCommandLine, stringOption } from '../shared/command-line.js';
 import { namedNode, Store, type NamedNode } from 'oxigraph';
 
 export interface SparqlServerOptions {
@@ -303,23 +303,23 @@ export async function startSparqlServer(options: SparqlServerOptions = {}): Prom
   };
 }
 
-async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      data: { type: 'string', multiple: true },
-      port: { type: 'string', default: '7878' },
-      host: { type: 'string', default: '127.0.0.1' },
-      'allow-update': { type: 'boolean', default: false },
+const USAGE = `Usage: node dist/demo/sparql-server.js [--data FILE.ttl]... [--port N] [--host ADDR] [--allow-update]
+  Serves the Turtle files over the SPARQL 1.1 protocol (default 127.0.0.1:7878) until SIGINT/SIGTERM.`;
+
+export function main(argv: string[]): Promise<number> {
+  return runCommandLine(
+    argv,
+    { usage: USAGE, options: { data: 'list', port: 'value', host: 'value', 'allow-update': 'boolean' } },
+    async (args) => {
+      const port = integerOption(args, 'port', 7878, 65535);
+      const turtle = listOption(args, 'data').map((file) => fs.readFileSync(file, 'utf8'));
+      return serve(turtle, stringOption(args, 'host', '127.0.0.1'), port, args.values['allow-update'] === true);
     },
-  });
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    process.stderr.write(`--port must be a port number, got ${values.port}\n`);
-    return 2;
-  }
-  const turtle = (values.data ?? []).map((file) => fs.readFileSync(file, 'utf8'));
-  const server = await startSparqlServer({ turtle, host: values.host, port, allowUpdate: values['allow-update'] });
+  );
+}
+
+async function serve(turtle: string[], host: string, port: number, allowUpdate: boolean): Promise<number> {
+  const server = await startSparqlServer({ turtle, host, port, allowUpdate });
   process.stdout.write(`SPARQL endpoint ${server.url} (${server.store.size} triples)\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();

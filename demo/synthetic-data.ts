@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { integerOption, runCommandLine, stringOption, UsageError } from '../shared/command-line.js';
 
 export const PHT_NAMESPACE = 'https://w3id.org/pht/demo#';
 export const DEMO_SEED = 20240611;
@@ -239,22 +239,20 @@ export function writeDemoTurtle(dir: string, seed: number = DEMO_SEED): Map<stri
   return files;
 }
 
-function main(argv: string[]): number {
-  const { values } = parseArgs({
-    args: argv,
-    options: { out: { type: 'string' }, seed: { type: 'string' } },
+const USAGE = `Usage: node dist/demo/synthetic-data.js --out DIR [--seed N]
+  Writes DIR/<site>.ttl (synthetic patients) for each demo site; the same seed gives the same files.`;
+
+export function main(argv: string[]): Promise<number> {
+  return runCommandLine(argv, { usage: USAGE, options: { out: 'value', seed: 'value' } }, (args) => {
+    const out = stringOption(args, 'out');
+    if (!out) throw new UsageError('--out DIR is required');
+    const seed = integerOption(args, 'seed', DEMO_SEED);
+    for (const [site, file] of writeDemoTurtle(out, seed)) process.stdout.write(`${site}\t${file}\n`);
+    return 0;
   });
-  if (!values.out) {
-    process.stderr.write('usage: node dist/demo/synthetic-data.js --out DIR [--seed N]\n');
-    return 2;
-  }
-  const seed = values.seed === undefined ? DEMO_SEED : Number(values.seed);
-  if (!Number.isInteger(seed)) {
-    process.stderr.write(`--seed must be an integer, got ${values.seed}\n`);
-    return 2;
-  }
-  for (const [site, file] of writeDemoTurtle(values.out, seed)) process.stdout.write(`${site}\t${file}\n`);
-  return 0;
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module)
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });

@@ -2,6 +2,7 @@ import type { PrincipalKind } from './store/registry-store.js';
 import { SITE_NAME_PATTERN, USER_NAME_PATTERN } from '../shared/names.js';
 import { openStore, type StoreLocation } from './store/open-store.js';
 import { RegistryError } from './errors.js';
+import { KEY_ADMIN_COMMANDS, KEY_ADMIN_USAGE, runKeyAdminCommand } from './key-admin.js';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -15,7 +16,8 @@ PHT_DATABASE_URL for a PostgreSQL registry; --json for scripts):
   node master list [sites|users]                  list principals
   node master revoke site|user NAME               disable a site or user (its key stops working)
   node master enable site|user NAME               enable it again
-  node master rotate-key site|user NAME           issue a new key; the old one stops working`;
+  node master rotate-key site|user NAME           issue a new key; the old one stops working
+${KEY_ADMIN_USAGE}`;
 
 type Print = (text: string) => void;
 
@@ -26,11 +28,13 @@ type Print = (text: string) => void;
 export async function runAdminCommand(
   command: string,
   args: string[],
-  flags: Record<string, string | true>,
+  flags: Readonly<Record<string, unknown>>,
   location: StoreLocation,
   print: Print,
 ): Promise<void> {
   const asJson = flags.json === true;
+  if (KEY_ADMIN_COMMANDS.includes(command))
+    return runKeyAdminCommand(command, args, flags, location, print, (m) => new UsageError(m));
   const store = await openStore(location);
   try {
     switch (command) {

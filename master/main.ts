@@ -1,4 +1,10 @@
-import { parseArgs } from '../shared/config-loader.js';
+import {
+  integerOption,
+  runCommandLine,
+  stringOption,
+  UsageError as CommandLineError,
+  type ParsedCommandLine,
+} from '../shared/command-line.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { ADMIN_USAGE, runAdminCommand, UsageError } from './admin-cli.js';
@@ -12,32 +18,66 @@ const USAGE = `Usage: node master [serve] [--port N] [--host ADDR] [--data-dir D
 
 ${ADMIN_USAGE}`;
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { flags, positional } = parseArgs(argv, ['json', 'help']);
-  if (flags.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const command = positional[0] ?? 'serve';
+/** Each command's own options and how many words may follow it; every command takes --data-dir, --database and --config. */
+const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
+  serve: { options: ['port', 'host'], maxArgs: 0 },
+  'create-site': { options: ['json'], maxArgs: 1 },
+  'create-user': { options: ['json', 'role'], maxArgs: 1 },
+  list: { options: ['json'], maxArgs: 1 },
+  revoke: { options: ['json'], maxArgs: 2 },
+  enable: { options: ['json'], maxArgs: 2 },
+  'rotate-key': { options: ['json'], maxArgs: 2 },
+};
+
+export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return runCommandLine(
+    argv,
+    {
+      usage: USAGE,
+      options: {
+        port: 'value',
+        host: 'value',
+        'data-dir': 'value',
+        database: 'value',
+        config: 'value',
+        json: 'boolean',
+        role: 'value',
+      },
+      positionals: { max: 3 },
+    },
+    (args) => run(args, env),
+  );
+}
+
+async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<number> {
+  const command = args.positionals[0] ?? 'serve';
+  const rest = args.positionals.slice(1);
+  const known = COMMANDS[command];
+  if (!known) throw new CommandLineError(`unknown command "${command}"`);
+  for (const [name, value] of Object.entries(args.values))
+    if (value !== undefined && !['data-dir', 'database', 'config', ...known.options].includes(name))
+      throw new CommandLineError(`option --${name} is not an option of "${command}"`);
+  const max = known.maxArgs;
+  if (rest.length > max)
+    throw new CommandLineError(`"${command}" takes at most ${max} argument(s); got "${rest.join(' ')}"`);
   try {
-    const port = flags.port === undefined ? undefined : Number(flags.port);
-    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
-      throw new UsageError('--port must be an integer from 0 to 65535');
+    const port = args.values.port === undefined ? undefined : integerOption(args, 'port', 0, 65535);
     const config = loadMasterConfig({
-      file: typeof flags.config === 'string' ? flags.config : null,
+      file: stringOption(args, 'config') ?? null,
       env,
       flags: {
         port,
-        host: typeof flags.host === 'string' ? flags.host : undefined,
-        dataDir: typeof flags['data-dir'] === 'string' ? flags['data-dir'] : undefined,
-        database: typeof flags.database === 'string' ? flags.database : undefined,
+        host: stringOption(args, 'host'),
+        dataDir: stringOption(args, 'data-dir'),
+        database: stringOption(args, 'database'),
       },
     });
     if (command !== 'serve') {
+      // Missing names are reported by the command itself, with what it expected.
       await runAdminCommand(
         command,
-        positional.slice(1),
-        flags,
+        rest,
+        args.values,
         { dataDir: config.dataDir, database: config.database, poolSize: 1 },
         (text) => console.log(text),
       );
@@ -52,6 +92,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       console.error(`error: ${e.message}`);
       return 2;
     }
+    if (e instanceof CommandLineError) throw e;
     console.error(`error: ${coerceError(e).message}`);
     return 1;
   }
@@ -73,7 +114,13 @@ function waitForSignal(logger: { info: (m: string) => unknown }, shutdown: () =>
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

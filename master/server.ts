@@ -9,7 +9,8 @@ import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
 import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
-import { connectEvents, openStore } from './store/open-store.js';
+import type { PublicKeys } from './public-keys.js';
+import { connectEvents, openPublicKeys, openStore } from './store/open-store.js';
 
 export { openStore };
 
@@ -25,6 +26,8 @@ export interface RunningRegistry {
   port: number;
   store: RegistryStore;
   events: RegistryEvents;
+  /** The public keys the registry relays (same database as `store`). */
+  keys: PublicKeys;
   /** URL of this process's GET /metrics, or null when no metrics listener is configured. */
   metricsUrl: string | null;
   /** Stops accepting requests, ends long polls, closes the database. Idempotent. */
@@ -51,8 +54,9 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   const orphans = files.removeUnreferenced(await store.storedFileNames());
   if (orphans > 0)
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
+  const keys = openPublicKeys(store, location);
   const metrics = new RegistryMetrics(store, events);
-  const app = createApp({ store, events, files, config, logger, metrics });
+  const app = createApp({ store, events, files, config, logger, keys, metrics });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):
   // check often enough that a slow-loris connection is closed close to the configured limit.
   const server = http.createServer(
@@ -96,6 +100,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${port}`,
+    keys,
     metricsUrl: metricsListener?.url ?? null,
     port,
     store,
@@ -109,6 +114,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
           server.closeAllConnections();
         });
         await bus?.close();
+        await keys.close();
         await store.close();
         logger.info('registry stopped');
       })();

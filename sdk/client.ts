@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici';
 import { isFinalRunState, type TaskStatus } from '../shared/run-state.js';
 import { LIMITS } from '../shared/schemas.js';
 import type { CreateTaskRequest, ResultFile, RunDetail, SiteInfo, Task, TaskList } from '../shared/types.js';
-import { childSignal, sleep } from './abortable.js';
+import { childSignal, sleep } from '../shared/abortable.js';
 import { mapLimit } from './concurrency.js';
 import { PhtApiError, PhtResultError, PhtTimeoutError } from './errors.js';
 import { readServerSentEvents } from './event-stream.js';

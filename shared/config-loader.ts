@@ -107,30 +107,3 @@ function setPath(target: Record<string, unknown>, dotted: string, value: unknown
   }
   cursor[keys[keys.length - 1]!] = value;
 }
-
-/** Reads `--name value` and `--name=value` flags; positional arguments are returned in order. */
-export function parseArgs(
-  argv: readonly string[],
-  booleanFlags: readonly string[] = [],
-): { flags: Record<string, string | true>; positional: string[] } {
-  const flags: Record<string, string | true> = {};
-  const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      if (eq > 0) {
-        flags[arg.slice(2, eq)] = arg.slice(eq + 1);
-      } else {
-        const name = arg.slice(2);
-        const next = argv[i + 1];
-        if (booleanFlags.includes(name) || next === undefined || next.startsWith('--')) flags[name] = true;
-        else {
-          flags[name] = next;
-          i++;
-        }
-      }
-    } else positional.push(arg);
-  }
-  return { flags, positional };
-}

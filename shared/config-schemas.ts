@@ -94,6 +94,11 @@ export const clientConfigSchema = {
         subnet: { type: 'string', pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$' },
         /** For bridge/named modes: the SPARQL URL the container should use. */
         sparqlEndpointForContainer: { type: 'string', pattern: '^https?://[^\\s]+$' },
+        /**
+         * gateway mode when the host firewall rules cannot be put in place: false (default) refuses
+         * to run containers; true runs them with no network at all, with a loud audit entry.
+         */
+        fallbackToNone: { type: 'boolean', default: false },
       },
     },
     gateway: {
@@ -104,6 +109,16 @@ export const clientConfigSchema = {
         allowUpdates: { type: 'boolean', default: false },
         maxResponseBytes: { type: 'integer', minimum: 1024, default: 67108864 },
         queryTimeout: { ...DURATION_SCHEMA, default: '120s' },
+        /** Open connections from one run's container, and from all containers together. */
+        maxConnectionsPerRun: { type: 'integer', minimum: 1, maximum: 10000, default: 16 },
+        maxConnections: { type: 'integer', minimum: 1, maximum: 100000, default: 256 },
+        /** A connection with no request in progress for this long is closed. */
+        idleTimeout: { ...DURATION_SCHEMA, default: '10s' },
+        /**
+         * Graphs a query may name in FROM / FROM NAMED (IRIs). Empty (default): queries naming a
+         * graph are refused, so a container sees only the endpoint's default dataset.
+         */
+        allowedGraphs: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 2048 }, default: [] },
       },
     },
     limits: {
@@ -119,6 +134,14 @@ export const clientConfigSchema = {
         outputFiles: { type: 'integer', minimum: 1, default: 1000 },
         logBytes: { type: 'integer', minimum: 1024, default: 1048576 },
         tmpfsMb: { type: 'integer', minimum: 1, default: 64 },
+        /** The progress file: beyond this many bytes the run fails. */
+        progressBytes: { type: 'integer', minimum: 1024, default: 1048576 },
+        /**
+         * loop-image (default): output and progress live on a loop-mounted ext4 image per run
+         * (size and file count enforced by the kernel; needs root). unenforced: plain folders,
+         * checked only by the client (an explicit opt-in, e.g. for a developer's machine).
+         */
+        disk: { enum: ['loop-image', 'unenforced'], default: 'loop-image' },
       },
     },
     poll: {

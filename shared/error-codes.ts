@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   storageFull: 'storage_full',
   /** The registry's database cannot be reached right now (503): retry later. */
   unavailable: 'unavailable',
+  checksumMismatch: 'checksum_mismatch',
+  keyRevoked: 'key_revoked',
   unknownSite: 'unknown_site',
   noSites: 'no_sites',
   internal: 'internal_error',

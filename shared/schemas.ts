@@ -22,9 +22,10 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import { ERROR_CODES } from './error-codes.js';
 import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, SITE_NAME_PATTERN } from './names.js';
-import { RUN_STATES, TASK_STATUSES } from './run-state.js';
+import { FINISH_STATES, RUN_STATES, TASK_STATUSES } from './run-state.js';
 import type { CreateTaskRequest, EmptyBody, FinishReport, LogAppend, ProgressReport } from './types.js';
 import { compile, compileQuery } from './validation.js';
+import { keyRecordSchema, publicKeySchema, registerKeySchema, rotationStatementSchema } from './key-schemas.js';
 
 export const LIMITS = {
   taskNameLength: 200,
@@ -59,7 +60,6 @@ const siteName = { type: 'string', pattern: SITE_NAME_PATTERN } as const;
 
 export const runStateSchema = { type: 'string', enum: RUN_STATES } as const;
 export const taskStatusSchema = { type: 'string', enum: TASK_STATUSES } as const;
-export const FINISH_STATES = ['completed', 'failed', 'rejected', 'timed_out', 'cancelled'] as const;
 
 // ---------------------------------------------------------------------------------------------
 // Request bodies
@@ -381,6 +381,10 @@ export const WIRE_SCHEMAS = {
   RunAssignment: runAssignmentSchema,
   SiteRunView: siteRunViewSchema,
   SiteRunList: siteRunListSchema,
+  PublicKey: publicKeySchema,
+  KeyRotation: rotationStatementSchema,
+  RegisterKeyRequest: registerKeySchema,
+  KeyRecord: keyRecordSchema,
 } as const;
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openStore } from '../../master/server.js';
 import { REPO_ROOT } from './report.js';
+import { sleep } from '../../shared/abortable.js';
 
 export interface RegistryProcess {
   url: string;
@@ -109,7 +110,7 @@ async function waitForListening(child: ChildProcess, logFile: string): Promise<n
         /* a partial line: read again */
       }
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   child.kill('SIGKILL');
   throw new Error(`registry did not report listening within 20 s; log: ${logFile}`);

@@ -1,5 +1,6 @@
 import { PhtClient } from '../../sdk/index.js';
 import { seedPrincipals, makeDataDir, startRegistryProcess, type RegistryProcess } from './registry-process.js';
+import { runCommandLine, stringOption, UsageError, type OptionKind } from '../../shared/command-line.js';
 
 export interface TrainWorld {
   registry: RegistryProcess;
@@ -33,23 +34,41 @@ export async function startWorld(
   };
 }
 
-/** Reads `--name value` and `--flag` arguments. */
-export function argOf(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
+/** A benchmark's options, read by the shared strict parser (an unknown option is refused with exit 2). */
+export interface BenchArgs {
+  /** A `--name value` option, or the fallback. */
+  string(name: string, fallback: string): string;
+  /** A `--name N` option as a non-negative number, or the fallback. */
+  number(name: string, fallback: number): number;
+  /** Whether the boolean `--name` was given. */
+  flag(name: string): boolean;
 }
 
-export function numberArg(name: string, fallback: number): number {
-  const value = Number(argOf(name, String(fallback)));
-  if (!Number.isFinite(value) || value < 0) throw new Error(`--${name} must be a non-negative number`);
-  return value;
-}
-
-/** Runs a benchmark's main and sets the exit code; errors are printed, not thrown at top level. */
-export function runMain(main: () => Promise<void>): void {
-  main().then(
-    () => {
-      process.exitCode = 0;
+/**
+ * Runs a benchmark's main with its command line parsed strictly against `options` (`--help`
+ * prints `usage`), and sets the exit code; errors are printed, not thrown at top level.
+ */
+export function runMain(
+  spec: { usage: string; options: Record<string, OptionKind> },
+  main: (args: BenchArgs) => Promise<void>,
+): void {
+  runCommandLine(process.argv.slice(2), spec, async (parsed) => {
+    const args: BenchArgs = {
+      string: (name, fallback) => stringOption(parsed, name, fallback),
+      number: (name, fallback) => {
+        const raw = stringOption(parsed, name);
+        const value = raw === undefined ? fallback : Number(raw);
+        if (!Number.isFinite(value) || value < 0)
+          throw new UsageError(`--${name} must be a non-negative number, got "${raw ?? ''}"`);
+        return value;
+      },
+      flag: (name) => parsed.values[name] === true,
+    };
+    await main(args);
+    return 0;
+  }).then(
+    (code) => {
+      process.exitCode = code;
     },
     (e: unknown) => {
       console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));

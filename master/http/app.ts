@@ -5,6 +5,8 @@ import type { ApiErrorBody } from '../../shared/types.js';
 import { RegistryError } from '../errors.js';
 import { authenticate } from './auth.js';
 import type { RegistryContext } from './context.js';
+import { PublicKeyStore } from '../public-keys.js';
+import { keyRoutes } from './key-routes.js';
 import { openApiDocument } from './openapi.js';
 import { researcherRoutes } from './researcher-routes.js';
 import { siteRoutes } from './site-routes.js';
@@ -35,6 +37,7 @@ export function createApp(ctx: RegistryContext): express.Express {
   // PUT carries a result file's raw bytes, whatever its Content-Type (a site may label result.json
   // as JSON): the upload route streams them to disk itself, so they must not be parsed here.
   api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
+  api.use(keyRoutes(ctx, ctx.keys ?? new PublicKeyStore(ctx.config.dataDir)));
   api.use('/site', siteRoutes(ctx));
   api.use(researcherRoutes(ctx));
   app.use('/api/v1', api);

@@ -142,6 +142,52 @@ export const ROUTES: readonly RouteDoc[] = [
     answers: { '200': { description: 'OpenAPI 3.1' } },
   },
   {
+    method: 'post',
+    path: '/public-key',
+    summary: "Register the researcher's public key (a change needs a rotation signed by the registered key)",
+    who: 'researcher',
+    body: { json: 'RegisterKeyRequest' },
+    answers: {
+      '200': { description: 'Already registered: nothing changed', json: 'KeyRecord' },
+      '201': { description: 'Registered', json: 'KeyRecord' },
+      '409': { description: 'Another key is registered and no valid rotation was sent', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/keys/{kind}/{principal}',
+    summary: 'The public key of a site, researcher or TTP, with its signed rotations (clients pin it)',
+    who: 'researcher',
+    answers: {
+      '200': { description: 'The key', json: 'KeyRecord' },
+      '410': { description: 'The key was revoked', json: 'Error' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/site/public-key',
+    summary: "Register the site's public key (a change needs a rotation signed by the registered key)",
+    who: 'site',
+    body: { json: 'RegisterKeyRequest' },
+    answers: {
+      '200': { description: 'Already registered: nothing changed', json: 'KeyRecord' },
+      '201': { description: 'Registered', json: 'KeyRecord' },
+      '409': { description: 'Another key is registered and no valid rotation was sent', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/site/keys/{kind}/{principal}',
+    summary: 'The public key of a researcher, TTP or site, with its signed rotations (clients pin it)',
+    who: 'site',
+    answers: {
+      '200': { description: 'The key', json: 'KeyRecord' },
+      '410': { description: 'The key was revoked', json: 'Error' },
+    },
+  },
+  {
     method: 'get',
     path: '/site/me',
     summary: 'Which site the key belongs to',
@@ -282,15 +328,24 @@ function answerDoc(answer: Answer): object {
 function operationDoc(route: RouteDoc): object {
   const parameters = [
     ...pathParams(route.path).map((name) =>
-      name === 'name'
+      name === 'kind' || name === 'principal'
         ? {
             name,
             in: 'path',
             required: true,
-            description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
-            schema: { type: 'string', minLength: 1 },
+            description: name === 'kind' ? 'site, user or ttp' : 'The name of the site, researcher or TTP',
+            schema:
+              name === 'kind' ? { type: 'string', enum: ['site', 'user', 'ttp'] } : { type: 'string', minLength: 1 },
           }
-        : { name, in: 'path', required: true, description: RUN_ID, schema: { type: 'integer', minimum: 1 } },
+        : name === 'name'
+          ? {
+              name,
+              in: 'path',
+              required: true,
+              description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
+              schema: { type: 'string', minLength: 1 },
+            }
+          : { name, in: 'path', required: true, description: RUN_ID, schema: { type: 'integer', minimum: 1 } },
     ),
     ...Object.entries(route.query?.properties ?? {}).map(([name, schema]) => {
       const { description, ...rest } = schema as { description?: string };

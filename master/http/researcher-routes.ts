@@ -11,7 +11,7 @@ import {
   validateTaskListQuery,
   validateTaskWaitQuery,
 } from '../../shared/schemas.js';
-import type { Task, TaskWaitResult } from '../../shared/types.js';
+import type { RunDetail, Task, TaskWaitResult } from '../../shared/types.js';
 import { NotFoundError, RegistryError } from '../errors.js';
 import type { Principal } from '../store/registry-store.js';
 import { principalOf, requireUser } from './auth.js';
@@ -40,20 +40,19 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   router.use(requireUser);
 
   /** A task the caller may see: its owner's, or any for an admin. Others get the same 404. */
-  async function visibleTask(principal: Principal, taskId: number) {
-    const task = await store.getTask(taskId);
-    if (!task || (principal.role !== 'admin' && task.ownerId !== principal.id))
+  async function visibleTask(principal: Principal, taskId: number): Promise<Task> {
+    const owned = await store.getTask(taskId);
+    if (!owned || (principal.role !== 'admin' && owned.ownerId !== principal.id))
       throw new NotFoundError(`task ${taskId}`);
-    return task;
+    return owned.task;
   }
 
-  async function visibleRun(principal: Principal, runId: number) {
-    const run = await store.getRun(runId);
-    if (!run || (principal.role !== 'admin' && run.ownerId !== principal.id)) throw new NotFoundError(`run ${runId}`);
-    return run;
+  async function visibleRun(principal: Principal, runId: number): Promise<RunDetail> {
+    const owned = await store.getRun(runId);
+    if (!owned || (principal.role !== 'admin' && owned.ownerId !== principal.id))
+      throw new NotFoundError(`run ${runId}`);
+    return owned.run;
   }
-
-  const publicTask = ({ ownerId: _ownerId, ...task }: Task & { ownerId: number }): Task => task;
 
   router.get('/me', (_req, res) => {
     const p = principalOf(res);
@@ -105,7 +104,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
 
   router.get('/tasks/:id', async (req, res) => {
     query(req, validateEmptyQuery);
-    res.json(publicTask(await visibleTask(principalOf(res), idParam(req, 'id'))));
+    res.json(await visibleTask(principalOf(res), idParam(req, 'id')));
   });
 
   // Long poll: answers as soon as every run is final, or with done=false when the wait is over.
@@ -124,7 +123,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
       const done = status !== null && isFinalTaskStatus(status);
       const left = deadline - Date.now();
       if (done || left <= 0 || abort.signal.aborted) {
-        const body: TaskWaitResult = { ...publicTask(await visibleTask(principal, taskId)), done };
+        const body: TaskWaitResult = { ...(await visibleTask(principal, taskId)), done };
         res.json(body);
         return;
       }
@@ -144,7 +143,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     res.on('close', () => abort.abort());
     let last = '';
     while (!abort.signal.aborted) {
-      const task = publicTask(await visibleTask(principal, taskId));
+      const task = await visibleTask(principal, taskId);
       const data = JSON.stringify(task);
       if (data !== last) {
         res.write(`event: task\ndata: ${data}\n\n`);
@@ -165,7 +164,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     jsonBody(req, validateEmptyBody, true);
     const task = await visibleTask(principal, taskId);
     if (isFinalTaskStatus(task.status)) {
-      res.json(publicTask(task));
+      res.json(task);
       return;
     }
     const cancelled = await store.cancelTask(taskId);
@@ -176,8 +175,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   });
 
   router.get('/runs/:id', async (req, res) => {
-    const { ownerId: _ownerId, ...run } = await visibleRun(principalOf(res), idParam(req, 'id'));
-    res.json(run);
+    res.json(await visibleRun(principalOf(res), idParam(req, 'id')));
   });
 
   router.get('/runs/:id/log', async (req, res) => {

@@ -1,6 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import {
+  LIMITS,
   validateClaimQuery,
   validateEmptyBody,
   validateFinishReport,
@@ -8,6 +9,7 @@ import {
   validateProgressReport,
 } from '../../shared/schemas.js';
 import { NotFoundError, RegistryError } from '../errors.js';
+import { storeResultFile } from '../result-uploads.js';
 import { principalOf, requireSite } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { filePathParam, idParam, jsonBody, query } from './request-parsing.js';
@@ -90,6 +92,14 @@ export function siteRoutes(ctx: RegistryContext): Router {
     const site = principalOf(res);
     const runId = idParam(req, 'id');
     const body = jsonBody(req, validateLogAppend);
+    const bytes = Buffer.byteLength(body.text, 'utf8');
+    if (bytes > LIMITS.logAppendBytes) {
+      throw new RegistryError(
+        413,
+        ERROR_CODES.payloadTooLarge,
+        `one log append may be at most ${LIMITS.logAppendBytes} bytes of UTF-8; this one is ${bytes}`,
+      );
+    }
     res.json(await store.appendLog(site.id, runId, body.text, config.limits.logBytes));
   });
 
@@ -99,30 +109,11 @@ export function siteRoutes(ctx: RegistryContext): Router {
     const site = principalOf(res);
     const runId = idParam(req, 'id');
     const name = filePathParam(req);
-    const check = await store.checkFileUpload(site.id, runId, name, config.limits.filesPerRun);
-    const maxBytes = Math.min(config.limits.resultFileBytes, config.limits.runResultBytes - check.runBytes);
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
-    if (declared !== null && declared > maxBytes) {
-      throw new RegistryError(
-        413,
-        ERROR_CODES.payloadTooLarge,
-        `file is ${declared} bytes; at most ${maxBytes} more bytes are allowed for this run`,
-      );
-    }
-    const stored = await files.receive(req, maxBytes);
+    const stored = await storeResultFile({ store, files, limits: config.limits }, site.id, runId, name, req, declared);
     ctx.metrics?.uploadBytes.inc(stored.size);
-    let outcome;
-    try {
-      outcome = await store.recordFile(site.id, runId, { name, ...stored });
-    } catch (e) {
-      files.remove(stored.storedAs);
-      throw e;
-    }
-    // An identical re-upload to a finished run keeps the first copy; a replaced file is dropped.
-    if (outcome.duplicate) files.remove(stored.storedAs);
-    else if (outcome.previous) files.remove(outcome.previous.storedAs);
     logger.info('result file stored', { runId, site: site.name, file: name, size: stored.size });
-    res.status(201).json({ name, size: stored.size, sha256: stored.sha256 });
+    res.status(201).json(stored);
   });
 
   router.post('/runs/:id/finish', async (req, res) => {

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RegistryEvents } from '../events.js';
+import { PublicKeyStore, type PublicKeys } from '../public-keys.js';
+import { PostgresPublicKeys } from './postgres-public-keys.js';
 import { PostgresEventBus } from './postgres-events.js';
 import { PostgresRegistryStore } from './postgres-store.js';
 import type { RegistryStore } from './registry-store.js';
@@ -54,4 +56,11 @@ export async function connectEvents(
   });
   events.attach(bus);
   return bus;
+}
+
+/** The public keys the registry relays, in the same database as `store` (migrated by it). */
+export function openPublicKeys(store: RegistryStore, location: StoreLocation): PublicKeys {
+  return store instanceof PostgresRegistryStore
+    ? new PostgresPublicKeys(store.pool)
+    : new PublicKeyStore(location.dataDir);
 }

@@ -1,5 +1,11 @@
 import pg from 'pg';
-import { deriveTaskStatus, isFinalRunState, type RunState } from '../../shared/run-state.js';
+import {
+  deriveTaskStatus,
+  isFinalRunState,
+  siteActionRefusal,
+  type RunState,
+  type SiteAction,
+} from '../../shared/run-state.js';
 import type {
   FinishReport,
   ProgressReport,
@@ -16,12 +22,14 @@ import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migratePostgres } from './postgres-migrate.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
+  FileLimits,
   NewTask,
+  OwnedRun,
+  OwnedTask,
   Principal,
   PrincipalKind,
   PrincipalRole,
   RegistryStore,
-  RunWithOwner,
   StoredFile,
   SweepOutcome,
   TaskQuery,
@@ -128,6 +136,12 @@ function toSiteView(row: RunRow): SiteRunView {
   return { id: row.id, taskId: row.task_id, status: row.status, cancelRequested: row.cancel_requested };
 }
 
+/** 409 when shared/run-state.ts does not allow the site's action in the run's state. */
+function refuseUnlessAllowed(action: SiteAction, row: RunRow): void {
+  const refusal = siteActionRefusal(action, row.status);
+  if (refusal !== null) throw new ConflictError(`run ${row.id} ${refusal}`, { status: row.status });
+}
+
 /** PostgreSQL error codes (SQLSTATE) the store reacts to. */
 const PG = {
   uniqueViolation: '23505',
@@ -174,6 +188,31 @@ export interface PostgresStoreOptions {
 }
 
 type Queryable = pg.ClientBase | pg.Pool;
+
+/** 413 when the run would hold too many files, or (with `size`) too many bytes. */
+function refuseOverFileLimits(
+  runId: number,
+  existing: StoredFile | null,
+  stats: { n: number; bytes: number },
+  size: number,
+  limits: FileLimits,
+): void {
+  if (!existing && stats.n >= limits.filesPerRun) {
+    throw new RegistryError(
+      413,
+      ERROR_CODES.payloadTooLarge,
+      `run ${runId} already has the maximum of ${limits.filesPerRun} files`,
+    );
+  }
+  const total = stats.bytes - (existing?.size ?? 0) + size;
+  if (total > limits.runResultBytes || size > limits.resultFileBytes) {
+    throw new RegistryError(
+      413,
+      ERROR_CODES.payloadTooLarge,
+      `run ${runId} may hold at most ${limits.runResultBytes} bytes of results (files of at most ${limits.resultFileBytes}); this file would make ${total}`,
+    );
+  }
+}
 
 /**
  * The PostgreSQL backend: one database shared by any number of registry processes. Every
@@ -420,8 +459,7 @@ export class PostgresRegistryStore implements RegistryStore {
       );
       return taskId;
     });
-    const { ownerId: _ownerId, ...created } = (await this.getTask(id))!;
-    return created;
+    return (await this.getTask(id))!.task;
   }
 
   private async runsOfTasks(on: Queryable, taskIds: number[]): Promise<Map<number, RunDetail[]>> {
@@ -436,20 +474,19 @@ export class PostgresRegistryStore implements RegistryStore {
     return byTask;
   }
 
-  private static toTask(row: TaskRow, runs: RunDetail[]): Task & { ownerId: number } {
+  private static toTask(row: TaskRow, runs: RunDetail[]): Task {
     return {
       id: row.id,
       name: row.name,
       image: row.image,
       owner: row.owner_name,
-      ownerId: row.owner_id,
       status: row.status,
       createdAt: row.created_at.toISOString(),
       runs,
     };
   }
 
-  async getTask(taskId: number): Promise<(Task & { ownerId: number }) | null> {
+  async getTask(taskId: number): Promise<OwnedTask | null> {
     const { rows } = await this.q<TaskRow>(
       this.pool,
       'task',
@@ -458,7 +495,8 @@ export class PostgresRegistryStore implements RegistryStore {
     );
     const row = rows[0];
     if (!row) return null;
-    return PostgresRegistryStore.toTask(row, (await this.runsOfTasks(this.pool, [row.id])).get(row.id) ?? []);
+    const runs = (await this.runsOfTasks(this.pool, [row.id])).get(row.id) ?? [];
+    return { task: PostgresRegistryStore.toTask(row, runs), ownerId: row.owner_id };
   }
 
   async getTaskStatus(taskId: number): Promise<Task['status'] | null> {
@@ -504,10 +542,7 @@ export class PostgresRegistryStore implements RegistryStore {
       rows.map((r) => r.id),
     );
     return {
-      tasks: rows.map((r) => {
-        const { ownerId: _ownerId, ...task } = PostgresRegistryStore.toTask(r, runs.get(r.id) ?? []);
-        return task;
-      }),
+      tasks: rows.map((r) => PostgresRegistryStore.toTask(r, runs.get(r.id) ?? [])),
       total,
     };
   }
@@ -562,8 +597,10 @@ export class PostgresRegistryStore implements RegistryStore {
       await this.q(
         c,
         'flagRunningRuns',
-        `UPDATE runs SET cancel_requested = TRUE, last_contact_at = COALESCE(last_contact_at, $2)
-           WHERE task_id = $1 AND status = 'running'`,
+        // From the flag on, the site has one lease to confirm (see forceCancel in sweep); a
+        // repeated cancel does not extend it.
+        `UPDATE runs SET cancel_requested = TRUE, last_contact_at = $2
+           WHERE task_id = $1 AND status = 'running' AND NOT cancel_requested`,
         [taskId, Date.now()],
       );
       // The task row last, as every other transaction does (runs, then their task): taking it
@@ -571,8 +608,7 @@ export class PostgresRegistryStore implements RegistryStore {
       await this.q(c, 'cancelTask', 'UPDATE tasks SET cancelled = TRUE, updated_at = now() WHERE id = $1', [taskId]);
       await this.refreshTaskStatus(c, taskId);
     });
-    const { ownerId: _ownerId, ...task } = (await this.getTask(taskId))!;
-    return task;
+    return (await this.getTask(taskId))!.task;
   }
 
   async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
@@ -636,13 +672,12 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null> {
-    const { rows } = await this.q<RunRow>(
-      this.pool,
-      'touchSiteRun',
-      `UPDATE runs r SET last_contact_at = $3 FROM principals p WHERE p.id = r.site_id AND r.id = $1 AND r.site_id = $2 RETURNING ${RUN_COLUMNS}`,
-      [runId, siteId, Date.now()],
-    );
-    return rows[0] ? toSiteView(rows[0]) : null;
+    try {
+      return toSiteView(await this.siteRunRow(this.pool, siteId, runId, false));
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
   }
 
   async listSiteRuns(siteId: number, states: readonly RunState[]): Promise<SiteRunView[]> {
@@ -659,10 +694,7 @@ export class PostgresRegistryStore implements RegistryStore {
   async startRun(siteId: number, runId: number): Promise<SiteRunView> {
     return this.tx(async (c) => {
       const row = await this.siteRunRow(c, siteId, runId);
-      if (row.status === 'running') throw new ConflictError(`run ${runId} was already started`, { status: row.status });
-      if (row.status !== 'assigned' && row.status !== 'queued') {
-        throw new ConflictError(`run ${runId} cannot start: it is ${row.status}`, { status: row.status });
-      }
+      refuseUnlessAllowed('start', row);
       const now = Date.now();
       await this.q(
         c,
@@ -675,15 +707,10 @@ export class PostgresRegistryStore implements RegistryStore {
     });
   }
 
-  private requireRunning(row: RunRow, action: string): void {
-    if (row.status !== 'running')
-      throw new ConflictError(`cannot ${action}: run ${row.id} is ${row.status}`, { status: row.status });
-  }
-
   async reportProgress(siteId: number, runId: number, progress: ProgressReport): Promise<SiteRunView> {
     return this.tx(async (c) => {
       const row = await this.siteRunRow(c, siteId, runId);
-      this.requireRunning(row, 'report progress');
+      refuseUnlessAllowed('progress', row);
       await this.q(
         c,
         'progress',
@@ -697,7 +724,7 @@ export class PostgresRegistryStore implements RegistryStore {
   async appendLog(siteId: number, runId: number, text: string, maxLogBytes: number): Promise<SiteRunView> {
     return this.tx(async (c) => {
       const row = await this.siteRunRow(c, siteId, runId);
-      this.requireRunning(row, 'append to the log');
+      refuseUnlessAllowed('log', row);
       if (row.log_truncated || text.length === 0) {
         await this.contact(c, runId);
         return toSiteView(row);
@@ -731,29 +758,30 @@ export class PostgresRegistryStore implements RegistryStore {
     siteId: number,
     runId: number,
     name: string,
-    maxFiles: number,
-  ): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }> {
+    limits: FileLimits,
+  ): Promise<{ maxBytes: number }> {
     const row = await this.siteRunRow(this.pool, siteId, runId, false);
-    if (row.status !== 'running' && !isFinalRunState(row.status)) {
-      throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
-    }
+    refuseUnlessAllowed('upload', row);
     const existing = await this.fileRow(this.pool, runId, name);
-    const stats = (
-      await this.q<{ n: number; bytes: number }>(
-        this.pool,
-        'fileStats',
-        'SELECT COUNT(*)::int AS n, COALESCE(SUM(size), 0)::bigint AS bytes FROM run_files WHERE run_id = $1',
-        [runId],
-      )
-    ).rows[0]!;
-    if (!existing && stats.n >= maxFiles) {
-      throw new RegistryError(
-        413,
-        ERROR_CODES.payloadTooLarge,
-        `run ${runId} already has the maximum of ${maxFiles} files`,
-      );
+    // A final run keeps its files; only an identical copy of one of them is accepted (and dropped).
+    if (isFinalRunState(row.status)) {
+      if (!existing) throw new ConflictError(`cannot add files: run ${runId} is ${row.status}`, { status: row.status });
+      return { maxBytes: limits.resultFileBytes };
     }
-    return { existing, runFinal: isFinalRunState(row.status), runBytes: stats.bytes - (existing?.size ?? 0) };
+    const stats = await this.fileStats(this.pool, runId);
+    refuseOverFileLimits(runId, existing, stats, 0, limits);
+    const room = limits.runResultBytes - (stats.bytes - (existing?.size ?? 0));
+    return { maxBytes: Math.max(0, Math.min(limits.resultFileBytes, room)) };
+  }
+
+  private async fileStats(on: Queryable, runId: number): Promise<{ n: number; bytes: number }> {
+    const { rows } = await this.q<{ n: number; bytes: number }>(
+      on,
+      'fileStats',
+      'SELECT COUNT(*)::int AS n, COALESCE(SUM(size), 0)::bigint AS bytes FROM run_files WHERE run_id = $1',
+      [runId],
+    );
+    return rows[0]!;
   }
 
   private async fileRow(on: Queryable, runId: number, name: string): Promise<StoredFile | null> {
@@ -771,19 +799,21 @@ export class PostgresRegistryStore implements RegistryStore {
     siteId: number,
     runId: number,
     file: StoredFile,
-  ): Promise<{ previous: StoredFile | null; duplicate: boolean }> {
+    limits: FileLimits,
+  ): Promise<{ unreferenced: string[] }> {
     return this.tx(async (c) => {
-      // The run's lock also serializes two uploads of the same name: the second sees the first.
+      // The run's row lock serializes the uploads of one run: each checks the limits against the
+      // totals the others committed, so together they cannot pass the run's limit.
       const row = await this.siteRunRow(c, siteId, runId);
+      refuseUnlessAllowed('upload', row);
       const existing = await this.fileRow(c, runId, file.name);
       if (isFinalRunState(row.status)) {
         // A site retrying after a crash may upload again what it already delivered: harmless.
         if (existing && existing.sha256 === file.sha256 && existing.size === file.size)
-          return { previous: null, duplicate: true };
+          return { unreferenced: [file.storedAs] };
         throw new ConflictError(`cannot change files: run ${runId} is ${row.status}`, { status: row.status });
       }
-      if (row.status !== 'running')
-        throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
+      refuseOverFileLimits(runId, existing, await this.fileStats(c, runId), file.size, limits);
       await this.q(
         c,
         'upsertFile',
@@ -792,30 +822,16 @@ export class PostgresRegistryStore implements RegistryStore {
         [runId, file.name, file.size, file.sha256, file.storedAs],
       );
       await this.contact(c, runId);
-      return { previous: existing, duplicate: false };
+      return { unreferenced: existing ? [existing.storedAs] : [] };
     });
   }
 
   async finishRun(siteId: number, runId: number, report: FinishReport): Promise<SiteRunView> {
     return this.tx(async (c) => {
       const row = await this.siteRunRow(c, siteId, runId);
-      if (isFinalRunState(row.status)) {
-        // Repeating the same finish (a retry after a lost response) is answered as success.
-        if (row.status === report.state) return toSiteView(row);
-        throw new ConflictError(`run ${runId} already ended as ${row.status}`, { status: row.status });
-      }
-      const allowedFrom: Record<FinishReport['state'], RunState[]> = {
-        completed: ['running'],
-        timed_out: ['running'],
-        failed: ['queued', 'assigned', 'running'],
-        cancelled: ['queued', 'assigned', 'running'],
-        rejected: ['queued', 'assigned'],
-      };
-      if (!allowedFrom[report.state].includes(row.status)) {
-        throw new ConflictError(`run ${runId} cannot become ${report.state}: it is ${row.status}`, {
-          status: row.status,
-        });
-      }
+      refuseUnlessAllowed({ finish: report.state }, row);
+      // Repeating the same finish (a retry after a lost response) is answered as success.
+      if (isFinalRunState(row.status)) return toSiteView(row);
       const now = Date.now();
       await this.q(
         c,
@@ -838,7 +854,7 @@ export class PostgresRegistryStore implements RegistryStore {
     });
   }
 
-  async getRun(runId: number): Promise<RunWithOwner | null> {
+  async getRun(runId: number): Promise<OwnedRun | null> {
     const { rows } = await this.q<RunRow & { owner_id: number }>(
       this.pool,
       'run',
@@ -846,7 +862,7 @@ export class PostgresRegistryStore implements RegistryStore {
       [runId],
     );
     const row = rows[0];
-    return row ? { ...toRunDetail(row), ownerId: row.owner_id } : null;
+    return row ? { run: toRunDetail(row), ownerId: row.owner_id } : null;
   }
 
   async readLog(runId: number): Promise<string> {

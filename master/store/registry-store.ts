@@ -52,8 +52,22 @@ export interface StoredFile {
   storedAs: string;
 }
 
-export interface RunWithOwner extends RunDetail {
+/** A task and the id of the researcher who owns it: beside the wire shape, not inside it. */
+export interface OwnedTask {
+  task: Task;
   ownerId: number;
+}
+
+export interface OwnedRun {
+  run: RunDetail;
+  ownerId: number;
+}
+
+/** The limits of one run's result files (from the registry's config). */
+export interface FileLimits {
+  filesPerRun: number;
+  resultFileBytes: number;
+  runResultBytes: number;
 }
 
 export interface SweepOutcome {
@@ -80,7 +94,7 @@ export interface RegistryStore {
   listSites(): Promise<SiteInfo[]>;
 
   createTask(owner: Principal, task: NewTask): Promise<Task>;
-  getTask(taskId: number): Promise<(Task & { ownerId: number }) | null>;
+  getTask(taskId: number): Promise<OwnedTask | null>;
   /** Only the derived status: cheap, for long polls woken by every run change. */
   getTaskStatus(taskId: number): Promise<Task['status'] | null>;
   listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }>;
@@ -95,22 +109,21 @@ export interface RegistryStore {
   startRun(siteId: number, runId: number): Promise<SiteRunView>;
   reportProgress(siteId: number, runId: number, progress: ProgressReport): Promise<SiteRunView>;
   appendLog(siteId: number, runId: number, text: string, maxLogBytes: number): Promise<SiteRunView>;
-  /** Checks that a file may be stored for this run now (before its bytes are received). */
-  checkFileUpload(
-    siteId: number,
-    runId: number,
-    name: string,
-    maxFiles: number,
-  ): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }>;
-  /** Records an uploaded file; `duplicate` means an identical copy was already stored and kept. */
-  recordFile(
-    siteId: number,
-    runId: number,
-    file: StoredFile,
-  ): Promise<{ previous: StoredFile | null; duplicate: boolean }>;
+  /**
+   * Before a file's bytes are received: refuses an upload that cannot succeed (404, 409, 413) and
+   * says how many bytes it may have. Advisory only: recordFile decides, as other uploads of the
+   * same run may be recorded in between.
+   */
+  checkFileUpload(siteId: number, runId: number, name: string, limits: FileLimits): Promise<{ maxBytes: number }>;
+  /**
+   * Records a received file in one transaction that checks the run's state and every limit again
+   * (409, 413). Answers the stored files nobody refers to any more, for the caller to remove: the
+   * replaced copy, or the new one when an identical file was already recorded for a final run.
+   */
+  recordFile(siteId: number, runId: number, file: StoredFile, limits: FileLimits): Promise<{ unreferenced: string[] }>;
   finishRun(siteId: number, runId: number, report: FinishReport): Promise<SiteRunView>;
 
-  getRun(runId: number): Promise<RunWithOwner | null>;
+  getRun(runId: number): Promise<OwnedRun | null>;
   readLog(runId: number): Promise<string>;
   listFiles(runId: number): Promise<ResultFile[]>;
   getFile(runId: number, name: string): Promise<StoredFile | null>;

@@ -1,6 +1,12 @@
 import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import { deriveTaskStatus, isFinalRunState, type RunState } from '../../shared/run-state.js';
+import {
+  deriveTaskStatus,
+  isFinalRunState,
+  siteActionRefusal,
+  type RunState,
+  type SiteAction,
+} from '../../shared/run-state.js';
 import type {
   FinishReport,
   ProgressReport,
@@ -16,12 +22,14 @@ import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migrate } from './migrate.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
+  FileLimits,
   NewTask,
+  OwnedRun,
+  OwnedTask,
   Principal,
   PrincipalKind,
   PrincipalRole,
   RegistryStore,
-  RunWithOwner,
   StoredFile,
   SweepOutcome,
   TaskQuery,
@@ -116,6 +124,12 @@ function toSiteView(row: RunRow): SiteRunView {
 
 const isoNow = () => new Date().toISOString();
 
+/** 409 when shared/run-state.ts does not allow the site's action in the run's state. */
+function refuseUnlessAllowed(action: SiteAction, row: RunRow): void {
+  const refusal = siteActionRefusal(action, row.status);
+  if (refusal !== null) throw new ConflictError(`run ${row.id} ${refusal}`, { status: row.status });
+}
+
 /** The SQLite backend: one file, WAL, every multi-step change in one transaction. */
 export class SqliteRegistryStore implements RegistryStore {
   private readonly db: Database.Database;
@@ -161,8 +175,10 @@ export class SqliteRegistryStore implements RegistryStore {
       cancelWaitingRuns: db.prepare(
         "UPDATE runs SET status = 'cancelled', reason = 'cancelled by the researcher', finished_at = ?, lease_expires_at = NULL WHERE task_id = ? AND status IN ('queued', 'assigned')",
       ),
+      // From the flag on, the site has one lease to confirm (see unconfirmedCancels); a repeated
+      // cancel does not extend it.
       flagRunningRuns: db.prepare(
-        "UPDATE runs SET cancel_requested = 1, last_contact_at = COALESCE(last_contact_at, ?) WHERE task_id = ? AND status = 'running'",
+        "UPDATE runs SET cancel_requested = 1, last_contact_at = ? WHERE task_id = ? AND status = 'running' AND cancel_requested = 0",
       ),
       // Oldest queued run of this site first; the (site_id, status, id) index makes this one seek.
       nextQueued: db.prepare("SELECT id FROM runs WHERE site_id = ? AND status = 'queued' ORDER BY id LIMIT 1"),
@@ -321,27 +337,25 @@ export class SqliteRegistryStore implements RegistryStore {
       for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
       return taskId;
     })();
-    const { ownerId: _ownerId, ...created } = (await this.getTask(id))!;
-    return created;
+    return (await this.getTask(id))!.task;
   }
 
-  private taskFromRow(row: TaskRow): Task & { ownerId: number } {
+  private taskFromRow(row: TaskRow): Task {
     const runs = (this.stmt.taskRuns.all(row.id) as RunRow[]).map(toRunDetail);
     return {
       id: row.id,
       name: row.name,
       image: row.image,
       owner: row.owner_name,
-      ownerId: row.owner_id,
       status: row.status,
       createdAt: row.created_at,
       runs,
     };
   }
 
-  async getTask(taskId: number): Promise<(Task & { ownerId: number }) | null> {
+  async getTask(taskId: number): Promise<OwnedTask | null> {
     const row = this.stmt.task.get(taskId) as TaskRow | undefined;
-    return row ? this.taskFromRow(row) : null;
+    return row ? { task: this.taskFromRow(row), ownerId: row.owner_id } : null;
   }
 
   async getTaskStatus(taskId: number): Promise<Task['status'] | null> {
@@ -372,13 +386,7 @@ export class SqliteRegistryStore implements RegistryStore {
         `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id ${clause} ORDER BY t.id DESC LIMIT ? OFFSET ?`,
       )
       .all(...params, query.limit, query.offset) as TaskRow[];
-    return {
-      tasks: rows.map((r) => {
-        const { ownerId: _ownerId, ...task } = this.taskFromRow(r);
-        return task;
-      }),
-      total,
-    };
+    return { tasks: rows.map((r) => this.taskFromRow(r)), total };
   }
 
   /** Recomputes a task's stored status from its runs; call inside the transaction that changed them. */
@@ -401,8 +409,7 @@ export class SqliteRegistryStore implements RegistryStore {
       this.stmt.flagRunningRuns.run(Date.now(), taskId);
       this.refreshTaskStatus(taskId);
     })();
-    const { ownerId: _ownerId, ...task } = (await this.getTask(taskId))!;
-    return task;
+    return (await this.getTask(taskId))!.task;
   }
 
   async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
@@ -444,7 +451,6 @@ export class SqliteRegistryStore implements RegistryStore {
 
   async getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null> {
     const row = this.stmt.siteRun.get(runId, siteId) as RunRow | undefined;
-    if (row) this.stmt.contact.run(Date.now(), runId);
     return row ? toSiteView(row) : null;
   }
 
@@ -458,11 +464,7 @@ export class SqliteRegistryStore implements RegistryStore {
     return this.db
       .transaction(() => {
         const row = this.siteRunRow(siteId, runId);
-        if (row.status === 'running')
-          throw new ConflictError(`run ${runId} was already started`, { status: row.status });
-        if (row.status !== 'assigned' && row.status !== 'queued') {
-          throw new ConflictError(`run ${runId} cannot start: it is ${row.status}`, { status: row.status });
-        }
+        refuseUnlessAllowed('start', row);
         const now = Date.now();
         this.stmt.start.run(new Date(now).toISOString(), now, runId);
         this.refreshTaskStatus(row.task_id);
@@ -471,15 +473,10 @@ export class SqliteRegistryStore implements RegistryStore {
       .immediate();
   }
 
-  private requireRunning(row: RunRow, action: string): void {
-    if (row.status !== 'running')
-      throw new ConflictError(`cannot ${action}: run ${row.id} is ${row.status}`, { status: row.status });
-  }
-
   async reportProgress(siteId: number, runId: number, progress: ProgressReport): Promise<SiteRunView> {
     return this.db.transaction(() => {
       const row = this.siteRunRow(siteId, runId);
-      this.requireRunning(row, 'report progress');
+      refuseUnlessAllowed('progress', row);
       this.stmt.progress.run(progress.current, progress.total ?? null, progress.message ?? null, Date.now(), runId);
       return toSiteView(row);
     })();
@@ -488,7 +485,7 @@ export class SqliteRegistryStore implements RegistryStore {
   async appendLog(siteId: number, runId: number, text: string, maxLogBytes: number): Promise<SiteRunView> {
     return this.db.transaction(() => {
       const row = this.siteRunRow(siteId, runId);
-      this.requireRunning(row, 'append to the log');
+      refuseUnlessAllowed('log', row);
       if (row.log_truncated === 1 || text.length === 0) {
         this.stmt.contact.run(Date.now(), runId);
         return toSiteView(row);
@@ -515,22 +512,45 @@ export class SqliteRegistryStore implements RegistryStore {
     siteId: number,
     runId: number,
     name: string,
-    maxFiles: number,
-  ): Promise<{ existing: StoredFile | null; runFinal: boolean; runBytes: number }> {
+    limits: FileLimits,
+  ): Promise<{ maxBytes: number }> {
     const row = this.siteRunRow(siteId, runId);
-    if (row.status !== 'running' && !isFinalRunState(row.status)) {
-      throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
-    }
+    refuseUnlessAllowed('upload', row);
     const existing = this.fileRow(runId, name);
+    // A final run keeps its files; only an identical copy of one of them is accepted (and dropped).
+    if (isFinalRunState(row.status)) {
+      if (!existing) throw new ConflictError(`cannot add files: run ${runId} is ${row.status}`, { status: row.status });
+      return { maxBytes: limits.resultFileBytes };
+    }
     const stats = this.stmt.fileStats.get(runId) as { n: number; bytes: number };
-    if (!existing && stats.n >= maxFiles) {
+    this.refuseOverFileLimits(runId, existing, stats, 0, limits);
+    const room = limits.runResultBytes - (stats.bytes - (existing?.size ?? 0));
+    return { maxBytes: Math.max(0, Math.min(limits.resultFileBytes, room)) };
+  }
+
+  /** 413 when the run would hold too many files, or (with `size`) too many bytes. */
+  private refuseOverFileLimits(
+    runId: number,
+    existing: StoredFile | null,
+    stats: { n: number; bytes: number },
+    size: number,
+    limits: FileLimits,
+  ): void {
+    if (!existing && stats.n >= limits.filesPerRun) {
       throw new RegistryError(
         413,
         ERROR_CODES.payloadTooLarge,
-        `run ${runId} already has the maximum of ${maxFiles} files`,
+        `run ${runId} already has the maximum of ${limits.filesPerRun} files`,
       );
     }
-    return { existing, runFinal: isFinalRunState(row.status), runBytes: stats.bytes - (existing?.size ?? 0) };
+    const total = stats.bytes - (existing?.size ?? 0) + size;
+    if (total > limits.runResultBytes || size > limits.resultFileBytes) {
+      throw new RegistryError(
+        413,
+        ERROR_CODES.payloadTooLarge,
+        `run ${runId} may hold at most ${limits.runResultBytes} bytes of results (files of at most ${limits.resultFileBytes}); this file would make ${total}`,
+      );
+    }
   }
 
   private fileRow(runId: number, name: string): StoredFile | null {
@@ -543,22 +563,26 @@ export class SqliteRegistryStore implements RegistryStore {
     siteId: number,
     runId: number,
     file: StoredFile,
-  ): Promise<{ previous: StoredFile | null; duplicate: boolean }> {
+    limits: FileLimits,
+  ): Promise<{ unreferenced: string[] }> {
+    // Immediate: the limits are checked against the totals of this very transaction, so uploads
+    // of one run recorded at the same time cannot together pass the run's limit.
     return this.db
       .transaction(() => {
         const row = this.siteRunRow(siteId, runId);
+        refuseUnlessAllowed('upload', row);
         const existing = this.fileRow(runId, file.name);
         if (isFinalRunState(row.status)) {
           // A site retrying after a crash may upload again what it already delivered: harmless.
           if (existing && existing.sha256 === file.sha256 && existing.size === file.size)
-            return { previous: null, duplicate: true };
+            return { unreferenced: [file.storedAs] };
           throw new ConflictError(`cannot change files: run ${runId} is ${row.status}`, { status: row.status });
         }
-        if (row.status !== 'running')
-          throw new ConflictError(`cannot upload files: run ${runId} is ${row.status}`, { status: row.status });
+        const stats = this.stmt.fileStats.get(runId) as { n: number; bytes: number };
+        this.refuseOverFileLimits(runId, existing, stats, file.size, limits);
         this.stmt.upsertFile.run(runId, file.name, file.size, file.sha256, file.storedAs, isoNow());
         this.stmt.contact.run(Date.now(), runId);
-        return { previous: existing, duplicate: false };
+        return { unreferenced: existing ? [existing.storedAs] : [] };
       })
       .immediate();
   }
@@ -567,23 +591,9 @@ export class SqliteRegistryStore implements RegistryStore {
     return this.db
       .transaction(() => {
         const row = this.siteRunRow(siteId, runId);
-        if (isFinalRunState(row.status)) {
-          // Repeating the same finish (a retry after a lost response) is answered as success.
-          if (row.status === report.state) return toSiteView(row);
-          throw new ConflictError(`run ${runId} already ended as ${row.status}`, { status: row.status });
-        }
-        const allowedFrom: Record<FinishReport['state'], RunState[]> = {
-          completed: ['running'],
-          timed_out: ['running'],
-          failed: ['queued', 'assigned', 'running'],
-          cancelled: ['queued', 'assigned', 'running'],
-          rejected: ['queued', 'assigned'],
-        };
-        if (!allowedFrom[report.state].includes(row.status)) {
-          throw new ConflictError(`run ${runId} cannot become ${report.state}: it is ${row.status}`, {
-            status: row.status,
-          });
-        }
+        refuseUnlessAllowed({ finish: report.state }, row);
+        // Repeating the same finish (a retry after a lost response) is answered as success.
+        if (isFinalRunState(row.status)) return toSiteView(row);
         const now = Date.now();
         this.stmt.finish.run(
           report.state,
@@ -601,9 +611,9 @@ export class SqliteRegistryStore implements RegistryStore {
       .immediate();
   }
 
-  async getRun(runId: number): Promise<RunWithOwner | null> {
+  async getRun(runId: number): Promise<OwnedRun | null> {
     const row = this.stmt.run.get(runId) as (RunRow & { owner_id: number }) | undefined;
-    return row ? { ...toRunDetail(row), ownerId: row.owner_id } : null;
+    return row ? { run: toRunDetail(row), ownerId: row.owner_id } : null;
   }
 
   async readLog(runId: number): Promise<string> {

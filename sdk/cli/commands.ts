@@ -3,7 +3,7 @@ import path from 'node:path';
 import { isFinalRunState, isFinalTaskStatus, TASK_STATUSES, type TaskStatus } from '../../shared/run-state.js';
 import { parseDurationMs } from '../../shared/duration.js';
 import type { Task } from '../../shared/types.js';
-import { childSignal } from '../abortable.js';
+import { childSignal } from '../../shared/abortable.js';
 import type { PhtClient } from '../client.js';
 import { PhtTimeoutError } from '../errors.js';
 import { describeTask, runDetail, sitesTable, table, taskOutcome, taskTitle, tasksTable } from './format.js';

@@ -3,7 +3,7 @@
  * streams and environment as arguments so that tests can run it in-process; `run()` is what the
  * `pht` binary calls.
  */
-import { parseArgs } from '../../shared/config-loader.js';
+import { parseCommandLine, UsageError as CommandLineError, type OptionKind } from '../../shared/command-line.js';
 import { PhtClient } from '../client.js';
 import { PhtApiError, PhtError } from '../errors.js';
 import { COMMANDS, type Command } from './commands.js';
@@ -11,7 +11,13 @@ import { EXIT, UsageError, type CliIo } from './io.js';
 
 const GLOBAL_VALUE_FLAGS = ['url', 'token'];
 const GLOBAL_BOOLEAN_FLAGS = ['json', 'help'];
-const BOOLEAN_FLAGS = [...new Set([...GLOBAL_BOOLEAN_FLAGS, ...COMMANDS.flatMap((c) => c.booleanFlags)])];
+/** Every option of every command: the parser refuses anything else; checkCommandLine then refuses another command's. */
+const ALL_OPTIONS: Record<string, OptionKind> = Object.fromEntries([
+  ...[...GLOBAL_VALUE_FLAGS, ...COMMANDS.flatMap((c) => c.valueFlags)].map((f) => [f, 'value'] as const),
+  ...[...GLOBAL_BOOLEAN_FLAGS, ...COMMANDS.flatMap((c) => c.booleanFlags)]
+    .filter((f) => f !== 'help')
+    .map((f) => [f, 'boolean'] as const),
+]);
 
 export function usage(): string {
   const lines = COMMANDS.map((c) => `  pht ${c.name}${c.synopsis ? ` ${c.synopsis}` : ''}\n      ${c.summary}`);
@@ -45,9 +51,19 @@ function commandUsage(command: Command): string {
 
 /** Runs one `pht` command line; resolves with the exit code. */
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
-  const { flags, positional } = parseArgs(argv, BOOLEAN_FLAGS);
+  let parsed;
+  try {
+    parsed = parseCommandLine(argv, { usage: '', options: ALL_OPTIONS, positionals: { max: Infinity } });
+  } catch (e) {
+    if (!(e instanceof CommandLineError)) throw e;
+    return reportError(new UsageError(e.message), io, argv.includes('--json'));
+  }
+  const flags: Record<string, string | true> = {};
+  for (const [name, value] of Object.entries(parsed.values))
+    if (typeof value === 'string' || value === true) flags[name] = value;
+  const positional = parsed.positionals;
   const json = flags.json === true;
-  const wantsHelp = flags.help === true || positional.includes('-h') || positional[0] === 'help';
+  const wantsHelp = parsed.help || positional[0] === 'help';
   const command = findCommand(positional);
   if (wantsHelp) {
     io.stdout.write(command ? commandUsage(command) : usage());
@@ -96,7 +112,7 @@ export function run(): void {
 }
 
 function findCommand(positional: readonly string[]): Command | undefined {
-  const words = positional.filter((p) => p !== '-h' && p !== 'help');
+  const words = positional.filter((p) => p !== 'help');
   return COMMANDS.find((c) => c.name.split(' ').every((word, i) => words[i] === word));
 }
 

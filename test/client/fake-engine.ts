@@ -7,7 +7,9 @@ import type {
   ContainerSpec,
   ContainerState,
   ImageInfo,
+  InternalNetworkSpec,
   ManagedContainer,
+  NetworkInfo,
 } from '../../client/container-engine.js';
 import { PermanentRunError } from '../../client/errors.js';
 import { CONTAINER_LABELS, CONTAINER_PATHS } from '../../shared/container-contract.js';
@@ -29,6 +31,8 @@ export interface FakeBehaviour {
   files: Record<string, string>;
   /** null: runs until stopped. */
   durationMs: number | null;
+  /** Called with the output folder when the container exits (to leave hostile output behind). */
+  onExit?: (outputDir: string) => void;
 }
 
 /**
@@ -41,6 +45,8 @@ export class FakeEngine implements ContainerEngine {
   readonly pulls: string[] = [];
   starts = 0;
   pullFailures: Error[] = [];
+  /** Thrown by every logs() call while set. */
+  logsFailure: Error | null = null;
   behaviour: FakeBehaviour = {
     exitCode: 0,
     log: 'hello from the fake\n',
@@ -50,8 +56,12 @@ export class FakeEngine implements ContainerEngine {
 
   async ping(): Promise<void> {}
 
-  async pull(image: string): Promise<void> {
+  /** When set, every pull waits for it (e.g. a pull that hangs until its signal aborts). */
+  pullGate: ((signal?: AbortSignal) => Promise<void>) | null = null;
+
+  async pull(image: string, signal?: AbortSignal): Promise<void> {
     this.pulls.push(image);
+    await this.pullGate?.(signal);
     const failure = this.pullFailures.shift();
     if (failure) throw failure;
     const repo = image.replace(/:[^/:]+$/, '');
@@ -90,15 +100,18 @@ export class FakeEngine implements ContainerEngine {
   }
 
   async start(id: string): Promise<void> {
+    const failure = this.startFailures.shift();
+    if (failure) throw failure;
     const c = this.find(id)!;
     this.starts++;
     c.state = 'running';
     c.startedAt = new Date().toISOString();
     const output = c.spec.mounts.find((m) => m.container === CONTAINER_PATHS.outputDir)!.host;
-    const { files, durationMs, exitCode } = this.behaviour;
+    const { files, durationMs, exitCode, onExit } = this.behaviour;
     if (durationMs !== null) {
       setTimeout(() => {
         for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(output, name), content);
+        onExit?.(output);
         c.exit(exitCode);
       }, durationMs);
     }
@@ -127,6 +140,7 @@ export class FakeEngine implements ContainerEngine {
   }
 
   async logs(): Promise<Readable> {
+    if (this.logsFailure) throw this.logsFailure;
     return Readable.from([Buffer.from(this.behaviour.log)]);
   }
 
@@ -143,6 +157,31 @@ export class FakeEngine implements ContainerEngine {
     return [...this.containers.values()]
       .filter((c) => c.spec.labels[CONTAINER_LABELS.site] === site)
       .map((c) => ({ id: c.id, labels: c.spec.labels, running: c.state === 'running' }));
+  }
+
+  readonly networks = new Map<string, NetworkInfo>();
+  startFailures: Error[] = [];
+
+  async inspectNetwork(name: string): Promise<NetworkInfo | null> {
+    return this.networks.get(name) ?? null;
+  }
+
+  async createInternalNetwork(spec: InternalNetworkSpec): Promise<void> {
+    if (this.networks.has(spec.name)) return;
+    this.networks.set(spec.name, {
+      id: crypto.randomBytes(32).toString('hex'),
+      name: spec.name,
+      internal: true,
+      gatewayIp: '127.0.0.1',
+      bridgeInterface: spec.bridgeInterface,
+      labels: spec.labels,
+    });
+  }
+
+  async removeNetwork(name: string): Promise<boolean> {
+    if ([...this.containers.values()].some((c) => c.spec.networkMode === name && c.state === 'running')) return false;
+    this.networks.delete(name);
+    return true;
   }
 
   private find(idOrName: string): FakeContainer | undefined {

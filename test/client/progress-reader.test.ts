@@ -5,17 +5,17 @@ import { describe, expect, it } from 'vitest';
 import { parseProgressLine, ProgressReader } from '../../client/progress-reader.js';
 
 describe('progress file', () => {
-  it('returns the newest valid report written since the last read', () => {
+  it('returns the newest valid report written since the last read', async () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pht-progress-')), 'progress.jsonl');
     const reader = new ProgressReader(file);
-    expect(reader.readLatest()).toBeNull();
+    expect(await reader.readLatest()).toBeNull();
     fs.appendFileSync(file, '{"current":1,"total":10}\n{"current":2,"total":10,"message":"two"}\n');
-    expect(reader.readLatest()).toEqual({ current: 2, total: 10, message: 'two' });
-    expect(reader.readLatest()).toBeNull();
+    expect(await reader.readLatest()).toEqual({ current: 2, total: 10, message: 'two' });
+    expect(await reader.readLatest()).toBeNull();
     fs.appendFileSync(file, '{"current":3,');
-    expect(reader.readLatest()).toBeNull();
+    expect(await reader.readLatest()).toBeNull();
     fs.appendFileSync(file, '"total":10}\n');
-    expect(reader.readLatest()).toEqual({ current: 3, total: 10 });
+    expect(await reader.readLatest()).toEqual({ current: 3, total: 10 });
   });
 
   it('ignores lines that are not valid progress reports', () => {
@@ -31,11 +31,22 @@ describe('progress file', () => {
     });
   });
 
-  it('does not follow a symlink in place of the progress file', () => {
+  it('does not follow a symlink in place of the progress file', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-progress-'));
     const secret = path.join(dir, 'secret');
     fs.writeFileSync(secret, '{"current":42}\n');
     fs.symlinkSync(secret, path.join(dir, 'progress.jsonl'));
-    expect(new ProgressReader(path.join(dir, 'progress.jsonl')).readLatest()).toBeNull();
+    expect(await new ProgressReader(path.join(dir, 'progress.jsonl')).readLatest()).toBeNull();
+  });
+
+  it('stops reading a progress file beyond its cap and says so', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pht-progress-')), 'progress.jsonl');
+    const reader = new ProgressReader(file, 1024);
+    fs.writeFileSync(file, '{"current":1}\n');
+    expect(await reader.readLatest()).toEqual({ current: 1 });
+    expect(reader.exceeded).toBe(false);
+    fs.appendFileSync(file, 'x'.repeat(2000) + '\n{"current":2}\n');
+    expect(await reader.readLatest()).toBeNull();
+    expect(reader.exceeded).toBe(true);
   });
 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DockerUnavailableError, PermanentRunError } from '../../client/errors.js';
 import { SiteRegistryApi } from '../../client/registry-api.js';
-import { registryLabel, RunExecutor } from '../../client/run-executor.js';
+import { MAX_FAILED_ATTEMPTS, registryLabel, RunExecutor } from '../../client/run-executor.js';
 import { RunWorkspace } from '../../client/run-workspace.js';
 import { silentLogger } from '../../shared/logger.js';
 import type { RunAssignment, Task } from '../../shared/types.js';
@@ -231,6 +231,129 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
       headers: { authorization: `Bearer ${token}` },
     });
     expect(await files.json()).toEqual([]);
+  });
+});
+
+describe('run executor: no run holds a slot forever', () => {
+  let registry: TestRegistry;
+  let token: string;
+  let api: SiteRegistryApi;
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    token = await registry.createUser('rex');
+    api = new SiteRegistryApi(registry.url, await registry.createSite('slot-site'));
+  });
+
+  afterAll(async () => {
+    await api.close();
+    await registry.destroy();
+  });
+
+  /** Gateway tokens handed out and not yet released. */
+  const liveTokens = new Set<string>();
+  let tokenCounter = 0;
+
+  function executorWith(engine: FakeEngine) {
+    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
+      network: { mode: 'none' },
+    });
+    const executor = new RunExecutor({
+      api,
+      engine,
+      config,
+      site: 'slot-site',
+      networking: {
+        networkMode: 'none',
+        sparqlFor: () => {
+          const token = `token-${++tokenCounter}`;
+          liveTokens.add(token);
+          return { url: 'http://x', token, release: () => liveTokens.delete(token) };
+        },
+      },
+      logger: silentLogger(),
+      audit: silentLogger(),
+      shutdown: new AbortController().signal,
+    });
+    return { executor, workDir: config.workDir };
+  }
+
+  async function postAndClaim(): Promise<{ task: Task; run: RunAssignment }> {
+    const res = await fetch(`${registry.url}/api/v1/tasks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ image: IMAGE, config: {}, sites: ['slot-site'] }),
+    });
+    const task = (await res.json()) as Task;
+    const run = await api.claimNext(0);
+    if (!run) throw new Error('nothing to claim');
+    return { task, run };
+  }
+
+  async function runOf(taskId: number) {
+    const res = await fetch(`${registry.url}/api/v1/tasks/${taskId}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    return ((await res.json()) as Task).runs[0]!;
+  }
+
+  it('releases the SPARQL gateway token and removes the container when a created container fails to start', async () => {
+    const engine = new FakeEngine();
+    engine.startFailures = [new PermanentRunError('cannot start the container: OCI runtime create failed')];
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    await executor.execute(RunWorkspace.create(workDir, 'slot-site', run, 65534, 65534));
+    const view = await runOf(task.id);
+    expect(view.status).toBe('failed');
+    expect(view.reason).toContain('OCI runtime create failed');
+    expect(tokenCounter).toBeGreaterThan(0);
+    expect(liveTokens.size).toBe(0);
+    expect(engine.containers.size).toBe(0);
+  });
+
+  it('fails a run whose output cannot be collected, with the reason, and removes its workspace instead of throwing', async () => {
+    const engine = new FakeEngine();
+    // Stands for an output folder the client can never read (an I/O error, a hostile layout).
+    engine.behaviour = {
+      ...engine.behaviour,
+      onExit: (output) => {
+        fs.rmSync(output, { recursive: true });
+        fs.writeFileSync(output, 'not a folder');
+      },
+    };
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    const ws = RunWorkspace.create(workDir, 'slot-site', run, 65534, 65534);
+    await expect(executor.execute(ws)).resolves.toBeUndefined();
+    const view = await runOf(task.id);
+    expect(view.status).toBe('failed');
+    expect(view.reason).toMatch(/could not deliver this run: .*ENOTDIR/);
+    expect(fs.existsSync(ws.dir)).toBe(false);
+  });
+
+  it('fails a run whose steps keep failing with a transient error, counted across restarts, and removes its workspace', async () => {
+    const engine = new FakeEngine();
+    engine.logsFailure = new DockerUnavailableError('cannot read the container log: the engine keeps failing');
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    RunWorkspace.create(workDir, 'slot-site', run, 65534, 65534);
+    let rejections = 0;
+    for (let i = 0; i < MAX_FAILED_ATTEMPTS + 2; i++) {
+      // Each attempt as a restarted client would make it: from the workspace on disk.
+      const ws = RunWorkspace.loadAll(workDir).workspaces.find((w) => w.record.runId === run.id);
+      if (!ws) break;
+      try {
+        await executor.execute(ws);
+      } catch {
+        rejections++;
+      }
+    }
+    expect(rejections).toBe(MAX_FAILED_ATTEMPTS - 1);
+    const view = await runOf(task.id);
+    expect(view.status).toBe('failed');
+    expect(view.reason).toContain('the engine keeps failing');
+    expect(RunWorkspace.loadAll(workDir).workspaces).toEqual([]);
+    expect(engine.containers.size).toBe(0);
   });
 });
 

@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import pg from 'pg';
 import os from 'node:os';
 import path from 'node:path';
 import { compileMasterConfig, type MasterConfig } from '../../master/config.js';
@@ -8,6 +10,7 @@ import { masterConfigSchema } from '../../shared/config-schemas.js';
 import { loadRawConfig } from '../../shared/config-loader.js';
 import { inject } from 'vitest';
 import { freshSchema, testBackend, type TestSchema } from './postgres.js';
+import type { StoreLocation } from '../../master/store/open-store.js';
 
 export interface TestRegistry extends RunningRegistry {
   dataDir: string;
@@ -31,6 +34,46 @@ const schemas = new Map<string, TestSchema>();
 export function storeArgs(dataDir: string): string[] {
   const schema = schemas.get(dataDir);
   return schema ? ['--data-dir', dataDir, '--database', schema.url] : ['--data-dir', dataDir];
+}
+
+/**
+ * Reads rows straight from a test registry's database, below the store (to check that an
+ * operation wrote nothing): the SQLite file read-only, or the PostgreSQL schema. `?` placeholders.
+ */
+export function openRawReader(dataDir: string): {
+  row(sql: string, ...params: unknown[]): Promise<unknown>;
+  close(): Promise<void>;
+} {
+  const schema = schemas.get(dataDir);
+  if (schema) {
+    const pool = new pg.Pool({ connectionString: schema.url, max: 1 });
+    return {
+      async row(sql, ...params) {
+        let n = 0;
+        return (
+          await pool.query(
+            sql.replace(/\?/g, () => `$${++n}`),
+            params,
+          )
+        ).rows[0];
+      },
+      close: () => pool.end(),
+    };
+  }
+  const db = new Database(path.join(dataDir, 'registry.sqlite'), { readonly: true });
+  return {
+    async row(sql, ...params) {
+      return db.prepare(sql).get(...params);
+    },
+    async close() {
+      db.close();
+    },
+  };
+}
+
+/** Where the store of the test registry using `dataDir` is, for admin commands run in-process. */
+export function storeLocation(dataDir: string): StoreLocation {
+  return { dataDir, database: schemas.get(dataDir)?.url ?? null };
 }
 
 /**

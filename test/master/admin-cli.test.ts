@@ -107,7 +107,12 @@ describe('node master admin commands', () => {
     [['rotate-key', 'site', 'nobody'], /no site named "nobody"/],
     [['list', 'everything'], /list takes "sites" or "users"/],
     [['explode'], /unknown command "explode"/],
-    [['create-site', 'x', '--port', 'abc'], /--port must be an integer/],
+    [['--port', 'abc'], /--port must be an integer/],
+    [['--prot', '5001'], /unknown option --prot\nUsage: node master/],
+    [['serve', '--port', '5001', '--verbose'], /unknown option --verbose/],
+    [['create-site', 'x', '--port', '5001'], /option --port is not an option of "create-site"/],
+    [['create-site', 'x', 'y'], /"create-site" takes at most 1 argument/],
+    [['list', '--role', 'admin'], /option --role is not an option of "list"/],
   ])('node master %j exits 2 with a usage error', async (args, message) => {
     const out: string[] = [];
     const err: string[] = [];

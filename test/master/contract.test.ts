@@ -158,7 +158,7 @@ describe('the registry against its served OpenAPI document', () => {
     const w = shared();
     // Refused before any route: no key, or the other kind of principal.
     for (const route of ROUTES.filter((r) => r.who !== 'anyone')) {
-      const params = { id: 1, name: 'result.json' };
+      const params = { id: 1, name: 'result.json', kind: 'site', principal: 'x' };
       await call(route.method, route.path, 401, { who: 'nobody', params });
       await call(route.method, route.path, 403, { who: route.who === 'site' ? 'researcher' : 'site', params });
     }
@@ -304,6 +304,33 @@ describe('the registry against its served OpenAPI document', () => {
     await call('post', '/site/runs/{id}/log', 409, { params: id, json: { text: 'late' } });
     await put('out.txt', 'result', 201);
     await put('out.txt', 'changed', 409);
+  });
+
+  it('answers the public-key routes as documented', async () => {
+    const { generateKeyPair, publicKeyToJson, signRotation } = await import('../../shared/crypto/index.js');
+    const first = generateKeyPair();
+    const second = generateKeyPair();
+    const body = { publicKey: publicKeyToJson(first.publicKey) };
+    const tooBig = { publicKey: body.publicKey, pad: 'x'.repeat(JSON_BODY_BYTES) };
+    for (const route of ['/site/public-key', '/public-key']) {
+      await call('post', route, 400, { json: { publicKey: { format: 'pht-public-key' } } });
+      await call('post', route, 413, { json: tooBig });
+      await call('post', route, 415, { raw: { body: '{}', contentType: 'text/plain' } });
+      await call('post', route, 201, { json: body });
+      await call('post', route, 200, { json: body });
+      await call('post', route, 409, { json: { publicKey: publicKeyToJson(second.publicKey) } });
+      const rotation = signRotation(first, second.publicKey);
+      await call('post', route, 201, { json: { publicKey: publicKeyToJson(second.publicKey), rotation } });
+    }
+    for (const route of ['/keys/{kind}/{principal}', '/site/keys/{kind}/{principal}']) {
+      await call('get', route, 200, { params: { kind: 'site', principal: 'site-a' } });
+      await call('get', route, 200, { params: { kind: 'user', principal: 'alice' } });
+      await call('get', route, 404, { params: { kind: 'ttp', principal: 'nowhere' } });
+      await call('get', route, 400, { params: { kind: 'robot', principal: 'x' } });
+    }
+    await shared().reg.keys.revoke('user', 'alice');
+    await call('get', '/keys/{kind}/{principal}', 410, { params: { kind: 'user', principal: 'alice' } });
+    await call('get', '/site/keys/{kind}/{principal}', 410, { params: { kind: 'user', principal: 'alice' } });
   });
 
   it('has seen every documented status of every route', () => {

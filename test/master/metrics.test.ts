@@ -51,7 +51,9 @@ describe('registry metrics', () => {
     expect(text).toContain('pht_registry_process_resident_memory_bytes');
 
     // A waiting long poll is counted while it waits.
-    const poll = new Promise((resolve, reject) => a.get('/api/v1/site/runs/next?wait=30').then(resolve, reject));
+    const poll = new Promise((resolve, reject) => {
+      a.get('/api/v1/site/runs/next?wait=30').then(resolve, reject);
+    });
     const until = Date.now() + 10_000;
     while (sample(await scrape(reg.metricsUrl!), 'pht_registry_long_polls_waiting{kind="site"}') !== 1) {
       if (Date.now() > until) throw new Error('the waiting poll was never counted');

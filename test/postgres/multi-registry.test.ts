@@ -186,7 +186,9 @@ describe('wake-ups across registry processes', () => {
 
 /** supertest sends a request only once it is awaited: start it now. */
 function send(t: request.Test): Promise<request.Response> {
-  return new Promise((resolve, reject) => t.then(resolve, reject));
+  return new Promise((resolve, reject) => {
+    t.then(resolve, reject);
+  });
 }
 
 async function waitUntil(check: () => boolean | Promise<boolean>): Promise<void> {

@@ -348,6 +348,8 @@ describe('command line', () => {
     [['task', 'show'], /takes ID; got none/],
     [['task', 'show', 'abc'], /task ID must be a positive integer/],
     [['task', 'show', '1', '--follow'], /unknown option --follow/],
+    [['sites', '--prot', '5001'], /unknown option --prot/],
+    [['task', 'create', '--image', IMAGE, '--wait=yes'], /option --wait takes no value/],
     [['task', 'list', '--status', 'done'], /--status must be one of/],
     [['task', 'results', '1'], /needs --out DIR/],
   ])('exits 2 on a usage error: %j', async (args, message) => {
