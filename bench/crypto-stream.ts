@@ -9,7 +9,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { generateKeyPair, openStream, sealStream, DEFAULT_CHUNK_SIZE } from '../shared/crypto/index.js';
 import { writeSection } from './lib/report.js';
-import { numberArg, runMain } from './lib/world.js';
+import { runMain, type BenchArgs } from './lib/world.js';
 
 const MIB = 1024 * 1024;
 
@@ -83,8 +83,8 @@ async function measure(label: string, total: number, withOpen: boolean): Promise
   };
 }
 
-async function main(): Promise<void> {
-  const gib = numberArg('gib', 2);
+async function main(args: BenchArgs): Promise<void> {
+  const gib = args.number('gib', 2);
   const total = Math.round(gib * 1024) * MIB;
   const passes: Pass[] = [];
   passes.push(await measure('seal only', total, false));
@@ -113,4 +113,4 @@ directions on one core, so its throughput is about half of "seal only".`;
   });
 }
 
-runMain(main);
+runMain({ usage: 'Usage: npm run bench:crypto -- [--gib N]', options: { gib: 'value' } }, main);

@@ -22,7 +22,7 @@ const NAME = new RegExp(SITE_NAME_PATTERN);
 export function runAdminCommand(
   command: string,
   args: string[],
-  flags: Record<string, string | true>,
+  flags: Readonly<Record<string, unknown>>,
   config: FileServiceConfig,
   print: Print,
 ): void {
@@ -94,7 +94,7 @@ export function runAdminCommand(
 
 function runKeysCommand(
   sub: string | undefined,
-  flags: Record<string, string | true>,
+  flags: Readonly<Record<string, unknown>>,
   config: FileServiceConfig,
   print: Print,
 ): void {

@@ -1,4 +1,10 @@
-import { parseArgs } from '../shared/config-loader.js';
+import {
+  integerOption,
+  runCommandLine,
+  stringOption,
+  type ParsedCommandLine,
+  UsageError as CommandLineUsageError,
+} from '../shared/command-line.js';
 import { CryptoError } from '../shared/crypto/index.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
@@ -13,27 +19,33 @@ const USAGE = `Usage: node fileservice [serve] [--port N] [--host ADDR] [--data-
 
 ${ADMIN_USAGE}`;
 
-const VALUE_FLAGS = ['port', 'host', 'data-dir', 'config', 'key-file', 'grace'];
-const BOOLEAN_FLAGS = ['json', 'help'];
+export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return runCommandLine(
+    argv,
+    {
+      usage: USAGE,
+      options: {
+        port: 'value',
+        host: 'value',
+        'data-dir': 'value',
+        config: 'value',
+        'key-file': 'value',
+        grace: 'value',
+        json: 'boolean',
+      },
+      positionals: { max: 3 },
+    },
+    (args) => run(args, env),
+  );
+}
 
-export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { flags, positional } = parseArgs(argv, BOOLEAN_FLAGS);
-  const unknown = Object.keys(flags).filter((f) => !VALUE_FLAGS.includes(f) && !BOOLEAN_FLAGS.includes(f));
-  if (unknown.length) {
-    console.error(`error: unknown option --${unknown[0]}\n${USAGE.split('\n')[0]}`);
-    return 2;
-  }
-  if (flags.help) {
-    console.log(USAGE);
-    return 0;
-  }
+async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<number> {
+  const positional = args.positionals;
+  const flags = args.values;
   const command = positional[0] ?? 'serve';
   try {
-    for (const f of VALUE_FLAGS) if (flags[f] === true) throw new UsageError(`--${f} needs a value`);
-    const port = flags.port === undefined ? undefined : Number(flags.port);
-    if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535))
-      throw new UsageError('--port must be an integer from 0 to 65535');
-    const str = (name: string) => (typeof flags[name] === 'string' ? (flags[name] as string) : undefined);
+    const port = flags.port === undefined ? undefined : integerOption(args, 'port', 0, 65535);
+    const str = (name: string) => stringOption(args, name);
     const config = loadFileServiceConfig({
       file: str('config') ?? null,
       env,
@@ -49,6 +61,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     await waitForSignal(logger, () => service.close());
     return 0;
   } catch (e) {
+    if (e instanceof CommandLineUsageError) throw e; // runCommandLine prints it with the usage, exit 2
     if (e instanceof UsageError || e instanceof ConfigError) {
       console.error(`error: ${e.message}`);
       return 2;
@@ -78,7 +91,7 @@ function waitForSignal(logger: { info: (m: string) => unknown }, shutdown: () =>
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => {
+  void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });
 }

@@ -27,6 +27,8 @@ const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
   revoke: { options: ['json'], maxArgs: 2 },
   enable: { options: ['json'], maxArgs: 2 },
   'rotate-key': { options: ['json'], maxArgs: 2 },
+  'add-ttp': { options: ['json', 'url', 'public-key'], maxArgs: 1 },
+  'revoke-key': { options: ['json'], maxArgs: 2 },
 };
 
 export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -42,6 +44,8 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
         config: 'value',
         json: 'boolean',
         role: 'value',
+        url: 'value',
+        'public-key': 'value',
       },
       positionals: { max: 3 },
     },

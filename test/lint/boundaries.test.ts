@@ -20,10 +20,10 @@ async function problems(file: string, code: string): Promise<string[]> {
 describe('import boundaries', () => {
   it.each([
     ['shared/probe.mjs', "import { RegistryError } from '../master/errors.js'; export default RegistryError;"],
-    ['shared/probe.mjs', "import '../client/sleep.js';"],
+    ['shared/probe.mjs', "import '../client/allowlist.js';"],
     ['sdk/probe.mjs', "import '../master/errors.js';"],
-    ['sdk/probe.mjs', "export const load = () => import('../client/sleep.js');"],
-    ['master/probe.mjs', "import { sleep } from '../client/sleep.js'; export default sleep;"],
+    ['sdk/probe.mjs', "export const load = () => import('../client/allowlist.js');"],
+    ['master/probe.mjs', "import { compileAllowlist } from '../client/allowlist.js'; export default compileAllowlist;"],
     ['client/probe.cjs', "module.exports = require('../master/errors.js');"],
     ['client/probe.mjs', "import '../sdk/errors.js';"],
     ['shared/probe.mjs', "import '../test/master/helpers.js';"],
@@ -36,7 +36,7 @@ describe('import boundaries', () => {
   it.each([
     ['master/probe.mjs', "import '../shared/error-codes.js'; import './errors.js';"],
     ['sdk/probe.mjs', "import '../shared/run-state.js';"],
-    ['test/probe.mjs', "import '../master/errors.js'; import '../client/sleep.js';"],
+    ['test/probe.mjs', "import '../master/errors.js'; import '../client/allowlist.js';"],
   ])('allows %s: %s', async (file, code) => {
     expect(await problems(file, code)).toEqual([]);
   });
