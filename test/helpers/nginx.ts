@@ -8,7 +8,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-export const NGINX_CONFIG = path.join(__dirname, '..', '..', 'deploy', 'nginx', 'pht-registry.conf');
+/** The project's nginx config, from the sources (test/helpers) or the build (dist/test/helpers). */
+export const NGINX_CONFIG = [path.join(__dirname, '..', '..'), path.join(__dirname, '..', '..', '..')]
+  .map((root) => path.join(root, 'deploy', 'nginx', 'pht-registry.conf'))
+  .find((file) => fs.existsSync(file))!;
 
 export function nginxBinary(): string | null {
   for (const candidate of ['/usr/sbin/nginx', '/usr/bin/nginx']) if (fs.existsSync(candidate)) return candidate;
