@@ -96,6 +96,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     port,
     dataDir: config.dataDir,
     backend: config.database ? 'postgres' : 'sqlite',
+    metrics: metricsListener?.url ?? null,
   });
   let closing: Promise<void> | null = null;
   return {

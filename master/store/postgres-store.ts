@@ -167,7 +167,11 @@ export function isDatabaseUnavailable(e: unknown): boolean {
   const code = err.code ?? '';
   if (/^08/.test(code) || /^57P0/.test(code) || code === '53300') return true;
   if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code)) return true;
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(err.message ?? '');
+  // "timeout exceeded when trying to connect": every pooled connection stayed busy for the whole
+  // wait; the database is overloaded rather than down, and the answer is the same: retry later.
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
+    err.message ?? '',
+  );
 }
 
 export class DatabaseUnavailableError extends RegistryError {
@@ -228,7 +232,9 @@ export class PostgresRegistryStore implements RegistryStore {
       connectionString: options.connectionString,
       max: options.poolSize ?? 10,
       types: TYPES,
-      connectionTimeoutMillis: 5_000,
+      // Also how long a request may wait for a free pooled connection under a burst (a broadcast
+      // to thousands of sites): long enough to queue, short of the balancer's read timeout.
+      connectionTimeoutMillis: 20_000,
       idleTimeoutMillis: 30_000,
       application_name: 'pht-registry',
     });
@@ -612,40 +618,40 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
-    const claimed = await this.tx(async (c) => {
-      const now = Date.now();
-      // SKIP LOCKED: two processes polling for the same site never wait on, nor both take, the
-      // same run; the second one takes the next queued run or none. The outer status check makes
-      // the update a no-op for a run another transaction changed meanwhile.
-      const { rows } = await this.q<{
-        id: number;
-        task_id: number;
-        attempt: number;
-        image: string;
-        config: Buffer | null;
-        config_type: string;
-        task_status: Task['status'];
-      }>(
-        c,
-        'claim',
-        `WITH next AS (
-           SELECT id FROM runs WHERE site_id = $1 AND status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
-         )
-         UPDATE runs r SET status = 'assigned', attempt = r.attempt + 1, lease_expires_at = $2, last_contact_at = $3
-           FROM next, tasks t
-           WHERE r.id = next.id AND r.status = 'queued' AND t.id = r.task_id
-           RETURNING r.id, r.task_id, r.attempt, t.image, t.config, t.config_type, t.status AS task_status`,
-        [siteId, now + leaseMs, now],
-      );
-      const row = rows[0];
-      if (!row) return null;
-      // With this run assigned (neither queued nor final) the derived status can only be
-      // "running": a task already running needs no lock on its row. Without this, a broadcast to
-      // 10,000 sites would make every claim wait for the task row in turn.
-      if (row.task_status !== 'running') await this.refreshTaskStatus(c, row.task_id);
-      return row;
-    });
+    const now = Date.now();
+    // One statement, so one round trip and no transaction held open across the event loop:
+    // under a broadcast to thousands of sites, claims are most of the registry's database work.
+    // SKIP LOCKED: two processes polling for the same site never wait on, nor both take, the
+    // same run; the second one takes the next queued run or none. The outer status check makes
+    // the update a no-op for a run another transaction changed meanwhile.
+    const { rows } = await this.q<{
+      id: number;
+      task_id: number;
+      attempt: number;
+      image: string;
+      config: Buffer | null;
+      config_type: string;
+      task_status: Task['status'];
+    }>(
+      this.pool,
+      'claim',
+      `WITH next AS (
+         SELECT id FROM runs WHERE site_id = $1 AND status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+       )
+       UPDATE runs r SET status = 'assigned', attempt = r.attempt + 1, lease_expires_at = $2, last_contact_at = $3
+         FROM next, tasks t
+         WHERE r.id = next.id AND r.status = 'queued' AND t.id = r.task_id
+         RETURNING r.id, r.task_id, r.attempt, t.image, t.config, t.config_type, t.status AS task_status`,
+      [siteId, now + leaseMs, now],
+    );
+    const claimed = rows[0];
     if (!claimed) return null;
+    // With this run assigned (neither queued nor final) the derived status can only be
+    // "running": a task already running needs no refresh (and no lock on its row, for which a
+    // broadcast's claims would otherwise queue). A task still "queued" is refreshed in a
+    // transaction of its own; were this process to die first, the run's next change (its start,
+    // or the sweep of its lease) refreshes it.
+    if (claimed.task_status !== 'running') await this.tx((c) => this.refreshTaskStatus(c, claimed.task_id));
     return {
       id: claimed.id,
       taskId: claimed.task_id,
