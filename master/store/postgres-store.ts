@@ -662,11 +662,17 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   /** The site's run, locked for the rest of the transaction (pass `lock: false` to only read). */
-  private async siteRunRow(c: Queryable, siteId: number, runId: number, lock = true): Promise<RunRow> {
-    const { rows } = await this.q<RunRow>(
+  private async siteRunRow(
+    c: Queryable,
+    siteId: number,
+    runId: number,
+    lock = true,
+  ): Promise<RunRow & { task_status: Task['status'] }> {
+    const { rows } = await this.q<RunRow & { task_status: Task['status'] }>(
       c,
       lock ? 'siteRunForUpdate' : 'siteRun',
-      `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.id = $1 AND r.site_id = $2${lock ? ' FOR UPDATE OF r' : ''}`,
+      `SELECT ${RUN_COLUMNS}, t.status AS task_status FROM runs r JOIN principals p ON p.id = r.site_id JOIN tasks t ON t.id = r.task_id
+         WHERE r.id = $1 AND r.site_id = $2${lock ? ' FOR UPDATE OF r' : ''}`,
       [runId, siteId],
     );
     if (!rows[0]) throw new NotFoundError(`run ${runId}`);
@@ -708,8 +714,12 @@ export class PostgresRegistryStore implements RegistryStore {
         "UPDATE runs SET status = 'running', started_at = $1, lease_expires_at = NULL, last_contact_at = $2 WHERE id = $3",
         [new Date(now), now, runId],
       );
-      await this.refreshTaskStatus(c, row.task_id);
-      return toSiteView(await this.siteRunRow(c, siteId, runId, false));
+      // An assigned run that starts leaves the derived status "running" whatever the others do;
+      // while this run's row is locked, no other transaction can see the task as all queued, so a
+      // task already "running" stays so without taking its row lock (a broadcast's starts would
+      // otherwise queue for it).
+      if (!(row.status === 'assigned' && row.task_status === 'running')) await this.refreshTaskStatus(c, row.task_id);
+      return { ...toSiteView(row), status: 'running' };
     });
   }
 
@@ -855,9 +865,28 @@ export class PostgresRegistryStore implements RegistryStore {
           runId,
         ],
       );
-      await this.refreshTaskStatus(c, row.task_id);
-      return toSiteView(await this.siteRunRow(c, siteId, runId, false));
+      if (!(row.status === 'running' && row.task_status === 'running' && (await this.holdAnotherOpenRun(c, row))))
+        await this.refreshTaskStatus(c, row.task_id);
+      return { ...toSiteView(row), status: report.state };
     });
+  }
+
+  /**
+   * Whether another assigned or running run of the task exists, share-locked until this
+   * transaction ends: then this finish cannot be the task's last, and the status ("running")
+   * cannot change, so the task row need not be locked. The share lock makes a site finishing that
+   * other run wait for this commit and then see this run final; a run locked by someone else is
+   * skipped, and when none is left the task row is locked and the status derived as usual.
+   * Queued runs are never locked here: a claim skips locked runs and would answer "no work".
+   */
+  private async holdAnotherOpenRun(c: pg.ClientBase, row: RunRow): Promise<boolean> {
+    const { rowCount } = await this.q(
+      c,
+      'holdAnotherOpenRun',
+      "SELECT id FROM runs WHERE task_id = $1 AND id <> $2 AND status IN ('assigned', 'running') LIMIT 1 FOR SHARE SKIP LOCKED",
+      [row.task_id, row.id],
+    );
+    return rowCount === 1;
   }
 
   async getRun(runId: number): Promise<OwnedRun | null> {
