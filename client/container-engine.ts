@@ -158,7 +158,9 @@ export class DockerEngine implements ContainerEngine {
         OpenStdin: false,
         NetworkDisabled: spec.networkMode === 'none',
         HostConfig: {
-          ...(spec.dns && spec.dns.length > 0 ? { Dns: spec.dns, DnsSearch: [], DnsOptions: ['ndots:0'] } : {}),
+          ...(spec.dns && spec.dns.length > 0
+            ? { Dns: spec.dns, DnsSearch: [], DnsOptions: ['ndots:0', 'timeout:1', 'attempts:1'] }
+            : {}),
           Binds: spec.mounts.map((m) => `${m.host}:${m.container}:${m.readOnly ? 'ro' : 'rw'}`),
           NetworkMode: spec.networkMode,
           Privileged: false,

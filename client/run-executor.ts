@@ -78,13 +78,26 @@ export class RunExecutor {
     } catch (e) {
       if (e instanceof ShutdownInterrupt || this.deps.shutdown.aborted) {
         log.info('run left for the next start of the client', { phase: ws.record.phase });
+        // No container can be using the run's disk: unmount it (the next start mounts it again).
+        // One that may still run keeps it mounted: the image must never be mounted twice.
+        if (ws.record.phase === 'ended' || (ws.record.phase === 'started' && !ws.record.startedAtMs))
+          await ws
+            .unmountDisk()
+            .catch((err: unknown) => log.warn('could not unmount the run disk', { error: coerceError(err).message }));
         return;
       }
       const failures = (ws.record.failedAttempts ?? 0) + 1;
       ws.update({ failedAttempts: failures });
-      if (isTransient(e) && failures < MAX_FAILED_ATTEMPTS) throw e;
+      let cancelled = false;
+      if (isTransient(e) && failures < MAX_FAILED_ATTEMPTS) {
+        // Still worth retrying, unless the researcher cancelled it (or it ended) meanwhile: then
+        // the slot is freed now rather than after the remaining attempts.
+        const view = await this.deps.api.getRun(ws.record.runId).catch(() => null);
+        cancelled = view !== null && (view.cancelRequested || !['assigned', 'running'].includes(view.status));
+        if (!cancelled) throw e;
+      }
       try {
-        await this.giveUp(ws, log, coerceError(e), failures);
+        await this.giveUp(ws, log, coerceError(e), failures, cancelled);
       } catch (inner) {
         if (inner instanceof ShutdownInterrupt || this.deps.shutdown.aborted) return;
         throw inner;
@@ -99,17 +112,31 @@ export class RunExecutor {
    * Ends a run that hit an error that will not go away: the container is removed, the registry
    * is told `failed` with the reason (no files are sent), and the workspace goes.
    */
-  private async giveUp(ws: RunWorkspace, log: Logger, error: Error, attempts: number): Promise<void> {
+  private async giveUp(
+    ws: RunWorkspace,
+    log: Logger,
+    error: Error,
+    attempts: number,
+    cancelled = false,
+  ): Promise<void> {
     const runId = ws.record.runId;
-    const reason =
-      `the site could not ${ws.record.phase === 'ended' ? 'deliver' : 'run'} this run: ${error.message}`.slice(0, 2000);
+    const reason = cancelled
+      ? 'cancelled by the researcher'
+      : `the site could not ${ws.record.phase === 'ended' ? 'deliver' : 'run'} this run: ${error.message}`.slice(
+          0,
+          2000,
+        );
     log.error('run failed for good', { phase: ws.record.phase, attempts, error: error.message });
     if (ws.record.containerId)
       await this.deps.engine
         .remove(ws.record.containerId)
         .catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
     const report: FinishReport = {
-      state: ws.record.outcome && ws.record.outcome.state !== 'completed' ? ws.record.outcome.state : 'failed',
+      state: cancelled
+        ? 'cancelled'
+        : ws.record.outcome && ws.record.outcome.state !== 'completed'
+          ? ws.record.outcome.state
+          : 'failed',
       exitCode: ws.record.outcome?.exitCode ?? null,
       reason: ws.record.outcome?.reason ? `${ws.record.outcome.reason}; ${reason}` : reason,
       digest: ws.record.digest,
@@ -224,8 +251,8 @@ export class RunExecutor {
       try {
         const refusal = await this.deps.networking.check?.();
         if (refusal) throw new PermanentRunError(refusal);
-        await ws.prepareDisk(this.diskSpec());
         await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
+        await ws.prepareDisk(this.diskSpec());
         const id = await this.retryingDocker('create the container', log, async () => {
           // A create that reached Docker before an error still left a container under our name.
           const existing = await engine.inspect(ws.record.containerName);
@@ -393,13 +420,19 @@ export class RunExecutor {
     );
     if (ws.record.logForwardedUntil > 0) forwarder.note('site client restarted; log resumes here');
     let killedFor: KillReason | null = null;
+    let stopped = false;
     const kill = async (reason: KillReason) => {
-      if (killedFor) return;
-      killedFor = reason;
-      log.info('stopping container', { reason: reason.kind });
-      await engine
-        .stop(containerId, reason.kind === 'cancel' ? 2 : 0)
-        .catch((e: unknown) => log.warn('stop failed', { error: coerceError(e).message }));
+      // The first reason is the run's; a stop that failed is tried again on the next tick, so a
+      // container past its timeout can never keep its slot because one stop call failed.
+      if (stopped) return;
+      if (!killedFor) {
+        killedFor = reason;
+        log.info('stopping container', { reason: reason.kind });
+      }
+      await engine.stop(containerId, (killedFor as KillReason).kind === 'cancel' ? 2 : 0).then(
+        () => (stopped = true),
+        (e: unknown) => log.warn('stop failed; will try again', { error: coerceError(e).message }),
+      );
     };
 
     const logStream = await engine.logs(containerId, ws.record.logForwardedUntil);

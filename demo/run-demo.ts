@@ -15,6 +15,7 @@
  * something failed; 130 when interrupted. Ctrl-C at any point shuts everything down (a second
  * Ctrl-C kills the processes instead of waiting for them; a third exits at once).
  */
+import { unmountAllUnder } from './mounts.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -333,6 +334,8 @@ export class Demo {
     if (options.keepDir) {
       print(`   kept ${this.dir}`);
     } else {
+      const unmounted = unmountAllUnder(this.dir);
+      if (unmounted > 0) print(`   unmounted ${unmounted} run disk(s) that stopped clients left mounted`);
       fs.rmSync(this.dir, { recursive: true, force: true });
       print(`   removed ${this.dir}`);
     }

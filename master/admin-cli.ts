@@ -15,7 +15,8 @@ PHT_DATABASE_URL for a PostgreSQL registry; --json for scripts):
                                                   create a researcher or admin; prints the token once
   node master list [sites|users]                  list principals
   node master revoke site|user NAME               disable a site or user (its key stops working)
-  node master enable site|user NAME               enable it again
+  node master enable site|user NAME               enable it again with a new key (printed once; the
+                                                  revoked key never works again)
   node master rotate-key site|user NAME           issue a new key; the old one stops working
 ${KEY_ADMIN_USAGE}`;
 
@@ -73,16 +74,34 @@ export async function runAdminCommand(
           }
         return;
       }
-      case 'revoke':
+      case 'revoke': {
+        const kind = requireKind(args[0]);
+        const name = requireName(args[1], kind === 'site' ? SITE_NAME_PATTERN : USER_NAME_PATTERN, `${kind} name`);
+        const changed = await store.setPrincipalEnabled(kind, name, false);
+        if (!changed) throw new UsageError(`no ${kind} named "${name}"`);
+        print(asJson ? JSON.stringify({ kind, name, enabled: false }) : `${kind} "${name}" disabled`);
+        return;
+      }
       case 'enable': {
         const kind = requireKind(args[0]);
         const name = requireName(args[1], kind === 'site' ? SITE_NAME_PATTERN : USER_NAME_PATTERN, `${kind} name`);
-        const changed = await store.setPrincipalEnabled(kind, name, command === 'enable');
-        if (!changed) throw new UsageError(`no ${kind} named "${name}"`);
+        const principal = (await store.listPrincipals(kind)).find((p) => p.name === name);
+        if (!principal) throw new UsageError(`no ${kind} named "${name}"`);
+        if (principal.enabled) {
+          print(asJson ? JSON.stringify({ kind, name, enabled: true }) : `${kind} "${name}" is already enabled`);
+          return;
+        }
+        // A key was revoked because it may be in the wrong hands: enabling the principal must not
+        // bring that key back. The key is replaced while the principal is still disabled, so there
+        // is no moment at which the old key works again (a crash in between leaves it disabled).
+        const secret = await store.rotateSecret(kind, name);
+        if (!secret || !(await store.setPrincipalEnabled(kind, name, true)))
+          throw new UsageError(`no ${kind} named "${name}"`);
+        const keyField = kind === 'site' ? 'apiKey' : 'token';
         print(
           asJson
-            ? JSON.stringify({ kind, name, enabled: command === 'enable' })
-            : `${kind} "${name}" ${command === 'enable' ? 'enabled' : 'disabled'}`,
+            ? JSON.stringify({ kind, name, enabled: true, [keyField]: secret })
+            : `${kind} "${name}" enabled\nnew ${kind === 'site' ? 'api key' : 'token'} (shown once; the old one stays revoked): ${secret}`,
         );
         return;
       }

@@ -23,8 +23,12 @@ export interface MasterConfig {
     filesPerRun: number;
     logBytes: number;
     maxConnections: number;
+    connectionsPerAddress: number;
     headersTimeoutMs: number;
     requestTimeoutMs: number;
+    bodyIdleTimeoutMs: number;
+    openTasksPerUser: number;
+    configBytesPerUser: number;
   };
 }
 
@@ -81,8 +85,12 @@ export function compileMasterConfig(raw: Record<string, any>): MasterConfig {
       filesPerRun: l.filesPerRun,
       logBytes: l.logBytes,
       maxConnections: l.maxConnections,
+      connectionsPerAddress: l.connectionsPerAddress,
       headersTimeoutMs: parseDurationMs(l.headersTimeout),
       requestTimeoutMs: parseDurationMs(l.requestTimeout),
+      bodyIdleTimeoutMs: parseDurationMs(l.bodyIdleTimeout),
+      openTasksPerUser: l.openTasksPerUser,
+      configBytesPerUser: l.configBytesPerUser,
     },
   };
 }

@@ -4,6 +4,7 @@ import { coerceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import type { MasterConfig } from './config.js';
 import { RegistryEvents } from './events.js';
+import { guardConnections } from './connection-guard.js';
 import { createApp } from './http/app.js';
 import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
@@ -68,6 +69,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   server.requestTimeout = config.limits.requestTimeoutMs;
   server.keepAliveTimeout = 65_000;
   server.maxConnections = config.limits.maxConnections;
+  guardConnections(server, config.limits, logger);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -3,13 +3,31 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { isFinalRunState, type TaskStatus } from '../shared/run-state.js';
 import { LIMITS } from '../shared/schemas.js';
-import type { CreateTaskRequest, ResultFile, RunDetail, SiteInfo, Task, TaskList } from '../shared/types.js';
+import type {
+  CreateTaskRequest,
+  ResultFile,
+  RunDetail,
+  SiteInfo,
+  Task,
+  TaskDeleted,
+  TaskList,
+} from '../shared/types.js';
 import { childSignal, sleep } from '../shared/abortable.js';
 import { mapLimit } from './concurrency.js';
 import { PhtApiError, PhtResultError, PhtTimeoutError } from './errors.js';
 import { readServerSentEvents } from './event-stream.js';
 import { localPathOf, writeVerified } from './local-files.js';
-import { asFileList, asMe, asRun, asSiteList, asTask, asTaskList, asWaitResult, type Me } from './response-shapes.js';
+import {
+  asFileList,
+  asMe,
+  asRun,
+  asSiteList,
+  asTask,
+  asTaskDeleted,
+  asTaskList,
+  asWaitResult,
+  type Me,
+} from './response-shapes.js';
 import { RegistryTransport } from './transport.js';
 
 export interface PhtClientOptions {
@@ -253,6 +271,15 @@ export class PhtClient {
     return asTask(await this.transport.json('POST', p, { ...options, json: {} }), { method: 'POST', path: p });
   }
 
+  /**
+   * Deletes a finished task with its runs, logs and result files (yours, or any for an admin).
+   * A task that is not finished yet is PhtApiError 409 `task_not_final`: cancel it first.
+   */
+  async deleteTask(taskId: number, options: CallOptions = {}): Promise<TaskDeleted> {
+    const p = `/tasks/${checkId(taskId, 'task id')}`;
+    return asTaskDeleted(await this.transport.json('DELETE', p, options), { method: 'DELETE', path: p });
+  }
+
   async getRun(runId: number, options: CallOptions = {}): Promise<RunDetail> {
     const p = `/runs/${checkId(runId, 'run id')}`;
     return asRun(await this.transport.json('GET', p, options), { method: 'GET', path: p });
@@ -320,9 +347,12 @@ export class PhtClient {
   async saveRunFiles(runId: number, dir: string, options: CallOptions = {}): Promise<SavedFile[]> {
     const files = await this.listRunFiles(runId, options);
     const root = path.resolve(dir);
-    return mapLimit(files, PARALLEL_DOWNLOADS, async (file) => {
+    // Every name is checked before any file is written: a bad one leaves nothing half-saved.
+    const planned = files.map((file) => {
       const origin = { method: 'GET', path: filePath(runId, file.name) };
-      const target = localPathOf(root, file.name, origin);
+      return { file, origin, target: localPathOf(root, file.name, origin) };
+    });
+    return mapLimit(planned, PARALLEL_DOWNLOADS, async ({ file, origin, target }) => {
       await writeVerified(await this.downloadRunFile(runId, file.name, options), target, file, origin);
       return { ...file, path: target };
     });

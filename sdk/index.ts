@@ -42,5 +42,6 @@ export type {
   SiteInfo,
   Task,
   TaskConfig,
+  TaskDeleted,
   TaskList,
 } from '../shared/types.js';

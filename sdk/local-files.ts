@@ -19,7 +19,17 @@ export function localPathOf(dir: string, name: string, origin: { method: string;
       origin.method,
       origin.path,
     );
-  return path.join(dir, ...name.split('/'));
+  const root = path.resolve(dir);
+  const target = path.resolve(root, ...name.split('/'));
+  // The name check above already keeps the file inside `dir`; this holds whatever it missed.
+  const inside = path.relative(root, target);
+  if (inside === '' || inside.startsWith('..') || path.isAbsolute(inside))
+    throw new PhtResponseError(
+      `the registry listed a result file ${JSON.stringify(name)} that would be written outside ${root}`,
+      origin.method,
+      origin.path,
+    );
+  return target;
 }
 
 /**

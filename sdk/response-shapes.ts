@@ -9,12 +9,22 @@ import {
   resultFileListSchema,
   runDetailSchema,
   siteListSchema,
+  taskDeletedSchema,
   taskListSchema,
   taskSchema,
   taskWaitResultSchema,
   userMeSchema,
 } from '../shared/schemas.js';
-import type { ResultFile, RunDetail, SiteInfo, Task, TaskList, TaskWaitResult, UserMe } from '../shared/types.js';
+import type {
+  ResultFile,
+  RunDetail,
+  SiteInfo,
+  Task,
+  TaskDeleted,
+  TaskList,
+  TaskWaitResult,
+  UserMe,
+} from '../shared/types.js';
 import { PhtResponseError } from './errors.js';
 
 /** Which request an answer belongs to, for the error message. */
@@ -43,6 +53,7 @@ export const asRun = checker<RunDetail>(runDetailSchema);
 export const asTask = checker<Task>(taskSchema);
 export const asWaitResult = checker<TaskWaitResult>(taskWaitResultSchema);
 export const asTaskList = checker<TaskList>(taskListSchema);
+export const asTaskDeleted = checker<TaskDeleted>(taskDeletedSchema);
 export const asFileList = checker<ResultFile[]>(resultFileListSchema);
 export const asSiteList = checker<SiteInfo[]>(siteListSchema);
 export const asMe = checker<Me>(userMeSchema);

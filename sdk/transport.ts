@@ -50,7 +50,7 @@ export class RegistryTransport {
   }
 
   /** Sends a request and returns the successful response with its body unread. */
-  async open(method: 'GET' | 'POST', path: string, options: RequestOptions = {}): Promise<OpenResponse> {
+  async open(method: 'GET' | 'POST' | 'DELETE', path: string, options: RequestOptions = {}): Promise<OpenResponse> {
     const url = this.apiBase + path + queryString(options.query);
     let response: OpenResponse;
     try {
@@ -76,7 +76,7 @@ export class RegistryTransport {
   }
 
   /** A JSON answer, parsed (its shape is the caller's to check). */
-  async json(method: 'GET' | 'POST', path: string, options: RequestOptions = {}): Promise<unknown> {
+  async json(method: 'GET' | 'POST' | 'DELETE', path: string, options: RequestOptions = {}): Promise<unknown> {
     const text = await this.text(method, path, options);
     try {
       return JSON.parse(text);
@@ -89,7 +89,7 @@ export class RegistryTransport {
     }
   }
 
-  async text(method: 'GET' | 'POST', path: string, options: RequestOptions = {}): Promise<string> {
+  async text(method: 'GET' | 'POST' | 'DELETE', path: string, options: RequestOptions = {}): Promise<string> {
     const response = await this.open(method, path, options);
     try {
       return await response.body.text();

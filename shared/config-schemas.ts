@@ -1,5 +1,6 @@
 /** JSON schemas of the programs' config files (`additionalProperties: false` everywhere). */
 import { DURATION_SCHEMA } from './duration.js';
+import { LIMITS } from './schemas.js';
 
 /**
  * Where a program serves GET /metrics (Prometheus): absent, no listener. Loopback by default;
@@ -47,8 +48,16 @@ export const masterConfigSchema = {
         filesPerRun: { type: 'integer', minimum: 1, default: 10000 },
         logBytes: { type: 'integer', minimum: 1024, default: 1048576 },
         maxConnections: { type: 'integer', minimum: 1, default: 20000 },
+        /** Open connections one remote address may hold; more are closed at once. */
+        connectionsPerAddress: { type: 'integer', minimum: 1, default: 2048 },
         headersTimeout: { ...DURATION_SCHEMA, default: '20s' },
         requestTimeout: { ...DURATION_SCHEMA, default: '2h' },
+        /** A request body that sends nothing for this long has its connection closed. */
+        bodyIdleTimeout: { ...DURATION_SCHEMA, default: '30s' },
+        /** Unfinished tasks one researcher may have at once (429 too_many_open_tasks beyond). */
+        openTasksPerUser: { type: 'integer', minimum: 1, default: 1000 },
+        /** Config bytes of all the tasks one researcher keeps (413 config_quota_exceeded beyond). */
+        configBytesPerUser: { type: 'integer', minimum: 2, default: 67108864 },
       },
     },
   },
@@ -150,7 +159,8 @@ export const clientConfigSchema = {
       default: {},
       properties: {
         /** Seconds a long poll waits at the registry (0 = plain polling). */
-        longPollSeconds: { type: 'integer', minimum: 0, maximum: 60, default: 30 },
+        // The registry refuses a longer wait.
+        longPollSeconds: { type: 'integer', minimum: 0, maximum: LIMITS.maxWaitSeconds, default: 30 },
         /** Pause between polls when plain polling, or after an empty long poll: a duration or a node-cron expression. */
         schedule: { type: 'string', minLength: 1, default: '1s' },
         maxBackoff: { ...DURATION_SCHEMA, default: '60s' },

@@ -8,6 +8,10 @@ export const ERROR_CODES = {
   notFound: 'not_found',
   conflict: 'conflict',
   payloadTooLarge: 'payload_too_large',
+  nestingTooDeep: 'nesting_too_deep',
+  tooManyOpenTasks: 'too_many_open_tasks',
+  configQuotaExceeded: 'config_quota_exceeded',
+  taskNotFinal: 'task_not_final',
   unsupportedMediaType: 'unsupported_media_type',
   storageFull: 'storage_full',
   /** The registry's database cannot be reached right now (503): retry later. */

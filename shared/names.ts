@@ -20,6 +20,12 @@ export const ID_PATTERN = /^[1-9][0-9]{0,14}$/;
 const FILE_SEGMENT = /^[A-Za-z0-9._-]{1,255}$/;
 export const MAX_FILE_PATH_LENGTH = 1024;
 export const MAX_FILE_PATH_DEPTH = 16;
+/**
+ * The same rule as resultFilePathProblem, as a JSON-schema pattern (for the wire schemas, so the
+ * SDK refuses a listing whose names could leave the folder they are saved in). Length: maxLength.
+ */
+export const RESULT_FILE_PATH_PATTERN =
+  '^(?!\\.\\.?(?:/|$))(?!.*/\\.\\.?(?:/|$))[A-Za-z0-9._-]{1,255}(?:/[A-Za-z0-9._-]{1,255}){0,15}$';
 
 /**
  * Checks a result file's path relative to the output folder. Returns a reason when it is not

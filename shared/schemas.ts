@@ -14,14 +14,24 @@
  * 2. Export its type from shared/types.ts as `FromSchema<typeof yourSchema>`.
  * 3. Validate the body with `jsonBody(req, validateX)` and the query with `query(req, validateXQuery)`
  *    (master/http/request-parsing.ts), from a `compile`/`compileQuery` validator exported here.
- * 4. Describe the route in ROUTES of master/http/openapi.ts: every status it can answer, each
- *    with its schema. SDK and client check answers with `responseCheck(schema)`.
+ * 4. Describe the route in ROUTES of master/http/openapi.ts: who may call it (researcher, admin,
+ *    site, anyone), its query and body, and every status of its own, each with its schema (400,
+ *    401, 403, 404 and 415 are added from the route's kind); a new path parameter goes in
+ *    PATH_PARAMS there. SDK and client check answers with `responseCheck(schema)`
+ *    (shared/response-checks.ts).
  * 5. Add its requests to test/master/contract.test.ts: it fails until every documented status of
- *    every route has been seen, and checks each answer against the served document.
+ *    every route has been seen, and checks each answer against the served document. Add its row
+ *    to the README's API table (test/master/openapi.test.ts compares the two).
  */
 import type { FromSchema } from 'json-schema-to-ts';
 import { ERROR_CODES } from './error-codes.js';
-import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, SITE_NAME_PATTERN } from './names.js';
+import {
+  IMAGE_REFERENCE_MAX_LENGTH,
+  IMAGE_REFERENCE_PATTERN,
+  MAX_FILE_PATH_LENGTH,
+  RESULT_FILE_PATH_PATTERN,
+  SITE_NAME_PATTERN,
+} from './names.js';
 import { FINISH_STATES, RUN_STATES, TASK_STATUSES } from './run-state.js';
 import type { CreateTaskRequest, EmptyBody, FinishReport, LogAppend, ProgressReport } from './types.js';
 import { compile, compileQuery } from './validation.js';
@@ -228,7 +238,7 @@ export const runDetailSchema = {
   properties: {
     id,
     taskId: id,
-    site: { type: 'string' },
+    site: siteName,
     status: runStateSchema,
     attempt: count,
     exitCode: { type: ['integer', 'null'] },
@@ -280,12 +290,23 @@ export const taskWaitResultSchema = {
   },
 } as const;
 
+export const taskDeletedSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'runs', 'files'],
+  properties: {
+    id,
+    runs: { ...count, description: 'Runs deleted with the task (with their logs).' },
+    files: { ...count, description: 'Result files deleted with the task.' },
+  },
+} as const;
+
 export const resultFileSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['name', 'size', 'sha256'],
   properties: {
-    name: { type: 'string' },
+    name: { type: 'string', maxLength: MAX_FILE_PATH_LENGTH, pattern: RESULT_FILE_PATH_PATTERN },
     size: count,
     sha256: { type: 'string', pattern: '^[a-f0-9]{64}$' },
   },
@@ -298,7 +319,7 @@ export const siteInfoSchema = {
   additionalProperties: false,
   required: ['name', 'enabled', 'lastSeen'],
   properties: {
-    name: { type: 'string' },
+    name: siteName,
     enabled: { type: 'boolean' },
     lastSeen: nullableTimestamp,
   },
@@ -372,6 +393,7 @@ export const WIRE_SCHEMAS = {
   Task: taskSchema,
   TaskList: taskListSchema,
   TaskWaitResult: taskWaitResultSchema,
+  TaskDeleted: taskDeletedSchema,
   ResultFile: resultFileSchema,
   ResultFileList: resultFileListSchema,
   Site: siteInfoSchema,

@@ -33,6 +33,7 @@ import type {
   taskListSchema,
   taskSchema,
   taskWaitResultSchema,
+  taskDeletedSchema,
   userMeSchema,
 } from './schemas.js';
 
@@ -54,6 +55,8 @@ export type RunSummary = Pick<RunDetail, 'id' | 'site' | 'status'>;
 export type Task = FromSchema<typeof taskSchema>;
 export type TaskList = FromSchema<typeof taskListSchema>;
 export type TaskWaitResult = FromSchema<typeof taskWaitResultSchema>;
+/** What `DELETE /tasks/:id` answers: how much went with the task. */
+export type TaskDeleted = FromSchema<typeof taskDeletedSchema>;
 export type ResultFile = FromSchema<typeof resultFileSchema>;
 export type SiteInfo = FromSchema<typeof siteInfoSchema>;
 export type UserMe = FromSchema<typeof userMeSchema>;

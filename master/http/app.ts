@@ -8,6 +8,7 @@ import type { RegistryContext } from './context.js';
 import { PublicKeyStore } from '../public-keys.js';
 import { keyRoutes } from './key-routes.js';
 import { openApiDocument } from './openapi.js';
+import { limitJsonDepth } from './request-parsing.js';
 import { researcherRoutes } from './researcher-routes.js';
 import { siteRoutes } from './site-routes.js';
 
@@ -37,6 +38,7 @@ export function createApp(ctx: RegistryContext): express.Express {
   // PUT carries a result file's raw bytes, whatever its Content-Type (a site may label result.json
   // as JSON): the upload route streams them to disk itself, so they must not be parsed here.
   api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
+  api.use(limitJsonDepth());
   api.use(keyRoutes(ctx, ctx.keys ?? new PublicKeyStore(ctx.config.dataDir)));
   api.use('/site', siteRoutes(ctx));
   api.use(researcherRoutes(ctx));
@@ -70,8 +72,8 @@ function errorHandler(ctx: RegistryContext) {
       res.destroy();
       return;
     }
-    // A refused upload's remaining bytes are not worth reading: close instead of draining.
-    if (status === 413 || (req.method === 'PUT' && !req.complete)) res.setHeader('Connection', 'close');
+    // A refused request's remaining body is not worth reading (or waiting for): close instead.
+    if (status === 413 || !req.complete) res.setHeader('Connection', 'close');
     res.status(status).json(body);
   };
 }

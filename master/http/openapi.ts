@@ -10,9 +10,11 @@ import {
   taskWaitQuerySchema,
   WIRE_SCHEMAS,
 } from '../../shared/schemas.js';
+import { KEY_KINDS } from '../../shared/key-schemas.js';
 
 type SchemaName = keyof typeof WIRE_SCHEMAS;
-type Who = 'researcher' | 'site' | 'anyone';
+/** Who may call a route: its 401/403 answers and its tag follow from this. */
+type Who = 'researcher' | 'admin' | 'site' | 'anyone';
 
 /** What one status answers with: a named JSON schema, another media type, or no body. */
 type Answer =
@@ -21,7 +23,7 @@ type Answer =
   | { description: string };
 
 export interface RouteDoc {
-  method: 'get' | 'post' | 'put';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** OpenAPI path below /api/v1, e.g. "/tasks/{id}". */
   path: string;
   summary: string;
@@ -34,7 +36,16 @@ export interface RouteDoc {
   answers: Record<string, Answer>;
 }
 
-const RUN_ID = 'A run id is an integer of at least 1.';
+/** Every path parameter of the API, by name: the same name means the same thing everywhere. */
+const PATH_PARAMS: Record<string, { description: string; schema: object }> = {
+  id: { description: 'An id: an integer of at least 1.', schema: { type: 'integer', minimum: 1 } },
+  name: {
+    description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
+    schema: { type: 'string', minLength: 1 },
+  },
+  kind: { description: 'site, user or ttp', schema: { type: 'string', enum: KEY_KINDS } },
+  principal: { description: 'The name of the site, researcher or TTP', schema: { type: 'string', minLength: 1 } },
+};
 
 /** Every route of /api/v1. */
 export const ROUTES: readonly RouteDoc[] = [
@@ -46,7 +57,11 @@ export const ROUTES: readonly RouteDoc[] = [
     body: { json: 'CreateTaskRequest' },
     answers: {
       '201': { description: 'Created, with one queued run per target site', json: 'Task' },
-      '413': { description: 'Body or config over the limit', json: 'Error' },
+      '413': {
+        description: "Body or config over the limit, or the researcher's stored config bytes over the quota",
+        json: 'Error',
+      },
+      '429': { description: 'The researcher has the most unfinished tasks allowed', json: 'Error' },
       '422': { description: 'Unknown or disabled site, or no enabled site at all', json: 'Error' },
     },
   },
@@ -65,6 +80,16 @@ export const ROUTES: readonly RouteDoc[] = [
     who: 'researcher',
     query: emptyQuerySchema,
     answers: { '200': { description: 'The task', json: 'Task' } },
+  },
+  {
+    method: 'delete',
+    path: '/tasks/{id}',
+    summary: 'Delete a finished task with its runs, logs and result files (owner or admin)',
+    who: 'researcher',
+    answers: {
+      '200': { description: 'Deleted; how many runs and files went with it', json: 'TaskDeleted' },
+      '409': { description: 'The task is not finished yet (cancel it first)', json: 'Error' },
+    },
   },
   {
     method: 'get',
@@ -293,7 +318,11 @@ export function statusesOf(route: RouteDoc): Record<string, Answer> {
   if (route.who !== 'anyone') {
     out['401'] ??= error('Missing or unknown key');
     out['403'] ??= error(
-      route.who === 'site' ? 'Not a site key, or the site is disabled' : 'Not a researcher token, or disabled',
+      {
+        site: 'Not a site key, or the site is disabled',
+        researcher: 'Not a researcher token, or disabled',
+        admin: 'Not an admin token, or disabled',
+      }[route.who],
     );
   }
   if (pathParams(route.path).length > 0) out['404'] ??= error('Not found, or not yours');
@@ -327,34 +356,19 @@ function answerDoc(answer: Answer): object {
 
 function operationDoc(route: RouteDoc): object {
   const parameters = [
-    ...pathParams(route.path).map((name) =>
-      name === 'kind' || name === 'principal'
-        ? {
-            name,
-            in: 'path',
-            required: true,
-            description: name === 'kind' ? 'site, user or ttp' : 'The name of the site, researcher or TTP',
-            schema:
-              name === 'kind' ? { type: 'string', enum: ['site', 'user', 'ttp'] } : { type: 'string', minLength: 1 },
-          }
-        : name === 'name'
-          ? {
-              name,
-              in: 'path',
-              required: true,
-              description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
-              schema: { type: 'string', minLength: 1 },
-            }
-          : { name, in: 'path', required: true, description: RUN_ID, schema: { type: 'integer', minimum: 1 } },
-    ),
+    ...pathParams(route.path).map((name) => {
+      const param = PATH_PARAMS[name];
+      if (!param) throw new Error(`describe the path parameter "${name}" of ${route.path} in PATH_PARAMS`);
+      return { name, in: 'path', required: true, ...param };
+    }),
     ...Object.entries(route.query?.properties ?? {}).map(([name, schema]) => {
+      // The description belongs to the parameter; a named schema (e.g. TaskStatus) stays a $ref.
       const { description, ...rest } = schema as { description?: string };
       return {
         name,
         in: 'query',
         required: false,
-        ...(description ? { description } : {}),
-        schema: toDocSchema(rest, null),
+        ...(description ? { description, schema: toDocSchema(rest, null) } : { schema: toDocSchema(schema, null) }),
       };
     }),
   ];
@@ -366,7 +380,7 @@ function operationDoc(route: RouteDoc): object {
   return {
     operationId,
     summary: route.summary,
-    tags: [route.who === 'site' ? 'site' : route.who === 'researcher' ? 'researcher' : 'meta'],
+    tags: [route.who === 'anyone' ? 'meta' : route.who],
     ...(route.who === 'anyone' ? { security: [] } : {}),
     ...(parameters.length ? { parameters } : {}),
     ...(route.body
@@ -407,6 +421,7 @@ export function openApiDocument(): object {
     security: [{ bearer: [] }],
     tags: [
       { name: 'researcher', description: 'Researchers and admins: tasks, runs, results' },
+      { name: 'admin', description: 'Admins only' },
       { name: 'site', description: 'Site clients: claim, run and report' },
       { name: 'meta', description: 'About the API itself' },
     ],

@@ -11,7 +11,7 @@ import {
   validateTaskListQuery,
   validateTaskWaitQuery,
 } from '../../shared/schemas.js';
-import type { RunDetail, Task, TaskWaitResult } from '../../shared/types.js';
+import type { RunDetail, Task, TaskDeleted, TaskWaitResult } from '../../shared/types.js';
 import { NotFoundError, RegistryError } from '../errors.js';
 import type { Principal } from '../store/registry-store.js';
 import { principalOf, requireUser } from './auth.js';
@@ -70,13 +70,17 @@ export function researcherRoutes(ctx: RegistryContext): Router {
         `config is ${configBytes.length} bytes; the limit is ${config.limits.configBytes}`,
       );
     }
-    const task = await store.createTask(principal, {
-      name: body.name ?? null,
-      image: body.image,
-      config: configBytes,
-      configType: 'application/json',
-      sites: body.sites ?? null,
-    });
+    const task = await store.createTask(
+      principal,
+      {
+        name: body.name ?? null,
+        image: body.image,
+        config: configBytes,
+        configType: 'application/json',
+        sites: body.sites ?? null,
+      },
+      { maxOpenTasks: config.limits.openTasksPerUser, maxConfigBytes: config.limits.configBytesPerUser },
+    );
     ctx.logger.info('task created', {
       taskId: task.id,
       owner: principal.name,
@@ -105,6 +109,26 @@ export function researcherRoutes(ctx: RegistryContext): Router {
   router.get('/tasks/:id', async (req, res) => {
     query(req, validateEmptyQuery);
     res.json(await visibleTask(principalOf(res), idParam(req, 'id')));
+  });
+
+  router.delete('/tasks/:id', async (req, res) => {
+    const principal = principalOf(res);
+    const taskId = idParam(req, 'id');
+    await visibleTask(principal, taskId);
+    const deleted = await store.deleteTask(taskId);
+    if (!deleted) throw new NotFoundError(`task ${taskId}`);
+    // Rows first, files after: a crash in between leaves only files no run refers to, and the
+    // registry removes those when it starts (never a row pointing at a missing file).
+    for (const storedAs of deleted.storedFiles) files.remove(storedAs);
+    ctx.logger.info('task deleted', {
+      taskId,
+      by: principal.name,
+      runs: deleted.runs,
+      files: deleted.storedFiles.length,
+    });
+    events.notifyTask(taskId);
+    const body: TaskDeleted = { id: taskId, runs: deleted.runs, files: deleted.storedFiles.length };
+    res.json(body);
   });
 
   // Long poll: answers as soon as every run is final, or with done=false when the wait is over.

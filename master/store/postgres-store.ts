@@ -2,6 +2,7 @@ import pg from 'pg';
 import {
   deriveTaskStatus,
   isFinalRunState,
+  isFinalTaskStatus,
   siteActionRefusal,
   type RunState,
   type SiteAction,
@@ -22,6 +23,7 @@ import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migratePostgres } from './postgres-migrate.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
+  DeletedTask,
   FileLimits,
   NewTask,
   OwnedRun,
@@ -33,6 +35,7 @@ import type {
   StoredFile,
   SweepOutcome,
   TaskQuery,
+  TaskQuota,
 } from './registry-store.js';
 import { decodeConfig } from './sqlite-store.js';
 
@@ -410,8 +413,9 @@ export class PostgresRegistryStore implements RegistryStore {
     return rows.map((r) => ({ name: r.name, enabled: r.enabled, lastSeen: iso(r.last_seen) }));
   }
 
-  async createTask(owner: Principal, task: NewTask): Promise<Task> {
+  async createTask(owner: Principal, task: NewTask, quota?: TaskQuota): Promise<Task> {
     const id = await this.tx(async (c) => {
+      if (quota) await this.checkQuota(c, owner, task.config.length, quota);
       let siteIds: number[];
       if (task.sites === null) {
         const { rows } = await this.q<{ id: number }>(
@@ -449,9 +453,9 @@ export class PostgresRegistryStore implements RegistryStore {
       const { rows } = await this.q<{ id: number }>(
         c,
         'insertTask',
-        `INSERT INTO tasks (owner_id, name, image, config, config_type, status, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, 'queued', now(), now()) RETURNING id`,
-        [owner.id, task.name, task.image, task.config, task.configType],
+        `INSERT INTO tasks (owner_id, name, image, config, config_bytes, config_type, status, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, 'queued', now(), now()) RETURNING id`,
+        [owner.id, task.name, task.image, task.config, task.config.length, task.configType],
       );
       const taskId = rows[0]!.id;
       // One statement for every site: a task for a thousand sites is one round trip, not a thousand.
@@ -466,6 +470,82 @@ export class PostgresRegistryStore implements RegistryStore {
       return taskId;
     });
     return (await this.getTask(id))!.task;
+  }
+
+  /**
+   * Inside createTask's transaction. The owner's row is locked first: two posts of one researcher
+   * on two processes would otherwise each count the tasks committed before them and both slip
+   * under a limit.
+   */
+  private async checkQuota(c: pg.ClientBase, owner: Principal, configBytes: number, quota: TaskQuota): Promise<void> {
+    await this.q(c, 'lockOwner', 'SELECT id FROM principals WHERE id = $1 FOR UPDATE', [owner.id]);
+    const { rows } = await this.q<{ open: number; stored: number }>(
+      c,
+      'ownerUsage',
+      `SELECT COUNT(*) FILTER (WHERE status IN ('queued', 'running'))::int AS open,
+              COALESCE(SUM(config_bytes), 0)::bigint AS stored
+         FROM tasks WHERE owner_id = $1`,
+      [owner.id],
+    );
+    const { open, stored } = rows[0]!;
+    if (open + 1 > quota.maxOpenTasks)
+      throw new RegistryError(
+        429,
+        ERROR_CODES.tooManyOpenTasks,
+        `${owner.name} has ${open} unfinished tasks, the most allowed; wait for some to finish or cancel them`,
+        { open, limit: quota.maxOpenTasks },
+      );
+    if (stored + configBytes > quota.maxConfigBytes)
+      throw new RegistryError(
+        413,
+        ERROR_CODES.configQuotaExceeded,
+        `${owner.name}'s tasks keep ${stored} config bytes; this config (${configBytes} bytes) would pass the quota of ${quota.maxConfigBytes}; delete finished tasks (pht task delete ID) to make room`,
+        { stored, config: configBytes, limit: quota.maxConfigBytes },
+      );
+  }
+
+  async deleteTask(taskId: number): Promise<DeletedTask | null> {
+    return this.tx(async (c) => {
+      const task = (
+        await this.q<{ status: Task['status'] }>(
+          c,
+          'lockTask',
+          'SELECT status, cancelled FROM tasks WHERE id = $1 FOR UPDATE',
+          [taskId],
+        )
+      ).rows[0];
+      if (!task) return null;
+      const open = (
+        await this.q<{ n: number }>(
+          c,
+          'openRunsOfTask',
+          "SELECT COUNT(*)::int AS n FROM runs WHERE task_id = $1 AND status IN ('queued', 'assigned', 'running')",
+          [taskId],
+        )
+      ).rows[0]!.n;
+      if (!isFinalTaskStatus(task.status) || open > 0)
+        throw new RegistryError(
+          409,
+          ERROR_CODES.taskNotFinal,
+          `task ${taskId} is ${task.status}; only a finished task can be deleted (cancel it first)`,
+          { status: task.status },
+        );
+      const files = await this.q<{ stored_as: string }>(
+        c,
+        'deleteFilesOfTask',
+        'DELETE FROM run_files WHERE run_id IN (SELECT id FROM runs WHERE task_id = $1) RETURNING stored_as',
+        [taskId],
+      );
+      await this.q(
+        c,
+        'deleteLogsOfTask',
+        'DELETE FROM run_logs WHERE run_id IN (SELECT id FROM runs WHERE task_id = $1)',
+        [taskId],
+      );
+      const runs = (await this.q(c, 'deleteRunsOfTask', 'DELETE FROM runs WHERE task_id = $1', [taskId])).rowCount ?? 0;
+      await this.q(c, 'deleteTask', 'DELETE FROM tasks WHERE id = $1', [taskId]);
+      return { runs, storedFiles: files.rows.map((r) => r.stored_as) };
+    });
   }
 
   private async runsOfTasks(on: Queryable, taskIds: number[]): Promise<Map<number, RunDetail[]>> {
@@ -559,15 +639,16 @@ export class PostgresRegistryStore implements RegistryStore {
    * otherwise each count the other's run as unfinished, and the task would never end. Once the
    * lock is held, the count (a new statement) sees every run change committed before it.
    */
-  private async refreshTaskStatus(c: pg.ClientBase, taskId: number): Promise<void> {
+  private async refreshTaskStatus(c: pg.ClientBase, taskId: number, skipIfLocked = false): Promise<void> {
     const task = (
       await this.q<{ status: Task['status']; cancelled: boolean }>(
         c,
-        'lockTask',
-        'SELECT status, cancelled FROM tasks WHERE id = $1 FOR UPDATE',
+        skipIfLocked ? 'lockTaskUnlessLocked' : 'lockTask',
+        `SELECT status, cancelled FROM tasks WHERE id = $1 FOR UPDATE${skipIfLocked ? ' SKIP LOCKED' : ''}`,
         [taskId],
       )
-    ).rows[0]!;
+    ).rows[0];
+    if (!task) return;
     const { rows } = await this.q<{ status: RunState }>(
       c,
       'runStatesOfTask',
@@ -651,7 +732,10 @@ export class PostgresRegistryStore implements RegistryStore {
     // broadcast's claims would otherwise queue). A task still "queued" is refreshed in a
     // transaction of its own; were this process to die first, the run's next change (its start,
     // or the sweep of its lease) refreshes it.
-    if (claimed.task_status !== 'running') await this.tx((c) => this.refreshTaskStatus(c, claimed.task_id));
+    // When another transaction holds the task's row, it derives the status after this claim
+    // committed (or from a run of its own that is no longer queued): "running" either way, so
+    // the claim does not queue behind it (a broadcast's first claims would all wait in line).
+    if (claimed.task_status !== 'running') await this.tx((c) => this.refreshTaskStatus(c, claimed.task_id, true));
     return {
       id: claimed.id,
       taskId: claimed.task_id,

@@ -38,6 +38,20 @@ export interface NewTask {
   sites: string[] | null;
 }
 
+/** Per-owner limits checked atomically with the task's creation. */
+export interface TaskQuota {
+  /** Unfinished tasks the owner may have, the new one included. */
+  maxOpenTasks: number;
+  /** Config bytes of all the owner's stored tasks, the new one included. */
+  maxConfigBytes: number;
+}
+
+export interface DeletedTask {
+  runs: number;
+  /** Stored names of the task's result files, for the caller to remove from disk. */
+  storedFiles: string[];
+}
+
 export interface TaskQuery {
   ownerId: number | null;
   status: string | null;
@@ -93,7 +107,8 @@ export interface RegistryStore {
   recordSeen(principalId: number, at: Date): Promise<void>;
   listSites(): Promise<SiteInfo[]>;
 
-  createTask(owner: Principal, task: NewTask): Promise<Task>;
+  /** Throws 429 too_many_open_tasks or 413 config_quota_exceeded when `quota` would be exceeded. */
+  createTask(owner: Principal, task: NewTask, quota?: TaskQuota): Promise<Task>;
   getTask(taskId: number): Promise<OwnedTask | null>;
   /** Only the derived status: cheap, for long polls woken by every run change. */
   getTaskStatus(taskId: number): Promise<Task['status'] | null>;
@@ -101,6 +116,13 @@ export interface RegistryStore {
   /** Ends queued and assigned runs, flags running ones for the site to stop. */
   cancelTask(taskId: number): Promise<Task>;
   getTaskConfig(taskId: number): Promise<{ config: Buffer; configType: string } | null>;
+  /**
+   * Deletes a final task with its runs, logs and file records in one transaction (409
+   * task_not_final otherwise); null when there is no such task. The files themselves are the
+   * caller's to remove afterwards: a crash in between leaves only unreferenced files, which the
+   * registry removes at its next start.
+   */
+  deleteTask(taskId: number): Promise<DeletedTask | null>;
 
   /** Atomically hands the site its oldest queued run, or null. */
   claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null>;

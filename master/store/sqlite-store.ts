@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import {
   deriveTaskStatus,
   isFinalRunState,
+  isFinalTaskStatus,
   siteActionRefusal,
   type RunState,
   type SiteAction,
@@ -22,6 +23,7 @@ import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migrate } from './migrate.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
+  DeletedTask,
   FileLimits,
   NewTask,
   OwnedRun,
@@ -33,6 +35,7 @@ import type {
   StoredFile,
   SweepOutcome,
   TaskQuery,
+  TaskQuota,
 } from './registry-store.js';
 
 interface PrincipalRow {
@@ -159,8 +162,23 @@ export class SqliteRegistryStore implements RegistryStore {
       siteByName: db.prepare("SELECT id, enabled FROM principals WHERE kind = 'site' AND name = ?"),
       enabledSites: db.prepare("SELECT id FROM principals WHERE kind = 'site' AND enabled = 1 ORDER BY name"),
       insertTask: db.prepare(
-        'INSERT INTO tasks (owner_id, name, image, config, config_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO tasks (owner_id, name, image, config, config_bytes, config_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
+      // Both read from indexes only: (owner_id, status, id) and (owner_id, config_bytes).
+      openTasksOfOwner: db
+        .prepare("SELECT COUNT(*) FROM tasks WHERE owner_id = ? AND status IN ('queued', 'running')")
+        .pluck(),
+      configBytesOfOwner: db.prepare('SELECT COALESCE(SUM(config_bytes), 0) FROM tasks WHERE owner_id = ?').pluck(),
+      openRunsOfTask: db
+        .prepare("SELECT COUNT(*) FROM runs WHERE task_id = ? AND status IN ('queued', 'assigned', 'running')")
+        .pluck(),
+      storedFilesOfTask: db
+        .prepare('SELECT f.stored_as FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.task_id = ?')
+        .pluck(),
+      deleteFilesOfTask: db.prepare('DELETE FROM run_files WHERE run_id IN (SELECT id FROM runs WHERE task_id = ?)'),
+      deleteLogsOfTask: db.prepare('DELETE FROM run_logs WHERE run_id IN (SELECT id FROM runs WHERE task_id = ?)'),
+      deleteRunsOfTask: db.prepare('DELETE FROM runs WHERE task_id = ?'),
+      deleteTask: db.prepare('DELETE FROM tasks WHERE id = ?'),
       insertRun: db.prepare("INSERT INTO runs (task_id, site_id, status, created_at) VALUES (?, ?, 'queued', ?)"),
       task: db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE t.id = ?`),
       taskConfig: db.prepare('SELECT config, config_type FROM tasks WHERE id = ?'),
@@ -305,8 +323,9 @@ export class SqliteRegistryStore implements RegistryStore {
     }));
   }
 
-  async createTask(owner: Principal, task: NewTask): Promise<Task> {
+  async createTask(owner: Principal, task: NewTask, quota?: TaskQuota): Promise<Task> {
     const id = this.db.transaction(() => {
+      if (quota) this.checkQuota(owner, task.config.length, quota);
       let siteIds: number[];
       if (task.sites === null) {
         siteIds = (this.stmt.enabledSites.all() as { id: number }[]).map((r) => r.id);
@@ -331,13 +350,65 @@ export class SqliteRegistryStore implements RegistryStore {
       }
       const now = isoNow();
       const taskId = Number(
-        this.stmt.insertTask.run(owner.id, task.name, task.image, task.config, task.configType, 'queued', now, now)
-          .lastInsertRowid,
+        this.stmt.insertTask.run(
+          owner.id,
+          task.name,
+          task.image,
+          task.config,
+          task.config.length,
+          task.configType,
+          'queued',
+          now,
+          now,
+        ).lastInsertRowid,
       );
       for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
       return taskId;
     })();
     return (await this.getTask(id))!.task;
+  }
+
+  /** Inside createTask's transaction, so that concurrent posts cannot both slip under a limit. */
+  private checkQuota(owner: Principal, configBytes: number, quota: TaskQuota): void {
+    const open = this.stmt.openTasksOfOwner.get(owner.id) as number;
+    if (open + 1 > quota.maxOpenTasks)
+      throw new RegistryError(
+        429,
+        ERROR_CODES.tooManyOpenTasks,
+        `${owner.name} has ${open} unfinished tasks, the most allowed; wait for some to finish or cancel them`,
+        { open, limit: quota.maxOpenTasks },
+      );
+    const stored = this.stmt.configBytesOfOwner.get(owner.id) as number;
+    if (stored + configBytes > quota.maxConfigBytes)
+      throw new RegistryError(
+        413,
+        ERROR_CODES.configQuotaExceeded,
+        `${owner.name}'s tasks keep ${stored} config bytes; this config (${configBytes} bytes) would pass the quota of ${quota.maxConfigBytes}; delete finished tasks (pht task delete ID) to make room`,
+        { stored, config: configBytes, limit: quota.maxConfigBytes },
+      );
+  }
+
+  async deleteTask(taskId: number): Promise<DeletedTask | null> {
+    return this.db
+      .transaction(() => {
+        const task = this.stmt.taskStatusAndCancelled.get(taskId) as { status: Task['status'] } | undefined;
+        if (!task) return null;
+        const openRuns = this.stmt.openRunsOfTask.get(taskId) as number;
+        if (!isFinalTaskStatus(task.status) || openRuns > 0)
+          throw new RegistryError(
+            409,
+            ERROR_CODES.taskNotFinal,
+            `task ${taskId} is ${task.status}; only a finished task can be deleted (cancel it first)`,
+            { status: task.status },
+          );
+        const storedFiles = this.stmt.storedFilesOfTask.all(taskId) as string[];
+        this.stmt.deleteFilesOfTask.run(taskId);
+        this.stmt.deleteLogsOfTask.run(taskId);
+        const runs = this.stmt.deleteRunsOfTask.run(taskId).changes;
+        this.stmt.deleteTask.run(taskId);
+        return { runs, storedFiles };
+      })
+      .immediate();
   }
 
   private taskFromRow(row: TaskRow): Task {

@@ -2,14 +2,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isFinalRunState, isFinalTaskStatus, TASK_STATUSES, type TaskStatus } from '../../shared/run-state.js';
 import { parseDurationMs } from '../../shared/duration.js';
+import { SITE_NAME_PATTERN } from '../../shared/names.js';
 import type { Task } from '../../shared/types.js';
 import { childSignal } from '../../shared/abortable.js';
 import type { PhtClient } from '../client.js';
-import { PhtTimeoutError } from '../errors.js';
+import { PhtResponseError, PhtTimeoutError } from '../errors.js';
 import { describeTask, runDetail, sitesTable, table, taskOutcome, taskTitle, tasksTable } from './format.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { LinePrefixer } from './line-prefixer.js';
 import { TaskProgressView } from './task-progress.js';
+import { terminalSafeJson, visible } from './terminal-text.js';
 
 export interface CommandContext {
   client: PhtClient;
@@ -111,6 +113,23 @@ export const COMMANDS: readonly Command[] = [
     },
   },
   {
+    name: 'task delete',
+    synopsis: 'ID',
+    summary: 'delete a finished task with its runs, logs and result files at the registry',
+    args: ['ID'],
+    valueFlags: [],
+    booleanFlags: [],
+    run: async (ctx) => {
+      const deleted = await ctx.client.deleteTask(taskId(ctx));
+      ctx.io.stdout.write(
+        ctx.json
+          ? toJson(deleted)
+          : `task ${deleted.id} deleted with ${deleted.runs} run${deleted.runs === 1 ? '' : 's'} and ${deleted.files} result file${deleted.files === 1 ? '' : 's'}\n`,
+      );
+      return EXIT.ok;
+    },
+  },
+  {
     name: 'sites',
     synopsis: '',
     summary: 'the sites known to the registry',
@@ -144,7 +163,7 @@ async function createTask(ctx: CommandContext): Promise<number> {
     ctx.io.stdout.write(
       ctx.json
         ? toJson(task)
-        : `created ${taskTitle(task)} with ${task.runs.length} run${task.runs.length === 1 ? '' : 's'}: ${task.runs.map((r) => r.site).join(', ')}\n`,
+        : `created ${taskTitle(task)} with ${task.runs.length} run${task.runs.length === 1 ? '' : 's'}: ${task.runs.map((r) => visible(r.site)).join(', ')}\n`,
     );
     return EXIT.ok;
   }
@@ -206,7 +225,7 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   const task = await ctx.client.getTask(taskId(ctx));
   const width = Math.max(0, ...task.runs.map((r) => r.site.length));
   const prefixer = (site: string) =>
-    new LinePrefixer(`[${site}]`.padEnd(width + 3), (text) => ctx.io.stdout.write(text));
+    new LinePrefixer(`[${visible(site)}]`.padEnd(width + 3), (text) => ctx.io.stdout.write(text));
   if (ctx.flags.follow !== true) {
     const logs: { site: string; runId: number; status: string; log: string }[] = [];
     for (const run of task.runs)
@@ -227,7 +246,7 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   const follows = task.runs.map(async (run) => {
     const p = prefixer(run.site);
     const onText = ctx.json
-      ? (text: string) => ctx.io.stdout.write(JSON.stringify({ site: run.site, runId: run.id, text }) + '\n')
+      ? (text: string) => ctx.io.stdout.write(terminalSafeJson({ site: run.site, runId: run.id, text }) + '\n')
       : (text: string) => p.push(text);
     try {
       await ctx.client.followRunLog(run.id, { onText, signal: stop.signal });
@@ -250,9 +269,11 @@ async function saveResults(ctx: CommandContext): Promise<number> {
   const task = await ctx.client.getTask(taskId(ctx));
   if (!isFinalTaskStatus(task.status))
     ctx.io.stderr.write(`pht: ${taskTitle(task)} is ${task.status}; results may be incomplete\n`);
+  // Every folder is checked before anything is written.
+  const folders = task.runs.map((run) => siteFolder(out, run.site));
   const runs = [];
-  for (const run of task.runs) {
-    const files = await ctx.client.saveRunFiles(run.id, path.join(out, run.site));
+  for (const [i, run] of task.runs.entries()) {
+    const files = await ctx.client.saveRunFiles(run.id, folders[i]!);
     runs.push({ site: run.site, runId: run.id, status: run.status, detail: runDetail(run), files });
   }
   if (ctx.json) {
@@ -276,7 +297,30 @@ async function saveResults(ctx: CommandContext): Promise<number> {
 }
 
 function toJson(value: unknown): string {
-  return JSON.stringify(value, null, 2) + '\n';
+  return terminalSafeJson(value, 2) + '\n';
+}
+
+/**
+ * DIR/<site>: the site name comes from the registry's answer, so it must be a site name and the
+ * folder must stay inside DIR whatever the registry says (a hostile one sent "../../x").
+ */
+export function siteFolder(out: string, site: string): string {
+  const root = path.resolve(out);
+  const folder = path.resolve(root, site);
+  const inside = path.relative(root, folder);
+  if (
+    !new RegExp(SITE_NAME_PATTERN).test(site) ||
+    inside !== site ||
+    inside.startsWith('..') ||
+    path.isAbsolute(inside)
+  ) {
+    throw new PhtResponseError(
+      `the registry named a site ${visible(JSON.stringify(site).slice(0, 80))}, which is not a valid site name; nothing is saved for it`,
+      'GET',
+      '/tasks',
+    );
+  }
+  return folder;
 }
 
 function stringFlag(ctx: CommandContext, name: string): string | undefined {

@@ -1,8 +1,13 @@
 import { isFinalRunState } from '../../shared/run-state.js';
 import type { RunDetail, SiteInfo, Task } from '../../shared/types.js';
+import { visible } from './terminal-text.js';
 
-/** Left-aligned columns, two spaces apart; the last column is not padded. */
-export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+/**
+ * Left-aligned columns, two spaces apart; the last column is not padded. Cells come from the
+ * registry, so their control characters are shown escaped (see terminal-text.ts).
+ */
+export function table(header: readonly string[], rawRows: readonly (readonly string[])[]): string {
+  const rows = rawRows.map((r) => r.map(visible));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells
@@ -18,13 +23,13 @@ export function runDetail(run: RunDetail): string {
     const parts: string[] = [];
     if (run.exitCode !== null && run.exitCode !== undefined) parts.push(`exit ${run.exitCode}`);
     if (run.reason) parts.push(run.reason);
-    return parts.join(': ');
+    return visible(parts.join(': '));
   }
   if (run.cancelRequested) return 'cancel requested';
   const p = run.progress;
   if (!p) return '';
   const amount = p.total !== null ? `${p.current}/${p.total}` : String(p.current);
-  return p.message ? `${amount} ${p.message}` : amount;
+  return p.message ? `${amount} ${visible(p.message)}` : amount;
 }
 
 export function finalRunCount(task: Task): number {
@@ -32,13 +37,13 @@ export function finalRunCount(task: Task): number {
 }
 
 export function taskTitle(task: Task): string {
-  return task.name ? `task ${task.id} (${task.name})` : `task ${task.id}`;
+  return task.name ? `task ${task.id} (${visible(task.name)})` : `task ${task.id}`;
 }
 
 /** One line on how a finished (or abandoned) task went. */
 export function taskOutcome(task: Task): string {
   const completed = task.runs.filter((r) => r.status === 'completed').length;
-  const others = task.runs.filter((r) => r.status !== 'completed').map((r) => `${r.site} ${r.status}`);
+  const others = task.runs.filter((r) => r.status !== 'completed').map((r) => `${visible(r.site)} ${r.status}`);
   const tail = others.length > 0 ? `; ${others.join(', ')}` : '';
   return `${taskTitle(task)} ${task.status}: ${completed} of ${task.runs.length} runs completed${tail}`;
 }
@@ -59,7 +64,7 @@ export function describeTask(task: Task): string {
     ['owner', task.owner],
     ['created', task.createdAt],
   ];
-  const head = rows.map(([k, v]) => `${k.padEnd(8)}${v}\n`).join('');
+  const head = rows.map(([k, v]) => `${k.padEnd(8)}${visible(v)}\n`).join('');
   return `${head}\n${runsTable(task)}`;
 }
 

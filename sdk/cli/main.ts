@@ -8,6 +8,7 @@ import { PhtClient } from '../client.js';
 import { PhtApiError, PhtError } from '../errors.js';
 import { COMMANDS, type Command } from './commands.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
+import { terminalSafeJson, visible } from './terminal-text.js';
 
 const GLOBAL_VALUE_FLAGS = ['url', 'token'];
 const GLOBAL_BOOLEAN_FLAGS = ['json', 'help'];
@@ -156,14 +157,15 @@ function reportError(e: unknown, io: CliIo, json: boolean): number {
       message: e instanceof Error ? e.message : String(e),
     };
     if (e instanceof PhtApiError) Object.assign(error, { status: e.status, code: e.code });
-    io.stderr.write(JSON.stringify({ error }) + '\n');
+    io.stderr.write(terminalSafeJson({ error }) + '\n');
     return code;
   }
-  if (e instanceof UsageError) io.stderr.write(`pht: ${e.message}\nRun "pht --help" for usage.\n`);
+  // Messages and codes may come from the registry: their control characters are shown escaped.
+  if (e instanceof UsageError) io.stderr.write(`pht: ${visible(e.message)}\nRun "pht --help" for usage.\n`);
   else if (e instanceof PhtApiError) {
     const hint = e.status === 401 ? ' (check PHT_TOKEN or --token)' : '';
-    io.stderr.write(`pht: ${e.message} (HTTP ${e.status}, ${e.code})${hint}\n`);
-  } else if (e instanceof PhtError) io.stderr.write(`pht: ${e.message}\n`);
-  else io.stderr.write(`pht: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.stderr.write(`pht: ${visible(e.message)} (HTTP ${e.status}, ${visible(e.code)})${hint}\n`);
+  } else if (e instanceof PhtError) io.stderr.write(`pht: ${visible(e.message)}\n`);
+  else io.stderr.write(`pht: ${visible(e instanceof Error ? e.message : String(e))}\n`);
   return code;
 }

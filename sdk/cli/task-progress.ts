@@ -1,6 +1,7 @@
 import type { Task } from '../../shared/types.js';
 import { finalRunCount, runDetail, taskTitle } from './format.js';
 import type { CliIo } from './io.js';
+import { visible } from './terminal-text.js';
 
 /**
  * Shows a task's runs while the CLI waits for it. On a terminal the block of per-site lines is
@@ -25,7 +26,10 @@ export class TaskProgressView {
     const lines = [
       `${taskTitle(task)}: ${task.status}, ${finalRunCount(task)}/${task.runs.length} runs finished`,
       ...task.runs.map((r) => `  ${r.site.padEnd(siteWidth)}  ${r.status.padEnd(9)}  ${runDetail(r)}`.trimEnd()),
-    ].map((line) => (line.length > width ? `${line.slice(0, width - 1)}…` : line));
+    ]
+      // Only the cursor moves below may reach the terminal as control sequences.
+      .map(visible)
+      .map((line) => (line.length > width ? `${line.slice(0, width - 1)}…` : line));
     // Move back to the top of the block drawn last time, then overwrite it line by line. Lines are
     // cut to the terminal's width so that none wraps and the count stays right.
     let text = this.drawnLines > 0 ? `\x1b[${this.drawnLines}A` : '';
@@ -38,10 +42,10 @@ export class TaskProgressView {
     let text = '';
     if (!this.headerPrinted) {
       this.headerPrinted = true;
-      text += `${taskTitle(task)}: waiting for ${task.runs.length} run${task.runs.length === 1 ? '' : 's'} (${task.runs.map((r) => r.site).join(', ')})\n`;
+      text += `${taskTitle(task)}: waiting for ${task.runs.length} run${task.runs.length === 1 ? '' : 's'} (${task.runs.map((r) => visible(r.site)).join(', ')})\n`;
     }
     for (const run of task.runs) {
-      const line = `${run.site}: ${run.status}${runDetail(run) ? ` ${runDetail(run)}` : ''}`;
+      const line = visible(`${run.site}: ${run.status}${runDetail(run) ? ` ${runDetail(run)}` : ''}`);
       if (this.printed.get(run.site) === line) continue;
       this.printed.set(run.site, line);
       text += `${line}\n`;

@@ -66,6 +66,25 @@ describe('output folder scan', () => {
     expect(result.skipped[0]).toMatch(/path longer than 1024 characters/);
   });
 
+  it('never holds the event loop while walking a folder of many files', async () => {
+    const dir = outputDir();
+    for (let i = 0; i < 20_000; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+    // Other work (the gateway answering other runs) gets turns while the walk goes on.
+    let turns = 0;
+    let walking = true;
+    const spin = () => {
+      if (!walking) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    const [scanned, measured] = await Promise.all([scan(dir, 30_000), folderUsage(dir, 30_000)]);
+    walking = false;
+    expect(scanned.files).toHaveLength(20_000);
+    expect(measured.entries).toBe(20_000);
+    expect(turns).toBeGreaterThan(100);
+  });
+
   it('stops at the file limit instead of walking everything', async () => {
     const dir = outputDir();
     for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');

@@ -86,6 +86,31 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     expect(run.digest).toBe(`127.0.0.1:5050/pht-e2e/fake@sha256:${'2'.repeat(64)}`);
     expect(engine.starts).toBe(1);
     expect(engine.containers.size).toBe(0);
+    // Its output sat on a loop-mounted image, unmounted and deleted with the folder.
+    expect(ws.record.disk).toBe('loop-image');
+    expect(fs.existsSync(ws.dir)).toBe(false);
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(ws.dir);
+  });
+
+  it('runs with plain folders when the site opts out of the kernel-enforced disk limit', async () => {
+    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
+      network: { mode: 'none' },
+      limits: { disk: 'unenforced' },
+    });
+    const plain = new RunExecutor({
+      api,
+      engine,
+      config,
+      site: 'fake-site',
+      networking: { networkMode: 'none', sparqlFor: () => ({ url: 'http://x', token: null, release: () => {} }) },
+      logger: silentLogger(),
+      audit: silentLogger(),
+      shutdown: new AbortController().signal,
+    });
+    const task = await post();
+    const ws = RunWorkspace.create(config.workDir, 'fake-site', await claim(), 65534, 65534);
+    await plain.execute(ws);
+    expect((await runOf(task.id)).status).toBe('completed');
     expect(fs.existsSync(ws.dir)).toBe(false);
   });
 
@@ -329,6 +354,24 @@ describe('run executor: no run holds a slot forever', () => {
     expect(view.status).toBe('failed');
     expect(view.reason).toMatch(/could not deliver this run: .*ENOTDIR/);
     expect(fs.existsSync(ws.dir)).toBe(false);
+  });
+
+  it('frees the slot of a run retrying a transient error as soon as the researcher cancels it', async () => {
+    const engine = new FakeEngine();
+    engine.logsFailure = new DockerUnavailableError('cannot read the container log: the engine keeps failing');
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    const ws = RunWorkspace.create(workDir, 'slot-site', run, 65534, 65534);
+    await expect(executor.execute(ws)).rejects.toThrow('the engine keeps failing');
+    const cancel = await fetch(`${registry.url}/api/v1/tasks/${task.id}/cancel`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(cancel.status).toBe(200);
+    await expect(executor.execute(ws)).resolves.toBeUndefined();
+    expect((await runOf(task.id)).status).toBe('cancelled');
+    expect(fs.existsSync(ws.dir)).toBe(false);
+    expect(engine.containers.size).toBe(0);
   });
 
   it('fails a run whose steps keep failing with a transient error, counted across restarts, and removes its workspace', async () => {

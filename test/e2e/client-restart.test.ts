@@ -39,21 +39,24 @@ class ClientProcess {
 }
 
 /** Waits until the run's container is running (the client got past pull and create). */
-async function containerRunning(runId: number): Promise<void> {
+async function containerRunning(runId: number, site: string): Promise<void> {
   const until = Date.now() + 60_000;
   while (Date.now() < until) {
-    const [c] = await docker().listContainers({ filters: { label: [`org.pht.run-id=${runId}`], status: ['running'] } });
+    // Run ids are only unique per registry: other suites on this engine have a run 1 too.
+    const [c] = await docker().listContainers({
+      filters: { label: [`org.pht.run-id=${runId}`, `org.pht.site=${site}`], status: ['running'] },
+    });
     if (c) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`container of run ${runId} never ran`);
 }
 
-async function containerStarts(runId: number, since: number): Promise<number> {
+async function containerStarts(runId: number, since: number, site: string): Promise<number> {
   const stream = (await docker().getEvents({
     since: Math.floor(since / 1000) - 1,
     until: Math.floor(Date.now() / 1000) + 1,
-    filters: { type: ['container'], event: ['start'], label: [`org.pht.run-id=${runId}`] },
+    filters: { type: ['container'], event: ['start'], label: [`org.pht.run-id=${runId}`, `org.pht.site=${site}`] },
   })) as unknown as NodeJS.ReadableStream;
   let text = '';
   for await (const chunk of stream) text += chunk.toString();
@@ -107,7 +110,7 @@ describe('site client killed and restarted', () => {
     const since = Date.now();
     client.start();
     const task = await researcher.post(PROBE, { mode: 'sleep', ms: 4000 }, [site]);
-    await containerRunning(task.runs[0]!.id);
+    await containerRunning(task.runs[0]!.id, site);
     await client.kill('SIGKILL');
     client.start();
     const done = await researcher.waitDone(task.id);
@@ -115,14 +118,14 @@ describe('site client killed and restarted', () => {
     expect(run.status).toBe('completed');
     expect(run.attempt).toBe(1);
     expect(await researcher.file(run.id, 'slept.txt')).toBe('4000');
-    expect(await containerStarts(run.id, since)).toBe(1);
+    expect(await containerStarts(run.id, since, site)).toBe(1);
     expect(client.output).toContain('following a container found after a restart');
   });
 
   it('delivers a result that finished while both the client and the registry were down', async () => {
     const since = Date.now();
     const task = await researcher.post(PROBE, { mode: 'sleep', ms: 1500 }, [site]);
-    await containerRunning(task.runs[0]!.id);
+    await containerRunning(task.runs[0]!.id, site);
     await client.kill('SIGKILL');
     // Let the container end while nobody watches, then take the registry away too.
     const until = Date.now() + 30_000;
@@ -142,6 +145,6 @@ describe('site client killed and restarted', () => {
     const done = await researcher.waitDone(task.id);
     expect(done.runs[0]!.status).toBe('completed');
     expect(await researcher.file(done.runs[0]!.id, 'slept.txt')).toBe('1500');
-    expect(await containerStarts(done.runs[0]!.id, since)).toBe(1);
+    expect(await containerStarts(done.runs[0]!.id, since, site)).toBe(1);
   });
 });

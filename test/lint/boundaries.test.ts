@@ -2,7 +2,8 @@
  * The architecture rules of eslint.config.mjs, pinned: each probe imports across a boundary the
  * way a change might (named, side-effect, dynamic, require) and must be refused; a cycle, even
  * through a side-effect import, must be found. The probes are linted as text or in a temporary
- * folder that is removed afterwards.
+ * folder that is removed afterwards. Probes import files that exist: the rule judges where an
+ * import leads, and an import that leads nowhere is tsc's to refuse.
  */
 import fs from 'node:fs';
 import path from 'node:path';

@@ -3,6 +3,7 @@ import {
   Client,
   ensureBuilt,
   expectApiError,
+  ResearcherClient,
   runMaster,
   sharedWorld,
   SiteClient,
@@ -122,7 +123,7 @@ describe('authentication', () => {
 describe('revoked principals (node master revoke)', () => {
   beforeAll(() => ensureBuilt(), 180_000);
 
-  it('refuses every site route to a revoked site (403), and accepts the key again once enabled', async () => {
+  it('refuses every site route to a revoked site (403), and enabling it issues a new key while the old one stays refused', async () => {
     const w = await world({ siteCount: 1 });
     const ids = await withRun(w);
     const revoked = await runMaster(['revoke', 'site', 'site-a', '--json', '--data-dir', w.reg.dataDir]);
@@ -133,8 +134,30 @@ describe('revoked principals (node master revoke)', () => {
       expectApiError(res, 403, 'forbidden');
       expect(res.body.message).toContain('disabled');
     }
-    expect((await runMaster(['enable', 'site', 'site-a', '--data-dir', w.reg.dataDir])).code).toBe(0);
-    await w.sites[0]!.get('/api/v1/site/runs').expect(200);
+    const enabled = await runMaster(['enable', 'site', 'site-a', '--json', '--data-dir', w.reg.dataDir]);
+    expect(enabled.code, enabled.stderr).toBe(0);
+    const { apiKey, ...rest } = JSON.parse(enabled.stdout) as { apiKey: string };
+    expect(rest).toEqual({ kind: 'site', name: 'site-a', enabled: true });
+    expect(apiKey).toMatch(/^pht_site_/);
+    expect(apiKey).not.toBe(w.sites[0]!.key);
+    // The revoked key never works again (before the fix it was accepted once more).
+    expectApiError(await w.sites[0]!.get('/api/v1/site/runs'), 401, 'unauthorized');
+    await new SiteClient(w.reg.url, apiKey, 'site-a').get('/api/v1/site/runs').expect(200);
+    // Enabling what is enabled changes nothing: the new key keeps working.
+    const again = await runMaster(['enable', 'site', 'site-a', '--data-dir', w.reg.dataDir]);
+    expect(again.stdout).toContain('already enabled');
+    await new SiteClient(w.reg.url, apiKey, 'site-a').get('/api/v1/site/runs').expect(200);
+  });
+
+  it('enabling a revoked researcher prints a new token once; the revoked token stays refused', async () => {
+    const w = await world({ siteCount: 1 });
+    expect((await runMaster(['revoke', 'user', 'alice', '--data-dir', w.reg.dataDir])).code).toBe(0);
+    const enabled = await runMaster(['enable', 'user', 'alice', '--data-dir', w.reg.dataDir]);
+    expect(enabled.code, enabled.stderr).toBe(0);
+    const token = /token \(shown once; the old one stays revoked\): (pht_user_\S+)/.exec(enabled.stdout)?.[1];
+    expect(token).toBeDefined();
+    expectApiError(await w.researcher.get('/api/v1/tasks'), 401, 'unauthorized');
+    await new ResearcherClient(w.reg.url, token!).get('/api/v1/tasks').expect(200);
   });
 
   it('refuses every researcher route to a revoked researcher (403)', async () => {

@@ -273,7 +273,7 @@ describe('query strings', () => {
 describe('paths', () => {
   it.each([
     ['GET', '/api/v1/nothing-here'],
-    ['DELETE', '/api/v1/tasks/TASK'],
+    ['PATCH', '/api/v1/tasks/TASK'],
     ['PATCH', '/api/v1/tasks'],
     ['GET', '/api/v1/runs'],
     ['GET', '/api/v2/tasks'],

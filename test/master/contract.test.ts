@@ -26,9 +26,12 @@ const NOT_PROVOKED: Record<string, string> = {
 };
 
 const JSON_BODY_BYTES = 4096;
+const OPEN_TASKS = 4;
 const shared = sharedWorld({
   siteCount: 1,
-  overrides: { limits: { jsonBodyBytes: JSON_BODY_BYTES, configBytes: 512, resultFileBytes: 1000 } },
+  overrides: {
+    limits: { jsonBodyBytes: JSON_BODY_BYTES, configBytes: 512, resultFileBytes: 1000, openTasksPerUser: OPEN_TASKS },
+  },
 });
 
 let doc: Doc;
@@ -233,6 +236,22 @@ describe('the registry against its served OpenAPI document', () => {
 
     await call('get', '/sites', 200);
     await call('get', '/me', 200);
+
+    // DELETE /tasks/{id}: a finished task goes with its runs and files; an unfinished one stays.
+    const open = [await w.researcher.createTask()];
+    await call('delete', '/tasks/{id}', 409, { params: { id: open[0]!.id } });
+    await call('delete', '/tasks/{id}', 400, { params: { id: 'x' } });
+    await call('delete', '/tasks/{id}', 404, { params: { id: 999999 } });
+    const deleted = await call('delete', '/tasks/{id}', 200, { params: { id: done.id } });
+    expect(deleted.body).toEqual({ id: done.id, runs: 1, files: 1 });
+    await call('get', '/runs/{id}', 404, { params: { id: runId } });
+
+    // POST /tasks 429: as many unfinished tasks as allowed, then one more. Cancelled afterwards, so
+    // that the site test below finds no run of these queued.
+    while (open.length < OPEN_TASKS) open.push(await w.researcher.createTask());
+    const refused = await call('post', '/tasks', 429, { json: { image: IMAGE } });
+    expect((refused.body as { code: string }).code).toBe('too_many_open_tasks');
+    for (const t of open) await w.researcher.post(`/api/v1/tasks/${t.id}/cancel`).expect(200);
   });
 
   it('answers every site route as documented', async () => {

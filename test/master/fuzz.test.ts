@@ -59,6 +59,7 @@ const ROUTES: [string, string, 'site' | 'user' | 'anyone'][] = [
   ['GET', '/api/v1/tasks/{id}/wait', 'user'],
   ['GET', '/api/v1/tasks/{id}/events', 'user'],
   ['POST', '/api/v1/tasks/{id}/cancel', 'user'],
+  ['DELETE', '/api/v1/tasks/{id}', 'user'],
   ['GET', '/api/v1/runs/{id}', 'user'],
   ['GET', '/api/v1/runs/{id}/log', 'user'],
   ['GET', '/api/v1/runs/{id}/files', 'user'],
@@ -189,9 +190,50 @@ function requestArbitrary(ids: number[], keys: { site: string[]; user: string[] 
     fc.record({ text: fc.oneof(fc.string(), fc.constant('x'.repeat(3000))) }, { requiredKeys: [] }).map(json),
     fc.constant(json({})),
   );
+  // Values nested far deeper than any real body, up to the body size limit: one crashed the
+  // registry's validation with a stack overflow (500) before depth was limited (issue 14).
+  const deep = fc
+    .tuple(fc.integer({ min: 1, max: 30_000 }), fc.boolean())
+    .map(([depth, arrays]) =>
+      arrays ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '1' + '}'.repeat(depth),
+    );
+  const deepBody = fc
+    .tuple(
+      deep,
+      fc.constantFrom(
+        `{"image": "${IMAGE}", "config": D}`,
+        `{"image": "${IMAGE}", "config": {"x": D}, "sites": ["site-a"]}`,
+        '{"state": "failed", "reason": D}',
+        '{"current": 1, "message": D}',
+        '{"text": D}',
+        'D',
+      ),
+    )
+    .map(([value, template]) => Buffer.from(template.replace('D', value)));
+  // Inputs that trip up JSON handling elsewhere: prototype keys, lone surrogates, numbers out of
+  // range, duplicate keys, and a body over the size limit.
+  const trickyBody = fc.constantFrom(
+    ...[
+      `{"__proto__": {"admin": true}, "image": "${IMAGE}", "config": {}}`,
+      `{"constructor": {"prototype": {"x": 1}}, "image": "${IMAGE}"}`,
+      `{"image": "${IMAGE}", "config": {"__proto__": null}, "name": "\ud800"}`,
+      '{"text": "\udfff\ud800"}',
+      '{"state": "failed", "reason": "\u0000\u001b[2J"}',
+      '{"current": 1e309, "total": -1e309}',
+      '{"current": 1, "total": 1e400, "message": "x"}',
+      '{"state": "completed", "exitCode": 1e21, "durationMs": 1e300}',
+      '{"state": "completed", "exitCode": -0, "durationMs": -1}',
+      `{"image": "${IMAGE}", "image": "Bad Image"}`,
+      `{"image": "${IMAGE}", "sites": ["site-a", "site-a", "site-a"]}`,
+      `{"image": "${IMAGE}", "sites": "site-a"}`,
+      `{"image": "${IMAGE}", "config": "${'x'.repeat(70_000)}"}`,
+    ].map((t) => Buffer.from(t)),
+  );
   const body = fc.oneof(
     { weight: 3, arbitrary: fc.constant(null) },
     { weight: 6, arbitrary: shapedBody },
+    { weight: 4, arbitrary: deepBody },
+    { weight: 2, arbitrary: trickyBody },
     fc.jsonValue({ maxDepth: 3 }).map(json),
     fc.uint8Array({ maxLength: 3000 }).map((a) => Buffer.from(a)),
     fc.string({ maxLength: 200 }).map((s) => Buffer.from(s)),
@@ -272,7 +314,7 @@ describe('fuzzing every route', () => {
     async () => {
       const w = await world({
         siteCount: 2,
-        overrides: { limits: { jsonBodyBytes: 2048, resultFileBytes: 2000, logBytes: 4096 } },
+        overrides: { limits: { jsonBodyBytes: 65536, resultFileBytes: 2000, logBytes: 4096 } },
       });
       const ids = await seed(w);
       const keys = {
@@ -314,3 +356,51 @@ describe('fuzzing every route', () => {
     Math.max(180_000, RUNS * 400),
   );
 });
+
+describe('bodies nested too deep', () => {
+  const nested = (depth: number, arrays: boolean) =>
+    arrays ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+
+  it('answers 400 nesting_too_deep on every JSON route, however deep, and logs no error', async () => {
+    const w = await world({ siteCount: 1 });
+    const ids = await seed1(w);
+    const routes = ROUTES.filter(([method]) => method === 'POST');
+    for (const [method, template, who] of routes) {
+      const path = template.replace('{id}', String(who === 'site' ? ids.run : ids.task));
+      const key = who === 'site' ? w.sites[0]!.key! : w.researcher.key!;
+      for (const depth of [65, 5_000, 50_000]) {
+        for (const arrays of [true, false]) {
+          // The deep value under every field a route reads, and as the whole body.
+          const value = nested(depth, arrays);
+          for (const text of [value, `{"image": "${IMAGE}", "config": ${value}, "reason": ${value}}`]) {
+            const res = await send(
+              w.reg.url,
+              method,
+              path,
+              { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+              Buffer.from(text),
+            );
+            expect(res.status, `${method} ${path} depth ${depth}: ${res.text}`).toBe(400);
+            expect(JSON.parse(res.text)).toMatchObject({ code: 'nesting_too_deep' });
+          }
+        }
+      }
+    }
+    // A config as deep as the limit allows is accepted.
+    const ok = await send(
+      w.reg.url,
+      'POST',
+      '/api/v1/tasks',
+      { authorization: `Bearer ${w.researcher.key!}`, 'content-type': 'application/json' },
+      Buffer.from(`{"image": "${IMAGE}", "config": ${nested(63, false)}}`),
+    );
+    expect(ok.status, ok.text).toBe(201);
+  }, 60_000);
+});
+
+/** One task with a running run, for routes that need real ids. */
+async function seed1(w: World): Promise<{ task: number; run: number }> {
+  const task = await w.researcher.createTask();
+  const run = await w.sites[0]!.claimAndStart();
+  return { task: task.id, run: run.id };
+}
