@@ -143,7 +143,7 @@ export class RunExecutor {
       durationMs: ws.record.outcome?.durationMs ?? null,
     };
     try {
-      await this.retrying('report the failure', () => this.deps.api.finish(runId, report));
+      await this.retrying('report the failure', () => this.deps.api.finish(runId, report, this.deps.shutdown));
     } catch (e) {
       if (!(e instanceof RegistryRefusedError)) throw e;
       log.warn('registry refused the failure report', { status: e.status, message: e.message });
@@ -212,7 +212,7 @@ export class RunExecutor {
       if (e instanceof RegistryRefusedError) {
         // One client process serves a site, so a run that is already running is one this client
         // started just before it crashed (the registry had the start, the workspace not yet).
-        const view = await this.deps.api.getRun(runId).catch(() => null);
+        const view = await this.deps.api.getRun(runId, this.deps.shutdown).catch(() => null);
         if (e.status === 409 && view?.status === 'running' && !view.cancelRequested) {
           log.info('run was already started by this site before a restart; continuing');
           ws.update({ phase: 'started' });
@@ -464,12 +464,12 @@ export class RunExecutor {
         if (report && JSON.stringify(report) !== JSON.stringify(lastProgress)) {
           lastProgress = report;
           await api
-            .progress(runId, report)
+            .progress(runId, report, this.deps.shutdown)
             .catch((e: unknown) => log.debug('progress not delivered', { error: coerceError(e).message }));
         }
         if (now - lastCancelCheck >= config.poll.cancelCheckMs) {
           lastCancelCheck = now;
-          const view = await api.getRun(runId).catch(() => null);
+          const view = await api.getRun(runId, this.deps.shutdown).catch(() => null);
           if (view && (view.cancelRequested || view.status !== 'running')) await kill({ kind: 'cancel' });
         }
         if (now - lastFlush >= 1000) {
@@ -503,7 +503,7 @@ export class RunExecutor {
     await Promise.race([logsDone, sleep(2000)]);
     logStream.destroy();
     const finalProgress = await progress.readLatest(Number.POSITIVE_INFINITY);
-    if (finalProgress) await api.progress(runId, finalProgress).catch(() => undefined);
+    if (finalProgress) await api.progress(runId, finalProgress, this.deps.shutdown).catch(() => undefined);
 
     if (!killedFor) {
       // A container that filled its disk and then exited on its own still broke the limit.

@@ -170,9 +170,10 @@ export class RunWorkspace {
       fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
     }
     for (const writable of [this.outputDir, this.progressDir]) {
-      if (fs.existsSync(writable)) continue;
-      fs.mkdirSync(writable);
+      fs.mkdirSync(writable, { recursive: true });
       // The container runs as an unprivileged user: only these two folders are its to write.
+      // Set every time, not only on creation: a client killed between the mkdir and the chown
+      // would otherwise leave a root-owned folder that the resumed run cannot write to.
       if (process.getuid?.() === 0) fs.chownSync(writable, spec.uid, spec.gid);
       fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
     }

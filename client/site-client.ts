@@ -248,7 +248,9 @@ export class SiteClient {
 
   /**
    * Ends a run this site cannot carry on with: reports it failed with the reason (retrying only
-   * while the registry is unreachable), removes its container and its workspace.
+   * while the registry is unreachable), removes its container and its workspace. The executor
+   * gives up on such runs itself; this is the loop's own guarantee for anything that still escapes
+   * it (a failure while giving up, a bug), so that no run holds a slot forever.
    */
   private async failRun(ws: RunWorkspace, error: unknown): Promise<void> {
     const { runId } = ws.record;

@@ -24,7 +24,8 @@ BASE_TAG=20
 BASE_IMAGE="$REGISTRY/$BASE_REPO:$BASE_TAG"
 # Debian's client matches the engine (20.10); another, newer docker may come first on PATH.
 DOCKER=/usr/bin/docker
-PACKAGES=(docker.io docker-registry virtuoso-opensource iptables)
+# chromium: the real browser of the dashboard tests (test/e2e/dashboard), driven by playwright-core.
+PACKAGES=(docker.io docker-registry virtuoso-opensource iptables chromium)
 
 say() { printf 'infra: %s\n' "$*"; }
 die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }

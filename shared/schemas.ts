@@ -31,6 +31,7 @@ import {
   MAX_FILE_PATH_LENGTH,
   RESULT_FILE_PATH_PATTERN,
   SITE_NAME_PATTERN,
+  USER_NAME_PATTERN,
 } from './names.js';
 import { FINISH_STATES, RUN_STATES, TASK_STATUSES } from './run-state.js';
 import type { CreateTaskRequest, EmptyBody, FinishReport, LogAppend, ProgressReport } from './types.js';
@@ -375,6 +376,158 @@ export const siteRunViewSchema = {
 
 export const siteRunListSchema = { type: 'array', items: siteRunViewSchema } as const;
 
+// ---------------------------------------------------------------------------------------------
+// The dashboard's overviews (researchers and admins) and the admin routes
+
+export const taskSummaryQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    status: taskStatusSchema,
+    site: { ...siteName, description: 'Only tasks with a run at this site.' },
+    q: {
+      type: 'string',
+      minLength: 1,
+      maxLength: LIMITS.taskNameLength,
+      description: 'Only tasks whose name or image contains this text.',
+    },
+    limit: { type: 'integer', minimum: 1, maximum: LIMITS.maxPageSize, default: LIMITS.defaultPageSize },
+    offset: { type: 'integer', minimum: 0, maximum: LIMITS.maxOffset, default: 0 },
+  },
+} as const;
+
+export const runCountsSchema = {
+  description: 'Runs per state; a state with no run is left out.',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    queued: count,
+    assigned: count,
+    running: count,
+    completed: count,
+    failed: count,
+    rejected: count,
+    cancelled: count,
+    timed_out: count,
+  },
+} as const;
+
+export const taskSummarySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'name', 'image', 'owner', 'status', 'createdAt', 'runCounts', 'runTotal'],
+  properties: {
+    id,
+    name: { type: ['string', 'null'] },
+    image: { type: 'string' },
+    owner: { type: 'string' },
+    status: taskStatusSchema,
+    createdAt: timestamp,
+    runCounts: runCountsSchema,
+    runTotal: count,
+  },
+} as const;
+
+export const taskSummaryListSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['tasks', 'total', 'limit', 'offset'],
+  properties: {
+    tasks: { type: 'array', items: taskSummarySchema },
+    total: count,
+    limit: count,
+    offset: count,
+  },
+} as const;
+
+export const siteActivitySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'enabled', 'lastSeen', 'online', 'runs'],
+  properties: {
+    name: { type: 'string' },
+    enabled: { type: 'boolean' },
+    lastSeen: nullableTimestamp,
+    online: { type: 'boolean', description: 'Enabled and seen by the registry within the last 90 seconds.' },
+    runs: {
+      description: "Run counts (a researcher's: of their own tasks). failed includes rejected and timed out.",
+      type: 'object',
+      additionalProperties: false,
+      required: ['completed', 'failed', 'current', 'queued'],
+      properties: { completed: count, failed: count, current: count, queued: count },
+    },
+  },
+} as const;
+
+export const siteActivityListSchema = { type: 'array', items: siteActivitySchema } as const;
+
+export const createSiteSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: { name: siteName },
+} as const;
+
+export const createUserSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'role'],
+  properties: {
+    name: { type: 'string', pattern: USER_NAME_PATTERN },
+    role: { type: 'string', enum: ['researcher', 'admin'] },
+  },
+} as const;
+
+export const createdSiteSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'apiKey'],
+  properties: {
+    name: { type: 'string' },
+    apiKey: { type: 'string', description: 'Shown once: the registry keeps only its hash.' },
+  },
+} as const;
+
+export const createdUserSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'role', 'token'],
+  properties: {
+    name: { type: 'string' },
+    role: { type: 'string', enum: ['researcher', 'admin'] },
+    token: { type: 'string', description: 'Shown once: the registry keeps only its hash.' },
+  },
+} as const;
+
+export const siteEnabledSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'enabled'],
+  properties: {
+    name: { type: 'string' },
+    enabled: { type: 'boolean' },
+    apiKey: {
+      type: 'string',
+      description: 'When a disabled site is enabled: its new key, shown once (the old one stays revoked).',
+    },
+  },
+} as const;
+
+export const userInfoSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'role', 'enabled', 'createdAt', 'lastSeen'],
+  properties: {
+    name: { type: 'string' },
+    role: { type: 'string', enum: ['researcher', 'admin'] },
+    enabled: { type: 'boolean' },
+    createdAt: timestamp,
+    lastSeen: nullableTimestamp,
+  },
+} as const;
+
+export const userListSchema = { type: 'array', items: userInfoSchema } as const;
+
 /**
  * The named schemas: OpenAPI components under these names. Every schema object that appears here
  * is written as a `$ref` to its name wherever it is reused in another schema.
@@ -403,6 +556,17 @@ export const WIRE_SCHEMAS = {
   RunAssignment: runAssignmentSchema,
   SiteRunView: siteRunViewSchema,
   SiteRunList: siteRunListSchema,
+  TaskSummary: taskSummarySchema,
+  TaskSummaryList: taskSummaryListSchema,
+  SiteActivity: siteActivitySchema,
+  SiteActivityList: siteActivityListSchema,
+  CreateSiteRequest: createSiteSchema,
+  CreateUserRequest: createUserSchema,
+  CreatedSite: createdSiteSchema,
+  CreatedUser: createdUserSchema,
+  SiteEnabled: siteEnabledSchema,
+  UserInfo: userInfoSchema,
+  UserList: userListSchema,
   PublicKey: publicKeySchema,
   KeyRotation: rotationStatementSchema,
   RegisterKeyRequest: registerKeySchema,
@@ -421,3 +585,6 @@ export const validateTaskListQuery = compileQuery<FromSchema<typeof taskListQuer
 export const validateTaskWaitQuery = compileQuery<FromSchema<typeof taskWaitQuerySchema>>(taskWaitQuerySchema);
 export const validateClaimQuery = compileQuery<FromSchema<typeof claimQuerySchema>>(claimQuerySchema);
 export const validateEmptyQuery = compileQuery<Record<string, never>>(emptyQuerySchema);
+export const validateTaskSummaryQuery = compileQuery<FromSchema<typeof taskSummaryQuerySchema>>(taskSummaryQuerySchema);
+export const validateCreateSite = compile<FromSchema<typeof createSiteSchema>>(createSiteSchema, 'body');
+export const validateCreateUser = compile<FromSchema<typeof createUserSchema>>(createUserSchema, 'body');

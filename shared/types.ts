@@ -35,6 +35,13 @@ import type {
   taskWaitResultSchema,
   taskDeletedSchema,
   userMeSchema,
+  taskSummarySchema,
+  taskSummaryListSchema,
+  siteActivitySchema,
+  createdSiteSchema,
+  createdUserSchema,
+  userInfoSchema,
+  siteEnabledSchema,
 } from './schemas.js';
 
 export type Role = FromSchema<typeof userMeSchema>['role'];
@@ -69,3 +76,12 @@ export type RunAssignment = FromSchema<typeof runAssignmentSchema>;
 export type SiteRunView = FromSchema<typeof siteRunViewSchema>;
 
 export type ApiErrorBody = FromSchema<typeof apiErrorSchema>;
+
+/** The dashboard's overviews and the admin routes' answers. */
+export type TaskSummary = FromSchema<typeof taskSummarySchema>;
+export type TaskSummaryList = FromSchema<typeof taskSummaryListSchema>;
+export type SiteActivity = FromSchema<typeof siteActivitySchema>;
+export type CreatedSite = FromSchema<typeof createdSiteSchema>;
+export type CreatedUser = FromSchema<typeof createdUserSchema>;
+export type UserInfo = FromSchema<typeof userInfoSchema>;
+export type SiteEnabled = FromSchema<typeof siteEnabledSchema>;

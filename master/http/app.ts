@@ -5,20 +5,31 @@ import type { ApiErrorBody } from '../../shared/types.js';
 import { RegistryError } from '../errors.js';
 import { authenticate } from './auth.js';
 import type { RegistryContext } from './context.js';
+import { adminRoutes } from './admin-routes.js';
+import { API_CSP, dashboardRoutes, defaultDashboardDir } from './dashboard.js';
 import { PublicKeyStore } from '../public-keys.js';
 import { keyRoutes } from './key-routes.js';
 import { openApiDocument } from './openapi.js';
+import { overviewRoutes } from './overview-routes.js';
 import { limitJsonDepth } from './request-parsing.js';
 import { researcherRoutes } from './researcher-routes.js';
 import { siteRoutes } from './site-routes.js';
 
 /** The registry's Express application (no listening socket: see server.ts). */
-export function createApp(ctx: RegistryContext): express.Express {
+export function createApp(ctx: RegistryContext, dashboardDir = defaultDashboardDir()): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
   if (ctx.metrics) app.use(ctx.metrics.middleware(['/api/v1/site', '/api/v1']));
+  app.use((_req, res, next) => {
+    res.setHeader('Content-Security-Policy', API_CSP);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    next();
+  });
+  // The dashboard (static files built into dist/ui); it talks to the API below like any client.
+  app.get('/', (_req, res) => res.redirect(302, '/ui/'));
+  app.use('/ui', dashboardRoutes(dashboardDir));
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', waiting: ctx.events.waiting() });
@@ -41,6 +52,8 @@ export function createApp(ctx: RegistryContext): express.Express {
   api.use(limitJsonDepth());
   api.use(keyRoutes(ctx, ctx.keys ?? new PublicKeyStore(ctx.config.dataDir)));
   api.use('/site', siteRoutes(ctx));
+  api.use('/admin', adminRoutes(ctx));
+  api.use(overviewRoutes(ctx));
   api.use(researcherRoutes(ctx));
   app.use('/api/v1', api);
 

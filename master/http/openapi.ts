@@ -7,6 +7,7 @@ import {
   claimQuerySchema,
   emptyQuerySchema,
   taskListQuerySchema,
+  taskSummaryQuerySchema,
   taskWaitQuerySchema,
   WIRE_SCHEMAS,
 } from '../../shared/schemas.js';
@@ -45,6 +46,7 @@ const PATH_PARAMS: Record<string, { description: string; schema: object }> = {
   },
   kind: { description: 'site, user or ttp', schema: { type: 'string', enum: KEY_KINDS } },
   principal: { description: 'The name of the site, researcher or TTP', schema: { type: 'string', minLength: 1 } },
+  site: { description: 'A site name', schema: { type: 'string', minLength: 1 } },
 };
 
 /** Every route of /api/v1. */
@@ -158,6 +160,76 @@ export const ROUTES: readonly RouteDoc[] = [
     summary: 'Who the token belongs to',
     who: 'researcher',
     answers: { '200': { description: 'The researcher or admin', json: 'UserMe' } },
+  },
+  {
+    method: 'get',
+    path: '/task-summaries',
+    summary: 'Your tasks (admins: all), newest first, filtered, each with run counts per state instead of its runs',
+    who: 'researcher',
+    query: taskSummaryQuerySchema,
+    answers: { '200': { description: 'One page of task summaries', json: 'TaskSummaryList' } },
+  },
+  {
+    method: 'get',
+    path: '/sites/activity',
+    summary: "Sites with an online flag and run counts (a researcher's: of their own tasks)",
+    who: 'researcher',
+    query: emptyQuerySchema,
+    answers: { '200': { description: 'Every site', json: 'SiteActivityList' } },
+  },
+  {
+    method: 'get',
+    path: '/admin/users',
+    summary: 'Researchers and admins',
+    who: 'admin',
+    query: emptyQuerySchema,
+    answers: { '200': { description: 'Every researcher and admin', json: 'UserList' } },
+  },
+  {
+    method: 'post',
+    path: '/admin/users',
+    summary: 'Create a researcher or admin; the token is in the answer, once',
+    who: 'admin',
+    body: { json: 'CreateUserRequest' },
+    answers: {
+      '201': { description: 'Created', json: 'CreatedUser' },
+      '409': { description: 'A user of that name exists', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/admin/sites',
+    summary: 'Create a site; its API key is in the answer, once',
+    who: 'admin',
+    body: { json: 'CreateSiteRequest' },
+    answers: {
+      '201': { description: 'Created', json: 'CreatedSite' },
+      '409': { description: 'A site of that name exists', json: 'Error' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/admin/sites/{site}/disable',
+    summary: 'Disable a site: its key stops working at once and its unfinished runs fail',
+    who: 'admin',
+    body: { json: 'EmptyBody', optional: true },
+    answers: {
+      '200': { description: 'The site', json: 'SiteEnabled' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/admin/sites/{site}/enable',
+    summary: 'Enable a site again',
+    who: 'admin',
+    body: { json: 'EmptyBody', optional: true },
+    answers: {
+      '200': { description: 'The site', json: 'SiteEnabled' },
+      '413': { description: 'Body over the limit', json: 'Error' },
+    },
   },
   {
     method: 'get',

@@ -16,6 +16,7 @@ import type {
   SiteInfo,
   SiteRunView,
   Task,
+  TaskSummary,
 } from '../../shared/types.js';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { coerceError } from '../../shared/errors.js';
@@ -631,6 +632,69 @@ export class PostgresRegistryStore implements RegistryStore {
       tasks: rows.map((r) => PostgresRegistryStore.toTask(r, runs.get(r.id) ?? [])),
       total,
     };
+  }
+
+  async listTaskSummaries(query: TaskQuery): Promise<{ tasks: TaskSummary[]; total: number }> {
+    const filter = '($1::bigint IS NULL OR t.owner_id = $1) AND ($2::text IS NULL OR t.status = $2)';
+    const params = [query.ownerId, query.status];
+    const total = (
+      await this.q<{ n: number }>(
+        this.pool,
+        'countTasks',
+        `SELECT COUNT(*)::int AS n FROM tasks t WHERE ${filter}`,
+        params,
+      )
+    ).rows[0]!.n;
+    const { rows } = await this.q<TaskRow>(
+      this.pool,
+      'listTasks',
+      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE ${filter} ORDER BY t.id DESC LIMIT $3 OFFSET $4`,
+      [...params, query.limit, query.offset],
+    );
+    // One query for the page, from the (task_id, status) index: counts, never run rows.
+    const counted = await this.q<{ task_id: number; status: RunState; n: number }>(
+      this.pool,
+      'runCountsOfTasks',
+      'SELECT task_id, status, COUNT(*)::int AS n FROM runs WHERE task_id = ANY($1::bigint[]) GROUP BY task_id, status',
+      [rows.map((r) => r.id)],
+    );
+    const counts = new Map<number, Partial<Record<RunState, number>>>();
+    for (const c of counted.rows) counts.set(c.task_id, { ...counts.get(c.task_id), [c.status]: c.n });
+    return {
+      tasks: rows.map((r) => {
+        const runCounts = counts.get(r.id) ?? {};
+        return {
+          id: r.id,
+          name: r.name,
+          image: r.image,
+          owner: r.owner_name,
+          status: r.status,
+          createdAt: r.created_at.toISOString(),
+          runCounts,
+          runTotal: Object.values(runCounts).reduce((a, b) => a + b, 0),
+        };
+      }),
+      total,
+    };
+  }
+
+  async siteRunCounts(ownerId: number | null): Promise<Map<string, Partial<Record<RunState, number>>>> {
+    const { rows } =
+      ownerId === null
+        ? await this.q<{ site: string; status: RunState; n: number }>(
+            this.pool,
+            'runCountsBySite',
+            'SELECT p.name AS site, c.status, c.n FROM (SELECT site_id, status, COUNT(*)::int AS n FROM runs GROUP BY site_id, status) c JOIN principals p ON p.id = c.site_id',
+          )
+        : await this.q<{ site: string; status: RunState; n: number }>(
+            this.pool,
+            'runCountsBySiteOfOwner',
+            'SELECT p.name AS site, c.status, c.n FROM (SELECT r.site_id, r.status, COUNT(*)::int AS n FROM tasks t JOIN runs r ON r.task_id = t.id WHERE t.owner_id = $1 GROUP BY r.site_id, r.status) c JOIN principals p ON p.id = c.site_id',
+            [ownerId],
+          );
+    const bySite = new Map<string, Partial<Record<RunState, number>>>();
+    for (const r of rows) bySite.set(r.site, { ...bySite.get(r.site), [r.status]: r.n });
+    return bySite;
   }
 
   /**

@@ -13,6 +13,7 @@ import type {
   SiteInfo,
   SiteRunView,
   Task,
+  TaskSummary,
 } from '../../shared/types.js';
 
 export type PrincipalKind = 'site' | 'user';
@@ -55,6 +56,10 @@ export interface DeletedTask {
 export interface TaskQuery {
   ownerId: number | null;
   status: string | null;
+  /** Only tasks with a run at this site. */
+  site?: string | null;
+  /** Only tasks whose name or image contains this text. */
+  text?: string | null;
   limit: number;
   offset: number;
 }
@@ -113,6 +118,10 @@ export interface RegistryStore {
   /** Only the derived status: cheap, for long polls woken by every run change. */
   getTaskStatus(taskId: number): Promise<Task['status'] | null>;
   listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }>;
+  /** The same page as listTasks, with run counts per state instead of the runs (for overviews). */
+  listTaskSummaries(query: TaskQuery): Promise<{ tasks: TaskSummary[]; total: number }>;
+  /** Runs per site and state, of every task (ownerId null) or of one owner's tasks. */
+  siteRunCounts(ownerId: number | null): Promise<Map<string, Partial<Record<RunState, number>>>>;
   /** Ends queued and assigned runs, flags running ones for the site to stop. */
   cancelTask(taskId: number): Promise<Task>;
   getTaskConfig(taskId: number): Promise<{ config: Buffer; configType: string } | null>;

@@ -17,6 +17,7 @@ import type {
   SiteInfo,
   SiteRunView,
   Task,
+  TaskSummary,
 } from '../../shared/types.js';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
@@ -184,6 +185,16 @@ export class SqliteRegistryStore implements RegistryStore {
       taskConfig: db.prepare('SELECT config, config_type FROM tasks WHERE id = ?'),
       taskRuns: db.prepare(
         `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.task_id = ? ORDER BY r.id`,
+      ),
+      runCountsOfTasks: db.prepare(
+        'SELECT task_id, status, COUNT(*) AS n FROM runs WHERE task_id IN (SELECT value FROM json_each(?)) GROUP BY task_id, status',
+      ),
+      // Walks the (site_id, status, id) index only: per-site counts never read a run row.
+      runCountsBySite: db.prepare(
+        'SELECT p.name AS site, c.status, c.n FROM (SELECT site_id, status, COUNT(*) AS n FROM runs GROUP BY site_id, status) c JOIN principals p ON p.id = c.site_id',
+      ),
+      runCountsBySiteOfOwner: db.prepare(
+        'SELECT p.name AS site, c.status, c.n FROM (SELECT r.site_id, r.status, COUNT(*) AS n FROM tasks t JOIN runs r ON r.task_id = t.id WHERE t.owner_id = ? GROUP BY r.site_id, r.status) c JOIN principals p ON p.id = c.site_id',
       ),
       runStateCountsOfTask: db.prepare('SELECT status, COUNT(*) AS n FROM runs WHERE task_id = ? GROUP BY status'),
       taskStatusAndCancelled: db.prepare('SELECT status, cancelled FROM tasks WHERE id = ?'),
@@ -440,17 +451,7 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (query.ownerId !== null) {
-      where.push('t.owner_id = ?');
-      params.push(query.ownerId);
-    }
-    if (query.status !== null) {
-      where.push('t.status = ?');
-      params.push(query.status);
-    }
-    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const { clause, params } = taskFilter(query);
     const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks t ${clause}`).get(...params) as { n: number }).n;
     const rows = this.db
       .prepare(
@@ -458,6 +459,57 @@ export class SqliteRegistryStore implements RegistryStore {
       )
       .all(...params, query.limit, query.offset) as TaskRow[];
     return { tasks: rows.map((r) => this.taskFromRow(r)), total };
+  }
+
+  async listTaskSummaries(query: TaskQuery): Promise<{ tasks: TaskSummary[]; total: number }> {
+    const { clause, params } = taskFilter(query);
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks t ${clause}`).get(...params) as { n: number }).n;
+    const rows = this.db
+      .prepare(
+        `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id ${clause} ORDER BY t.id DESC LIMIT ? OFFSET ?`,
+      )
+      .all(...params, query.limit, query.offset) as TaskRow[];
+    const counts = new Map<number, Partial<Record<RunState, number>>>();
+    // One query for the whole page, answered from the (task_id, status) covering index: a page of
+    // tasks sent to 500 sites each costs a few hundred index entries, not 25,000 run rows.
+    for (const c of this.stmt.runCountsOfTasks.all(JSON.stringify(rows.map((r) => r.id))) as {
+      task_id: number;
+      status: RunState;
+      n: number;
+    }[]) {
+      const byState = counts.get(c.task_id) ?? {};
+      byState[c.status] = c.n;
+      counts.set(c.task_id, byState);
+    }
+    return {
+      tasks: rows.map((r) => {
+        const runCounts = counts.get(r.id) ?? {};
+        return {
+          id: r.id,
+          name: r.name,
+          image: r.image,
+          owner: r.owner_name,
+          status: r.status,
+          createdAt: r.created_at,
+          runCounts,
+          runTotal: Object.values(runCounts).reduce((a, b) => a + b, 0),
+        };
+      }),
+      total,
+    };
+  }
+
+  async siteRunCounts(ownerId: number | null): Promise<Map<string, Partial<Record<RunState, number>>>> {
+    const rows = (
+      ownerId === null ? this.stmt.runCountsBySite.all() : this.stmt.runCountsBySiteOfOwner.all(ownerId)
+    ) as { site: string; status: RunState; n: number }[];
+    const bySite = new Map<string, Partial<Record<RunState, number>>>();
+    for (const r of rows) {
+      const byState = bySite.get(r.site) ?? {};
+      byState[r.status] = r.n;
+      bySite.set(r.site, byState);
+    }
+    return bySite;
   }
 
   /** Recomputes a task's stored status from its runs; call inside the transaction that changed them. */
@@ -734,6 +786,36 @@ export class SqliteRegistryStore implements RegistryStore {
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
+}
+
+/**
+ * The WHERE clause of a task listing. The site filter looks the site up once and walks its runs
+ * through the (site_id, status, id) index; the text filter matches name and image, with LIKE's
+ * wildcards in the user's text taken literally.
+ */
+function taskFilter(query: TaskQuery): { clause: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (query.ownerId !== null) {
+    where.push('t.owner_id = ?');
+    params.push(query.ownerId);
+  }
+  if (query.status !== null) {
+    where.push('t.status = ?');
+    params.push(query.status);
+  }
+  if (query.site) {
+    where.push(
+      "t.id IN (SELECT r.task_id FROM runs r WHERE r.site_id = (SELECT id FROM principals WHERE kind = 'site' AND name = ?))",
+    );
+    params.push(query.site);
+  }
+  if (query.text) {
+    const like = `%${query.text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    where.push("(t.name LIKE ? ESCAPE '\\' OR t.image LIKE ? ESCAPE '\\')");
+    params.push(like, like);
+  }
+  return { clause: where.length ? `WHERE ${where.join(' AND ')}` : '', params };
 }
 
 /** Configs are stored as bytes with a content type; JSON ones are handed back parsed. */

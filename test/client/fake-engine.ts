@@ -99,11 +99,19 @@ export class FakeEngine implements ContainerEngine {
     return id;
   }
 
+  private startWaiters: ((id: string) => void)[] = [];
+
+  /** Resolves with the id of the next container started (an event to await instead of polling). */
+  nextStart(): Promise<string> {
+    return new Promise((resolve) => this.startWaiters.push(resolve));
+  }
+
   async start(id: string): Promise<void> {
     const failure = this.startFailures.shift();
     if (failure) throw failure;
     const c = this.find(id)!;
     this.starts++;
+    for (const waiter of this.startWaiters.splice(0)) waiter(id);
     c.state = 'running';
     c.startedAt = new Date().toISOString();
     const output = c.spec.mounts.find((m) => m.container === CONTAINER_PATHS.outputDir)!.host;

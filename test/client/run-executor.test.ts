@@ -215,9 +215,10 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
   it('stops the container of a run cancelled at the registry', async () => {
     engine.behaviour = { ...engine.behaviour, durationMs: null };
     const task = await post();
+    const started = engine.nextStart();
     const execution = executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
-    while ((await runOf(task.id)).status !== 'running' || engine.starts === 0)
-      await new Promise((r) => setTimeout(r, 20));
+    await started; // the registry has the run as running before the container starts
+    expect((await runOf(task.id)).status).toBe('running');
     await fetch(`${registry.url}/api/v1/tasks/${task.id}/cancel`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}` },

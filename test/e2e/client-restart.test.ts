@@ -28,6 +28,23 @@ class ClientProcess {
     this.child.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
   }
 
+  /** Resolves once the output written after `offset` contains `text` (rejects if the process ends first). */
+  outputAfter(offset: number, text: string): Promise<void> {
+    const child = this.child!;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!this.output.slice(offset).includes(text)) return;
+        child.stderr!.off('data', check);
+        child.off('exit', onExit);
+        resolve();
+      };
+      const onExit = () => reject(new Error(`client exited before writing "${text}"`));
+      child.stderr!.on('data', check);
+      child.once('exit', onExit);
+      check();
+    });
+  }
+
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null) return;
@@ -39,24 +56,26 @@ class ClientProcess {
 }
 
 /** Waits until the run's container is running (the client got past pull and create). */
-async function containerRunning(runId: number, site: string): Promise<void> {
+async function containerRunning(site: string, runId: number): Promise<void> {
   const until = Date.now() + 60_000;
   while (Date.now() < until) {
-    // Run ids are only unique per registry: other suites on this engine have a run 1 too.
-    const [c] = await docker().listContainers({
-      filters: { label: [`org.pht.run-id=${runId}`, `org.pht.site=${site}`], status: ['running'] },
-    });
+    const [c] = await docker().listContainers({ filters: { label: runLabels(site, runId), status: ['running'] } });
     if (c) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`container of run ${runId} never ran`);
 }
 
-async function containerStarts(runId: number, since: number, site: string): Promise<number> {
+/** Run ids repeat across registries (and other test runs share the engine): a run is its site and id. */
+function runLabels(site: string, runId: number): string[] {
+  return [`org.pht.site=${site}`, `org.pht.run-id=${runId}`];
+}
+
+async function containerStarts(site: string, runId: number, since: number): Promise<number> {
   const stream = (await docker().getEvents({
     since: Math.floor(since / 1000) - 1,
     until: Math.floor(Date.now() / 1000) + 1,
-    filters: { type: ['container'], event: ['start'], label: [`org.pht.run-id=${runId}`, `org.pht.site=${site}`] },
+    filters: { type: ['container'], event: ['start'], label: runLabels(site, runId) },
   })) as unknown as NodeJS.ReadableStream;
   let text = '';
   for await (const chunk of stream) text += chunk.toString();
@@ -110,7 +129,7 @@ describe('site client killed and restarted', () => {
     const since = Date.now();
     client.start();
     const task = await researcher.post(PROBE, { mode: 'sleep', ms: 4000 }, [site]);
-    await containerRunning(task.runs[0]!.id, site);
+    await containerRunning(site, task.runs[0]!.id);
     await client.kill('SIGKILL');
     client.start();
     const done = await researcher.waitDone(task.id);
@@ -118,33 +137,31 @@ describe('site client killed and restarted', () => {
     expect(run.status).toBe('completed');
     expect(run.attempt).toBe(1);
     expect(await researcher.file(run.id, 'slept.txt')).toBe('4000');
-    expect(await containerStarts(run.id, since, site)).toBe(1);
+    expect(await containerStarts(site, run.id, since)).toBe(1);
     expect(client.output).toContain('following a container found after a restart');
   });
 
   it('delivers a result that finished while both the client and the registry were down', async () => {
     const since = Date.now();
     const task = await researcher.post(PROBE, { mode: 'sleep', ms: 1500 }, [site]);
-    await containerRunning(task.runs[0]!.id, site);
+    await containerRunning(site, task.runs[0]!.id);
     await client.kill('SIGKILL');
     // Let the container end while nobody watches, then take the registry away too.
-    const until = Date.now() + 30_000;
-    for (;;) {
-      const [c] = await docker().listContainers({
-        all: true,
-        filters: { label: [`org.pht.run-id=${task.runs[0]!.id}`] },
-      });
-      if (!c || c.State === 'exited' || Date.now() > until) break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const [c] = await docker().listContainers({
+      all: true,
+      filters: { label: runLabels(site, task.runs[0]!.id) },
+    });
+    if (c) await docker().getContainer(c.Id).wait();
     await registry.close();
+    const mark = client.output.length;
     client.start();
-    await new Promise((r) => setTimeout(r, 1500));
+    // The client is up and has found the registry gone before the registry comes back.
+    await client.outputAfter(mark, 'registry unavailable; will keep trying');
     registry = await registry.restart();
     (researcher as { registry: TestRegistry }).registry = registry;
     const done = await researcher.waitDone(task.id);
     expect(done.runs[0]!.status).toBe('completed');
     expect(await researcher.file(done.runs[0]!.id, 'slept.txt')).toBe('1500');
-    expect(await containerStarts(done.runs[0]!.id, since, site)).toBe(1);
+    expect(await containerStarts(site, done.runs[0]!.id, since)).toBe(1);
   });
 });

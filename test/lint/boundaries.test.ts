@@ -28,6 +28,7 @@ describe('import boundaries', () => {
     ['client/probe.cjs', "module.exports = require('../master/errors.js');"],
     ['client/probe.mjs', "import '../sdk/errors.js';"],
     ['shared/probe.mjs', "import '../test/master/helpers.js';"],
+    ['ui/probe.mjs', "import '../master/errors.js';"],
   ])('refuses %s importing across a boundary: %s', async (file, code) => {
     expect(await problems(file, code)).toEqual([
       expect.stringMatching(/^import-x\/no-restricted-paths: .*may import only/),
@@ -37,6 +38,7 @@ describe('import boundaries', () => {
   it.each([
     ['master/probe.mjs', "import '../shared/error-codes.js'; import './errors.js';"],
     ['sdk/probe.mjs', "import '../shared/run-state.js';"],
+    ['ui/probe.mjs', "import '../shared/run-state.js'; import './src/format.js';"],
     ['test/probe.mjs', "import '../master/errors.js'; import '../client/allowlist.js';"],
   ])('allows %s: %s', async (file, code) => {
     expect(await problems(file, code)).toEqual([]);

@@ -277,7 +277,7 @@ describe('paths', () => {
     ['PATCH', '/api/v1/tasks'],
     ['GET', '/api/v1/runs'],
     ['GET', '/api/v2/tasks'],
-    ['GET', '/'],
+    ['GET', '/nothing-here'],
   ])('%s %s answers 404 with a JSON error', async (method, path) => {
     expectApiError(await shared().researcher.method(method, path.replace('TASK', String(taskId))), 404, 'not_found');
   });

@@ -45,7 +45,7 @@ interface Answer {
   body: unknown;
 }
 
-type Who = 'researcher' | 'site' | 'nobody';
+type Who = 'researcher' | 'admin' | 'site' | 'nobody';
 
 /** Sends a request exactly as given (the path is not normalised) and reads the whole answer. */
 function send(method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Promise<Answer> {
@@ -89,9 +89,11 @@ interface Call {
 async function call(method: string, template: string, expected: number, c: Call = {}): Promise<Answer> {
   const path = template.replace(/\{(\w+)\}/g, (_m, name: string) => String(c.params?.[name] ?? ''));
   const w = shared();
-  const who = c.who ?? (template.startsWith('/site/') ? 'site' : 'researcher');
+  const who =
+    c.who ?? (template.startsWith('/site/') ? 'site' : template.startsWith('/admin/') ? 'admin' : 'researcher');
   const headers: Record<string, string> = {};
-  if (who !== 'nobody') headers.authorization = `Bearer ${who === 'site' ? w.sites[0]!.key! : w.researcher.key!}`;
+  const keys = { site: w.sites[0]!.key!, researcher: w.researcher.key!, admin: w.admin.key! };
+  if (who !== 'nobody') headers.authorization = `Bearer ${keys[who]}`;
   let body: string | Buffer | undefined;
   if (c.json !== undefined) {
     body = JSON.stringify(c.json);
@@ -161,7 +163,7 @@ describe('the registry against its served OpenAPI document', () => {
     const w = shared();
     // Refused before any route: no key, or the other kind of principal.
     for (const route of ROUTES.filter((r) => r.who !== 'anyone')) {
-      const params = { id: 1, name: 'result.json', kind: 'site', principal: 'x' };
+      const params = { id: 1, name: 'result.json', site: 'site-a', kind: 'site', principal: 'x' };
       await call(route.method, route.path, 401, { who: 'nobody', params });
       await call(route.method, route.path, 403, { who: route.who === 'site' ? 'researcher' : 'site', params });
     }
@@ -323,6 +325,45 @@ describe('the registry against its served OpenAPI document', () => {
     await call('post', '/site/runs/{id}/log', 409, { params: id, json: { text: 'late' } });
     await put('out.txt', 'result', 201);
     await put('out.txt', 'changed', 409);
+  });
+
+  it('answers every dashboard overview and admin route as documented', async () => {
+    const w = shared();
+    await call('get', '/task-summaries', 200);
+    await call('get', '/task-summaries', 200, { query: '?status=queued&site=site-a&q=contract&limit=10&offset=0' });
+    await call('get', '/task-summaries', 400, { query: '?site=Not%20A%20Site' });
+    await call('get', '/sites/activity', 200);
+    await call('get', '/sites/activity', 400, { query: '?all=1' });
+    // A researcher is refused the admin routes as a site is.
+    await call('get', '/admin/users', 403, { who: 'researcher' });
+
+    await call('get', '/admin/users', 200);
+    await call('get', '/admin/users', 400, { query: '?role=admin' });
+    await call('post', '/admin/users', 201, { json: { name: 'contract-user', role: 'researcher' } });
+    await call('post', '/admin/users', 400, { json: { name: 'contract-user' } });
+    await call('post', '/admin/users', 409, { json: { name: 'contract-user', role: 'admin' } });
+    await call('post', '/admin/users', 413, { json: { name: 'x'.repeat(JSON_BODY_BYTES), role: 'admin' } });
+    await call('post', '/admin/users', 415, { raw: { body: '{}', contentType: 'text/plain' } });
+    await call('post', '/admin/sites', 201, { json: { name: 'contract-site' } });
+    await call('post', '/admin/sites', 400, { json: { name: '../x' } });
+    await call('post', '/admin/sites', 409, { json: { name: 'contract-site' } });
+    await call('post', '/admin/sites', 413, { json: { name: 'x'.repeat(JSON_BODY_BYTES) } });
+    await call('post', '/admin/sites', 415, { raw: { body: '{}', contentType: 'text/plain' } });
+    for (const action of ['disable', 'enable']) {
+      const route = `/admin/sites/{site}/${action}`;
+      await call('post', route, 200, { params: { site: 'contract-site' } });
+      await call('post', route, 400, { params: { site: 'Contract%20Site' } });
+      await call('post', route, 400, { params: { site: 'contract-site' }, json: { now: true } });
+      await call('post', route, 404, { params: { site: 'no-such-site' } });
+      await call('post', route, 413, { params: { site: 'contract-site' }, json: { pad: 'x'.repeat(JSON_BODY_BYTES) } });
+      await call('post', route, 415, {
+        params: { site: 'contract-site' },
+        raw: { body: '{}', contentType: 'text/plain' },
+      });
+    }
+    expect((await w.admin.get('/api/v1/sites').expect(200)).body).toContainEqual(
+      expect.objectContaining({ name: 'contract-site', enabled: true }),
+    );
   });
 
   it('answers the public-key routes as documented', async () => {

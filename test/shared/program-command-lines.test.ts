@@ -23,6 +23,8 @@ const PROGRAMS: [name: string, entry: string, usage: RegExp][] = [
   ['bench: store-costs', 'dist/bench/store-costs.js', /^Usage: node dist\/bench\/store-costs\.js/m],
   ['bench: throughput', 'dist/bench/throughput.js', /^Usage: node dist\/bench\/throughput\.js/m],
   ['bench: large-results', 'dist/bench/large-results.js', /^Usage: node dist\/bench\/large-results\.js/m],
+  ['bench: crypto-stream', 'dist/bench/crypto-stream.js', /^Usage: npm run bench:crypto/m],
+  ['node fileservice', 'fileservice', /^Usage: node fileservice /m],
 ];
 
 function run(entry: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

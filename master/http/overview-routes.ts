@@ -1,0 +1,65 @@
+import { Router } from 'express';
+import type { RunState } from '../../shared/run-state.js';
+import { LIMITS, validateEmptyQuery, validateTaskSummaryQuery } from '../../shared/schemas.js';
+import type { SiteActivity } from '../../shared/types.js';
+import { principalOf, requireUser } from './auth.js';
+import type { RegistryContext } from './context.js';
+import { query } from './request-parsing.js';
+
+/** A site is "online" when its last request is this recent: a long poll lasts at most 60 s. */
+export const ONLINE_WINDOW_MS = 90_000;
+
+const count = (byState: Partial<Record<RunState, number>>, states: readonly RunState[]) =>
+  states.reduce((sum, s) => sum + (byState[s] ?? 0), 0);
+
+/** Read-only overviews for researchers and admins (the dashboard's task list and sites screen). */
+export function overviewRoutes(ctx: RegistryContext): Router {
+  const { store } = ctx;
+  const router = Router();
+
+  // A page of tasks without their runs: a page of 25 tasks sent to 500 sites each would otherwise
+  // carry 12,500 runs. Filters: status, a site the task has a run at, text in name or image.
+  router.get('/task-summaries', requireUser, async (req, res) => {
+    const principal = principalOf(res);
+    const q = query(req, validateTaskSummaryQuery);
+    const limit = q.limit ?? LIMITS.defaultPageSize;
+    const offset = q.offset ?? 0;
+    const { tasks, total } = await store.listTaskSummaries({
+      ownerId: principal.role === 'admin' ? null : principal.id,
+      status: q.status ?? null,
+      site: q.site ?? null,
+      text: q.q ?? null,
+      limit,
+      offset,
+    });
+    res.json({ tasks, total, limit, offset });
+  });
+
+  // Every site with its run counts, in two queries whatever the number of sites. A researcher's
+  // counts cover their own tasks only, as everything else a researcher sees.
+  router.get('/sites/activity', requireUser, async (req, res) => {
+    query(req, validateEmptyQuery);
+    const principal = principalOf(res);
+    const [sites, counts] = await Promise.all([
+      store.listSites(),
+      store.siteRunCounts(principal.role === 'admin' ? null : principal.id),
+    ]);
+    const now = Date.now();
+    const body: SiteActivity[] = sites.map((site) => {
+      const byState = counts.get(site.name) ?? {};
+      return {
+        ...site,
+        online: site.enabled && site.lastSeen !== null && now - Date.parse(site.lastSeen) <= ONLINE_WINDOW_MS,
+        runs: {
+          completed: count(byState, ['completed']),
+          failed: count(byState, ['failed', 'rejected', 'timed_out']),
+          current: count(byState, ['assigned', 'running']),
+          queued: count(byState, ['queued']),
+        },
+      };
+    });
+    res.json(body);
+  });
+
+  return router;
+}
