@@ -197,6 +197,20 @@ export interface PostgresStoreOptions {
 
 type Queryable = pg.ClientBase | pg.Pool;
 
+/**
+ * The task list's filters; a NULL parameter switches its filter off, so one prepared statement
+ * serves every combination. $3: only tasks with a run at this site; $4: text in the name or image
+ * (ILIKE, as SQLite's LIKE ignores ASCII case).
+ */
+const TASK_FILTER = `($1::bigint IS NULL OR t.owner_id = $1) AND ($2::text IS NULL OR t.status = $2)
+  AND ($3::text IS NULL OR t.id IN (SELECT r.task_id FROM runs r JOIN principals s ON s.id = r.site_id WHERE s.kind = 'site' AND s.name = $3))
+  AND ($4::text IS NULL OR t.name ILIKE $4 OR t.image ILIKE $4)`;
+
+function taskFilterParams(query: TaskQuery): unknown[] {
+  const like = query.text ? `%${query.text.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : null;
+  return [query.ownerId, query.status, query.site || null, like];
+}
+
 /** 413 when the run would hold too many files, or (with `size`) too many bytes. */
 function refuseOverFileLimits(
   runId: number,
@@ -608,8 +622,8 @@ export class PostgresRegistryStore implements RegistryStore {
 
   async listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }> {
     // NULL parameters switch a filter off, so one prepared statement serves every combination.
-    const filter = '($1::bigint IS NULL OR t.owner_id = $1) AND ($2::text IS NULL OR t.status = $2)';
-    const params = [query.ownerId, query.status];
+    const filter = TASK_FILTER;
+    const params = taskFilterParams(query);
     const total = (
       await this.q<{ n: number }>(
         this.pool,
@@ -621,7 +635,7 @@ export class PostgresRegistryStore implements RegistryStore {
     const { rows } = await this.q<TaskRow>(
       this.pool,
       'listTasks',
-      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE ${filter} ORDER BY t.id DESC LIMIT $3 OFFSET $4`,
+      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE ${filter} ORDER BY t.id DESC LIMIT $5 OFFSET $6`,
       [...params, query.limit, query.offset],
     );
     const runs = await this.runsOfTasks(
@@ -635,8 +649,8 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async listTaskSummaries(query: TaskQuery): Promise<{ tasks: TaskSummary[]; total: number }> {
-    const filter = '($1::bigint IS NULL OR t.owner_id = $1) AND ($2::text IS NULL OR t.status = $2)';
-    const params = [query.ownerId, query.status];
+    const filter = TASK_FILTER;
+    const params = taskFilterParams(query);
     const total = (
       await this.q<{ n: number }>(
         this.pool,
@@ -648,7 +662,7 @@ export class PostgresRegistryStore implements RegistryStore {
     const { rows } = await this.q<TaskRow>(
       this.pool,
       'listTasks',
-      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE ${filter} ORDER BY t.id DESC LIMIT $3 OFFSET $4`,
+      `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE ${filter} ORDER BY t.id DESC LIMIT $5 OFFSET $6`,
       [...params, query.limit, query.offset],
     );
     // One query for the page, from the (task_id, status) index: counts, never run rows.
