@@ -4,6 +4,7 @@ import { clientConfigSchema } from '../shared/config-schemas.js';
 import { parseDurationMs } from '../shared/duration.js';
 import { ConfigError } from '../shared/errors.js';
 import { compileAllowlist, type Allowlist } from './allowlist.js';
+import { compileSitePolicy, type SitePolicy } from './policy/site-policy.js';
 import cron from 'node-cron';
 
 export type NetworkMode = 'gateway' | 'none' | 'bridge' | 'named';
@@ -24,6 +25,8 @@ export interface ClientConfig {
   logLevel: string;
   /** Where GET /metrics is served, or null for no metrics listener (the default). */
   metrics: { host: string; port: number } | null;
+  /** What may run and what may leave (client/policy/); off unless configured. */
+  policy: SitePolicy;
   network: {
     mode: NetworkMode;
     /** gateway: the Docker network to create (default pht-gw-<site>); named: the existing network. */
@@ -119,6 +122,7 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
     auditLog: raw.auditLog ? path.resolve(baseDir, raw.auditLog) : path.join(workDir, 'audit.log'),
     logLevel: raw.logLevel,
     metrics: raw.metrics ? { host: raw.metrics.host, port: raw.metrics.port } : null,
+    policy: compileSitePolicy(raw.policy, file),
     network: {
       mode,
       name: raw.network.name ?? null,

@@ -4,6 +4,7 @@ import { createLogger } from '../shared/logger.js';
 import { loadClientConfig } from './config.js';
 import { serveMetrics } from '../shared/metrics-server.js';
 import { ClientMetrics } from './metrics.js';
+import { isOfficerCommand, runOfficerCommand } from './commands/index.js';
 import { SiteClient } from './site-client.js';
 
 const USAGE = `Usage: node client [--config FILE]
@@ -11,9 +12,13 @@ const USAGE = `Usage: node client [--config FILE]
   Environment overrides: PHT_REGISTRY_URL, PHT_API_KEY, PHT_SPARQL_ENDPOINT, PHT_WORK_DIR,
   PHT_ALLOWED_IMAGES (JSON list), PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
   SIGINT/SIGTERM stop it (within 15 s; running containers are picked up at the next start);
-  a second signal exits at once.`;
+  a second signal exits at once.
+The site officer's commands (each with --help): node client audit [verify], node client review RUN,
+  node client approve RUN, node client reject RUN --reason TEXT`;
 
 export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  // The site officer's commands (audit, review, approve, reject) read and write the site's files only.
+  if (isOfficerCommand(argv[0])) return runOfficerCommand(argv, env);
   return runCommandLine(argv, { usage: USAGE, options: { config: 'value' } }, async (args) => {
     const file = stringOption(args, 'config') ?? env.PHT_CLIENT_CONFIG ?? 'config.json';
     try {

@@ -71,6 +71,19 @@ export class SiteRegistryApi {
     await this.call('PUT', `/runs/${runId}/files/${path}`, body, signal, size);
   }
 
+  /** Signatures stored at the registry for a digest; unchecked (the site's policy verifies them). */
+  async listImageSignatures(digest: string): Promise<unknown[]> {
+    const body = await this.call('GET', `/images/signatures?digest=${encodeURIComponent(digest)}`);
+    if (!Array.isArray(body))
+      throw new RegistryUnavailableError('registry answered /images/signatures with something other than a list', null);
+    return body;
+  }
+
+  /** Tells the registry the run's results wait for the site officer (state awaiting_approval). */
+  async awaitApproval(runId: number): Promise<SiteRunView> {
+    return asRunView(await this.call('POST', `/runs/${runId}/await-approval`, {}), `/runs/${runId}/await-approval`);
+  }
+
   async close(): Promise<void> {
     await this.dispatcher.close();
   }

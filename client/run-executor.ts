@@ -11,6 +11,7 @@ import type { ContainerNetworking } from './container-network.js';
 import { DockerUnavailableError, PermanentRunError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { LogForwarder } from './log-forwarder.js';
 import { filesystemUsage, folderUsage, openForUpload, scanOutput } from './output-files.js';
+import type { SiteGovernance } from './policy/site-governance.js';
 import { ProgressReader } from './progress-reader.js';
 import type { SiteRegistryApi } from './registry-api.js';
 import type { DiskSpec, RunOutcome, RunWorkspace } from './run-workspace.js';
@@ -26,6 +27,8 @@ export interface ExecutorDeps {
   networking: ContainerNetworking;
   logger: Logger;
   audit: Logger;
+  /** The site's policy hooks (client/policy); none: no policy beyond the allowlist. */
+  governance?: SiteGovernance;
   /** Aborts when the client shuts down: stop following, leave containers and workspaces for the next start. */
   shutdown: AbortSignal;
 }
@@ -182,9 +185,14 @@ export class RunExecutor {
   private async decideAndStart(ws: RunWorkspace, log: Logger): Promise<void> {
     const { image, runId } = ws.record;
     const valid = image.length <= IMAGE_REFERENCE_MAX_LENGTH && imagePattern.test(image);
-    const decision = valid
+    let decision = valid
       ? this.deps.config.allowlist.check(image)
       : { allowed: false, reason: 'not a valid image reference' };
+    // Site governance (client/policy): who may ask and signed digests, before anything is pulled.
+    if (decision.allowed && this.deps.governance) {
+      const verdict = await this.deps.governance.beforePull(ws);
+      if (!verdict.allowed) decision = verdict;
+    }
     this.deps.audit.info('image decision', {
       event: 'image_decision',
       runId,
@@ -627,8 +635,16 @@ export class RunExecutor {
             count: scan.skippedCount,
             examples: scan.skipped.slice(0, 10),
           });
+        // Site governance (client/policy): the output policy and the officer's review, before any byte leaves.
+        const gate = this.deps.governance
+          ? await this.deps.governance.beforeUpload(ws, scan.files, scan.totalBytes, (f) =>
+              openForUpload(ws.outputDir, f),
+            )
+          : ({ action: 'send' } as const);
+        if (gate.action === 'hold') return; // resumed when the officer decides; the workspace keeps everything
+        if (gate.action === 'refuse') report = { ...report, state: 'rejected', reason: gate.reason };
         try {
-          for (const file of scan.files) {
+          for (const file of gate.action === 'send' ? scan.files : []) {
             const sent = await this.retrying(`upload ${file.name}`, async () => {
               let body: Readable;
               try {

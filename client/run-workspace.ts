@@ -40,6 +40,8 @@ export interface RunRecord {
   /** Unix seconds up to which the container's log has been forwarded. */
   logForwardedUntil: number;
   outcome: RunOutcome | null;
+  /** Who posted the task, as the registry said (unchecked; client/policy validates it). */
+  postedBy?: unknown;
   /** How the run's writable folders are limited, once they exist (see {@link RunWorkspace.prepareDisk}). */
   disk?: DiskMode | null;
   /** Executions of this run that ended in an error, across client restarts. */
@@ -119,6 +121,7 @@ export class RunWorkspace {
       startedAtMs: null,
       logForwardedUntil: 0,
       outcome: null,
+      postedBy: run.postedBy ?? null,
       disk: null,
       failedAttempts: 0,
     });

@@ -11,6 +11,8 @@ import { prepareContainerNetworking, type PreparedNetworking } from './container
 import { abortReason, backoffDelay, isAbortError, retry, sleep } from '../shared/abortable.js';
 import { isTransientError, RegistryRefusedError, RegistryUnavailableError, ShutdownDeadlineError } from './errors.js';
 import { PollerStateMachine, type PollerState } from './poller-state.js';
+import { GovernedRegistryApi } from './policy/governed-api.js';
+import { SiteGovernance } from './policy/site-governance.js';
 import { SiteRegistryApi } from './registry-api.js';
 import { RunExecutor } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
@@ -54,12 +56,24 @@ export class SiteClient {
   private executor!: RunExecutor;
   private audit!: Logger;
   private readonly metrics: ClientMetrics | null;
+  private readonly governance: SiteGovernance;
 
   constructor(options: SiteClientOptions) {
     this.config = options.config;
     this.logger = options.logger;
-    this.api = new SiteRegistryApi(this.config.registryUrl, this.config.apiKey);
     this.metrics = options.metrics ?? null;
+    // Logs and progress are outputs too: the governed API applies the site's output policy to them.
+    const api = new GovernedRegistryApi(this.config.registryUrl, this.config.apiKey, (runId) =>
+      this.governance.lookup(runId),
+    );
+    this.api = api;
+    this.governance = new SiteGovernance({
+      policy: this.config.policy,
+      api,
+      workDir: this.config.workDir,
+      audit: () => this.audit,
+      logger: this.logger.child({ component: 'policy' }),
+    });
     this.engine =
       options.engine ?? new DockerEngine(this.config.dockerSocket, (kind) => this.metrics?.dockerError(kind));
     this.shutdownDeadlineMs = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS;
@@ -110,7 +124,12 @@ export class SiteClient {
       networking,
       logger: this.logger,
       audit: this.audit,
+      governance: this.governance,
       shutdown: this.shutdown.signal,
+    });
+    // A held run resumes when the site's officer decides (node client approve|reject).
+    this.governance.watchDecisions((ws) => {
+      if (!this.inFlight.has(ws.record.runId) && !this.shutdown.signal.aborted) this.launch(ws);
     });
     try {
       await this.recover();
@@ -156,6 +175,7 @@ export class SiteClient {
       await Promise.allSettled([...this.inFlight.values()]);
     })();
     const inTime = await within(work, this.shutdownDeadlineMs);
+    this.governance.close();
     const stuck = [...this.inFlight.keys()];
     if (!inTime) this.logger.error('shutdown deadline passed; steps still running', { runs: stuck });
     // Released even after the deadline: a gateway or firewall rule left behind outlives the process.
@@ -191,7 +211,7 @@ export class SiteClient {
       this.api.listUnfinishedRuns(this.shutdown.signal),
     );
     for (const run of unfinished) {
-      if (known.has(run.id) || run.status !== 'running') continue;
+      if (known.has(run.id) || (run.status !== 'running' && run.status !== 'awaiting_approval')) continue;
       // Running at the registry, but this site has nothing of it: it can never finish otherwise.
       this.logger.warn('registry lists a running run this site has no trace of; reporting it failed', {
         runId: run.id,
@@ -332,6 +352,7 @@ export class SiteClient {
           taskId: run.taskId,
           image: run.image,
           attempt: run.attempt,
+          postedBy: run.postedBy ?? null,
         });
         const [uid, gid] = this.config.containerUser.split(':').map(Number) as [number, number];
         this.launch(RunWorkspace.create(this.config.workDir, this.site, run, uid, gid));

@@ -2,6 +2,13 @@ import type { PrincipalKind } from './store/registry-store.js';
 import { SITE_NAME_PATTERN, USER_NAME_PATTERN } from '../shared/names.js';
 import { openStore, type StoreLocation } from './store/open-store.js';
 import { RegistryError } from './errors.js';
+import {
+  GOVERNANCE_USAGE,
+  GovernanceUsageError,
+  listGovernance,
+  requireOrganization,
+  runGovernanceCommand,
+} from './governance-cli.js';
 import { KEY_ADMIN_COMMANDS, KEY_ADMIN_USAGE, runKeyAdminCommand } from './key-admin.js';
 
 export class UsageError extends Error {
@@ -18,6 +25,7 @@ PHT_DATABASE_URL for a PostgreSQL registry; --json for scripts):
   node master enable site|user NAME               enable it again with a new key (printed once; the
                                                   revoked key never works again)
   node master rotate-key site|user NAME           issue a new key; the old one stops working
+${GOVERNANCE_USAGE}
 ${KEY_ADMIN_USAGE}`;
 
 type Print = (text: string) => void;
@@ -41,7 +49,9 @@ export async function runAdminCommand(
     switch (command) {
       case 'create-site': {
         const name = requireName(args[0], SITE_NAME_PATTERN, 'site name (lowercase letters, digits, "-" and "_")');
+        const org = typeof flags.org === 'string' ? await requireOrganization(store, flags.org) : null;
         const { secret } = await store.createPrincipal('site', name, 'site');
+        if (org) await store.setOrganization('site', name, org);
         print(
           asJson ? JSON.stringify({ name, apiKey: secret }) : `site "${name}" created\napi key (shown once): ${secret}`,
         );
@@ -51,7 +61,9 @@ export async function runAdminCommand(
         const name = requireName(args[0], USER_NAME_PATTERN, 'user name');
         const role = flags.role ?? 'researcher';
         if (role !== 'researcher' && role !== 'admin') throw new UsageError('--role must be researcher or admin');
+        const org = typeof flags.org === 'string' ? await requireOrganization(store, flags.org) : null;
         const { secret } = await store.createPrincipal('user', name, role);
+        if (org) await store.setOrganization('user', name, org);
         print(
           asJson
             ? JSON.stringify({ name, role, token: secret })
@@ -61,8 +73,9 @@ export async function runAdminCommand(
       }
       case 'list': {
         const which = args[0];
+        if (which === 'orgs' || which === 'projects') return await listGovernance(which, asJson, store, print);
         if (which !== undefined && which !== 'sites' && which !== 'users')
-          throw new UsageError('list takes "sites" or "users"');
+          throw new UsageError('list takes "sites", "users", "orgs" or "projects"');
         const kind: PrincipalKind | null = which === 'sites' ? 'site' : which === 'users' ? 'user' : null;
         const principals = await store.listPrincipals(kind);
         if (asJson) print(JSON.stringify(principals.map(({ id: _id, ...p }) => p)));
@@ -118,10 +131,11 @@ export async function runAdminCommand(
         return;
       }
       default:
+        if (await runGovernanceCommand(command, args, asJson, store, print)) return;
         throw new UsageError(`unknown command "${command}"\n\n${ADMIN_USAGE}`);
     }
   } catch (e) {
-    if (e instanceof RegistryError) throw new UsageError(e.message);
+    if (e instanceof RegistryError || e instanceof GovernanceUsageError) throw new UsageError(e.message);
     throw e;
   } finally {
     await store.close();

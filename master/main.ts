@@ -21,8 +21,12 @@ ${ADMIN_USAGE}`;
 /** Each command's own options and how many words may follow it; every command takes --data-dir, --database and --config. */
 const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
   serve: { options: ['port', 'host'], maxArgs: 0 },
-  'create-site': { options: ['json'], maxArgs: 1 },
-  'create-user': { options: ['json', 'role'], maxArgs: 1 },
+  'create-site': { options: ['json', 'org'], maxArgs: 1 },
+  'create-user': { options: ['json', 'role', 'org'], maxArgs: 1 },
+  'create-org': { options: ['json'], maxArgs: 1 },
+  'set-org': { options: ['json'], maxArgs: 3 },
+  'create-project': { options: ['json'], maxArgs: 1 },
+  'add-to-project': { options: ['json'], maxArgs: 3 },
   list: { options: ['json'], maxArgs: 1 },
   revoke: { options: ['json'], maxArgs: 2 },
   enable: { options: ['json'], maxArgs: 2 },
@@ -44,10 +48,11 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
         config: 'value',
         json: 'boolean',
         role: 'value',
+        org: 'value',
         url: 'value',
         'public-key': 'value',
       },
-      positionals: { max: 3 },
+      positionals: { max: 4 },
     },
     (args) => run(args, env),
   );

@@ -1,3 +1,5 @@
+import { imageSignatureListSchema, type ImageSignature, type PostImageSignature } from '../shared/governance.js';
+import { responseCheck } from '../shared/response-checks.js';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -14,7 +16,7 @@ import type {
 } from '../shared/types.js';
 import { childSignal, sleep } from '../shared/abortable.js';
 import { mapLimit } from './concurrency.js';
-import { PhtApiError, PhtResultError, PhtTimeoutError } from './errors.js';
+import { PhtApiError, PhtResultError, PhtTimeoutError, PhtResponseError } from './errors.js';
 import { readServerSentEvents } from './event-stream.js';
 import { localPathOf, writeVerified } from './local-files.js';
 import {
@@ -100,6 +102,17 @@ const PARALLEL_DOWNLOADS = 4;
  * fetch results. Failures are PhtApiError, PhtTimeoutError, PhtConnectionError or
  * PhtResponseError (all PhtError); a call whose `signal` aborts rejects with the signal's reason.
  */
+const checkSignatureList = responseCheck<ImageSignature[]>(imageSignatureListSchema);
+function asSignatureList(body: unknown, origin: { method: string; path: string }): ImageSignature[] {
+  const result = checkSignatureList(body);
+  if (result.ok) return result.value;
+  throw new PhtResponseError(
+    `unexpected answer from the registry to ${origin.method} ${origin.path}: ${result.problems.join('; ')}`,
+    origin.method,
+    origin.path,
+  );
+}
+
 export class PhtClient {
   private readonly transport: RegistryTransport;
 
@@ -149,8 +162,11 @@ export class PhtClient {
 
   /** Posts a task; `sites` omitted means every enabled site. Unknown sites: PhtApiError 422 `unknown_site`. */
   async createTask(request: CreateTaskRequest, options: CallOptions = {}): Promise<Task> {
-    const { image, config, sites, name } = request;
-    const body = await this.transport.json('POST', '/tasks', { ...options, json: { image, config, sites, name } });
+    const { image, config, sites, name, project } = request;
+    const body = await this.transport.json('POST', '/tasks', {
+      ...options,
+      json: { image, config, sites, name, project },
+    });
     return asTask(body, { method: 'POST', path: '/tasks' });
   }
 
@@ -399,6 +415,17 @@ export class PhtClient {
   }
 
   /** Closes idle connections. The client must not be used afterwards. */
+  /** Stores a reviewer's signature of an image digest at the registry (see shared/governance.ts). */
+  async postImageSignature(signature: PostImageSignature, options: CallOptions = {}): Promise<unknown> {
+    return this.transport.json('POST', '/images/signatures', { ...options, json: signature });
+  }
+
+  /** The signatures stored for a digest (`sha256:…`); each is checked again by the sites that trust its key. */
+  async listImageSignatures(digest: string, options: CallOptions = {}): Promise<ImageSignature[]> {
+    const body = await this.transport.json('GET', '/images/signatures', { ...options, query: { digest } });
+    return asSignatureList(body, { method: 'GET', path: '/images/signatures' });
+  }
+
   async close(): Promise<void> {
     await this.transport.close();
   }

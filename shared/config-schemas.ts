@@ -1,4 +1,5 @@
 /** JSON schemas of the programs' config files (`additionalProperties: false` everywhere). */
+import { sitePolicySchema } from './site-policy-schema.js';
 import { DURATION_SCHEMA } from './duration.js';
 import { LIMITS } from './schemas.js';
 
@@ -168,5 +169,7 @@ export const clientConfigSchema = {
         cancelCheck: { ...DURATION_SCHEMA, default: '2s' },
       },
     },
+    /** What may run and what may leave (shared/site-policy-schema.ts); off by default. */
+    policy: sitePolicySchema,
   },
 } as const;

@@ -10,6 +10,8 @@ export const RUN_STATES = [
   'queued',
   'assigned',
   'running',
+  // The site holds the results for its officer's review (node client approve|reject).
+  'awaiting_approval',
   'completed',
   'failed',
   'rejected',
@@ -35,7 +37,9 @@ export function isFinalRunState(state: RunState): boolean {
 export const RUN_TRANSITIONS: Readonly<Record<RunState, readonly RunState[]>> = {
   queued: ['assigned', 'running', 'failed', 'rejected', 'cancelled'],
   assigned: ['queued', 'running', 'failed', 'rejected', 'cancelled'],
-  running: ['completed', 'failed', 'timed_out', 'cancelled'],
+  // A site may refuse a run's results after it ran (its output policy): rejected.
+  running: ['completed', 'failed', 'timed_out', 'cancelled', 'awaiting_approval', 'rejected'],
+  awaiting_approval: ['completed', 'failed', 'rejected', 'cancelled'],
   completed: [],
   failed: [],
   rejected: [],
@@ -61,12 +65,15 @@ export function siteActionRefusal(action: SiteAction, state: RunState): string |
     return canMove(state, 'running') ? null : `cannot start: it is ${state}`;
   }
   if (action === 'progress' || action === 'log') {
-    return state === 'running'
+    // Held logs and progress are sent once the site's officer approves the results.
+    return state === 'running' || state === 'awaiting_approval'
       ? null
       : `cannot ${action === 'log' ? 'append to the log' : 'report progress'}: it is ${state}`;
   }
   if (action === 'upload') {
-    return state === 'running' || isFinalRunState(state) ? null : `cannot upload files: it is ${state}`;
+    return state === 'running' || state === 'awaiting_approval' || isFinalRunState(state)
+      ? null
+      : `cannot upload files: it is ${state}`;
   }
   if (isFinalRunState(state)) return state === action.finish ? null : `already ended as ${state}`;
   return canMove(state, action.finish) ? null : `cannot become ${action.finish}: it is ${state}`;

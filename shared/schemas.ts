@@ -26,6 +26,14 @@
 import type { FromSchema } from 'json-schema-to-ts';
 import { ERROR_CODES } from './error-codes.js';
 import {
+  imageSignatureListSchema,
+  imageSignatureSchema,
+  postedBySchema,
+  postImageSignatureSchema,
+  PROJECT_NAME_PATTERN,
+  storedSignatureSchema,
+} from './governance.js';
+import {
   IMAGE_REFERENCE_MAX_LENGTH,
   IMAGE_REFERENCE_PATTERN,
   MAX_FILE_PATH_LENGTH,
@@ -91,6 +99,11 @@ export const createTaskSchema = {
       items: siteName,
     },
     name: { type: 'string', minLength: 1, maxLength: LIMITS.taskNameLength },
+    project: {
+      description: "The project the task runs under; omitted: the researcher's only project (when projects exist).",
+      type: 'string',
+      pattern: PROJECT_NAME_PATTERN,
+    },
   },
 } as const;
 
@@ -359,6 +372,7 @@ export const runAssignmentSchema = {
     image: { type: 'string' },
     config: { description: "The task's config as posted." },
     attempt: id,
+    postedBy: postedBySchema,
   },
 } as const;
 
@@ -404,6 +418,7 @@ export const runCountsSchema = {
     queued: count,
     assigned: count,
     running: count,
+    awaiting_approval: count,
     completed: count,
     failed: count,
     rejected: count,
@@ -567,6 +582,11 @@ export const WIRE_SCHEMAS = {
   SiteEnabled: siteEnabledSchema,
   UserInfo: userInfoSchema,
   UserList: userListSchema,
+  PostedBy: postedBySchema,
+  ImageSignature: imageSignatureSchema,
+  ImageSignatureList: imageSignatureListSchema,
+  PostImageSignature: postImageSignatureSchema,
+  StoredImageSignature: storedSignatureSchema,
   PublicKey: publicKeySchema,
   KeyRotation: rotationStatementSchema,
   RegisterKeyRequest: registerKeySchema,

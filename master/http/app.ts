@@ -11,6 +11,7 @@ import { PublicKeyStore } from '../public-keys.js';
 import { keyRoutes } from './key-routes.js';
 import { openApiDocument } from './openapi.js';
 import { overviewRoutes } from './overview-routes.js';
+import { governanceRoutes } from './governance-routes.js';
 import { limitJsonDepth } from './request-parsing.js';
 import { researcherRoutes } from './researcher-routes.js';
 import { siteRoutes } from './site-routes.js';
@@ -51,9 +52,12 @@ export function createApp(ctx: RegistryContext, dashboardDir = defaultDashboardD
   api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
   api.use(limitJsonDepth());
   api.use(keyRoutes(ctx, ctx.keys ?? new PublicKeyStore(ctx.config.dataDir)));
+  const governance = governanceRoutes(ctx);
+  api.use('/site', governance.site);
   api.use('/site', siteRoutes(ctx));
   api.use('/admin', adminRoutes(ctx));
   api.use(overviewRoutes(ctx));
+  api.use(governance.user);
   api.use(researcherRoutes(ctx));
   app.use('/api/v1', api);
 

@@ -12,6 +12,7 @@ import {
   WIRE_SCHEMAS,
 } from '../../shared/schemas.js';
 import { KEY_KINDS } from '../../shared/key-schemas.js';
+import { GOVERNANCE_ROUTES } from './governance-routes.js';
 
 type SchemaName = keyof typeof WIRE_SCHEMAS;
 /** Who may call a route: its 401/403 answers and its tag follow from this. */
@@ -377,6 +378,7 @@ export const ROUTES: readonly RouteDoc[] = [
       '413': { description: 'Body over the limit', json: 'Error' },
     },
   },
+  ...GOVERNANCE_ROUTES,
 ];
 
 const pathParams = (path: string) => [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);

@@ -53,7 +53,7 @@ export function overviewRoutes(ctx: RegistryContext): Router {
         runs: {
           completed: count(byState, ['completed']),
           failed: count(byState, ['failed', 'rejected', 'timed_out']),
-          current: count(byState, ['assigned', 'running']),
+          current: count(byState, ['assigned', 'running', 'awaiting_approval']),
           queued: count(byState, ['queued']),
         },
       };

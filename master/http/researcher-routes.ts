@@ -78,6 +78,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
         config: configBytes,
         configType: 'application/json',
         sites: body.sites ?? null,
+        project: body.project ?? null,
       },
       { maxOpenTasks: config.limits.openTasksPerUser, maxConfigBytes: config.limits.configBytesPerUser },
     );

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import {
+  canMove,
   deriveTaskStatus,
   isFinalRunState,
   isFinalTaskStatus,
@@ -20,7 +21,9 @@ import type {
 } from '../../shared/types.js';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { coerceError } from '../../shared/errors.js';
+import type { ImageSignature } from '../../shared/governance.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
+import * as governance from './postgres-governance.js';
 import { migratePostgres } from './postgres-migrate.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
@@ -38,6 +41,7 @@ import type {
   TaskQuery,
   TaskQuota,
 } from './registry-store.js';
+import type { GovernanceListing } from './sqlite-governance.js';
 import { decodeConfig } from './sqlite-store.js';
 
 interface PrincipalRow {
@@ -391,7 +395,7 @@ export class PostgresRegistryStore implements RegistryStore {
           c,
           'failRunsOfDisabledSite',
           `UPDATE runs r SET status = 'failed', reason = 'the site was disabled at the registry', finished_at = now(), lease_expires_at = NULL
-             FROM principals p WHERE p.id = r.site_id AND p.kind = 'site' AND p.name = $1 AND r.status IN ('queued', 'assigned', 'running')
+             FROM principals p WHERE p.id = r.site_id AND p.kind = 'site' AND p.name = $1 AND r.status IN ('queued', 'assigned', 'running', 'awaiting_approval')
              RETURNING r.task_id`,
           [name],
         );
@@ -431,8 +435,13 @@ export class PostgresRegistryStore implements RegistryStore {
   async createTask(owner: Principal, task: NewTask, quota?: TaskQuota): Promise<Task> {
     const id = await this.tx(async (c) => {
       if (quota) await this.checkQuota(c, owner, task.config.length, quota);
+      // With projects defined, a task runs under one and reaches only its sites.
+      const gq = this.bind(c);
+      const scope = await governance.resolveTaskProject(gq, owner, task.project ?? null);
       let siteIds: number[];
-      if (task.sites === null) {
+      if (task.sites === null && scope) {
+        siteIds = await governance.projectSites(gq, scope.projectId, scope.projectName, null);
+      } else if (task.sites === null) {
         const { rows } = await this.q<{ id: number }>(
           c,
           'enabledSites',
@@ -451,12 +460,12 @@ export class PostgresRegistryStore implements RegistryStore {
         const byName = new Map(rows.map((r) => [r.name, r]));
         const unknown: string[] = [];
         const disabled: string[] = [];
-        siteIds = [];
+        const named: { id: number; name: string }[] = [];
         for (const name of task.sites) {
           const site = byName.get(name);
           if (!site) unknown.push(name);
           else if (!site.enabled) disabled.push(name);
-          else siteIds.push(site.id);
+          else named.push({ id: site.id, name });
         }
         if (unknown.length || disabled.length) {
           const parts = [];
@@ -464,13 +473,16 @@ export class PostgresRegistryStore implements RegistryStore {
           if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
           throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
         }
+        siteIds = scope
+          ? await governance.projectSites(gq, scope.projectId, scope.projectName, named)
+          : named.map((s) => s.id);
       }
       const { rows } = await this.q<{ id: number }>(
         c,
         'insertTask',
-        `INSERT INTO tasks (owner_id, name, image, config, config_bytes, config_type, status, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, 'queued', now(), now()) RETURNING id`,
-        [owner.id, task.name, task.image, task.config, task.config.length, task.configType],
+        `INSERT INTO tasks (owner_id, name, image, config, config_bytes, config_type, status, created_at, updated_at, project_id)
+           VALUES ($1, $2, $3, $4, $5, $6, 'queued', now(), now(), $7) RETURNING id`,
+        [owner.id, task.name, task.image, task.config, task.config.length, task.configType, scope?.projectId ?? null],
       );
       const taskId = rows[0]!.id;
       // One statement for every site: a task for a thousand sites is one round trip, not a thousand.
@@ -534,7 +546,7 @@ export class PostgresRegistryStore implements RegistryStore {
         await this.q<{ n: number }>(
           c,
           'openRunsOfTask',
-          "SELECT COUNT(*)::int AS n FROM runs WHERE task_id = $1 AND status IN ('queued', 'assigned', 'running')",
+          "SELECT COUNT(*)::int AS n FROM runs WHERE task_id = $1 AND status IN ('queued', 'assigned', 'running', 'awaiting_approval')",
           [taskId],
         )
       ).rows[0]!.n;
@@ -765,7 +777,7 @@ export class PostgresRegistryStore implements RegistryStore {
         // From the flag on, the site has one lease to confirm (see forceCancel in sweep); a
         // repeated cancel does not extend it.
         `UPDATE runs SET cancel_requested = TRUE, last_contact_at = $2
-           WHERE task_id = $1 AND status = 'running' AND NOT cancel_requested`,
+           WHERE task_id = $1 AND status IN ('running', 'awaiting_approval') AND NOT cancel_requested`,
         [taskId, Date.now()],
       );
       // The task row last, as every other transaction does (runs, then their task): taking it
@@ -791,6 +803,9 @@ export class PostgresRegistryStore implements RegistryStore {
       config: Buffer | null;
       config_type: string;
       task_status: Task['status'];
+      researcher: string;
+      organization: string | null;
+      project: string | null;
     }>(
       this.pool,
       'claim',
@@ -798,9 +813,11 @@ export class PostgresRegistryStore implements RegistryStore {
          SELECT id FROM runs WHERE site_id = $1 AND status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
        )
        UPDATE runs r SET status = 'assigned', attempt = r.attempt + 1, lease_expires_at = $2, last_contact_at = $3
-         FROM next, tasks t
+         FROM next, tasks t JOIN principals o ON o.id = t.owner_id
+           LEFT JOIN organizations org ON org.id = o.organization_id LEFT JOIN projects pj ON pj.id = t.project_id
          WHERE r.id = next.id AND r.status = 'queued' AND t.id = r.task_id
-         RETURNING r.id, r.task_id, r.attempt, t.image, t.config, t.config_type, t.status AS task_status`,
+         RETURNING r.id, r.task_id, r.attempt, t.image, t.config, t.config_type, t.status AS task_status,
+           o.name AS researcher, org.name AS organization, pj.name AS project`,
       [siteId, now + leaseMs, now],
     );
     const claimed = rows[0];
@@ -820,6 +837,8 @@ export class PostgresRegistryStore implements RegistryStore {
       image: claimed.image,
       config: decodeConfig(claimed.config, claimed.config_type),
       attempt: claimed.attempt,
+      // Who posted the task, for the site's run policy: in the claim's own statement, no extra round trip.
+      postedBy: { researcher: claimed.researcher, organization: claimed.organization, project: claimed.project },
     };
   }
 
@@ -859,7 +878,7 @@ export class PostgresRegistryStore implements RegistryStore {
     const { rows } = await this.q<RunRow>(
       this.pool,
       'siteUnfinishedRuns',
-      `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.site_id = $1 AND r.status IN ('queued', 'assigned', 'running') ORDER BY r.id`,
+      `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.site_id = $1 AND r.status IN ('queued', 'assigned', 'running', 'awaiting_approval') ORDER BY r.id`,
       [siteId],
     );
     return rows.filter((r) => states.includes(r.status)).map(toSiteView);
@@ -1045,7 +1064,7 @@ export class PostgresRegistryStore implements RegistryStore {
     const { rowCount } = await this.q(
       c,
       'holdAnotherOpenRun',
-      "SELECT id FROM runs WHERE task_id = $1 AND id <> $2 AND status IN ('assigned', 'running') LIMIT 1 FOR SHARE SKIP LOCKED",
+      "SELECT id FROM runs WHERE task_id = $1 AND id <> $2 AND status IN ('assigned', 'running', 'awaiting_approval') LIMIT 1 FOR SHARE SKIP LOCKED",
       [row.task_id, row.id],
     );
     return rowCount === 1;
@@ -1122,16 +1141,72 @@ export class PostgresRegistryStore implements RegistryStore {
         c,
         'forceCancel',
         `WITH silent AS (
-           SELECT id FROM runs WHERE status = 'running' AND cancel_requested AND last_contact_at < $1 ORDER BY id FOR UPDATE SKIP LOCKED
+           SELECT id FROM runs WHERE status IN ('running', 'awaiting_approval') AND cancel_requested AND last_contact_at < $1
+             ORDER BY id FOR UPDATE SKIP LOCKED
          )
          UPDATE runs r SET status = 'cancelled', reason = 'cancelled; the site did not confirm in time', finished_at = $2
-           FROM silent WHERE r.id = silent.id AND r.status = 'running'
+           FROM silent WHERE r.id = silent.id AND r.status IN ('running', 'awaiting_approval')
            RETURNING r.task_id`,
         [now - leaseMs, new Date(now)],
       );
       const changedTasks = new Set([...requeued.rows, ...forced.rows].map((r) => r.task_id));
       await this.refreshTaskStatuses(c, changedTasks);
       return { requeuedSites: [...new Set(requeued.rows.map((r) => r.site_name))], changedTasks: [...changedTasks] };
+    });
+  }
+
+  /** Binds the governance module's statements to the pool or to a transaction's connection. */
+  private bind(on: Queryable): governance.PgQuery {
+    return (name, text, values) => this.q(on, name, text, values);
+  }
+
+  async createOrganization(name: string): Promise<void> {
+    await governance.createOrganization(this.bind(this.pool), name);
+  }
+
+  async setOrganization(kind: PrincipalKind, name: string, organization: string): Promise<void> {
+    await governance.setOrganization(this.bind(this.pool), kind, name, organization);
+  }
+
+  async createProject(name: string): Promise<void> {
+    await governance.createProject(this.bind(this.pool), name);
+  }
+
+  async addToProject(project: string, kind: PrincipalKind, name: string): Promise<boolean> {
+    return governance.addToProject(this.bind(this.pool), project, kind, name);
+  }
+
+  async listOrganizations(): Promise<GovernanceListing[]> {
+    return governance.listOrganizations(this.bind(this.pool));
+  }
+
+  async listProjects(): Promise<GovernanceListing[]> {
+    return governance.listProjects(this.bind(this.pool));
+  }
+
+  async addImageSignature(postedBy: number, signature: Omit<ImageSignature, 'createdAt'>): Promise<void> {
+    await governance.storeSignature(this.bind(this.pool), postedBy, signature);
+  }
+
+  async listImageSignatures(digest: string): Promise<ImageSignature[]> {
+    return governance.signaturesOf(this.bind(this.pool), digest);
+  }
+
+  async awaitApproval(siteId: number, runId: number): Promise<SiteRunView> {
+    return this.tx(async (c) => {
+      const row = await this.siteRunRow(c, siteId, runId);
+      // Repeatable: a site that lost the answer asks again.
+      if (row.status === 'awaiting_approval') return toSiteView(row);
+      if (!canMove(row.status, 'awaiting_approval'))
+        throw new ConflictError(`run ${runId} cannot await approval: it is ${row.status}`, { status: row.status });
+      await this.q(c, 'holdRun', "UPDATE runs SET status = 'awaiting_approval', last_contact_at = $1 WHERE id = $2", [
+        Date.now(),
+        runId,
+      ]);
+      // running → awaiting_approval keeps the run open and not queued: a task already "running"
+      // stays so, and its row lock is not needed (as in startRun).
+      if (row.task_status !== 'running') await this.refreshTaskStatus(c, row.task_id);
+      return { ...toSiteView(row), status: 'awaiting_approval' };
     });
   }
 

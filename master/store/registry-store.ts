@@ -3,7 +3,9 @@
  * SQLite implementation is one backend, and a PostgreSQL one would implement the same methods
  * (hence Promises, although better-sqlite3 itself is synchronous).
  */
+import type { ImageSignature } from '../../shared/governance.js';
 import type { RunState } from '../../shared/run-state.js';
+import type { GovernanceListing } from './sqlite-governance.js';
 import type {
   FinishReport,
   ProgressReport,
@@ -35,8 +37,10 @@ export interface NewTask {
   /** Opaque bytes and their content type. */
   config: Buffer;
   configType: string;
-  /** null: every enabled site. */
+  /** null: every enabled site (of the task's project, when projects are defined). */
   sites: string[] | null;
+  /** The project to run under; null: the owner's only project (ignored when no project exists). */
+  project?: string | null;
 }
 
 /** Per-owner limits checked atomically with the task's creation. */
@@ -163,6 +167,20 @@ export interface RegistryStore {
 
   /** How many runs are in each state (for the metrics endpoint). */
   countRunsByState(): Promise<Partial<Record<RunState, number>>>;
+
+  // Governance: organizations, projects (who may send tasks where) and image signatures.
+  createOrganization(name: string): Promise<void>;
+  setOrganization(kind: PrincipalKind, name: string, organization: string): Promise<void>;
+  createProject(name: string): Promise<void>;
+  /** False when it was already a member. */
+  addToProject(project: string, kind: PrincipalKind, name: string): Promise<boolean>;
+  listOrganizations(): Promise<GovernanceListing[]>;
+  listProjects(): Promise<GovernanceListing[]>;
+  /** Stores (or replaces) the signature of this key for this digest. */
+  addImageSignature(postedBy: number, signature: Omit<ImageSignature, 'createdAt'>): Promise<void>;
+  listImageSignatures(digest: string): Promise<ImageSignature[]>;
+  /** The site holds the run's results for its officer: running → awaiting_approval (repeatable). */
+  awaitApproval(siteId: number, runId: number): Promise<SiteRunView>;
 
   /** Requeues assigned runs whose lease expired; ends cancellations the site never confirmed. */
   sweep(now: number, leaseMs: number): Promise<SweepOutcome>;

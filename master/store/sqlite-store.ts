@@ -5,6 +5,7 @@ import {
   isFinalRunState,
   isFinalTaskStatus,
   siteActionRefusal,
+  canMove,
   type RunState,
   type SiteAction,
 } from '../../shared/run-state.js';
@@ -20,8 +21,10 @@ import type {
   TaskSummary,
 } from '../../shared/types.js';
 import { ERROR_CODES } from '../../shared/error-codes.js';
+import type { ImageSignature } from '../../shared/governance.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migrate } from './migrate.js';
+import * as governance from './sqlite-governance.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
   DeletedTask,
@@ -138,6 +141,8 @@ function refuseUnlessAllowed(action: SiteAction, row: RunRow): void {
 export class SqliteRegistryStore implements RegistryStore {
   private readonly db: Database.Database;
   private readonly stmt;
+  /** Organizations, projects and signatures (sqlite-governance.ts). */
+  private readonly gov: governance.GovernanceStatements;
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -149,6 +154,7 @@ export class SqliteRegistryStore implements RegistryStore {
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
     const db = this.db;
+    this.gov = governance.prepareGovernance(db);
     this.stmt = {
       insertPrincipal: db.prepare(
         'INSERT INTO principals (kind, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
@@ -207,7 +213,7 @@ export class SqliteRegistryStore implements RegistryStore {
       // From the flag on, the site has one lease to confirm (see unconfirmedCancels); a repeated
       // cancel does not extend it.
       flagRunningRuns: db.prepare(
-        "UPDATE runs SET cancel_requested = 1, last_contact_at = ? WHERE task_id = ? AND status = 'running' AND cancel_requested = 0",
+        "UPDATE runs SET cancel_requested = 1, last_contact_at = ? WHERE task_id = ? AND status IN ('running', 'awaiting_approval') AND cancel_requested = 0",
       ),
       // Oldest queued run of this site first; the (site_id, status, id) index makes this one seek.
       nextQueued: db.prepare("SELECT id FROM runs WHERE site_id = ? AND status = 'queued' ORDER BY id LIMIT 1"),
@@ -253,18 +259,18 @@ export class SqliteRegistryStore implements RegistryStore {
       ),
       // A cancelled run the site never confirmed (it went silent) is ended after one lease period.
       unconfirmedCancels: db.prepare(
-        "SELECT id, task_id FROM runs WHERE status = 'running' AND cancel_requested = 1 AND last_contact_at < ?",
+        "SELECT id, task_id FROM runs WHERE status IN ('running', 'awaiting_approval') AND cancel_requested = 1 AND last_contact_at < ?",
       ),
       forceCancel: db.prepare(
-        "UPDATE runs SET status = 'cancelled', reason = 'cancelled; the site did not confirm in time', finished_at = ? WHERE id = ? AND status = 'running'",
+        "UPDATE runs SET status = 'cancelled', reason = 'cancelled; the site did not confirm in time', finished_at = ? WHERE id = ? AND status IN ('running', 'awaiting_approval')",
       ),
       // Unfinished runs only: a site's history can be long, its open work is short.
       siteUnfinishedRuns: db.prepare(
-        `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.site_id = ? AND r.status IN ('queued', 'assigned', 'running') ORDER BY r.id`,
+        `SELECT ${RUN_COLUMNS} FROM runs r JOIN principals p ON p.id = r.site_id WHERE r.site_id = ? AND r.status IN ('queued', 'assigned', 'running', 'awaiting_approval') ORDER BY r.id`,
       ),
       // A disabled site can never report again: its open runs end now instead of blocking their tasks.
       openRunsOfSite: db.prepare(
-        "SELECT r.id, r.task_id FROM runs r JOIN principals p ON p.id = r.site_id WHERE p.kind = 'site' AND p.name = ? AND r.status IN ('queued', 'assigned', 'running')",
+        "SELECT r.id, r.task_id FROM runs r JOIN principals p ON p.id = r.site_id WHERE p.kind = 'site' AND p.name = ? AND r.status IN ('queued', 'assigned', 'running', 'awaiting_approval')",
       ),
       failRunOfDisabledSite: db.prepare(
         "UPDATE runs SET status = 'failed', reason = 'the site was disabled at the registry', finished_at = ?, lease_expires_at = NULL WHERE id = ?",
@@ -337,20 +343,24 @@ export class SqliteRegistryStore implements RegistryStore {
   async createTask(owner: Principal, task: NewTask, quota?: TaskQuota): Promise<Task> {
     const id = this.db.transaction(() => {
       if (quota) this.checkQuota(owner, task.config.length, quota);
+      // With projects defined, a task runs under one and reaches only its sites.
+      const scope = governance.resolveTaskProject(this.gov, owner, task.project ?? null);
       let siteIds: number[];
-      if (task.sites === null) {
+      if (task.sites === null && scope) {
+        siteIds = governance.projectSites(this.gov, scope.projectId, scope.projectName, null);
+      } else if (task.sites === null) {
         siteIds = (this.stmt.enabledSites.all() as { id: number }[]).map((r) => r.id);
         if (siteIds.length === 0)
           throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
       } else {
         const unknown: string[] = [];
         const disabled: string[] = [];
-        siteIds = [];
+        const named: { id: number; name: string }[] = [];
         for (const name of task.sites) {
           const site = this.stmt.siteByName.get(name) as { id: number; enabled: number } | undefined;
           if (!site) unknown.push(name);
           else if (site.enabled !== 1) disabled.push(name);
-          else siteIds.push(site.id);
+          else named.push({ id: site.id, name });
         }
         if (unknown.length || disabled.length) {
           const parts = [];
@@ -358,6 +368,9 @@ export class SqliteRegistryStore implements RegistryStore {
           if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
           throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
         }
+        siteIds = scope
+          ? governance.projectSites(this.gov, scope.projectId, scope.projectName, named)
+          : named.map((s) => s.id);
       }
       const now = isoNow();
       const taskId = Number(
@@ -373,6 +386,7 @@ export class SqliteRegistryStore implements RegistryStore {
           now,
         ).lastInsertRowid,
       );
+      if (scope) this.gov.setTaskProject.run(scope.projectId, taskId);
       for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
       return taskId;
     })();
@@ -563,6 +577,7 @@ export class SqliteRegistryStore implements RegistryStore {
       image: claimed.image,
       config: decodeConfig(claimed.config, claimed.config_type),
       attempt: claimed.attempt,
+      postedBy: governance.postedByOf(this.gov, claimed.task_id),
     };
   }
 
@@ -779,6 +794,52 @@ export class SqliteRegistryStore implements RegistryStore {
         }
         for (const taskId of changedTasks) this.refreshTaskStatus(taskId);
         return { requeuedSites: [...requeuedSites], changedTasks: [...changedTasks] };
+      })
+      .immediate();
+  }
+
+  async createOrganization(name: string): Promise<void> {
+    governance.createOrganization(this.gov, name);
+  }
+
+  async setOrganization(kind: PrincipalKind, name: string, organization: string): Promise<void> {
+    governance.setOrganization(this.gov, kind, name, organization);
+  }
+
+  async createProject(name: string): Promise<void> {
+    governance.createProject(this.gov, name);
+  }
+
+  async addToProject(project: string, kind: PrincipalKind, name: string): Promise<boolean> {
+    return governance.addToProject(this.gov, project, kind, name);
+  }
+
+  async listOrganizations(): Promise<governance.GovernanceListing[]> {
+    return governance.listOrganizations(this.gov);
+  }
+
+  async listProjects(): Promise<governance.GovernanceListing[]> {
+    return governance.listProjects(this.gov);
+  }
+
+  async addImageSignature(postedBy: number, signature: Omit<ImageSignature, 'createdAt'>): Promise<void> {
+    governance.storeSignature(this.gov, postedBy, signature);
+  }
+
+  async listImageSignatures(digest: string): Promise<ImageSignature[]> {
+    return governance.signaturesOf(this.gov, digest);
+  }
+
+  async awaitApproval(siteId: number, runId: number): Promise<SiteRunView> {
+    return this.db
+      .transaction(() => {
+        const row = this.siteRunRow(siteId, runId);
+        if (row.status === 'awaiting_approval') return toSiteView(row);
+        if (!canMove(row.status, 'awaiting_approval'))
+          throw new ConflictError(`run ${runId} cannot await approval: it is ${row.status}`, { status: row.status });
+        this.gov.holdRun.run(Date.now(), runId);
+        this.refreshTaskStatus(row.task_id);
+        return toSiteView(this.siteRunRow(siteId, runId));
       })
       .immediate();
   }

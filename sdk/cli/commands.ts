@@ -8,6 +8,7 @@ import { childSignal } from '../../shared/abortable.js';
 import type { PhtClient } from '../client.js';
 import { PhtResponseError, PhtTimeoutError } from '../errors.js';
 import { describeTask, runDetail, sitesTable, table, taskOutcome, taskTitle, tasksTable } from './format.js';
+import { IMAGE_COMMANDS } from './image-commands.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { LinePrefixer } from './line-prefixer.js';
 import { TaskProgressView } from './task-progress.js';
@@ -31,16 +32,18 @@ export interface Command {
   args: string[];
   valueFlags: string[];
   booleanFlags: string[];
+  /** Needs no registry (e.g. making a key pair): runs without --url and --token. */
+  offline?: boolean;
   run(ctx: CommandContext): Promise<number>;
 }
 
 export const COMMANDS: readonly Command[] = [
   {
     name: 'task create',
-    synopsis: '--image IMG [--config FILE] [--sites a,b] [--name N] [--wait] [--timeout S]',
+    synopsis: '--image IMG [--config FILE] [--sites a,b] [--project P] [--name N] [--wait] [--timeout S]',
     summary: 'post a task (to every enabled site unless --sites); --wait waits for it to finish',
     args: [],
-    valueFlags: ['image', 'config', 'sites', 'name', 'timeout'],
+    valueFlags: ['image', 'config', 'sites', 'name', 'timeout', 'project'],
     booleanFlags: ['wait'],
     run: createTask,
   },
@@ -142,6 +145,7 @@ export const COMMANDS: readonly Command[] = [
       return EXIT.ok;
     },
   },
+  ...IMAGE_COMMANDS,
 ];
 
 async function createTask(ctx: CommandContext): Promise<number> {
@@ -158,7 +162,13 @@ async function createTask(ctx: CommandContext): Promise<number> {
   const wait = ctx.flags.wait === true;
   const timeoutMs = timeoutFlag(ctx);
   if (timeoutMs !== undefined && !wait) throw new UsageError('--timeout only makes sense with --wait');
-  const task = await ctx.client.createTask({ image, config, sites, name: stringFlag(ctx, 'name') });
+  const task = await ctx.client.createTask({
+    image,
+    config,
+    sites,
+    name: stringFlag(ctx, 'name'),
+    project: stringFlag(ctx, 'project'),
+  });
   if (!wait) {
     ctx.io.stdout.write(
       ctx.json

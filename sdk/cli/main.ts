@@ -85,8 +85,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
     const args = positional.slice(command.name.split(' ').length);
     checkCommandLine(command, flags, args);
-    client = connect(flags, io.env);
-    return await command.run({ client, flags, args, io, json });
+    client = command.offline ? undefined : connect(flags, io.env);
+    // An offline command never touches the client.
+    return await command.run({ client: client as PhtClient, flags, args, io, json });
   } catch (e) {
     return reportError(e, io, json);
   } finally {

@@ -105,7 +105,7 @@ describe('node master admin commands', () => {
     [['revoke', 'site', 'nobody'], /no site named "nobody"/],
     [['enable', 'user', 'nobody'], /no user named "nobody"/],
     [['rotate-key', 'site', 'nobody'], /no site named "nobody"/],
-    [['list', 'everything'], /list takes "sites" or "users"/],
+    [['list', 'everything'], /list takes "sites", "users", "orgs" or "projects"/],
     [['explode'], /unknown command "explode"/],
     [['--port', 'abc'], /--port must be an integer/],
     [['--prot', '5001'], /unknown option --prot\nUsage: node master/],

@@ -10,6 +10,7 @@ import addFormats from 'ajv-formats';
 import { createConfig, lintFromString } from '@redocly/openapi-core';
 import { describe, expect, it } from 'vitest';
 import { ROUTES, statusesOf } from '../../master/http/openapi.js';
+import { generateReviewerKeyPair, signDigest } from '../../shared/governance.js';
 import { IMAGE, sharedWorld } from './helpers.js';
 
 interface Operation {
@@ -391,6 +392,36 @@ describe('the registry against its served OpenAPI document', () => {
     await shared().reg.keys.revoke('user', 'alice');
     await call('get', '/keys/{kind}/{principal}', 410, { params: { kind: 'user', principal: 'alice' } });
     await call('get', '/site/keys/{kind}/{principal}', 410, { params: { kind: 'user', principal: 'alice' } });
+  });
+
+  it('answers every governance route as documented', async () => {
+    const digest = `sha256:${'ef'.repeat(32)}`;
+    const key = generateReviewerKeyPair();
+    const signed = signDigest(key.privateKeyPem, digest);
+    await call('post', '/images/signatures', 201, { json: { digest, ...signed, signer: 'reviewer' } });
+    await call('post', '/images/signatures', 400, { json: { digest: 'latest', ...signed, signer: 'reviewer' } });
+    await call('post', '/images/signatures', 415, { raw: { body: '{}', contentType: 'text/plain' } });
+    await call('post', '/images/signatures', 422, {
+      json: { digest: `sha256:${'0'.repeat(64)}`, ...signed, signer: 'reviewer' },
+    });
+    await call('get', '/images/signatures', 200, { query: `?digest=${digest}` });
+    await call('get', '/images/signatures', 400, { query: '?digest=latest' });
+    await call('get', '/site/images/signatures', 200, { query: `?digest=${digest}` });
+    await call('get', '/site/images/signatures', 400, { query: '' });
+
+    const w = shared();
+    const task = await w.researcher.createTask();
+    const id = { id: task.runs[0]!.id };
+    const route = '/site/runs/{id}/await-approval';
+    await call('post', route, 409, { params: id });
+    await w.sites[0]!.claimAndStart();
+    await call('post', route, 400, { params: { id: 'abc' } });
+    await call('post', route, 404, { params: { id: 999999 } });
+    await call('post', route, 413, { params: id, json: { pad: 'x'.repeat(JSON_BODY_BYTES) } });
+    await call('post', route, 415, { params: id, raw: { body: '{}', contentType: 'text/plain' } });
+    await call('post', route, 200, { params: id });
+    await call('post', route, 200, { params: id, json: {} });
+    await call('post', '/site/runs/{id}/finish', 200, { params: id, json: { state: 'rejected', reason: 'officer' } });
   });
 
   it('has seen every documented status of every route', () => {

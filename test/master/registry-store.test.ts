@@ -87,6 +87,10 @@ describe('run-state rules shared by every backend', () => {
       return runId;
     }
     await site.start(runId);
+    if (state === 'awaiting_approval') {
+      await site.post(`/api/v1/site/runs/${runId}/await-approval`, {}).expect(200);
+      return runId;
+    }
     if (state !== 'running') await site.finish(runId, { state, exitCode: state === 'completed' ? 0 : 1 });
     return runId;
   }

@@ -35,6 +35,7 @@ describe('run lifecycle', () => {
       image: IMAGE,
       config: { query: 'SELECT ?s WHERE { ?s ?p ?o }' },
       attempt: 1,
+      postedBy: { researcher: 'alice', organization: null, project: null },
     });
     expect((await researcher.run(runId)).status).toBe('assigned');
 
@@ -77,13 +78,17 @@ describe('run lifecycle', () => {
     expect(after.status).toBe('failed');
   });
 
-  it('refuses to reject a run that has started (409)', async () => {
+  it('lets a site reject the results of a run that ran (its output policy), but not a run that ended (409)', async () => {
     const { researcher, sites } = await world({ siteCount: 1 });
     await researcher.createTask();
     const run = await sites[0]!.claimAndStart();
-    const res = await sites[0]!.post(`/api/v1/site/runs/${run.id}/finish`, { state: 'rejected' });
+    await sites[0]!.finish(run.id, { state: 'rejected', reason: 'output policy: too many files' });
+    expect(await researcher.run(run.id)).toMatchObject({ status: 'rejected', reason: 'output policy: too many files' });
+    await researcher.createTask();
+    const done = await sites[0]!.claimAndStart();
+    await sites[0]!.finish(done.id, { state: 'completed', exitCode: 0 });
+    const res = await sites[0]!.post(`/api/v1/site/runs/${done.id}/finish`, { state: 'rejected' });
     expectApiError(res, 409, 'conflict');
-    expect(await researcher.run(run.id)).toMatchObject({ status: 'running' });
   });
 
   it.each(['completed', 'timed_out'] as const)('refuses %s for a run that never started (409)', async (state) => {

@@ -16,10 +16,16 @@ describe('run-state rules', () => {
       expect(RUN_TRANSITIONS[state].some(isFinalRunState)).toBe(true);
   });
 
-  it('lets a run complete or time out only once it is running, and be rejected only before', () => {
-    expect(RUN_STATES.filter((s) => canMove(s, 'completed'))).toEqual(['running']);
+  it('lets a run complete or time out only once it is running, and be rejected by its site before it ends', () => {
+    expect(RUN_STATES.filter((s) => canMove(s, 'completed'))).toEqual(['running', 'awaiting_approval']);
     expect(RUN_STATES.filter((s) => canMove(s, 'timed_out'))).toEqual(['running']);
-    expect(RUN_STATES.filter((s) => canMove(s, 'rejected'))).toEqual(['queued', 'assigned']);
+    expect(RUN_STATES.filter((s) => canMove(s, 'rejected'))).toEqual([
+      'queued',
+      'assigned',
+      'running',
+      'awaiting_approval',
+    ]);
+    expect(RUN_STATES.filter((s) => canMove(s, 'awaiting_approval'))).toEqual(['running']);
   });
 
   it('accepts the same finish again from a final run and refuses a different one', () => {
@@ -30,11 +36,12 @@ describe('run-state rules', () => {
     }
   });
 
-  it('allows progress and logs only while running, uploads also to a final run', () => {
+  it('allows progress and logs only while running or awaiting approval, uploads also to a final run', () => {
+    const open = (state: string) => state === 'running' || state === 'awaiting_approval';
     for (const state of RUN_STATES) {
-      expect(siteActionRefusal('progress', state) === null).toBe(state === 'running');
-      expect(siteActionRefusal('log', state) === null).toBe(state === 'running');
-      expect(siteActionRefusal('upload', state) === null).toBe(state === 'running' || isFinalRunState(state));
+      expect(siteActionRefusal('progress', state) === null).toBe(open(state));
+      expect(siteActionRefusal('log', state) === null).toBe(open(state));
+      expect(siteActionRefusal('upload', state) === null).toBe(open(state) || isFinalRunState(state));
     }
     expect(siteActionRefusal('start', 'running')).toBe('was already started');
   });
