@@ -63,7 +63,9 @@ export class ClientMetrics {
         callback();
       },
     });
-    audit.add(new winston.transports.Stream({ stream: sink }));
+    // Its own JSON format: the audit logger leaves serialising to its chain transport, so a plain
+    // stream transport would receive no line at all.
+    audit.add(new winston.transports.Stream({ stream: sink, format: winston.format.json() }));
   }
 
   /** For the engine boundary: one Docker error of this kind. */
