@@ -113,4 +113,11 @@ directions on one core, so its throughput is about half of "seal only".`;
   });
 }
 
-runMain({ usage: 'Usage: npm run bench:crypto -- [--gib N]', options: { gib: 'value' } }, main);
+runMain(
+  {
+    usage:
+      'Usage: npm run bench:crypto -- [--gib N]\n  Streaming seal/open of N GiB (default 2) with flat memory; rewrites its section of BENCHMARKS.md.',
+    options: { gib: 'value' },
+  },
+  main,
+);

@@ -14,6 +14,7 @@ import { hotSpots, newestProfile } from './lib/cpu-profile.js';
 import { ProcSampler, readProc, type UsageWindow } from './lib/proc-stats.js';
 import { startDeployment, type Deployment } from './lib/registry-deployment.js';
 import { makeDataDir, stopChild } from './lib/registry-process.js';
+import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
 import { writeSection } from './lib/report.js';
 import { mib, ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
 import { type BenchArgs, runMain } from './lib/world.js';
@@ -43,6 +44,19 @@ interface PhaseResult {
 }
 
 async function main(args: BenchArgs): Promise<void> {
+  const ref = args.string('baseline', '');
+  if (!ref) return measure(args, THIS_CHECKOUT, null);
+  // Before and after in one run: the baseline commit's registry first, then this checkout's.
+  const baseline = buildBaseline(ref);
+  try {
+    await measure(args, baseline, 'before');
+    await measure(args, THIS_CHECKOUT, 'after');
+  } finally {
+    removeBuild(baseline);
+  }
+}
+
+async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'after' | null): Promise<void> {
   const siteCount = args.number('sites', 1000);
   const generators = args.number('generators', 2);
   const broadcasts = args.number('broadcasts', 5);
@@ -64,6 +78,7 @@ async function main(args: BenchArgs): Promise<void> {
     siteKeys,
     userTokens,
   } = await startDeployment({
+    root: build.root,
     dataDir,
     postgresAdminUrl,
     registries,
@@ -159,6 +174,9 @@ async function main(args: BenchArgs): Promise<void> {
     deployment: registry.label,
     registries,
     database: postgresAdminUrl !== null,
+    build,
+    comparison,
+    args: process.argv.slice(2).join(' '),
   });
   if (profileDir) reportProfile(profileDir, process.argv.slice(2).join(' '), which);
 }
@@ -388,6 +406,9 @@ function report(
     deployment: string;
     registries: number;
     database: boolean;
+    build: Build;
+    comparison: 'before' | 'after' | null;
+    args: string;
   },
 ): void {
   const longPhases = phases.filter((p) => p.name.startsWith('long'));
@@ -430,9 +451,15 @@ Registry peak RSS over the whole benchmark (VmHWM): ${mib(o.peakRss)}. Errors: $
   if (!record) return;
   const variant = !o.database ? '' : o.registries > 1 ? `-postgres-${o.registries}` : '-postgres';
   writeSection({
-    id: `scale${variant}${o.siteCount === 1000 ? '' : `-${o.siteCount}`}`,
-    title: `3${variant ? (o.registries > 1 ? 'd' : 'c') : ''}. Registry scale: ${o.siteCount.toLocaleString('en')} sites, ${o.deployment}`,
-    command: `npm run bench:scale -- --sites ${o.siteCount} --generators ${o.generators} --broadcasts ${o.broadcasts} --rate ${o.rate} --seconds ${o.seconds} --plain-seconds ${o.plainSeconds} --phases ${o.phases}${o.database ? ` --database postgres://… --registries ${o.registries}` : ''}`,
+    id: o.comparison
+      ? `scale-${o.comparison}${variant}`
+      : `scale${variant}${o.siteCount === 1000 ? '' : `-${o.siteCount}`}`,
+    title: o.comparison
+      ? `3${o.comparison === 'before' ? 'e' : 'f'}. Registry scale, ${o.comparison} (${o.build.label}; 3e and 3f are one run), ${o.deployment}`
+      : `3${variant ? (o.registries > 1 ? 'd' : 'c') : ''}. Registry scale: ${o.siteCount.toLocaleString('en')} sites, ${o.deployment}`,
+    command: o.comparison
+      ? `npm run bench:scale -- ${o.args}`
+      : `npm run bench:scale -- --sites ${o.siteCount} --generators ${o.generators} --broadcasts ${o.broadcasts} --rate ${o.rate} --seconds ${o.seconds} --plain-seconds ${o.plainSeconds} --phases ${o.phases}${o.database ? ` --database postgres://… --registries ${o.registries}` : ''}`,
     body,
   });
 }
@@ -473,7 +500,7 @@ ${table(
 runMain(
   {
     usage:
-      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md.',
+      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]] [--baseline GIT_REF]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md.',
     options: {
       sites: 'value',
       generators: 'value',
@@ -485,6 +512,7 @@ runMain(
       profile: 'boolean',
       database: 'value',
       registries: 'value',
+      baseline: 'value',
     },
   },
   main,

@@ -25,6 +25,14 @@ export interface ClientConfig {
   logLevel: string;
   /** Where GET /metrics is served, or null for no metrics listener (the default). */
   metrics: { host: string; port: number } | null;
+  /** End-to-end encryption: the site's private key, learned pins, pins from config. */
+  keys: {
+    keyFile: string;
+    pinsFile: string;
+    pinned: Record<string, string>;
+    ttpApiKeys: Record<string, string>;
+    ttpInbox: { url: string; token: string } | null;
+  };
   /** What may run and what may leave (client/policy/); off unless configured. */
   policy: SitePolicy;
   network: {
@@ -122,6 +130,13 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
     auditLog: raw.auditLog ? path.resolve(baseDir, raw.auditLog) : path.join(workDir, 'audit.log'),
     logLevel: raw.logLevel,
     metrics: raw.metrics ? { host: raw.metrics.host, port: raw.metrics.port } : null,
+    keys: {
+      keyFile: raw.keys.keyFile ? path.resolve(baseDir, raw.keys.keyFile) : path.join(workDir, 'keys', 'site.key'),
+      pinsFile: raw.keys.pinsFile ? path.resolve(baseDir, raw.keys.pinsFile) : path.join(workDir, 'keys', 'pins.json'),
+      pinned: raw.keys.pinned,
+      ttpApiKeys: raw.keys.ttpApiKeys,
+      ttpInbox: raw.keys.ttpInbox ?? null,
+    },
     policy: compileSitePolicy(raw.policy, file),
     network: {
       mode,

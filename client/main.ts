@@ -1,9 +1,10 @@
-import { runCommandLine, stringOption } from '../shared/command-line.js';
+import { runCommandLine, stringOption, UsageError } from '../shared/command-line.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { loadClientConfig } from './config.js';
 import { serveMetrics } from '../shared/metrics-server.js';
 import { ClientMetrics } from './metrics.js';
+import { KEYS_USAGE, runKeysCommand } from './keys-command.js';
 import { isOfficerCommand, runOfficerCommand } from './commands/index.js';
 import { SiteClient } from './site-client.js';
 
@@ -14,15 +15,32 @@ const USAGE = `Usage: node client [--config FILE]
   SIGINT/SIGTERM stop it (within 15 s; running containers are picked up at the next start);
   a second signal exits at once.
 The site officer's commands (each with --help): node client audit [verify], node client review RUN,
-  node client approve RUN, node client reject RUN --reason TEXT`;
+  node client approve RUN, node client reject RUN --reason TEXT
+${KEYS_USAGE}`;
 
 export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   // The site officer's commands (audit, review, approve, reject) read and write the site's files only.
   if (isOfficerCommand(argv[0])) return runOfficerCommand(argv, env);
-  return runCommandLine(argv, { usage: USAGE, options: { config: 'value' } }, async (args) => {
+  const spec = {
+    usage: USAGE,
+    options: { config: 'value', grace: 'value', json: 'boolean' } as const,
+    positionals: { max: 2 },
+  };
+  return runCommandLine(argv, spec, async (args) => {
     const file = stringOption(args, 'config') ?? env.PHT_CLIENT_CONFIG ?? 'config.json';
     try {
       const config = loadClientConfig(file, env);
+      if (args.positionals.length === 0 && (args.values.grace !== undefined || args.values.json !== undefined))
+        throw new UsageError('--grace and --json belong to "node client keys …"');
+      if (args.positionals.length > 0) {
+        if (args.positionals[0] !== 'keys') throw new UsageError(`unknown command "${args.positionals[0]}"`);
+        const flags = {
+          ...(typeof args.values.grace === 'string' ? { grace: args.values.grace } : {}),
+          ...(args.values.json ? { json: true as const } : {}),
+        };
+        await runKeysCommand(args.positionals[1], flags, config, (text) => console.log(text));
+        return 0;
+      }
       const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'client' } }, env);
       // Metrics only when configured: the listener is loopback unless the config says otherwise.
       const metrics = config.metrics ? new ClientMetrics() : undefined;

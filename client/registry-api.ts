@@ -71,6 +71,16 @@ export class SiteRegistryApi {
     await this.call('PUT', `/runs/${runId}/files/${path}`, body, signal, size);
   }
 
+  /** A principal's public key record as the registry relays it (checked by the caller). */
+  async publicKey(kind: string, name: string): Promise<unknown> {
+    return this.call('GET', `/keys/${encodeURIComponent(kind)}/${encodeURIComponent(name)}`);
+  }
+
+  /** Registers the site's public key (with a signed rotation when it replaces one). */
+  async registerPublicKey(body: { publicKey: unknown; rotation?: unknown }): Promise<unknown> {
+    return this.call('POST', '/public-key', body);
+  }
+
   /** Signatures stored at the registry for a digest; unchecked (the site's policy verifies them). */
   async listImageSignatures(digest: string): Promise<unknown[]> {
     const body = await this.call('GET', `/images/signatures?digest=${encodeURIComponent(digest)}`);

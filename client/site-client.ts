@@ -14,6 +14,8 @@ import { PollerStateMachine, type PollerState } from './poller-state.js';
 import { GovernedRegistryApi } from './policy/governed-api.js';
 import { SiteGovernance } from './policy/site-governance.js';
 import { SiteRegistryApi } from './registry-api.js';
+import { RunSealing } from './sealing.js';
+import { TtpOutbox } from './ttp.js';
 import { RunExecutor } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
 
@@ -42,6 +44,7 @@ export class SiteClient {
   private readonly config: ClientConfig;
   private readonly logger: Logger;
   private readonly api: SiteRegistryApi;
+  private readonly sealing: RunSealing;
   private readonly engine: ContainerEngine;
   private readonly shutdown = new AbortController();
   private readonly inFlight = new Map<number, Promise<void>>();
@@ -66,6 +69,7 @@ export class SiteClient {
     const api = new GovernedRegistryApi(this.config.registryUrl, this.config.apiKey, (runId) =>
       this.governance.lookup(runId),
     );
+    this.sealing = api.sealing = new RunSealing(this.config, api, () => this.site);
     this.api = api;
     this.governance = new SiteGovernance({
       policy: this.config.policy,
@@ -126,6 +130,7 @@ export class SiteClient {
       audit: this.audit,
       governance: this.governance,
       shutdown: this.shutdown.signal,
+      outbox: new TtpOutbox(this.config, this.sealing, this.audit),
     });
     // A held run resumes when the site's officer decides (node client approve|reject).
     this.governance.watchDecisions((ws) => {
@@ -355,7 +360,17 @@ export class SiteClient {
           postedBy: run.postedBy ?? null,
         });
         const [uid, gid] = this.config.containerUser.split(':').map(Number) as [number, number];
-        this.launch(RunWorkspace.create(this.config.workDir, this.site, run, uid, gid));
+        // A sealed config is opened (and checked) first; a run that cannot be opened fails with the reason.
+        const prepared = await this.sealing.prepare(run);
+        const ws = RunWorkspace.create(this.config.workDir, this.site, prepared.run, uid, gid);
+        if (prepared.failure) {
+          this.logger.warn('sealed run cannot be opened', { runId: run.id, reason: prepared.failure });
+          ws.update({
+            phase: 'ended',
+            outcome: { state: 'failed', exitCode: null, reason: prepared.failure, durationMs: null },
+          });
+        }
+        this.launch(ws);
       } catch (e) {
         if (signal.aborted) break;
         failures++;

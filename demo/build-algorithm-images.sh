@@ -2,6 +2,7 @@
 # Builds the demo's algorithm images FROM the loopback node base image and pushes them:
 #   127.0.0.1:5050/pht/descriptive-stats:1
 #   127.0.0.1:5050/pht/logistic-regression:1
+#   127.0.0.1:5050/pht/pooled-quantiles:1
 #
 #   bash demo/build-algorithm-images.sh [--registry HOST:PORT] [--base IMAGE] [--tag TAG] [--no-push]
 #   bash demo/build-algorithm-images.sh --sync-only
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ALGORITHMS=(descriptive-stats logistic-regression)
+ALGORITHMS=(descriptive-stats logistic-regression pooled-quantiles)
 DOCKER=${DOCKER:-/usr/bin/docker}
 registry=${PHT_IMAGE_REGISTRY:-127.0.0.1:5050}
 base=
@@ -37,7 +38,7 @@ while (($#)); do
     --tag) tag=${2:?--tag needs a tag}; shift 2 ;;
     --no-push) push=0; shift ;;
     --sync-only) sync_only=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (try --help)" ;;
   esac
 done

@@ -86,10 +86,15 @@ export async function bringInfrastructureUp(
 }
 
 /** The two algorithm images, as a researcher names them in a task. */
-export function algorithmImages(imageRegistry: string): { descriptiveStats: string; logisticRegression: string } {
+export function algorithmImages(imageRegistry: string): {
+  descriptiveStats: string;
+  logisticRegression: string;
+  pooledQuantiles: string;
+} {
   return {
     descriptiveStats: `${imageRegistry}/pht/descriptive-stats:1`,
     logisticRegression: `${imageRegistry}/pht/logistic-regression:1`,
+    pooledQuantiles: `${imageRegistry}/pht/pooled-quantiles:1`,
   };
 }
 

@@ -2,10 +2,12 @@
  * `npm start`: the Personal Health Train end to end, on real parts.
  *
  * Checks the Docker engine and the loopback image registry (running `bash scripts/infra.sh up`
- * when they do not answer), builds and pushes the two algorithm images, starts three SPARQL
- * endpoints, the registry and three site clients as child processes, runs two federated analyses
- * through the SDK (descriptive statistics; logistic regression by Newton–Raphson rounds), prints
- * them next to the same analyses computed centrally on the pooled raw data, prints how long
+ * when they do not answer), builds and pushes the three algorithm images, starts three SPARQL
+ * endpoints, the registry, a trusted third party's file service and four site clients (the
+ * hospitals' and the TTP's) as child processes, runs two federated analyses through the SDK
+ * (descriptive statistics; logistic regression by Newton–Raphson rounds) and a third, sealed end to
+ * end, at the TTP (pooled median and quartiles of age), prints them next to the same analyses
+ * computed centrally on the pooled raw data, prints how long
  * everything took, and shuts everything down: processes (SIGTERM, SIGKILL after a deadline), the
  * clients' containers and Docker networks, and its temp dir.
  *
@@ -21,7 +23,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { integerOption, runCommandLine, stringOption, UsageError } from '../shared/command-line.js';
 import Docker from 'dockerode';
-import { PhtClient } from '../sdk/index.js';
+import { PhtClient, ResearcherKeys } from '../sdk/index.js';
+import { pooledQuantiles } from './researcher-pooled-quantiles.js';
 import { centralDescriptiveStats, centralLogisticRegression, type CentralDescriptiveStats } from './central.js';
 import {
   compareDescriptiveStats,
@@ -55,6 +58,7 @@ import { DEMO_SEED, generateDemoData } from './synthetic-data.js';
 import {
   clientCommandLineMarker,
   demoSiteNames,
+  demoTtpSiteName,
   emptyTrainProcesses,
   LOG_DIR,
   startTrain,
@@ -139,6 +143,8 @@ export class Demo {
   private readonly processes: ProcessGroup;
   private readonly train = emptyTrainProcesses();
   private readonly siteNames: string[];
+  /** Every site whose client this demo runs (the hospitals and the TTP): their Docker state is cleaned up. */
+  private readonly dockerSites: string[];
   private readonly timings: Array<[string, number]> = [];
   private readonly startedAt = Date.now();
   private readonly failure = new AbortController();
@@ -150,6 +156,7 @@ export class Demo {
     private readonly print: Print,
   ) {
     this.siteNames = demoSiteNames(options.sitePrefix).map((s) => s.name);
+    this.dockerSites = [...this.siteNames, demoTtpSiteName(options.sitePrefix)];
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-demo-'));
     fs.mkdirSync(path.join(this.dir, LOG_DIR), { recursive: true });
     // A train process that ends on its own fails whatever is waiting, at once.
@@ -233,6 +240,41 @@ export class Demo {
         `   ${logistic.fit.converged ? 'converged' : 'did NOT converge'} after ${logistic.rounds.length} rounds on ${logistic.fit.count} complete cases; central: ${central.iterations} iterations on ${central.count}`,
       );
       for (const line of formatLogisticComparison(logisticComparison)) print(`   ${line}`);
+      print();
+      print('3. Exact pooled median and quartiles of age, at a trusted third party (sealed end to end)');
+      const quantiles = await this.timed('pooled quantiles at the TTP', async () => {
+        const keys = new ResearcherKeys({
+          keyFile: path.join(this.dir, 'researcher', 'researcher.key'),
+          pinsFile: path.join(this.dir, 'researcher', 'pins.json'),
+        });
+        await keys.create(pht);
+        return pooledQuantiles(pht, keys, this.siteNames, train.ttp, { image: images.pooledQuantiles, signal });
+      });
+      const allAges = [...patients.values()].flat().map((p) => p.age);
+      const centralQuantiles = centralQuartiles(allAges);
+      const quantilesAgree =
+        quantiles.n === allAges.length &&
+        (['q1', 'median', 'q3'] as const).every((k) => Math.abs(quantiles[k] - centralQuantiles[k]) <= 1e-9);
+      print(
+        `   tasks ${quantiles.sendTaskId} (sites → TTP's file service, sealed for the TTP) and ${quantiles.poolTaskId} (at the TTP, result sealed for the researcher)`,
+      );
+      for (const line of formatTable(
+        ['age', 'n', 'q1', 'median', 'q3'],
+        [
+          ['at the TTP', String(quantiles.n), String(quantiles.q1), String(quantiles.median), String(quantiles.q3)],
+          [
+            'central',
+            String(allAges.length),
+            String(centralQuantiles.q1),
+            String(centralQuantiles.median),
+            String(centralQuantiles.q3),
+          ],
+        ],
+      ))
+        print(`   ${line}`);
+      print('   neither the registry nor the researcher saw a patient value: the registry relayed only ciphertext,');
+      print("   the ages went sealed to the TTP's file service, and the researcher received only the quantiles.");
+
       const roundMs = logistic.rounds.map((r) => r.durationMs);
       const roundsSummary = `${roundMs.length} rounds, ${seconds(roundMs.reduce((a, b) => a + b, 0) / Math.max(1, roundMs.length))} per round on average (fastest ${seconds(Math.min(...roundMs))}, slowest ${seconds(Math.max(...roundMs))})`;
 
@@ -243,11 +285,11 @@ export class Demo {
       for (const line of formatTable(['step', 'took'], rows)) print(`   ${line}`);
       print(`   logistic regression: ${roundsSummary}`);
 
-      const agree = statsComparison.agree && logisticComparison.agree;
+      const agree = statsComparison.agree && logisticComparison.agree && quantilesAgree;
       print();
       print(
         agree
-          ? 'RESULT: both federated analyses agree with the central computation.'
+          ? 'RESULT: all three analyses agree with the central computation.'
           : 'RESULT: the federated and central answers DISAGREE.',
       );
       return agree;
@@ -301,24 +343,24 @@ export class Demo {
         const docker = new Docker({ socketPath: DOCKER_SOCKET });
         let containers = 0;
         const networks: string[] = [];
-        for (const site of this.siteNames) {
+        for (const site of this.dockerSites) {
           const removed = await removeSiteResources(docker, site);
           containers += removed.containers.length;
           networks.push(...removed.networks);
         }
         print(
-          `   removed ${plural(containers, 'container')} and ${plural(networks.length, 'Docker network')} (${networks.join(', ') || 'none'}) of sites ${this.siteNames.join(', ')}`,
+          `   removed ${plural(containers, 'container')} and ${plural(networks.length, 'Docker network')} (${networks.join(', ') || 'none'}) of sites ${this.dockerSites.join(', ')}`,
         );
         const rules = await removeFirewallRules([
-          ...new Set([...networks, ...this.siteNames.map(defaultGatewayNetwork)]),
+          ...new Set([...networks, ...this.dockerSites.map(defaultGatewayNetwork)]),
         ]);
         if (rules > 0) print(`   removed ${plural(rules, 'host firewall rule')} a killed client left behind`);
-        const left = await Promise.all(this.siteNames.map((site) => listSiteResources(docker, site)));
+        const left = await Promise.all(this.dockerSites.map((site) => listSiteResources(docker, site)));
         const leftCount = left.reduce((n, r) => n + r.containers.length + r.networks.length, 0);
         if (leftCount > 0) {
           clean = false;
           print(
-            `   LEFT BEHIND: ${leftCount} containers or networks labelled org.pht.site=${this.siteNames.join('|')}`,
+            `   LEFT BEHIND: ${leftCount} containers or networks labelled org.pht.site=${this.dockerSites.join('|')}`,
           );
         }
       } catch (e) {
@@ -387,7 +429,7 @@ export class Demo {
    * its own, so a stale container from an earlier registry would stand in for a new run.
    */
   private async claimSites(): Promise<void> {
-    for (const site of this.siteNames) {
+    for (const site of this.dockerSites) {
       const users = processesWithCommandLine(clientCommandLineMarker(site));
       if (users.length > 0) {
         throw new Error(
@@ -397,7 +439,7 @@ export class Demo {
     }
     this.ownsSites = true;
     const docker = new Docker({ socketPath: DOCKER_SOCKET });
-    for (const site of this.siteNames) {
+    for (const site of this.dockerSites) {
       const removed = await removeSiteResources(docker, site);
       const rules = await removeFirewallRules([...new Set([...removed.networks, defaultGatewayNetwork(site)])]);
       if (removed.containers.length + removed.networks.length + rules > 0) {
@@ -438,6 +480,18 @@ export class Demo {
     );
     return train;
   }
+}
+
+/** Median and quartiles by linear interpolation between order statistics (as the algorithm computes them). */
+function centralQuartiles(values: number[]): { q1: number; median: number; q3: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => {
+    const pos = (sorted.length - 1) * q;
+    const lo = Math.floor(pos);
+    const hi = Math.ceil(pos);
+    return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+  };
+  return { q1: at(0.25), median: at(0.5), q3: at(0.75) };
 }
 
 function ready(status: InfrastructureStatus): boolean {

@@ -47,6 +47,8 @@ export interface Train {
   registryUrl: string;
   researcher: { name: string; token: string };
   sites: TrainSite[];
+  /** The trusted third party: its name at the registry and the name of its own site client. */
+  ttp: { name: string; site: string };
 }
 
 /**
@@ -58,10 +60,16 @@ export interface TrainProcesses {
   sparql: ManagedProcess[];
   master: ManagedProcess | null;
   clients: ManagedProcess[];
+  fileservice: ManagedProcess | null;
 }
 
 export function emptyTrainProcesses(): TrainProcesses {
-  return { sparql: [], master: null, clients: [] };
+  return { sparql: [], master: null, clients: [], fileservice: null };
+}
+
+/** The registry site name of the demo's trusted third party (it runs a site client too). */
+export function demoTtpSiteName(sitePrefix: string): string {
+  return `${sitePrefix}ttp`;
 }
 
 /** The registry site name of each demo hospital. */
@@ -156,8 +164,55 @@ export async function startTrain(
     token: String((await adminCli(['create-user', 'researcher', '--role', 'researcher'])).token),
   };
 
-  // 4. One site client per hospital, each with a config file as a site would write it.
-  for (const site of sites) {
+  // 3b. The trusted third party: its key pair, its file service (a sender key per site, a reader
+  //     token for its own client), registered at the registry by the admin; and a site of its own.
+  const ttpDir = path.join(dir, 'ttp');
+  const fileServiceCli = async (args: string[]): Promise<Record<string, unknown>> => {
+    const { stdout } = await execFileAsync(
+      process.execPath,
+      [path.join(root, 'fileservice'), ...args, '--json', '--data-dir', ttpDir],
+      { env: options.env, signal, timeout: 60_000 },
+    );
+    return JSON.parse(stdout) as Record<string, unknown>;
+  };
+  await fileServiceCli(['keys', 'create']);
+  const ttpKeyFile = path.join(ttpDir, 'keys', 'ttp.key');
+  const senderKeys = new Map<string, string>();
+  for (const site of sites)
+    senderKeys.set(site.name, String((await fileServiceCli(['create-sender', site.name])).apiKey));
+  const readerToken = String((await fileServiceCli(['create-reader', 'ttp-worker'])).token);
+  const fileservice = group.start({
+    name: 'file service (node fileservice)',
+    command: process.execPath,
+    args: [path.join(root, 'fileservice'), '--port', '0', '--host', '127.0.0.1', '--data-dir', ttpDir],
+    logFile: path.join(logDir, 'fileservice.log'),
+    env: options.env,
+  });
+  processes.fileservice = fileservice;
+  const fsPort = await fileservice.waitForLogLine(
+    (line) => jsonLogField(line, 'file service listening', 'port'),
+    ready,
+  );
+  const fileServiceUrl = `http://127.0.0.1:${String(fsPort)}`;
+  const ttp = { name: 'ttp', site: demoTtpSiteName(options.sitePrefix) };
+  await adminCli(['add-ttp', ttp.name, '--url', fileServiceUrl, '--public-key', path.join(ttpDir, 'keys', 'ttp.pub')]);
+  apiKeys.set(ttp.site, String((await adminCli(['create-site', ttp.site])).apiKey));
+
+  // 4. One site client per hospital, each with a config file as a site would write it, and its key
+  //    pair made and registered (`node client keys create`) for sealed tasks; then the TTP's.
+  const clientSites = [
+    ...sites.map((site) => ({
+      name: site.name,
+      sparqlUrl: site.sparqlUrl,
+      keys: { ttpApiKeys: { [ttp.name]: senderKeys.get(site.name)! } },
+    })),
+    {
+      name: ttp.site,
+      sparqlUrl: sites[0]!.sparqlUrl,
+      keys: { keyFile: ttpKeyFile, ttpInbox: { url: fileServiceUrl, token: readerToken } },
+    },
+  ];
+  for (const site of clientSites) {
     const configFile = clientConfigPath(dir, site.name);
     const clientDir = path.dirname(configFile);
     fs.mkdirSync(clientDir, { recursive: true });
@@ -168,8 +223,14 @@ export async function startTrain(
       allowedImages: options.allowedImages,
       workDir: path.join(clientDir, 'work'),
       auditLog: path.join(clientDir, 'audit.log'),
+      keys: site.keys,
     };
     fs.writeFileSync(configFile, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
+    await execFileAsync(process.execPath, [path.join(root, 'client'), 'keys', 'create', '--config', configFile], {
+      env: options.env,
+      signal,
+      timeout: 60_000,
+    });
     processes.clients.push(
       group.start({
         name: `client ${site.name}`,
@@ -190,7 +251,7 @@ export async function startTrain(
     ),
   );
 
-  return { registryUrl, researcher, sites };
+  return { registryUrl, researcher, sites, ttp };
 }
 
 /**
@@ -200,6 +261,7 @@ export async function startTrain(
 export async function stopTrain(group: ProcessGroup, processes: TrainProcesses, graceMs: number): Promise<string[]> {
   const killed = await group.stop(processes.clients, graceMs);
   if (processes.master) killed.push(...(await group.stop([processes.master], graceMs)));
+  if (processes.fileservice) killed.push(...(await group.stop([processes.fileservice], graceMs)));
   killed.push(...(await group.stop(processes.sparql, graceMs)));
   return killed;
 }

@@ -55,7 +55,7 @@ export const FILESERVICE_ENV_OVERRIDES: readonly EnvOverride[] = [
   { variable: 'PHT_HOST', path: 'host', type: 'string' },
   { variable: 'PHT_DATA_DIR', path: 'dataDir', type: 'string' },
   { variable: 'PHT_LOG_LEVEL', path: 'logLevel', type: 'string' },
-  { variable: 'PHT_KEY_FILE', path: 'keyFile', type: 'string' },
+  { variable: 'PHT_TTP_KEY_FILE', path: 'keyFile', type: 'string' },
 ];
 
 export interface FileServiceConfigSources {

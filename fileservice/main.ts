@@ -2,8 +2,8 @@ import {
   integerOption,
   runCommandLine,
   stringOption,
+  UsageError as CommandLineError,
   type ParsedCommandLine,
-  UsageError as CommandLineUsageError,
 } from '../shared/command-line.js';
 import { CryptoError } from '../shared/crypto/index.js';
 import { ConfigError, coerceError } from '../shared/errors.js';
@@ -15,9 +15,21 @@ import { startFileService } from './server.js';
 
 const USAGE = `Usage: node fileservice [serve] [--port N] [--host ADDR] [--data-dir DIR] [--config FILE] [--key-file FILE]
   Starts the PHT file service of a trusted third party (default port 5100, data in ./fileservice-data).
-  Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_KEY_FILE, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
+  Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_TTP_KEY_FILE, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
 
 ${ADMIN_USAGE}`;
+
+/** Each command's own options and how many words may follow it; all take --data-dir, --config, --key-file. */
+const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
+  serve: { options: ['port', 'host'], maxArgs: 0 },
+  'create-sender': { options: ['json'], maxArgs: 1 },
+  'create-reader': { options: ['json'], maxArgs: 1 },
+  list: { options: ['json'], maxArgs: 0 },
+  revoke: { options: ['json'], maxArgs: 2 },
+  enable: { options: ['json'], maxArgs: 2 },
+  'rotate-key': { options: ['json'], maxArgs: 2 },
+  keys: { options: ['json', 'grace'], maxArgs: 1 },
+};
 
 export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   return runCommandLine(
@@ -40,32 +52,41 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
 }
 
 async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<number> {
-  const positional = args.positionals;
-  const flags = args.values;
-  const command = positional[0] ?? 'serve';
+  const command = args.positionals[0] ?? 'serve';
+  const rest = args.positionals.slice(1);
+  const known = COMMANDS[command];
+  if (!known) throw new CommandLineError(`unknown command "${command}"`);
+  for (const [name, value] of Object.entries(args.values))
+    if (value !== undefined && !['data-dir', 'config', 'key-file', ...known.options].includes(name))
+      throw new CommandLineError(`option --${name} is not an option of "${command}"`);
+  if (rest.length > known.maxArgs)
+    throw new CommandLineError(`"${command}" takes at most ${known.maxArgs} argument(s); got "${rest.join(' ')}"`);
   try {
-    const port = flags.port === undefined ? undefined : integerOption(args, 'port', 0, 65535);
-    const str = (name: string) => stringOption(args, name);
+    const port = args.values.port === undefined ? undefined : integerOption(args, 'port', 0, 65535);
     const config = loadFileServiceConfig({
-      file: str('config') ?? null,
+      file: stringOption(args, 'config') ?? null,
       env,
-      flags: { port, host: str('host'), dataDir: str('data-dir'), keyFile: str('key-file') },
+      flags: {
+        port,
+        host: stringOption(args, 'host'),
+        dataDir: stringOption(args, 'data-dir'),
+        keyFile: stringOption(args, 'key-file'),
+      },
     });
     if (command !== 'serve') {
-      runAdminCommand(command, positional.slice(1), flags, config, (text) => console.log(text));
+      runAdminCommand(command, rest, args.values, config, (text) => console.log(text));
       return 0;
     }
-    if (positional.length > 1) throw new UsageError(`unexpected argument "${positional[1]}"`);
     const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'fileservice' } }, env);
     const service = await startFileService(config, logger);
     await waitForSignal(logger, () => service.close());
     return 0;
   } catch (e) {
-    if (e instanceof CommandLineUsageError) throw e; // runCommandLine prints it with the usage, exit 2
     if (e instanceof UsageError || e instanceof ConfigError) {
       console.error(`error: ${e.message}`);
       return 2;
     }
+    if (e instanceof CommandLineError) throw e;
     if (e instanceof CryptoError) {
       console.error(`error: ${e.message}`);
       return 1;
@@ -91,7 +112,13 @@ function waitForSignal(logger: { info: (m: string) => unknown }, shutdown: () =>
 }
 
 if (require.main === module) {
-  void main(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
-  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -12,6 +12,7 @@ import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
 import type { PublicKeys } from './public-keys.js';
 import { connectEvents, openPublicKeys, openStore } from './store/open-store.js';
+import { withPrincipalCache } from './store/principal-cache.js';
 
 export { openStore };
 
@@ -42,9 +43,14 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     poolSize: config.databasePoolSize,
     onIdleError: (e: Error) => logger.warn('a database connection was lost', { error: e.message }),
   };
-  const store = await openStore(location);
+  // The event bus and the public keys need the backend itself (its pool). The principal cache
+  // only on SQLite: there `node master revoke` from another process is seen at the next request
+  // (externalVersion); PostgreSQL has no such synchronous signal across processes, and a revoked
+  // key must not keep working for the cache's lifetime on another registry.
+  const backend = await openStore(location);
+  const store = config.database ? backend : withPrincipalCache(backend);
   const events = new RegistryEvents();
-  const bus = await connectEvents(store, location, events, (message, e) =>
+  const bus = await connectEvents(backend, location, events, (message, e) =>
     logger.warn(message, { error: e.message }),
   ).catch(async (e: unknown) => {
     await store.close();
@@ -55,7 +61,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   const orphans = files.removeUnreferenced(await store.storedFileNames());
   if (orphans > 0)
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
-  const keys = openPublicKeys(store, location);
+  const keys = openPublicKeys(backend, location);
   const metrics = new RegistryMetrics(store, events);
   const app = createApp({ store, events, files, config, logger, keys, metrics });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):

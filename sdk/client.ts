@@ -415,6 +415,19 @@ export class PhtClient {
   }
 
   /** Closes idle connections. The client must not be used afterwards. */
+  /** A site's, researcher's or TTP's public key record as the registry relays it (unchecked: see ResearcherKeys). */
+  async publicKey(kind: 'site' | 'user' | 'ttp', name: string, options: CallOptions = {}): Promise<unknown> {
+    return this.transport.json('GET', `/keys/${encodeURIComponent(kind)}/${encodeURIComponent(name)}`, options);
+  }
+
+  /** Registers the researcher's public key (with a signed rotation when it replaces one). */
+  async registerPublicKey(
+    body: { publicKey: unknown; rotation?: unknown },
+    options: CallOptions = {},
+  ): Promise<unknown> {
+    return this.transport.json('POST', '/public-key', { ...options, json: body });
+  }
+
   /** Stores a reviewer's signature of an image digest at the registry (see shared/governance.ts). */
   async postImageSignature(signature: PostImageSignature, options: CallOptions = {}): Promise<unknown> {
     return this.transport.json('POST', '/images/signatures', { ...options, json: signature });

@@ -23,6 +23,8 @@ export {
   PhtTimeoutError,
 } from './errors.js';
 export type { Me } from './response-shapes.js';
+export { PhtSealingError, ResearcherKeys } from './sealed.js';
+export type { ResearcherKeysOptions, SealedTaskRequest } from './sealed.js';
 export { ERROR_CODES, type ErrorCode } from '../shared/error-codes.js';
 export {
   FINAL_RUN_STATES,

@@ -89,6 +89,42 @@ export const clientConfigSchema = {
     auditLog: { type: 'string', minLength: 1 },
     logLevel: { enum: ['error', 'warn', 'info', 'debug'], default: 'info' },
     metrics: METRICS_LISTENER_SCHEMA,
+    /** End-to-end encryption: the site's key pair and the fingerprints it trusts (see README). */
+    keys: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        /** The site's private key (mode 0600); default <workDir>/keys/site.key. */
+        keyFile: { type: 'string', minLength: 1 },
+        /** Fingerprints learned on first use; default <workDir>/keys/pins.json. */
+        pinsFile: { type: 'string', minLength: 1 },
+        /** Fingerprints an operator pins, e.g. {"user:alice": "SHA256:…"}: they win over first use. */
+        pinned: {
+          type: 'object',
+          default: {},
+          propertyNames: { pattern: '^(site|user|ttp):[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$' },
+          additionalProperties: { type: 'string', pattern: '^SHA256:[A-Za-z0-9_-]{43}$' },
+        },
+        /** Sender API keys of TTP file services, by TTP name: where the run's TTP outbox goes. */
+        ttpApiKeys: {
+          type: 'object',
+          default: {},
+          propertyNames: { pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' },
+          additionalProperties: { type: 'string', minLength: 8 },
+        },
+        /** At a TTP: its file service and reader token; runs asking for `ttpInbox` get the files. */
+        ttpInbox: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['url', 'token'],
+          properties: {
+            url: { type: 'string', pattern: '^https?://[^\\s]+$' },
+            token: { type: 'string', minLength: 8 },
+          },
+        },
+      },
+    },
     network: {
       type: 'object',
       additionalProperties: false,

@@ -9,6 +9,11 @@ export const CONTAINER_PATHS = {
   outputDir: '/pht/output',
   /** Append JSON lines `{"current", "total", "message"}` to report progress. */
   progressFile: '/pht/progress/progress.jsonl',
+  /**
+   * Files for the task's trusted third party (create the folder; files directly inside it): after
+   * the run they are sealed for the TTP and sent to its file service, never to the registry.
+   */
+  ttpOutbox: '/pht/output/ttp-outbox',
 } as const;
 
 export const CONTAINER_ENV = {
@@ -18,6 +23,7 @@ export const CONTAINER_ENV = {
   configFile: 'PHT_CONFIG_FILE',
   outputDir: 'PHT_OUTPUT_DIR',
   progressFile: 'PHT_PROGRESS_FILE',
+  ttpOutbox: 'PHT_TTP_OUTBOX',
 } as const;
 
 /** Labels the site client puts on every container it starts, so a restarted client finds them. */

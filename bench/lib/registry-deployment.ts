@@ -26,6 +26,8 @@ export interface DeploymentOptions {
   sites: string[];
   users: string[];
   nodeArgs?: string[];
+  /** Another checkout's root, to run its build instead of this one (a baseline commit). */
+  root?: string;
 }
 
 export async function startDeployment(
@@ -53,6 +55,7 @@ export async function startDeployment(
   for (let i = 0; i < o.registries; i++)
     processes.push(
       await startRegistryProcess({
+        ...(o.root ? { root: o.root } : {}),
         dataDir: o.dataDir,
         nodeArgs: o.nodeArgs ?? [],
         logName: `registry-${i}.log`,

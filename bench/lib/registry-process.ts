@@ -21,6 +21,8 @@ export interface RegistryProcessOptions {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** Extra node flags, e.g. ['--cpu-prof', '--cpu-prof-dir=/tmp/x']. */
   nodeArgs?: string[];
+  /** Another checkout's root, to run its build instead of this one (a baseline commit). */
+  root?: string;
   /** A config file for settings the command line does not take (limits, lease). */
   config?: Record<string, unknown>;
   /** A postgres:// URL: the registry keeps its records there (several processes may share it). */
@@ -62,7 +64,7 @@ export async function startRegistryProcess(options: RegistryProcessOptions = {})
   const logFile = path.join(dataDir, options.logName ?? 'registry.log');
   const args = [
     ...(options.nodeArgs ?? []),
-    path.join(REPO_ROOT, 'master/index.js'),
+    path.join(options.root ?? REPO_ROOT, 'master/index.js'),
     'serve',
     '--port',
     '0',

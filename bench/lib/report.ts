@@ -16,6 +16,11 @@ const ORDER = [
   'scale-profile-long',
   'scale-profile-plain',
   'scale-profile-long-plain',
+  'scale-before',
+  'scale-after',
+  'broadcast',
+  'create-stalls',
+  'capacity',
   'store-costs',
   'throughput',
   'large-results',
@@ -79,7 +84,7 @@ function codeVersion(): string {
     const dirty = execFileSync('git', ['status', '--porcelain', '--', 'master', 'client', 'shared', 'sdk'], {
       cwd: REPO_ROOT,
       encoding: 'utf8',
-    }).trim();
+    }).trimEnd(); // not trim(): the first line's status column starts with a space (" M client/...")
     return dirty
       ? `${head} with uncommitted changes in ${[...new Set(dirty.split('\n').map((l) => l.slice(3).split('/')[0]))].join(', ')}`
       : head;

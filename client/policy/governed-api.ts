@@ -1,6 +1,6 @@
 import type { ProgressReport, SiteRunView } from '../../shared/types.js';
 import { LOG_CHUNK_BYTES } from '../log-forwarder.js';
-import { SiteRegistryApi } from '../registry-api.js';
+import { SealingSiteApi } from '../sealing.js';
 import type { ReviewFolder } from './review-folder.js';
 import type { OutputRules } from './site-policy.js';
 
@@ -13,7 +13,8 @@ export type RunOutputLookup = (runId: number) => { rules: OutputRules; review: R
  * state) and sent after approval; `logs: withhold` and `progress: withhold` keep them at the site
  * for good; `logBytes` caps what is sent.
  */
-export class GovernedRegistryApi extends SiteRegistryApi {
+/** Extends the sealing API: the site's policy sees plaintext, and what it lets go is sealed after it. */
+export class GovernedRegistryApi extends SealingSiteApi {
   constructor(
     registryUrl: string,
     apiKey: string,

@@ -3,6 +3,7 @@ import { ERROR_CODES } from '../../shared/error-codes.js';
 import { coerceError } from '../../shared/errors.js';
 import type { ApiErrorBody } from '../../shared/types.js';
 import { RegistryError } from '../errors.js';
+import { WaitingPolls } from '../hand-out.js';
 import { authenticate } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { adminRoutes } from './admin-routes.js';
@@ -17,7 +18,8 @@ import { researcherRoutes } from './researcher-routes.js';
 import { siteRoutes } from './site-routes.js';
 
 /** The registry's Express application (no listening socket: see server.ts). */
-export function createApp(ctx: RegistryContext, dashboardDir = defaultDashboardDir()): express.Express {
+export function createApp(context: RegistryContext, dashboardDir = defaultDashboardDir()): express.Express {
+  const ctx: RegistryContext = { ...context, polls: context.polls ?? new WaitingPolls() };
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);

@@ -88,8 +88,16 @@ export function researcherRoutes(ctx: RegistryContext): Router {
       image: task.image,
       sites: task.runs.length,
     });
-    for (const run of task.runs) events.notifySite(run.site);
     res.status(201).location(`/api/v1/tasks/${task.id}`).json(task);
+    // After the answer, so the researcher does not wait for it: polls already waiting get their
+    // run from one claim for all their sites; the rest are woken to claim for themselves.
+    let handed = new Set<string>();
+    try {
+      if (ctx.polls) handed = await ctx.polls.offer(store, new Set(task.runs.map((r) => r.site)), config.leaseMs);
+    } catch (e) {
+      ctx.logger.error('batch hand-out failed; waking the sites instead', { taskId: task.id, error: String(e) });
+    }
+    for (const run of task.runs) if (!handed.has(run.site)) events.notifySite(run.site);
   });
 
   router.get('/tasks', async (req, res) => {

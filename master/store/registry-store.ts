@@ -108,6 +108,12 @@ export interface RegistryStore {
   ): Promise<{ principal: Principal; secret: string }>;
   /** The principal holding this key or token, whether enabled or not; null when none does. */
   authenticate(secret: string): Promise<Principal | null>;
+  /**
+   * Optional: a number that changes whenever another process commits to the database (SQLite's
+   * data_version), so that principals cached in this process are dropped after `node master
+   * revoke` or `rotate-key`. Backends without it rely on the cache's few-second expiry.
+   */
+  externalVersion?(): number;
   listPrincipals(kind: PrincipalKind | null): Promise<Principal[]>;
   /** Disabling a site also fails its unfinished runs, so their tasks can end. */
   setPrincipalEnabled(kind: PrincipalKind, name: string, enabled: boolean): Promise<boolean>;
@@ -137,6 +143,11 @@ export interface RegistryStore {
    */
   deleteTask(taskId: number): Promise<DeletedTask | null>;
 
+  /**
+   * Optional: claims the oldest queued run of each of these sites in one transaction (sites
+   * without one are left out), for long polls already waiting (master/hand-out.ts).
+   */
+  claimNextRuns?(siteIds: readonly number[], leaseMs: number): Promise<{ siteId: number; run: RunAssignment }[]>;
   /** Atomically hands the site its oldest queued run, or null. */
   claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null>;
   getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null>;

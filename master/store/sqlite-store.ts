@@ -87,6 +87,15 @@ interface TaskRow {
   created_at: string;
 }
 
+interface AssignmentRow {
+  id: number;
+  task_id: number;
+  attempt: number;
+  image: string;
+  config: Buffer;
+  config_type: string;
+}
+
 const RUN_COLUMNS = `r.*, p.name AS site_name`;
 const TASK_COLUMNS = `t.id, t.owner_id, o.name AS owner_name, t.name, t.image, t.status, t.cancelled, t.created_at`;
 
@@ -160,6 +169,8 @@ export class SqliteRegistryStore implements RegistryStore {
         'INSERT INTO principals (kind, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
       ),
       principalByHash: db.prepare('SELECT * FROM principals WHERE key_hash = ?'),
+      // Changes only when another connection (the admin command) commits: cheap, no page read.
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
       principalsAll: db.prepare('SELECT * FROM principals ORDER BY kind, name'),
       principalsByKind: db.prepare('SELECT * FROM principals WHERE kind = ? ORDER BY name'),
       setEnabled: db.prepare('UPDATE principals SET enabled = ? WHERE kind = ? AND name = ?'),
@@ -298,6 +309,10 @@ export class SqliteRegistryStore implements RegistryStore {
   async authenticate(secret: string): Promise<Principal | null> {
     const row = this.stmt.principalByHash.get(hashSecret(secret)) as PrincipalRow | undefined;
     return row ? toPrincipal(row) : null;
+  }
+
+  externalVersion(): number {
+    return this.stmt.dataVersion.get() as number;
   }
 
   async listPrincipals(kind: PrincipalKind | null): Promise<Principal[]> {
@@ -550,6 +565,8 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
+    // Most polls find nothing: a plain read answers them without taking the write lock.
+    if (this.stmt.nextQueued.get(siteId) === undefined) return null;
     // better-sqlite3 runs this synchronously inside one transaction: no other request can
     // interleave, so a run is handed out exactly once even with many pollers per site.
     const claimed = this.db
@@ -579,6 +596,38 @@ export class SqliteRegistryStore implements RegistryStore {
       attempt: claimed.attempt,
       postedBy: governance.postedByOf(this.gov, claimed.task_id),
     };
+  }
+
+  async claimNextRuns(siteIds: readonly number[], leaseMs: number): Promise<{ siteId: number; run: RunAssignment }[]> {
+    const claimed = this.db
+      .transaction(() => {
+        const now = Date.now();
+        const rows: { siteId: number; row: AssignmentRow }[] = [];
+        const tasks = new Set<number>();
+        for (const siteId of siteIds) {
+          const next = this.stmt.nextQueued.get(siteId) as { id: number } | undefined;
+          if (!next) continue;
+          this.stmt.assign.run(now + leaseMs, now, next.id);
+          const row = this.stmt.assignment.get(next.id) as AssignmentRow;
+          rows.push({ siteId, row });
+          tasks.add(row.task_id);
+        }
+        // Once per task, not once per run: a broadcast's 1,000 runs share one recount.
+        for (const taskId of tasks) this.refreshTaskStatus(taskId);
+        return rows;
+      })
+      .immediate();
+    return claimed.map(({ siteId, row }) => ({
+      siteId,
+      run: {
+        id: row.id,
+        taskId: row.task_id,
+        image: row.image,
+        config: decodeConfig(row.config, row.config_type),
+        attempt: row.attempt,
+        postedBy: governance.postedByOf(this.gov, row.task_id),
+      },
+    }));
   }
 
   private siteRunRow(siteId: number, runId: number): RunRow {

@@ -7,6 +7,7 @@ import type { Task } from '../../shared/types.js';
 import { childSignal } from '../../shared/abortable.js';
 import type { PhtClient } from '../client.js';
 import { PhtResponseError, PhtTimeoutError } from '../errors.js';
+import { KEY_COMMANDS, openLogIfSealed, openResultsIfSealed, sealedTaskOf } from './sealed-commands.js';
 import { describeTask, runDetail, sitesTable, table, taskOutcome, taskTitle, tasksTable } from './format.js';
 import { IMAGE_COMMANDS } from './image-commands.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
@@ -40,11 +41,13 @@ export interface Command {
 export const COMMANDS: readonly Command[] = [
   {
     name: 'task create',
-    synopsis: '--image IMG [--config FILE] [--sites a,b] [--project P] [--name N] [--wait] [--timeout S]',
-    summary: 'post a task (to every enabled site unless --sites); --wait waits for it to finish',
+    synopsis:
+      '--image IMG [--config FILE] [--sites a,b] [--project P] [--name N] [--wait] [--timeout S] [--encrypt [--recipients user:b,…] [--ttp NAME]]',
+    summary:
+      'post a task (to every enabled site unless --sites); --wait waits for it to finish; --encrypt seals the config for the sites and asks for results sealed to you',
     args: [],
-    valueFlags: ['image', 'config', 'sites', 'name', 'timeout', 'project'],
-    booleanFlags: ['wait'],
+    valueFlags: ['image', 'config', 'sites', 'name', 'timeout', 'project', 'recipients', 'ttp'],
+    booleanFlags: ['wait', 'encrypt'],
     run: createTask,
   },
   {
@@ -115,6 +118,7 @@ export const COMMANDS: readonly Command[] = [
       return EXIT.ok;
     },
   },
+  ...KEY_COMMANDS,
   {
     name: 'task delete',
     synopsis: 'ID',
@@ -162,13 +166,9 @@ async function createTask(ctx: CommandContext): Promise<number> {
   const wait = ctx.flags.wait === true;
   const timeoutMs = timeoutFlag(ctx);
   if (timeoutMs !== undefined && !wait) throw new UsageError('--timeout only makes sense with --wait');
-  const task = await ctx.client.createTask({
-    image,
-    config,
-    sites,
-    name: stringFlag(ctx, 'name'),
-    project: stringFlag(ctx, 'project'),
-  });
+  const request = { image, config, sites, name: stringFlag(ctx, 'name'), project: stringFlag(ctx, 'project') };
+  const sealed = sealedTaskOf(ctx);
+  const task = sealed ? await sealed(request) : await ctx.client.createTask(request);
   if (!wait) {
     ctx.io.stdout.write(
       ctx.json
@@ -239,7 +239,12 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   if (ctx.flags.follow !== true) {
     const logs: { site: string; runId: number; status: string; log: string }[] = [];
     for (const run of task.runs)
-      logs.push({ site: run.site, runId: run.id, status: run.status, log: await ctx.client.getRunLog(run.id) });
+      logs.push({
+        site: run.site,
+        runId: run.id,
+        status: run.status,
+        log: openLogIfSealed(ctx, await ctx.client.getRunLog(run.id)),
+      });
     if (ctx.json) ctx.io.stdout.write(toJson({ taskId: task.id, runs: logs }));
     else {
       for (const { site, log } of logs) {
@@ -256,8 +261,11 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   const follows = task.runs.map(async (run) => {
     const p = prefixer(run.site);
     const onText = ctx.json
-      ? (text: string) => ctx.io.stdout.write(terminalSafeJson({ site: run.site, runId: run.id, text }) + '\n')
-      : (text: string) => p.push(text);
+      ? (text: string) =>
+          ctx.io.stdout.write(
+            terminalSafeJson({ site: run.site, runId: run.id, text: openLogIfSealed(ctx, text) }) + '\n',
+          )
+      : (text: string) => p.push(openLogIfSealed(ctx, text));
     try {
       await ctx.client.followRunLog(run.id, { onText, signal: stop.signal });
     } catch (e) {
@@ -283,7 +291,7 @@ async function saveResults(ctx: CommandContext): Promise<number> {
   const folders = task.runs.map((run) => siteFolder(out, run.site));
   const runs = [];
   for (const [i, run] of task.runs.entries()) {
-    const files = await ctx.client.saveRunFiles(run.id, folders[i]!);
+    const files = await openResultsIfSealed(ctx, await ctx.client.saveRunFiles(run.id, folders[i]!));
     runs.push({ site: run.site, runId: run.id, status: run.status, detail: runDetail(run), files });
   }
   if (ctx.json) {

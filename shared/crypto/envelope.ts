@@ -377,8 +377,14 @@ class Blocker {
   }
 }
 
+/** A sealing Transform that also knows how long its output is for a given plaintext length. */
+export interface SealStream extends Transform {
+  /** The envelope's length for `plainBytes` of plaintext (for a Content-Length). */
+  sealedLength(plainBytes: number): number;
+}
+
 /** A Transform that seals what is written to it. Memory: one chunk plus the streams' buffers. */
-export function sealStream(recipients: Recipients, options: SealOptions = {}): Transform {
+export function sealStream(recipients: Recipients, options: SealOptions = {}): SealStream {
   const { head, chunks, chunkSize } = startSealing(recipients, options);
   const blocker = new Blocker(chunkSize);
   let headSent = false;
@@ -386,7 +392,7 @@ export function sealStream(recipients: Recipients, options: SealOptions = {}): T
     if (!headSent) t.push(head);
     headSent = true;
   };
-  return new Transform({
+  const stream = new Transform({
     transform(data: Buffer, _encoding, callback: TransformCallback) {
       sendHead(this);
       blocker.write(data, (block) => this.push(chunks.seal(block, false)));
@@ -396,7 +402,11 @@ export function sealStream(recipients: Recipients, options: SealOptions = {}): T
       sendHead(this);
       callback(null, chunks.seal(blocker.rest(), true));
     },
-  });
+  }) as SealStream;
+  // Every chunk but the last is full; the last holds the rest (possibly nothing).
+  stream.sealedLength = (plainBytes) =>
+    head.length + Math.max(1, Math.ceil(plainBytes / chunkSize)) * TAG_BYTES + plainBytes;
+  return stream;
 }
 
 /**

@@ -7,3 +7,5 @@ export * from './errors.js';
 export * from './keys.js';
 export * from './envelope.js';
 export * from './pins.js';
+export * from './sealed-task.js';
+export * from './key-directory.js';

@@ -203,6 +203,23 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     expect(engine.starts).toBe(0);
   });
 
+  it('does not pull again a digest-pinned image that is present, even with pullPolicy "always"', async () => {
+    const pinned = `127.0.0.1:5050/pht-e2e/fake@sha256:${'2'.repeat(64)}`;
+    engine.images.set(pinned, {
+      id: `sha256:${'1'.repeat(64)}`,
+      repoDigests: [`127.0.0.1:5050/pht-e2e/fake@sha256:${'2'.repeat(64)}`],
+    });
+    const task = await post(pinned);
+    await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+    expect((await runOf(task.id)).status).toBe('completed');
+    expect(engine.pulls).toEqual([]);
+    // A tag can move: it is pulled every time.
+    const tagged = await post();
+    await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+    expect((await runOf(tagged.id)).status).toBe('completed');
+    expect(engine.pulls).toEqual([IMAGE]);
+  });
+
   it('rejects an image outside the allowlist without pulling it', async () => {
     const task = await post('127.0.0.1:5050/elsewhere/fake:1');
     await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));

@@ -210,7 +210,7 @@ describe('logistic-regression algorithm', () => {
 });
 
 describe('algorithm folders', () => {
-  it.each(['descriptive-stats', 'logistic-regression'])(
+  it.each(['descriptive-stats', 'logistic-regression', 'pooled-quantiles'])(
     '%s carries an exact copy of algorithms/lib/sparql-results.js (run demo/build-algorithm-images.sh --sync-only)',
     (name) => {
       const source = fs.readFileSync(path.join(ALGORITHMS_DIR, 'lib', 'sparql-results.js'), 'utf8');
@@ -218,7 +218,7 @@ describe('algorithm folders', () => {
     },
   );
 
-  it.each(['descriptive-stats', 'logistic-regression'])(
+  it.each(['descriptive-stats', 'logistic-regression', 'pooled-quantiles'])(
     '%s has a Dockerfile FROM the loopback node base image',
     (name) => {
       const dockerfile = fs.readFileSync(path.join(ALGORITHMS_DIR, name, 'Dockerfile'), 'utf8');

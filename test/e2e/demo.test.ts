@@ -119,7 +119,7 @@ describe('the demo (npm start)', () => {
   });
 
   it(
-    'runs both federated analyses, agrees with the central computation and leaves nothing behind',
+    'runs the three analyses (the third at a TTP), agrees with the central computation and leaves nothing behind',
     { timeout: 900_000 },
     async () => {
       const { prefix, sites } = uniqueSites();
@@ -131,7 +131,13 @@ describe('the demo (npm start)', () => {
       expect(maxDifference(output, 'n, mean and sd'), context).toBeLessThanOrEqual(1e-6);
       expect(maxDifference(output, 'the coefficients'), context).toBeLessThanOrEqual(1e-3);
       expect(output).not.toContain('DISAGREE');
-      expect(output).toContain('RESULT: both federated analyses agree with the central computation.');
+      expect(output).toContain('RESULT: all three analyses agree with the central computation.');
+      // The TTP's quartiles, next to the central ones: the same numbers on both rows.
+      const ttpRow = /^\s+at the TTP\s+(1950\s+\S+\s+\S+\s+\S+)$/m.exec(output)?.[1];
+      const centralRow = /^\s+central\s+(1950\s+\S+\s+\S+\s+\S+)$/m.exec(output)?.[1];
+      expect(ttpRow, context).toBeDefined();
+      expect(ttpRow).toBe(centralRow);
+      expect(output).toContain('neither the registry nor the researcher saw a patient value');
       for (const site of sites) expect(output).toMatch(new RegExp(`^\\s+${site}\\s+bmi\\s+\\d+`, 'm'));
       expect(output).toMatch(/^\s+pooled\s+age\s+1950\s/m);
       expect(output).toMatch(/converged after \d+ rounds on 1912 complete cases/);
@@ -141,7 +147,7 @@ describe('the demo (npm start)', () => {
         expect.arrayContaining(['registry (node master)', ...sites.flatMap((s) => [`client ${s}`, `sparql ${s}`])]),
       );
 
-      await expectNothingLeftBehind(output, sites);
+      await expectNothingLeftBehind(output, [...sites, `${prefix}ttp`]);
     },
   );
 

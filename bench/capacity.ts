@@ -1,0 +1,228 @@
+/**
+ * Issue 13, target 3: request capacity of one registry process, seen from a standard HTTP load
+ * generator (autocannon) at 16 and 64 connections. Empty polls (a site polling plainly with
+ * nothing queued) rotate over 1,000 site keys, task creations over 10 researcher tokens (one key
+ * for every request would flatter any cache). The registry's own CPU time is read from /proc, so
+ * the figure is also given per registry core: generator and registry share this small machine.
+ *
+ * With `--baseline REF` the same cells are measured for that commit too, in the same run and
+ * interleaved (baseline, then this checkout, for every cell), built from `git archive` in a
+ * temporary directory.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import autocannon from 'autocannon';
+import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
+import { ProcSampler } from './lib/proc-stats.js';
+import { makeDataDir, startRegistryProcess } from './lib/registry-process.js';
+import { writeSection } from './lib/report.js';
+import { ms, table } from './lib/stats.js';
+import { type BenchArgs, runMain } from './lib/world.js';
+
+const POLLS_PER_CORE_TARGET = 10_000;
+const CREATIONS_TARGET = 5_000;
+const IMAGE = '127.0.0.1:5050/pht-bench/workload:1';
+
+interface Cell {
+  build: string;
+  scenario: 'empty polls' | 'task creations';
+  connections: number;
+  perSecond: number;
+  failed: number;
+  p50: number;
+  p99: number;
+  max: number;
+  registryCores: number;
+  generatorCores: number;
+  load: string;
+}
+
+interface StoreModule {
+  openStore(dir: string): {
+    createPrincipal(kind: 'site' | 'user', name: string, role: string): Promise<{ secret: string }>;
+    close(): Promise<void>;
+  };
+}
+
+/** Sites and researchers created with the build's own store (its own migrations). */
+async function seed(root: string, dataDir: string, sites: string[], users: string[]) {
+  const mod = (await import(pathToFileURL(path.join(root, 'dist/master/store/open-store.js')).href)) as StoreModule;
+  const store = mod.openStore(dataDir);
+  try {
+    const siteKeys: string[] = [];
+    const userTokens: string[] = [];
+    for (const name of sites) siteKeys.push((await store.createPrincipal('site', name, 'site')).secret);
+    for (const name of users) userTokens.push((await store.createPrincipal('user', name, 'researcher')).secret);
+    return { siteKeys, userTokens };
+  } finally {
+    await store.close();
+  }
+}
+
+async function measureCell(
+  build: Build,
+  scenario: Cell['scenario'],
+  connections: number,
+  seconds: number,
+  siteCount: number,
+  researcherCount: number,
+): Promise<Cell> {
+  const dataDir = makeDataDir();
+  const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-cap-${String(i).padStart(4, '0')}`);
+  const { siteKeys, userTokens } = await seed(
+    build.root,
+    dataDir,
+    siteNames,
+    Array.from({ length: researcherCount }, (_, i) => `bench-researcher-${i}`),
+  );
+  const registry = await startRegistryProcess({ root: build.root, dataDir });
+  try {
+    let i = 0;
+    const request =
+      scenario === 'empty polls'
+        ? {
+            method: 'GET',
+            path: '/api/v1/site/runs/next',
+            setupRequest: (req: object) => ({
+              ...req,
+              headers: { authorization: `Bearer ${siteKeys[i++ % siteKeys.length]!}` },
+            }),
+          }
+        : {
+            method: 'POST',
+            path: '/api/v1/tasks',
+            setupRequest: (req: object) => {
+              const n = i++;
+              return {
+                ...req,
+                headers: {
+                  authorization: `Bearer ${userTokens[n % userTokens.length]!}`,
+                  'content-type': 'application/json',
+                },
+                body: JSON.stringify({ image: IMAGE, sites: [siteNames[n % siteNames.length]!] }),
+              };
+            },
+          };
+    const run = (duration: number) => autocannon({ url: registry.url, connections, duration, requests: [request] });
+    // Warm-up: JIT, connection set-up, statement caches.
+    await run(2);
+    const sampler = new ProcSampler(registry.pid).start();
+    const cpuBefore = process.cpuUsage();
+    const result = await run(seconds);
+    const usage = sampler.stop();
+    const cpu = process.cpuUsage(cpuBefore);
+    return {
+      build: build.label,
+      scenario,
+      connections,
+      perSecond: result.requests.total / (usage.wallMs / 1000),
+      failed: result.errors + result.timeouts + result.non2xx,
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      max: result.latency.max,
+      registryCores: usage.cores,
+      generatorCores: (cpu.user + cpu.system) / 1000 / usage.wallMs,
+      load: os
+        .loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' / '),
+    };
+  } finally {
+    await registry.stop();
+  }
+}
+
+async function main(args: BenchArgs): Promise<void> {
+  const seconds = args.number('seconds', 10);
+  const siteCount = args.number('sites', 1000);
+  const researcherCount = args.number('researchers', 10);
+  const rounds = args.number('rounds', 1);
+  const baselineRef = args.string('baseline', '');
+  const connectionsList = args
+    .string('connections', '16,64')
+    .split(',')
+    .map((c) => Number(c));
+  const builds: Build[] = [];
+  if (baselineRef) builds.push(buildBaseline(baselineRef));
+  builds.push(THIS_CHECKOUT);
+  const cells: Cell[] = [];
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const scenario of ['empty polls', 'task creations'] as const) {
+        for (const connections of connectionsList) {
+          for (const build of builds) {
+            const cell = await measureCell(build, scenario, connections, seconds, siteCount, researcherCount);
+            console.log(
+              `${cell.build} ${scenario} c=${connections}: ${cell.perSecond.toFixed(0)}/s, registry ${cell.registryCores.toFixed(2)} cores, p99 ${cell.p99} ms, failed ${cell.failed}, load ${cell.load}`,
+            );
+            cells.push(cell);
+          }
+        }
+      }
+    }
+  } finally {
+    builds.forEach(removeBuild);
+  }
+  const rows = cells.map((c) => [
+    c.build,
+    c.scenario,
+    c.connections,
+    c.perSecond.toFixed(0),
+    c.failed,
+    ms(c.p50),
+    ms(c.p99),
+    ms(c.max),
+    c.registryCores.toFixed(2),
+    (c.perSecond / Math.max(c.registryCores, 0.01)).toFixed(0),
+    c.generatorCores.toFixed(2),
+    c.load,
+  ]);
+  const args0 = process.argv.slice(2).join(' ');
+  writeSection({
+    id: 'capacity',
+    title: '3d. Request capacity (autocannon, 1,000 site keys, 10 researcher tokens)',
+    command: `npm run bench:capacity${args0 ? ` -- ${args0}` : ''}`,
+    body: `Targets (issue 13, target 3): empty polls at least ${POLLS_PER_CORE_TARGET.toLocaleString('en')} per second per
+registry core; task creations at least ${CREATIONS_TARGET.toLocaleString('en')} per second. Each cell is a fresh
+registry process and database (${siteCount} sites, ${researcherCount} researchers), ${seconds} s measured after a 2 s
+warm-up; autocannon runs in the benchmark's own process on the same machine, so "registry cores" (the registry's
+CPU time over wall time, from /proc) is what the registry itself used. Empty polls: \`GET /site/runs/next\` without
+\`wait\` (204), keys in rotation. Creations: \`POST /tasks\` for one site each, tokens in rotation. Latencies in ms.
+Load = load average (1/5/15 min) at the end of the cell.
+
+${table(
+  [
+    'build',
+    'requests',
+    'connections',
+    'per s',
+    'failed',
+    'p50',
+    'p99',
+    'max',
+    'registry cores',
+    'per s per registry core',
+    'generator cores',
+    'load',
+  ],
+  rows,
+)}`,
+  });
+}
+
+runMain(
+  {
+    usage:
+      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1]',
+    options: {
+      baseline: 'value',
+      seconds: 'value',
+      connections: 'value',
+      sites: 'value',
+      researchers: 'value',
+      rounds: 'value',
+    },
+  },
+  main,
+);
