@@ -458,9 +458,13 @@ export const taskSummaryListSchema = {
 export const siteActivitySchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['name', 'enabled', 'lastSeen', 'online', 'runs'],
+  required: ['name', 'organization', 'enabled', 'lastSeen', 'online', 'runs'],
   properties: {
     name: { type: 'string' },
+    organization: {
+      type: ['string', 'null'],
+      description: 'The organization the site belongs to (node master set-org); null when none.',
+    },
     enabled: { type: 'boolean' },
     lastSeen: nullableTimestamp,
     online: { type: 'boolean', description: 'Enabled and seen by the registry within the last 90 seconds.' },

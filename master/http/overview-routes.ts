@@ -40,15 +40,22 @@ export function overviewRoutes(ctx: RegistryContext): Router {
   router.get('/sites/activity', requireUser, async (req, res) => {
     query(req, validateEmptyQuery);
     const principal = principalOf(res);
-    const [sites, counts] = await Promise.all([
+    const [sites, counts, organizations] = await Promise.all([
       store.listSites(),
       store.siteRunCounts(principal.role === 'admin' ? null : principal.id),
+      store.listOrganizations(),
     ]);
+    // Organizations list their members as "kind:name"; a principal belongs to one at most.
+    const organizationOf = new Map<string, string>();
+    for (const organization of organizations)
+      for (const member of organization.members)
+        if (member.startsWith('site:')) organizationOf.set(member.slice('site:'.length), organization.name);
     const now = Date.now();
     const body: SiteActivity[] = sites.map((site) => {
       const byState = counts.get(site.name) ?? {};
       return {
         ...site,
+        organization: organizationOf.get(site.name) ?? null,
         online: site.enabled && site.lastSeen !== null && now - Date.parse(site.lastSeen) <= ONLINE_WINDOW_MS,
         runs: {
           completed: count(byState, ['completed']),

@@ -79,6 +79,7 @@ describe('site activity (the dashboard sites screen)', () => {
     expect(all).toEqual([
       {
         name: 'site-a',
+        organization: null,
         enabled: true,
         lastSeen: expect.any(String),
         online: true,
@@ -86,6 +87,7 @@ describe('site activity (the dashboard sites screen)', () => {
       },
       {
         name: 'site-b',
+        organization: null,
         enabled: true,
         lastSeen: null,
         online: false,
@@ -96,6 +98,18 @@ describe('site activity (the dashboard sites screen)', () => {
     expect(own.map((s) => [s.name, s.runs])).toEqual([
       ['site-a', { completed: 1, failed: 0, current: 1, queued: 0 }],
       ['site-b', { completed: 0, failed: 0, current: 0, queued: 1 }],
+    ]);
+  });
+
+  it("names each site's organization, and none for a site outside every organization", async () => {
+    const w = await world({ siteCount: 2 });
+    await w.reg.store.createOrganization('umc-north');
+    await w.reg.store.setOrganization('site', 'site-b', 'umc-north');
+    await w.reg.store.setOrganization('user', 'alice', 'umc-north');
+    const sites = (await w.researcher.get('/api/v1/sites/activity').expect(200)).body as SiteActivity[];
+    expect(sites.map((s) => [s.name, s.organization])).toEqual([
+      ['site-a', null],
+      ['site-b', 'umc-north'],
     ]);
   });
 

@@ -89,6 +89,7 @@ function SiteRow({
       <th scope="row">
         <a href={`#/tasks?site=${encodeURIComponent(site.name)}`}>{site.name}</a>
       </th>
+      <td>{site.organization ?? <span class="muted">none</span>}</td>
       <td>{site.enabled ? 'enabled' : <span class="badge state-cancelled">disabled</span>}</td>
       <td>
         {site.online ? <span class="badge state-completed">online</span> : <span class="muted">offline,</span>}{' '}
@@ -150,6 +151,7 @@ export function Sites({ admin }: { admin: boolean }) {
               <thead>
                 <tr>
                   <th scope="col">Site</th>
+                  <th scope="col">Organization</th>
                   <th scope="col">Enabled</th>
                   <th scope="col">Online</th>
                   <th scope="col" class="num">
