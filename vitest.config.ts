@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: fast unit/integration tests, and end-to-end suites against the real Docker engine
+// Projects: fast unit/integration tests (the registry's also on PostgreSQL), and end-to-end suites against the real Docker engine
 // and SPARQL servers (slower, run one file at a time so containers do not fight over 2 cores).
 export default defineConfig({
   test: {
@@ -9,8 +9,19 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/e2e/**'],
+          exclude: ['test/e2e/**', 'test/postgres/**'],
           environment: 'node',
+          testTimeout: 30_000,
+        },
+      },
+      {
+        // The registry suite again, on PostgreSQL: each test registry gets a fresh schema.
+        test: {
+          name: 'unit-postgres',
+          include: ['test/master/**/*.test.ts', 'test/postgres/**/*.test.ts'],
+          environment: 'node',
+          env: { PHT_TEST_BACKEND: 'postgres' },
+          globalSetup: ['test/helpers/postgres-global-setup.ts'],
           testTimeout: 30_000,
         },
       },

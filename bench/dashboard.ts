@@ -42,7 +42,7 @@ interface Seeded {
 /** Fills a registry's store directly: sites, researchers, tasks, and runs in every state. */
 async function seed(dataDir: string, taskCount: number, siteCount: number): Promise<Seeded> {
   const started = performance.now();
-  const store = openStore(dataDir);
+  const store = await openStore({ dataDir });
   try {
     const sites: Principal[] = [];
     for (let i = 0; i < siteCount; i++)

@@ -12,13 +12,8 @@ import { PhtClient } from '../sdk/index.js';
 import { IMAGE_REGISTRY } from '../test/helpers/docker.js';
 import { hotSpots, newestProfile } from './lib/cpu-profile.js';
 import { ProcSampler, readProc, type UsageWindow } from './lib/proc-stats.js';
-import {
-  makeDataDir,
-  seedPrincipals,
-  startRegistryProcess,
-  stopChild,
-  type RegistryProcess,
-} from './lib/registry-process.js';
+import { startDeployment, type Deployment } from './lib/registry-deployment.js';
+import { makeDataDir, stopChild } from './lib/registry-process.js';
 import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
 import { writeSection } from './lib/report.js';
 import { mib, ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
@@ -70,18 +65,25 @@ async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'af
   const plainSeconds = args.number('plain-seconds', 30);
   const profile = args.flag('profile');
   const which = args.string('phases', 'long,plain').split(',');
+  // --database: a PostgreSQL superuser URL (a fresh database is made and dropped); --registries N:
+  // N processes on it behind nginx.
+  const postgresAdminUrl = args.string('database', '') || null;
+  const registries = args.number('registries', 1);
   const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-scale-${String(i).padStart(4, '0')}`);
   const dataDir = makeDataDir();
   console.log(`seeding ${siteCount} sites`);
-  const { siteKeys, userTokens } = await seedPrincipals(
-    dataDir,
-    siteNames,
-    Array.from({ length: RESEARCHERS }, (_, i) => `bench-researcher-${i}`),
-  );
   const profileDir = profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
-  const registry = await startRegistryProcess({
+  const {
+    deployment: registry,
+    siteKeys,
+    userTokens,
+  } = await startDeployment({
     root: build.root,
     dataDir,
+    postgresAdminUrl,
+    registries,
+    sites: siteNames,
+    users: Array.from({ length: RESEARCHERS }, (_, i) => `bench-researcher-${i}`),
     nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
   });
   const researchers = [...userTokens.values()].map(
@@ -97,7 +99,7 @@ async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'af
       // Long polling: broadcasts first, then steady single-site tasks, on the same parked polls.
       const gens = await startGenerators(registry, sites, generators, { mode: 'long', waitSeconds: 30, intervalMs: 0 });
       running.push(gens);
-      await waitParked(registry.url, siteCount);
+      await waitParked(registry, siteCount);
       const broadcast = broadcasts > 0 ? await runBroadcasts(registry, researchers[0]!, broadcasts, gens) : null;
       const targeted = await runTargeted(registry, researchers, siteNames, rate, seconds, gens);
       const done = await stopGenerators(gens);
@@ -155,7 +157,7 @@ async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'af
     throw e;
   }
   await Promise.all(researchers.map((r) => r.close()));
-  const peakRss = readProc(registry.pid).peakRssBytes;
+  const peakRss = Math.max(...registry.processes.map((p) => readProc(p.pid).peakRssBytes));
   await registry.stop();
   // A profiled run's figures are slowed by the profiler: printed, not recorded.
   report(phases, !profileDir, {
@@ -169,6 +171,9 @@ async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'af
     errors,
     errorSamples,
     peakRss,
+    deployment: registry.label,
+    registries,
+    database: postgresAdminUrl !== null,
     build,
     comparison,
     args: process.argv.slice(2).join(' '),
@@ -182,7 +187,7 @@ interface Generators {
 }
 
 async function startGenerators(
-  registry: RegistryProcess,
+  registry: Deployment,
   sites: { name: string; key: string }[],
   count: number,
   options: Pick<StartMessage, 'mode' | 'waitSeconds' | 'intervalMs'>,
@@ -228,11 +233,16 @@ async function stopGenerators(gens: Generators): Promise<DoneMessage> {
   };
 }
 
-async function waitParked(url: string, count: number): Promise<void> {
+/** Until `count` site polls wait, summed over the registry processes (each asked directly). */
+async function waitParked(registry: Deployment, count: number): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
-    const body = (await (await fetch(`${url}/healthz`)).json()) as { waiting: { sites: number } };
-    if (body.waiting.sites >= count) return;
+    let waiting = 0;
+    for (const p of registry.processes) {
+      const body = (await (await fetch(`${p.url}/healthz`)).json()) as { waiting: { sites: number } };
+      waiting += body.waiting.sites;
+    }
+    if (waiting >= count) return;
     await sleep(100);
   }
   throw new Error(`fewer than ${count} long polls reached the registry within 60 s`);
@@ -247,20 +257,29 @@ interface Workload {
   completion?: number[];
 }
 
-function samplers(
-  registry: RegistryProcess,
-  gens: Generators,
-): { stop(): { usage: UsageWindow; generatorCores: number } } {
-  const reg = new ProcSampler(registry.pid).start();
+/** CPU summed over the registry processes; peak RSS of the largest one. */
+function samplers(registry: Deployment, gens: Generators): { stop(): { usage: UsageWindow; generatorCores: number } } {
+  const regs = registry.processes.map((p) => new ProcSampler(p.pid).start());
   const gen = gens.children.map((c) => new ProcSampler(c.pid!, 1000).start());
   return {
-    stop: () => ({ usage: reg.stop(), generatorCores: gen.map((s) => s.stop().cores).reduce((a, b) => a + b, 0) }),
+    stop: () => {
+      const windows = regs.map((r) => r.stop());
+      const usage: UsageWindow = {
+        wallMs: windows[0]!.wallMs,
+        cpuMs: windows.reduce((n, w) => n + w.cpuMs, 0),
+        cores: windows.reduce((n, w) => n + w.cores, 0),
+        peakRssBytes: Math.max(...windows.map((w) => w.peakRssBytes)),
+        startRssBytes: Math.max(...windows.map((w) => w.startRssBytes)),
+        endRssBytes: Math.max(...windows.map((w) => w.endRssBytes)),
+      };
+      return { usage, generatorCores: gen.map((s) => s.stop().cores).reduce((a, b) => a + b, 0) };
+    },
   };
 }
 
 /** Broadcast tasks, one at a time: the researcher waits (long poll) for all runs before the next. */
 async function runBroadcasts(
-  registry: RegistryProcess,
+  registry: Deployment,
   researcher: PhtClient,
   count: number,
   gens: Generators,
@@ -279,7 +298,7 @@ async function runBroadcasts(
       const counts: Record<string, number> = {};
       for (const run of now.runs) counts[run.status] = (counts[run.status] ?? 0) + 1;
       throw new Error(
-        `broadcast task ${task.id} not final after 300 s (${(e as Error).message}); runs: ${JSON.stringify(counts)}; registry log: ${registry.logFile}`,
+        `broadcast task ${task.id} not final after 300 s (${(e as Error).message}); runs: ${JSON.stringify(counts)}; registry logs in ${registry.dataDir}`,
       );
     });
     if (final.status !== 'completed') throw new Error(`broadcast task ${task.id} ended ${final.status}`);
@@ -293,7 +312,7 @@ async function runBroadcasts(
 
 /** Single-site tasks to random sites at `rate` per second from several researchers; waits until all are final. */
 async function runTargeted(
-  registry: RegistryProcess,
+  registry: Deployment,
   researchers: PhtClient[],
   siteNames: string[],
   rate: number,
@@ -384,6 +403,9 @@ function report(
     errors: number;
     errorSamples: string[];
     peakRss: number;
+    deployment: string;
+    registries: number;
+    database: boolean;
     build: Build;
     comparison: 'before' | 'after' | null;
     args: string;
@@ -411,7 +433,7 @@ function report(
 Targets: no errors; p99 hand-out < ${HANDOUT_P99_TARGET_MS} ms; registry RSS < 300 MB.
 **${verdicts.join('; ')}.**
 
-One \`node master\` process (info logging to a file); ${o.siteCount} sites simulated by ${o.generators}
+${o.registries === 1 ? `One \`node master\` process on ${o.database ? 'PostgreSQL (a local throwaway server on the same 2 cores)' : 'SQLite'}` : `${o.registries} \`node master\` processes on one PostgreSQL database (a local throwaway server on the same 2 cores) behind nginx (deploy/nginx/pht-registry.conf); registry CPU is summed over the processes, RSS is the largest process's`} (info logging to a file); ${o.siteCount} sites simulated by ${o.generators}
 load-generator processes (undici, one keep-alive connection per parked poll), each site completing
 every run it gets (POST start, POST finish) before polling again; ${RESEARCHERS} researchers (SDK) in
 the benchmark's process. Hand-out = researcher's POST sent → the site has the run (wall clock
@@ -427,14 +449,17 @@ Registry peak RSS over the whole benchmark (VmHWM): ${mib(o.peakRss)}. Errors: $
 `;
   console.log(body);
   if (!record) return;
+  const variant = !o.database ? '' : o.registries > 1 ? `-postgres-${o.registries}` : '-postgres';
   writeSection({
-    id: o.comparison ? `scale-${o.comparison}` : 'scale',
+    id: o.comparison
+      ? `scale-${o.comparison}${variant}`
+      : `scale${variant}${o.siteCount === 1000 ? '' : `-${o.siteCount}`}`,
     title: o.comparison
-      ? `3${o.comparison === 'before' ? 'e' : 'f'}. Registry scale, ${o.comparison} (${o.build.label}; 3e and 3f are one run)`
-      : '3. Registry scale: 1,000 sites',
+      ? `3${o.comparison === 'before' ? 'e' : 'f'}. Registry scale, ${o.comparison} (${o.build.label}; 3e and 3f are one run), ${o.deployment}`
+      : `3${variant ? (o.registries > 1 ? 'd' : 'c') : ''}. Registry scale: ${o.siteCount.toLocaleString('en')} sites, ${o.deployment}`,
     command: o.comparison
       ? `npm run bench:scale -- ${o.args}`
-      : `npm run bench:scale -- --sites ${o.siteCount} --generators ${o.generators} --broadcasts ${o.broadcasts} --rate ${o.rate} --seconds ${o.seconds} --plain-seconds ${o.plainSeconds} --phases ${o.phases}`,
+      : `npm run bench:scale -- --sites ${o.siteCount} --generators ${o.generators} --broadcasts ${o.broadcasts} --rate ${o.rate} --seconds ${o.seconds} --plain-seconds ${o.plainSeconds} --phases ${o.phases}${o.database ? ` --database postgres://… --registries ${o.registries}` : ''}`,
     body,
   });
 }
@@ -475,7 +500,7 @@ ${table(
 runMain(
   {
     usage:
-      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--baseline GIT_REF]\n  Figure 3: one registry against many simulated sites; rewrites its section of BENCHMARKS.md.',
+      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]] [--baseline GIT_REF]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md.',
     options: {
       sites: 'value',
       generators: 'value',
@@ -485,6 +510,8 @@ runMain(
       'plain-seconds': 'value',
       phases: 'value',
       profile: 'boolean',
+      database: 'value',
+      registries: 'value',
       baseline: 'value',
     },
   },

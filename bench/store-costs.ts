@@ -17,7 +17,7 @@ async function main(args: BenchArgs): Promise<void> {
   const rows: (string | number)[][] = [];
   for (const n of sizes) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-store-'));
-    const store = openStore(dir);
+    const store = await openStore({ dataDir: dir });
     try {
       const sites = [];
       for (let i = 0; i < n; i++)

@@ -23,6 +23,8 @@ export interface ClientConfig {
   keepOnFailure: boolean;
   auditLog: string;
   logLevel: string;
+  /** Where GET /metrics is served, or null for no metrics listener (the default). */
+  metrics: { host: string; port: number } | null;
   /** End-to-end encryption: the site's private key, learned pins, pins from config. */
   keys: {
     keyFile: string;
@@ -127,6 +129,7 @@ export function compileClientConfig(raw: Record<string, any>, file: string | nul
     keepOnFailure: raw.keepOnFailure,
     auditLog: raw.auditLog ? path.resolve(baseDir, raw.auditLog) : path.join(workDir, 'audit.log'),
     logLevel: raw.logLevel,
+    metrics: raw.metrics ? { host: raw.metrics.host, port: raw.metrics.port } : null,
     keys: {
       keyFile: raw.keys.keyFile ? path.resolve(baseDir, raw.keys.keyFile) : path.join(workDir, 'keys', 'site.key'),
       pinsFile: raw.keys.pinsFile ? path.resolve(baseDir, raw.keys.pinsFile) : path.join(workDir, 'keys', 'pins.json'),

@@ -95,7 +95,11 @@ export interface ContainerEngine {
 export class DockerEngine implements ContainerEngine {
   readonly docker: Docker;
 
-  constructor(socketPath: string) {
+  constructor(
+    socketPath: string,
+    /** Told of every Docker error, by kind (the client's metrics count them). */
+    private readonly onError?: (kind: 'unavailable' | 'permanent') => void,
+  ) {
     this.docker = new Docker({ socketPath });
   }
 
@@ -309,7 +313,9 @@ export class DockerEngine implements ContainerEngine {
     try {
       return await fn();
     } catch (e) {
-      throw this.translate(what, e);
+      const error = this.translate(what, e);
+      this.onError?.(error instanceof PermanentRunError ? 'permanent' : 'unavailable');
+      throw error;
     }
   }
 

@@ -2,6 +2,8 @@ import { runCommandLine, stringOption, UsageError } from '../shared/command-line
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { loadClientConfig } from './config.js';
+import { serveMetrics } from '../shared/metrics-server.js';
+import { ClientMetrics } from './metrics.js';
 import { KEYS_USAGE, runKeysCommand } from './keys-command.js';
 import { isOfficerCommand, runOfficerCommand } from './commands/index.js';
 import { SiteClient } from './site-client.js';
@@ -40,7 +42,14 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
         return 0;
       }
       const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'client' } }, env);
-      const client = new SiteClient({ config, logger });
+      // Metrics only when configured: the listener is loopback unless the config says otherwise.
+      const metrics = config.metrics ? new ClientMetrics() : undefined;
+      const listener =
+        metrics && config.metrics
+          ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port)
+          : null;
+      if (listener) logger.info('metrics listening', { url: listener.url });
+      const client = new SiteClient({ config, logger, ...(metrics ? { metrics } : {}) });
       // A site client must keep serving: a stray rejection is logged loudly, never fatal.
       process.on('unhandledRejection', (reason) =>
         logger.error('unhandled rejection', { error: coerceError(reason).stack }),
@@ -55,7 +64,7 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
           }
           logger.info(`received ${signal}; stopping (running containers are picked up at the next start)`);
           client.close().then(
-            () => resolve(0),
+            () => void listener?.close().finally(() => resolve(0)),
             (e: unknown) => {
               logger.error('shutdown did not complete', { error: coerceError(e).message });
               resolve(1);

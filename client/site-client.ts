@@ -4,6 +4,7 @@ import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { createAuditLog } from './audit-log.js';
+import type { ClientMetrics } from './metrics.js';
 import type { ClientConfig } from './config.js';
 import { DockerEngine, type ContainerEngine } from './container-engine.js';
 import { prepareContainerNetworking, type PreparedNetworking } from './container-network.js';
@@ -28,6 +29,8 @@ export interface SiteClientOptions {
   engine?: ContainerEngine;
   /** close() gives up waiting for in-flight steps after this long (default 15 s) and rejects. */
   shutdownDeadlineMs?: number;
+  /** Counts runs, Docker errors and gateway queries when the metrics listener is on. */
+  metrics?: ClientMetrics;
 }
 
 /**
@@ -55,11 +58,13 @@ export class SiteClient {
   private readonly shutdownDeadlineMs: number;
   private executor!: RunExecutor;
   private audit!: Logger;
+  private readonly metrics: ClientMetrics | null;
   private readonly governance: SiteGovernance;
 
   constructor(options: SiteClientOptions) {
     this.config = options.config;
     this.logger = options.logger;
+    this.metrics = options.metrics ?? null;
     // Logs and progress are outputs too: the governed API applies the site's output policy to them.
     const api = new GovernedRegistryApi(this.config.registryUrl, this.config.apiKey, (runId) =>
       this.governance.lookup(runId),
@@ -73,7 +78,8 @@ export class SiteClient {
       audit: () => this.audit,
       logger: this.logger.child({ component: 'policy' }),
     });
-    this.engine = options.engine ?? new DockerEngine(this.config.dockerSocket);
+    this.engine =
+      options.engine ?? new DockerEngine(this.config.dockerSocket, (kind) => this.metrics?.dockerError(kind));
     this.shutdownDeadlineMs = options.shutdownDeadlineMs ?? DEFAULT_SHUTDOWN_DEADLINE_MS;
     this.states.on('change', (from, to) => this.logger.info('client state', { from, to }));
   }
@@ -103,6 +109,7 @@ export class SiteClient {
     await this.engine.ping();
     if (signal.aborted) throw abortReason(signal);
     this.audit = createAuditLog(this.config.auditLog, this.site);
+    this.metrics?.watchAudit(this.audit);
     fs.mkdirSync(this.config.workDir, { recursive: true });
     const networking = await prepareContainerNetworking({
       engine: this.engine,

@@ -1,6 +1,6 @@
 import type { PrincipalKind } from './store/registry-store.js';
 import { SITE_NAME_PATTERN, USER_NAME_PATTERN } from '../shared/names.js';
-import { openStore } from './store/open-store.js';
+import { openStore, type StoreLocation } from './store/open-store.js';
 import { RegistryError } from './errors.js';
 import {
   GOVERNANCE_USAGE,
@@ -15,7 +15,8 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export const ADMIN_USAGE = `Admin commands (all take --data-dir DIR, default ./data or PHT_DATA_DIR; --json for scripts):
+export const ADMIN_USAGE = `Admin commands (all take --data-dir DIR, default ./data or PHT_DATA_DIR, or --database URL /
+PHT_DATABASE_URL for a PostgreSQL registry; --json for scripts):
   node master create-site NAME                    create a site; prints its API key once
   node master create-user NAME --role researcher|admin
                                                   create a researcher or admin; prints the token once
@@ -30,23 +31,20 @@ ${KEY_ADMIN_USAGE}`;
 type Print = (text: string) => void;
 
 /**
- * The admin commands. They open the same SQLite file as the server (WAL allows both at once),
- * so they work whether or not the registry is running.
+ * The admin commands. They open the same database as the server (SQLite's WAL allows both at
+ * once; PostgreSQL any number), so they work whether or not the registry is running.
  */
 export async function runAdminCommand(
   command: string,
   args: string[],
   flags: Readonly<Record<string, unknown>>,
-  dataDir: string,
+  location: StoreLocation,
   print: Print,
 ): Promise<void> {
   const asJson = flags.json === true;
   if (KEY_ADMIN_COMMANDS.includes(command))
-    // The option parser gives strings and `true` only (its declared type is wider).
-    return runKeyAdminCommand(command, args, flags as Record<string, string | true>, dataDir, print, (m) => {
-      return new UsageError(m);
-    });
-  const store = openStore(dataDir);
+    return runKeyAdminCommand(command, args, flags, location, print, (m) => new UsageError(m));
+  const store = await openStore(location);
   try {
     switch (command) {
       case 'create-site': {

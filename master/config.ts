@@ -7,6 +7,11 @@ export interface MasterConfig {
   port: number;
   host: string;
   dataDir: string;
+  /** postgres:// URL, or null for SQLite in dataDir. Never logged: it may hold a password. */
+  database: string | null;
+  databasePoolSize: number;
+  /** Where GET /metrics is served, or null for no metrics listener. */
+  metrics: { host: string; port: number } | null;
   logLevel: string;
   leaseMs: number;
   sweepIntervalMs: number;
@@ -31,13 +36,15 @@ export const MASTER_ENV_OVERRIDES: readonly EnvOverride[] = [
   { variable: 'PHT_PORT', path: 'port', type: 'integer' },
   { variable: 'PHT_HOST', path: 'host', type: 'string' },
   { variable: 'PHT_DATA_DIR', path: 'dataDir', type: 'string' },
+  { variable: 'PHT_DATABASE_URL', path: 'database', type: 'string' },
+  { variable: 'PHT_METRICS_PORT', path: 'metrics.port', type: 'integer' },
   { variable: 'PHT_LOG_LEVEL', path: 'logLevel', type: 'string' },
 ];
 
 export interface MasterConfigSources {
   file: string | null;
   env: NodeJS.ProcessEnv;
-  flags: { port?: number; host?: string; dataDir?: string };
+  flags: { port?: number; host?: string; dataDir?: string; database?: string };
 }
 
 export function loadMasterConfig(sources: MasterConfigSources): MasterConfig {
@@ -47,7 +54,12 @@ export function loadMasterConfig(sources: MasterConfigSources): MasterConfig {
     schema: masterConfigSchema,
     env: sources.env,
     envOverrides: MASTER_ENV_OVERRIDES,
-    flagOverrides: { port: sources.flags.port, host: sources.flags.host, dataDir: sources.flags.dataDir },
+    flagOverrides: {
+      port: sources.flags.port,
+      host: sources.flags.host,
+      dataDir: sources.flags.dataDir,
+      database: sources.flags.database,
+    },
   }) as Record<string, never>;
   return compileMasterConfig(raw);
 }
@@ -59,6 +71,9 @@ export function compileMasterConfig(raw: Record<string, any>): MasterConfig {
     port: raw.port,
     host: raw.host,
     dataDir: path.resolve(raw.dataDir),
+    database: raw.database ?? null,
+    databasePoolSize: raw.databasePoolSize,
+    metrics: raw.metrics ? { host: raw.metrics.host, port: raw.metrics.port } : null,
     logLevel: raw.logLevel,
     leaseMs: parseDurationMs(raw.lease),
     sweepIntervalMs: parseDurationMs(raw.sweepInterval),

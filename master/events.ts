@@ -1,18 +1,51 @@
 /**
- * In-process wake-ups for long polls: "site X may have work", "task Y changed". A registry
- * spread over several processes (PostgreSQL backend) would implement the same interface with
- * LISTEN/NOTIFY.
+ * Wake-ups for long polls: "site X may have work", "task Y changed". Waiters live in this process;
+ * with several registry processes on one database (PostgreSQL), an EventBus carries every
+ * notification to the other processes too (LISTEN/NOTIFY), so a long poll waiting here wakes when
+ * a task is posted on another process.
  */
+export type EventKind = 'site' | 'task';
+
+/** Carries notifications between registry processes. */
+export interface EventBus {
+  /** Tells the other processes; fire and forget (a lost notification only delays a waiter). */
+  publish(kind: EventKind, key: string): void;
+  close(): Promise<void>;
+}
+
 export class RegistryEvents {
   private readonly siteWaiters = new Map<string, Set<() => void>>();
   private readonly taskWaiters = new Map<number, Set<() => void>>();
+  private bus: EventBus | null = null;
+
+  /** From now on, notifications also go to the other registry processes through `bus`. */
+  attach(bus: EventBus): void {
+    this.bus = bus;
+  }
 
   notifySite(site: string): void {
     wakeAll(this.siteWaiters, site);
+    this.bus?.publish('site', site);
   }
 
   notifyTask(taskId: number): void {
     wakeAll(this.taskWaiters, taskId);
+    this.bus?.publish('task', String(taskId));
+  }
+
+  /** A notification from another process: wakes this process's waiters only. */
+  deliver(kind: EventKind, key: string): void {
+    if (kind === 'site') wakeAll(this.siteWaiters, key);
+    else if (/^[0-9]{1,15}$/.test(key)) wakeAll(this.taskWaiters, Number(key));
+  }
+
+  /**
+   * Wakes every waiter: after the bus lost its connection, notifications may have been missed,
+   * and a woken waiter only looks again at the database.
+   */
+  wakeEverything(): void {
+    for (const key of [...this.siteWaiters.keys()]) wakeAll(this.siteWaiters, key);
+    for (const key of [...this.taskWaiters.keys()]) wakeAll(this.taskWaiters, key);
   }
 
   /** Resolves on the next notification for the site, after `ms`, or when `signal` aborts. */

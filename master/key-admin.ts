@@ -1,8 +1,7 @@
 import { readPublicKeyFile, publicKeyToJson } from '../shared/crypto/index.js';
 import { KEY_KINDS, type KeyKind } from '../shared/key-schemas.js';
 import { SITE_NAME_PATTERN, USER_NAME_PATTERN } from '../shared/names.js';
-import { PublicKeyStore } from './public-keys.js';
-import { openStore } from './store/open-store.js';
+import { openPublicKeys, openStore, type StoreLocation } from './store/open-store.js';
 import { RegistryError } from './errors.js';
 
 export const KEY_ADMIN_USAGE = `  node master add-ttp NAME --url URL --public-key FILE
@@ -16,15 +15,14 @@ export async function runKeyAdminCommand(
   command: string,
   args: string[],
   flags: Readonly<Record<string, unknown>>,
-  dataDir: string,
+  location: StoreLocation,
   print: (text: string) => void,
   usage: (message: string) => Error,
 ): Promise<void> {
   const asJson = flags.json === true;
   // Opening the registry's store first applies its migrations (the keys table among them).
-  const store = openStore(dataDir);
-  await store.close();
-  const keys = new PublicKeyStore(dataDir);
+  const store = await openStore(location);
+  const keys = openPublicKeys(store, location);
   try {
     if (command === 'add-ttp') {
       const name = args[0];
@@ -38,7 +36,7 @@ export async function runKeyAdminCommand(
         throw usage('add-ttp needs --public-key FILE (written by "node fileservice keys create")');
       const key = readPublicKeyFile(file);
       try {
-        keys.register('ttp', name, publicKeyToJson(key), undefined, url.replace(/\/+$/, ''));
+        await keys.register('ttp', name, publicKeyToJson(key), undefined, url.replace(/\/+$/, ''));
       } catch (e) {
         if (e instanceof RegistryError) throw usage(e.message);
         throw e;
@@ -55,9 +53,11 @@ export async function runKeyAdminCommand(
     if (!KEY_KINDS.includes(kind)) throw usage('revoke-key takes site, user or ttp before the name');
     if (!name || !new RegExp(kind === 'user' ? USER_NAME_PATTERN : SITE_NAME_PATTERN).test(name))
       throw usage(`missing or invalid ${kind} name`);
-    if (!keys.revoke(kind, name)) throw usage(`${kind} "${name}" has no registered key (or it is already revoked)`);
+    if (!(await keys.revoke(kind, name)))
+      throw usage(`${kind} "${name}" has no registered key (or it is already revoked)`);
     print(asJson ? JSON.stringify({ kind, name, revoked: true }) : `public key of ${kind} "${name}" revoked`);
   } finally {
-    keys.close();
+    await keys.close();
+    await store.close();
   }
 }

@@ -11,13 +11,14 @@ import { ADMIN_USAGE, runAdminCommand, UsageError } from './admin-cli.js';
 import { loadMasterConfig } from './config.js';
 import { startRegistry } from './server.js';
 
-const USAGE = `Usage: node master [serve] [--port N] [--host ADDR] [--data-dir DIR] [--config FILE]
-  Starts the PHT registry (default port 5000, data in ./data).
-  Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
+const USAGE = `Usage: node master [serve] [--port N] [--host ADDR] [--data-dir DIR] [--database URL] [--config FILE]
+  Starts the PHT registry (default port 5000, data in ./data; --database postgres://… keeps the
+  records in PostgreSQL instead of ./data/registry.sqlite, and several registries may share it).
+  Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_DATABASE_URL, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
 
 ${ADMIN_USAGE}`;
 
-/** Each command's own options and how many words may follow it; every command takes --data-dir and --config. */
+/** Each command's own options and how many words may follow it; every command takes --data-dir, --database and --config. */
 const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
   serve: { options: ['port', 'host'], maxArgs: 0 },
   'create-site': { options: ['json', 'org'], maxArgs: 1 },
@@ -43,6 +44,7 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
         port: 'value',
         host: 'value',
         'data-dir': 'value',
+        database: 'value',
         config: 'value',
         json: 'boolean',
         role: 'value',
@@ -62,7 +64,7 @@ async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<num
   const known = COMMANDS[command];
   if (!known) throw new CommandLineError(`unknown command "${command}"`);
   for (const [name, value] of Object.entries(args.values))
-    if (value !== undefined && !['data-dir', 'config', ...known.options].includes(name))
+    if (value !== undefined && !['data-dir', 'database', 'config', ...known.options].includes(name))
       throw new CommandLineError(`option --${name} is not an option of "${command}"`);
   const max = known.maxArgs;
   if (rest.length > max)
@@ -72,11 +74,22 @@ async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<num
     const config = loadMasterConfig({
       file: stringOption(args, 'config') ?? null,
       env,
-      flags: { port, host: stringOption(args, 'host'), dataDir: stringOption(args, 'data-dir') },
+      flags: {
+        port,
+        host: stringOption(args, 'host'),
+        dataDir: stringOption(args, 'data-dir'),
+        database: stringOption(args, 'database'),
+      },
     });
     if (command !== 'serve') {
       // Missing names are reported by the command itself, with what it expected.
-      await runAdminCommand(command, rest, args.values, config.dataDir, (text) => console.log(text));
+      await runAdminCommand(
+        command,
+        rest,
+        args.values,
+        { dataDir: config.dataDir, database: config.database, poolSize: 1 },
+        (text) => console.log(text),
+      );
       return 0;
     }
     const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'master' } }, env);

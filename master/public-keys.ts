@@ -5,7 +5,8 @@ import { ERROR_CODES } from '../shared/error-codes.js';
 import type { KeyKind, KeyRecord, PublicKeyBody } from '../shared/key-schemas.js';
 import { RegistryError } from './errors.js';
 
-interface Row {
+/** A stored key as both backends keep it (JSON in text columns). */
+export interface StoredKeyRow {
   kind: KeyKind;
   name: string;
   public_key: string;
@@ -14,6 +15,7 @@ interface Row {
   url: string | null;
   revoked_at: string | null;
 }
+type Row = StoredKeyRow;
 
 const toRecord = (r: Row): KeyRecord => ({
   kind: r.kind,
@@ -25,12 +27,92 @@ const toRecord = (r: Row): KeyRecord => ({
 });
 
 /**
- * The public keys the registry relays, in the registry's SQLite file (table of migration 0005),
- * through a connection of its own. The registry checks what it can (a key is well formed, a change
+ * The public keys the registry relays, on either backend (SQLite here, PostgreSQL in
+ * store/postgres-public-keys.ts). The registry checks what it can (a key is well formed, a change
  * comes with a rotation signed by the registered key), but clients never rely on that: they pin
  * fingerprints themselves.
  */
-export class PublicKeyStore {
+export interface PublicKeys {
+  /** The key handed out for a principal; throws 404 when none is registered and 410 when revoked. */
+  get(kind: KeyKind, name: string): Promise<KeyRecord>;
+  /**
+   * Registers a principal's key. The first key is taken as is; the same key again changes
+   * nothing; another key needs a rotation signed by the registered one (409 otherwise).
+   */
+  register(
+    kind: KeyKind,
+    name: string,
+    body: PublicKeyBody,
+    rotation: unknown,
+    url?: string | null,
+  ): Promise<{ record: KeyRecord; changed: boolean }>;
+  revoke(kind: KeyKind, name: string): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** The record handed out for a stored row: 404 without one, 410 for a revoked key. */
+export function keyRecordOf(row: Row | undefined, kind: KeyKind, name: string): KeyRecord {
+  if (!row) throw new RegistryError(404, ERROR_CODES.notFound, `${kind} "${name}" has no registered public key`);
+  if (row.revoked_at)
+    throw new RegistryError(
+      410,
+      ERROR_CODES.keyRevoked,
+      `the public key of ${kind} "${name}" was revoked at ${row.revoked_at}`,
+    );
+  return toRecord(row);
+}
+
+/**
+ * The registration rules, once for every backend: given the stored row, either nothing changes or
+ * this fingerprint and rotation chain are written. Throws 400 for a malformed key and 409 for a
+ * change without a valid rotation signed by the registered key.
+ */
+export function planRegistration(
+  row: Row | undefined,
+  kind: KeyKind,
+  name: string,
+  body: PublicKeyBody,
+  rotation: unknown,
+  url: string | null,
+): { unchanged: KeyRecord } | { fingerprint: string; rotations: unknown[] } {
+  let key;
+  try {
+    key = parsePublicKey(body);
+  } catch (e) {
+    if (e instanceof InvalidKeyError) throw new RegistryError(400, ERROR_CODES.validation, e.message);
+    throw e;
+  }
+  let rotations: unknown[] = row ? (JSON.parse(row.rotations) as unknown[]) : [];
+  if (row && !row.revoked_at && row.fingerprint === key.fingerprint && (url === null || url === row.url))
+    return { unchanged: toRecord(row) };
+  if (row && !row.revoked_at && row.fingerprint !== key.fingerprint) {
+    if (rotation === undefined || rotation === null)
+      throw new RegistryError(
+        409,
+        ERROR_CODES.conflict,
+        `${kind} "${name}" already has key ${row.fingerprint}; a new key needs a rotation signed by it`,
+      );
+    try {
+      const { old, next } = verifyRotation(rotation);
+      if (old.fingerprint !== row.fingerprint || next.fingerprint !== key.fingerprint)
+        throw new InvalidRotationError('names other keys');
+    } catch (e) {
+      throw new RegistryError(
+        409,
+        ERROR_CODES.conflict,
+        `the rotation for ${kind} "${name}" is not valid: ${(e as Error).message}`,
+      );
+    }
+    rotations = [...rotations, rotation];
+  }
+  return { fingerprint: key.fingerprint, rotations };
+}
+
+/**
+ * The SQLite backend's keys, in the registry's SQLite file (table of migration 0005), through a
+ * connection of its own.
+ */
+export class PublicKeyStore implements PublicKeys {
   private readonly db: Database.Database;
   private readonly stmts;
 
@@ -52,68 +134,27 @@ export class PublicKeyStore {
     };
   }
 
-  /** The key handed out for a principal; throws 404 when none is registered and 410 when revoked. */
-  get(kind: KeyKind, name: string): KeyRecord {
-    const row = this.stmts.get.get(kind, name) as Row | undefined;
-    if (!row) throw new RegistryError(404, ERROR_CODES.notFound, `${kind} "${name}" has no registered public key`);
-    if (row.revoked_at)
-      throw new RegistryError(
-        410,
-        ERROR_CODES.keyRevoked,
-        `the public key of ${kind} "${name}" was revoked at ${row.revoked_at}`,
-      );
-    return toRecord(row);
+  async get(kind: KeyKind, name: string): Promise<KeyRecord> {
+    return keyRecordOf(this.stmts.get.get(kind, name) as Row | undefined, kind, name);
   }
 
-  /**
-   * Registers a principal's key. The first key is taken as is; the same key again changes
-   * nothing; another key needs a rotation signed by the registered one (409 otherwise).
-   */
-  register(
+  async register(
     kind: KeyKind,
     name: string,
     body: PublicKeyBody,
     rotation: unknown,
     url: string | null = null,
-  ): { record: KeyRecord; changed: boolean } {
-    let key;
-    try {
-      key = parsePublicKey(body);
-    } catch (e) {
-      if (e instanceof InvalidKeyError) throw new RegistryError(400, ERROR_CODES.validation, e.message);
-      throw e;
-    }
+  ): Promise<{ record: KeyRecord; changed: boolean }> {
     return this.db.transaction(() => {
       const row = this.stmts.get.get(kind, name) as Row | undefined;
-      let rotations: unknown[] = row ? (JSON.parse(row.rotations) as unknown[]) : [];
-      if (row && !row.revoked_at && row.fingerprint === key.fingerprint && (url === null || url === row.url))
-        return { record: toRecord(row), changed: false };
-      if (row && !row.revoked_at && row.fingerprint !== key.fingerprint) {
-        if (rotation === undefined || rotation === null)
-          throw new RegistryError(
-            409,
-            ERROR_CODES.conflict,
-            `${kind} "${name}" already has key ${row.fingerprint}; a new key needs a rotation signed by it`,
-          );
-        try {
-          const { old, next } = verifyRotation(rotation);
-          if (old.fingerprint !== row.fingerprint || next.fingerprint !== key.fingerprint)
-            throw new InvalidRotationError('names other keys');
-        } catch (e) {
-          throw new RegistryError(
-            409,
-            ERROR_CODES.conflict,
-            `the rotation for ${kind} "${name}" is not valid: ${(e as Error).message}`,
-          );
-        }
-        rotations = [...rotations, rotation];
-      }
+      const plan = planRegistration(row, kind, name, body, rotation, url);
+      if ('unchanged' in plan) return { record: plan.unchanged, changed: false };
       this.stmts.upsert.run({
         kind,
         name,
         publicKey: JSON.stringify(body),
-        fingerprint: key.fingerprint,
-        rotations: JSON.stringify(rotations),
+        fingerprint: plan.fingerprint,
+        rotations: JSON.stringify(plan.rotations),
         url,
         now: new Date().toISOString(),
       });
@@ -121,12 +162,12 @@ export class PublicKeyStore {
     })();
   }
 
-  revoke(kind: KeyKind, name: string): boolean {
+  async revoke(kind: KeyKind, name: string): Promise<boolean> {
     const now = new Date().toISOString();
     return this.stmts.revoke.run(now, now, kind, name).changes === 1;
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
 }

@@ -15,13 +15,32 @@ export class ResultFileStore {
   private readonly dir: string;
   private readonly tmpDir: string;
 
-  constructor(dataDir: string) {
+  /**
+   * `sharedGraceMs`: when several registry processes share this directory (PostgreSQL backend),
+   * another process may be writing a temporary file or recording a finished one right now, so
+   * clean-ups leave alone anything touched within this many milliseconds. 0: this process is the
+   * directory's only user (SQLite), and everything left over at start is a crash's leftover.
+   */
+  constructor(
+    dataDir: string,
+    private readonly sharedGraceMs = 0,
+  ) {
     this.dir = path.join(dataDir, 'files');
     this.tmpDir = path.join(dataDir, 'files-tmp');
     fs.mkdirSync(this.dir, { recursive: true });
     fs.mkdirSync(this.tmpDir, { recursive: true });
     // Leftovers of uploads interrupted by a crash.
-    for (const f of fs.readdirSync(this.tmpDir)) fs.rmSync(path.join(this.tmpDir, f), { force: true });
+    for (const f of fs.readdirSync(this.tmpDir)) this.removeIfStale(path.join(this.tmpDir, f));
+  }
+
+  /** Removes the file unless another process may still be using it; true when removed. */
+  private removeIfStale(file: string): boolean {
+    if (this.sharedGraceMs > 0) {
+      const stat = fs.statSync(file, { throwIfNoEntry: false });
+      if (!stat || Date.now() - stat.mtimeMs < this.sharedGraceMs) return false;
+    }
+    fs.rmSync(file, { force: true });
+    return true;
   }
 
   /** Streams `body` to disk; throws 413 once more than `maxBytes` arrive. */
@@ -62,14 +81,14 @@ export class ResultFileStore {
 
   /**
    * Removes stored files no run refers to: a registry killed between storing an upload and
-   * recording it leaves one behind. Call before serving, when no upload can be under way.
+   * recording it leaves one behind. Call before serving, when no upload can be under way in this
+   * process (with a shared directory, files other processes are storing now are fresh and kept).
    */
   removeUnreferenced(referenced: Set<string>): number {
     let removed = 0;
     for (const name of fs.readdirSync(this.dir)) {
       if (referenced.has(name)) continue;
-      fs.rmSync(path.join(this.dir, name), { force: true });
-      removed++;
+      if (this.removeIfStale(path.join(this.dir, name))) removed++;
     }
     return removed;
   }

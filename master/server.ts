@@ -6,32 +6,64 @@ import type { MasterConfig } from './config.js';
 import { RegistryEvents } from './events.js';
 import { guardConnections } from './connection-guard.js';
 import { createApp } from './http/app.js';
+import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
+import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
-import { openStore } from './store/open-store.js';
+import type { PublicKeys } from './public-keys.js';
+import { connectEvents, openPublicKeys, openStore } from './store/open-store.js';
 import { withPrincipalCache } from './store/principal-cache.js';
-import { PublicKeyStore } from './public-keys.js';
 
 export { openStore };
+
+/**
+ * How long a file in a shared result directory must have been left untouched before a starting
+ * registry treats it as a crash's leftover: far longer than recording a stored upload takes, and
+ * an upload still being written keeps its temporary file's time fresh.
+ */
+const SHARED_FILES_GRACE_MS = 15 * 60_000;
 
 export interface RunningRegistry {
   url: string;
   port: number;
   store: RegistryStore;
   events: RegistryEvents;
+  /** The public keys the registry relays (same database as `store`). */
+  keys: PublicKeys;
+  /** URL of this process's GET /metrics, or null when no metrics listener is configured. */
+  metricsUrl: string | null;
   /** Stops accepting requests, ends long polls, closes the database. Idempotent. */
   close(): Promise<void>;
 }
 
 export async function startRegistry(config: MasterConfig, logger: Logger): Promise<RunningRegistry> {
-  const store = withPrincipalCache(openStore(config.dataDir));
+  const location = {
+    dataDir: config.dataDir,
+    database: config.database,
+    poolSize: config.databasePoolSize,
+    onIdleError: (e: Error) => logger.warn('a database connection was lost', { error: e.message }),
+  };
+  // The event bus and the public keys need the backend itself (its pool). The principal cache
+  // only on SQLite: there `node master revoke` from another process is seen at the next request
+  // (externalVersion); PostgreSQL has no such synchronous signal across processes, and a revoked
+  // key must not keep working for the cache's lifetime on another registry.
+  const backend = await openStore(location);
+  const store = config.database ? backend : withPrincipalCache(backend);
   const events = new RegistryEvents();
-  const files = new ResultFileStore(config.dataDir);
+  const bus = await connectEvents(backend, location, events, (message, e) =>
+    logger.warn(message, { error: e.message }),
+  ).catch(async (e: unknown) => {
+    await store.close();
+    throw e;
+  });
+  // With PostgreSQL, several registry processes share the result files directory (see README).
+  const files = new ResultFileStore(config.dataDir, config.database ? SHARED_FILES_GRACE_MS : 0);
   const orphans = files.removeUnreferenced(await store.storedFileNames());
   if (orphans > 0)
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
-  const keys = new PublicKeyStore(config.dataDir);
-  const app = createApp({ store, events, files, config, logger, keys });
+  const keys = openPublicKeys(backend, location);
+  const metrics = new RegistryMetrics(store, events);
+  const app = createApp({ store, events, files, config, logger, keys, metrics });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):
   // check often enough that a slow-loris connection is closed close to the configured limit.
   const server = http.createServer(
@@ -50,6 +82,9 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     server.listen(config.port, config.host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
+  const metricsListener = config.metrics
+    ? await serveMetrics(metrics.registry, config.metrics.host, config.metrics.port)
+    : null;
 
   const sweeper = setInterval(() => {
     store
@@ -64,21 +99,31 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   sweeper.unref();
 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  logger.info('registry listening', { host: config.host, port, dataDir: config.dataDir });
+  logger.info('registry listening', {
+    host: config.host,
+    port,
+    dataDir: config.dataDir,
+    backend: config.database ? 'postgres' : 'sqlite',
+    metrics: metricsListener?.url ?? null,
+  });
   let closing: Promise<void> | null = null;
   return {
     url: `http://${host}:${port}`,
+    keys,
+    metricsUrl: metricsListener?.url ?? null,
     port,
     store,
     events,
     close() {
       closing ??= (async () => {
         clearInterval(sweeper);
+        await metricsListener?.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());
           server.closeAllConnections();
         });
-        keys.close();
+        await bus?.close();
+        await keys.close();
         await store.close();
         logger.info('registry stopped');
       })();

@@ -3,6 +3,20 @@ import { sitePolicySchema } from './site-policy-schema.js';
 import { DURATION_SCHEMA } from './duration.js';
 import { LIMITS } from './schemas.js';
 
+/**
+ * Where a program serves GET /metrics (Prometheus): absent, no listener. Loopback by default;
+ * port 0 picks a free port (tests).
+ */
+const METRICS_LISTENER_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['port'],
+  properties: {
+    host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+    port: { type: 'integer', minimum: 0, maximum: 65535 },
+  },
+} as const;
+
 export const masterConfigSchema = {
   type: 'object',
   additionalProperties: false,
@@ -10,7 +24,15 @@ export const masterConfigSchema = {
     port: { type: 'integer', minimum: 0, maximum: 65535, default: 5000 },
     host: { type: 'string', minLength: 1, default: '0.0.0.0' },
     dataDir: { type: 'string', minLength: 1, default: './data' },
+    /**
+     * A postgres:// URL puts the registry's records in PostgreSQL (several registry processes may
+     * then share it); absent, they stay in <dataDir>/registry.sqlite.
+     */
+    database: { type: 'string', pattern: '^postgres(ql)?://[^\\s]+$' },
+    /** Database connections each registry process keeps at most (PostgreSQL only). */
+    databasePoolSize: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
     logLevel: { enum: ['error', 'warn', 'info', 'debug'], default: 'info' },
+    metrics: METRICS_LISTENER_SCHEMA,
     /** An assigned run whose site does not start it within the lease goes back to the queue. */
     lease: { ...DURATION_SCHEMA, default: '60s' },
     /** How often expired leases and unconfirmed cancellations are swept. */
@@ -66,6 +88,7 @@ export const clientConfigSchema = {
     keepOnFailure: { type: 'boolean', default: false },
     auditLog: { type: 'string', minLength: 1 },
     logLevel: { enum: ['error', 'warn', 'info', 'debug'], default: 'info' },
+    metrics: METRICS_LISTENER_SCHEMA,
     /** End-to-end encryption: the site's key pair and the fingerprints it trusts (see README). */
     keys: {
       type: 'object',

@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   taskNotFinal: 'task_not_final',
   unsupportedMediaType: 'unsupported_media_type',
   storageFull: 'storage_full',
+  /** The registry's database cannot be reached right now (503): retry later. */
+  unavailable: 'unavailable',
   checksumMismatch: 'checksum_mismatch',
   keyRevoked: 'key_revoked',
   unknownSite: 'unknown_site',

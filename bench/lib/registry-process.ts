@@ -25,6 +25,10 @@ export interface RegistryProcessOptions {
   root?: string;
   /** A config file for settings the command line does not take (limits, lease). */
   config?: Record<string, unknown>;
+  /** A postgres:// URL: the registry keeps its records there (several processes may share it). */
+  database?: string;
+  /** Log file name in the data dir (several processes sharing one data dir need one each). */
+  logName?: string;
 }
 
 /** A fresh data dir for a registry, with principals created before the server opens it. */
@@ -40,8 +44,9 @@ export async function seedPrincipals(
   dataDir: string,
   sites: string[],
   users: string[],
+  database: string | null = null,
 ): Promise<{ siteKeys: Map<string, string>; userTokens: Map<string, string> }> {
-  const store = openStore(dataDir);
+  const store = await openStore({ dataDir, database });
   const siteKeys = new Map<string, string>();
   const userTokens = new Map<string, string>();
   try {
@@ -56,7 +61,7 @@ export async function seedPrincipals(
 /** `node master` as its own process (so its CPU and RSS can be read from /proc), on an ephemeral port. */
 export async function startRegistryProcess(options: RegistryProcessOptions = {}): Promise<RegistryProcess> {
   const dataDir = options.dataDir ?? makeDataDir();
-  const logFile = path.join(dataDir, 'registry.log');
+  const logFile = path.join(dataDir, options.logName ?? 'registry.log');
   const args = [
     ...(options.nodeArgs ?? []),
     path.join(options.root ?? REPO_ROOT, 'master/index.js'),
@@ -67,6 +72,7 @@ export async function startRegistryProcess(options: RegistryProcessOptions = {})
     '127.0.0.1',
     '--data-dir',
     dataDir,
+    ...(options.database ? ['--database', options.database] : []),
   ];
   if (options.config) {
     const configFile = path.join(dataDir, 'registry-config.json');

@@ -24,6 +24,7 @@ export function createApp(context: RegistryContext, dashboardDir = defaultDashbo
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  if (ctx.metrics) app.use(ctx.metrics.middleware(['/api/v1/site', '/api/v1']));
   app.use((_req, res, next) => {
     res.setHeader('Content-Security-Policy', API_CSP);
     res.setHeader('X-Content-Type-Options', 'nosniff');
@@ -78,7 +79,10 @@ interface BodyParserError {
 function errorHandler(ctx: RegistryContext) {
   return (thrown: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const { status, body } = toErrorResponse(thrown);
-    if (status >= 500 && status !== 507) {
+    if (status === 503) {
+      // The database is out of reach (restarting, failing over): the caller retries.
+      ctx.logger.warn('request refused: database unavailable', { method: req.method, path: req.path });
+    } else if (status >= 500 && status !== 507) {
       ctx.logger.error('request failed', { method: req.method, path: req.path, error: coerceError(thrown).stack });
     } else {
       ctx.logger.debug('request refused', { method: req.method, path: req.path, status, code: body.code });

@@ -2,7 +2,8 @@ import type { Logger } from '../../shared/logger.js';
 import type { MasterConfig } from '../config.js';
 import type { RegistryEvents } from '../events.js';
 import type { WaitingPolls } from '../hand-out.js';
-import type { PublicKeyStore } from '../public-keys.js';
+import type { RegistryMetrics } from '../metrics.js';
+import type { PublicKeys } from '../public-keys.js';
 import type { ResultFileStore } from '../result-files.js';
 import type { RegistryStore } from '../store/registry-store.js';
 
@@ -13,8 +14,10 @@ export interface RegistryContext {
   files: ResultFileStore;
   config: MasterConfig;
   logger: Logger;
+  /** Absent in tests that build a bare app. */
+  metrics?: RegistryMetrics;
   /** Long polls waiting for work, to hand new runs to in one batch (created by createApp when absent). */
   polls?: WaitingPolls;
   /** Public keys relayed by the registry (opened from config.dataDir when absent). */
-  keys?: PublicKeyStore;
+  keys?: PublicKeys;
 }

@@ -3,7 +3,7 @@ import { ERROR_CODES } from '../../shared/error-codes.js';
 import { KEY_KINDS, validateRegisterKey, type KeyKind } from '../../shared/key-schemas.js';
 import { SITE_NAME_PATTERN, USER_NAME_PATTERN } from '../../shared/names.js';
 import { BadRequestError } from '../errors.js';
-import type { PublicKeyStore } from '../public-keys.js';
+import type { PublicKeys } from '../public-keys.js';
 import { principalOf, requireSite, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { jsonBody } from './request-parsing.js';
@@ -26,29 +26,29 @@ function keyParams(req: Request): { kind: KeyKind; name: string } {
  * a rotation signed by the registered key); both fetch the keys of others. Clients pin what they
  * get: the registry relays keys but cannot swap them unnoticed.
  */
-export function keyRoutes(ctx: RegistryContext, keys: PublicKeyStore): Router {
+export function keyRoutes(ctx: RegistryContext, keys: PublicKeys): Router {
   const router = Router();
-  router.post('/site/public-key', requireSite, (req, res) => {
+  router.post('/site/public-key', requireSite, async (req, res) => {
     const body = jsonBody(req, validateRegisterKey);
     const site = principalOf(res);
-    const { record, changed } = keys.register('site', site.name, body.publicKey, body.rotation);
+    const { record, changed } = await keys.register('site', site.name, body.publicKey, body.rotation);
     if (changed) ctx.logger.info('public key registered', { site: site.name, fingerprint: record.fingerprint });
     res.status(changed ? 201 : 200).json(record);
   });
-  router.get('/site/keys/:kind/:principal', requireSite, (req, res) => {
+  router.get('/site/keys/:kind/:principal', requireSite, async (req, res) => {
     const { kind, name } = keyParams(req);
-    res.json(keys.get(kind, name));
+    res.json(await keys.get(kind, name));
   });
-  router.post('/public-key', requireUser, (req, res) => {
+  router.post('/public-key', requireUser, async (req, res) => {
     const body = jsonBody(req, validateRegisterKey);
     const user = principalOf(res);
-    const { record, changed } = keys.register('user', user.name, body.publicKey, body.rotation);
+    const { record, changed } = await keys.register('user', user.name, body.publicKey, body.rotation);
     if (changed) ctx.logger.info('public key registered', { user: user.name, fingerprint: record.fingerprint });
     res.status(changed ? 201 : 200).json(record);
   });
-  router.get('/keys/:kind/:principal', requireUser, (req, res) => {
+  router.get('/keys/:kind/:principal', requireUser, async (req, res) => {
     const { kind, name } = keyParams(req);
-    res.json(keys.get(kind, name));
+    res.json(await keys.get(kind, name));
   });
   return router;
 }

@@ -42,9 +42,13 @@ export function siteRoutes(ctx: RegistryContext): Router {
     // A run claimed for this poll while it waited (a new task's batch hand-out, hand-out.ts).
     const handed: { run: RunAssignment | null } = { run: null };
     for (;;) {
-      const run = handed.run ?? (await store.claimNextRun(site.id, config.leaseMs));
+      const handedRun = handed.run;
       handed.run = null;
+      const claimStarted = performance.now();
+      const run = handedRun ?? (await store.claimNextRun(site.id, config.leaseMs));
       if (run) {
+        // A run handed over by a batch (hand-out.ts) was claimed there, not timed here.
+        if (!handedRun) ctx.metrics?.handoutDuration.observe((performance.now() - claimStarted) / 1000);
         logger.info('run assigned', { runId: run.id, taskId: run.taskId, site: site.name, attempt: run.attempt });
         events.notifyTask(run.taskId);
         if (hungUp()) {
@@ -138,6 +142,7 @@ export function siteRoutes(ctx: RegistryContext): Router {
     const name = filePathParam(req);
     const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
     const stored = await storeResultFile({ store, files, limits: config.limits }, site.id, runId, name, req, declared);
+    ctx.metrics?.uploadBytes.inc(stored.size);
     logger.info('result file stored', { runId, site: site.name, file: name, size: stored.size });
     res.status(201).json(stored);
   });

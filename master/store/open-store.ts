@@ -1,9 +1,66 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { RegistryEvents } from '../events.js';
+import { PublicKeyStore, type PublicKeys } from '../public-keys.js';
+import { PostgresPublicKeys } from './postgres-public-keys.js';
+import { PostgresEventBus } from './postgres-events.js';
+import { PostgresRegistryStore } from './postgres-store.js';
+import type { RegistryStore } from './registry-store.js';
 import { SqliteRegistryStore } from './sqlite-store.js';
 
-/** The registry's database in its data directory (created if missing, migrated on open). */
-export function openStore(dataDir: string): SqliteRegistryStore {
+export interface StoreLocation {
+  /** Holds registry.sqlite when no database URL is given (and the result files in any case). */
+  dataDir: string;
+  /** A postgres:// URL selects the PostgreSQL backend; null keeps the embedded SQLite file. */
+  database?: string | null;
+  /** Connections per process for PostgreSQL. */
+  poolSize?: number;
+  onIdleError?: (e: Error) => void;
+}
+
+/** Opens the registry's database (created if missing, migrated on open). */
+export async function openStore(location: StoreLocation): Promise<RegistryStore> {
+  if (location.database) {
+    return PostgresRegistryStore.open({
+      connectionString: location.database,
+      ...(location.poolSize !== undefined ? { poolSize: location.poolSize } : {}),
+      ...(location.onIdleError ? { onIdleError: location.onIdleError } : {}),
+    });
+  }
+  return openSqliteStore(location.dataDir);
+}
+
+/** The embedded default: one SQLite file in the data directory. */
+export function openSqliteStore(dataDir: string): SqliteRegistryStore {
   fs.mkdirSync(dataDir, { recursive: true });
   return new SqliteRegistryStore(path.join(dataDir, 'registry.sqlite'));
+}
+
+/**
+ * With PostgreSQL, several registry processes may serve one database: carry `events` to and from
+ * the others (LISTEN/NOTIFY). Returns null for SQLite, whose file has one registry process.
+ */
+export async function connectEvents(
+  store: RegistryStore,
+  location: StoreLocation,
+  events: RegistryEvents,
+  onError: (message: string, error: Error) => void,
+): Promise<PostgresEventBus | null> {
+  if (!(store instanceof PostgresRegistryStore) || !location.database) return null;
+  const bus = await PostgresEventBus.start({
+    connectionString: location.database,
+    pool: store.pool,
+    onEvent: (kind, key) => events.deliver(kind, key),
+    onReconnect: () => events.wakeEverything(),
+    onError,
+  });
+  events.attach(bus);
+  return bus;
+}
+
+/** The public keys the registry relays, in the same database as `store` (migrated by it). */
+export function openPublicKeys(store: RegistryStore, location: StoreLocation): PublicKeys {
+  return store instanceof PostgresRegistryStore
+    ? new PostgresPublicKeys(store.pool)
+    : new PublicKeyStore(location.dataDir);
 }

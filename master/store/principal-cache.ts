@@ -28,6 +28,7 @@ const KEEPS_PRINCIPALS = new Set<string>([
   'listOrganizations',
   'listProjects',
   'listImageSignatures',
+  'countRunsByState',
   'cancelTask',
   'getTaskConfig',
   'deleteTask',

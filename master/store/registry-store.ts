@@ -176,6 +176,9 @@ export interface RegistryStore {
   /** Names of every stored file a run refers to (for removing files a crash left unrecorded). */
   storedFileNames(): Promise<Set<string>>;
 
+  /** How many runs are in each state (for the metrics endpoint). */
+  countRunsByState(): Promise<Partial<Record<RunState, number>>>;
+
   // Governance: organizations, projects (who may send tasks where) and image signatures.
   createOrganization(name: string): Promise<void>;
   setOrganization(kind: PrincipalKind, name: string, organization: string): Promise<void>;

@@ -819,6 +819,14 @@ export class SqliteRegistryStore implements RegistryStore {
     return new Set(this.db.prepare('SELECT stored_as FROM run_files').pluck().all() as string[]);
   }
 
+  async countRunsByState(): Promise<Partial<Record<RunState, number>>> {
+    const rows = this.db.prepare('SELECT status, COUNT(*) AS n FROM runs GROUP BY status').all() as {
+      status: RunState;
+      n: number;
+    }[];
+    return Object.fromEntries(rows.map((r) => [r.status, r.n]));
+  }
+
   async sweep(now: number, leaseMs: number): Promise<SweepOutcome> {
     return this.db
       .transaction(() => {

@@ -48,7 +48,7 @@ describe('a trusted third party through the real train', () => {
       'add-ttp',
       ['ttp'],
       { url: fileService.service.url, 'public-key': keyFilePaths(ttpKeyFile).publicFile },
-      registry.dataDir,
+      { dataDir: registry.dataDir, database: null },
       () => {},
     );
     for (const [letter, ages] of Object.entries(AGES)) {

@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import pg from 'pg';
 import os from 'node:os';
 import path from 'node:path';
 import { compileMasterConfig, type MasterConfig } from '../../master/config.js';
@@ -6,6 +8,9 @@ import { startRegistry, type RunningRegistry } from '../../master/server.js';
 import { silentLogger, type Logger } from '../../shared/logger.js';
 import { masterConfigSchema } from '../../shared/config-schemas.js';
 import { loadRawConfig } from '../../shared/config-loader.js';
+import { inject } from 'vitest';
+import { freshSchema, testBackend, type TestSchema } from './postgres.js';
+import type { StoreLocation } from '../../master/store/open-store.js';
 
 export interface TestRegistry extends RunningRegistry {
   dataDir: string;
@@ -18,8 +23,62 @@ export interface TestRegistry extends RunningRegistry {
   restart(): Promise<TestRegistry>;
 }
 
+/** The PostgreSQL schema of each live test registry on that backend, by data dir. */
+const schemas = new Map<string, TestSchema>();
+
 /**
- * A real registry on an ephemeral loopback port with a fresh SQLite file in a temp dir.
+ * The store options for `node master` commands (admin commands in tests) that must reach the same
+ * records as the test registry using `dataDir`: a fresh data dir means a fresh SQLite file, or
+ * on PostgreSQL a fresh schema, whose URL the data dir stands for.
+ */
+export function storeArgs(dataDir: string): string[] {
+  const schema = schemas.get(dataDir);
+  return schema ? ['--data-dir', dataDir, '--database', schema.url] : ['--data-dir', dataDir];
+}
+
+/**
+ * Reads rows straight from a test registry's database, below the store (to check that an
+ * operation wrote nothing): the SQLite file read-only, or the PostgreSQL schema. `?` placeholders.
+ */
+export function openRawReader(dataDir: string): {
+  row(sql: string, ...params: unknown[]): Promise<unknown>;
+  close(): Promise<void>;
+} {
+  const schema = schemas.get(dataDir);
+  if (schema) {
+    const pool = new pg.Pool({ connectionString: schema.url, max: 1 });
+    return {
+      async row(sql, ...params) {
+        let n = 0;
+        return (
+          await pool.query(
+            sql.replace(/\?/g, () => `$${++n}`),
+            params,
+          )
+        ).rows[0];
+      },
+      close: () => pool.end(),
+    };
+  }
+  const db = new Database(path.join(dataDir, 'registry.sqlite'), { readonly: true });
+  return {
+    async row(sql, ...params) {
+      return db.prepare(sql).get(...params);
+    },
+    async close() {
+      db.close();
+    },
+  };
+}
+
+/** Where the store of the test registry using `dataDir` is, for admin commands run in-process. */
+export function storeLocation(dataDir: string): StoreLocation {
+  return { dataDir, database: schemas.get(dataDir)?.url ?? null };
+}
+
+/**
+ * A real registry on an ephemeral loopback port with a fresh SQLite file in a temp dir, or, in the
+ * unit-postgres project, a fresh PostgreSQL schema (the data dir then holds only result files).
  * `overrides` is a raw config fragment (as in a config file), e.g. { lease: '1s' }.
  */
 export async function startTestRegistry(
@@ -27,13 +86,24 @@ export async function startTestRegistry(
   options: { dataDir?: string; port?: number; logger?: Logger } = {},
 ): Promise<TestRegistry> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-registry-'));
+  // A test that passes its own database (several registries on one schema) manages it itself.
+  if (testBackend() === 'postgres' && !schemas.has(dataDir) && overrides.database === undefined)
+    schemas.set(dataDir, await freshSchema(inject('postgresUrl')));
+  const database = schemas.get(dataDir)?.url;
   const raw = loadRawConfig({
     file: null,
     fileRequired: false,
     schema: masterConfigSchema,
     env: {},
     envOverrides: [],
-    flagOverrides: { host: '127.0.0.1', port: options.port ?? 0, dataDir, sweepInterval: '200ms', ...overrides },
+    flagOverrides: {
+      host: '127.0.0.1',
+      port: options.port ?? 0,
+      dataDir,
+      sweepInterval: '200ms',
+      ...(database ? { database, databasePoolSize: 4 } : {}),
+      ...overrides,
+    },
   });
   const config = compileMasterConfig(raw);
   const logger = options.logger ?? silentLogger();
@@ -51,6 +121,8 @@ export async function startTestRegistry(
     async destroy() {
       await registry.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
+      await schemas.get(dataDir)?.drop();
+      schemas.delete(dataDir);
     },
     async restart() {
       await registry.close();

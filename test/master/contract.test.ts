@@ -389,10 +389,7 @@ describe('the registry against its served OpenAPI document', () => {
       await call('get', route, 404, { params: { kind: 'ttp', principal: 'nowhere' } });
       await call('get', route, 400, { params: { kind: 'robot', principal: 'x' } });
     }
-    const { PublicKeyStore } = await import('../../master/public-keys.js');
-    const keys = new PublicKeyStore(shared().reg.dataDir);
-    keys.revoke('user', 'alice');
-    keys.close();
+    await shared().reg.keys.revoke('user', 'alice');
     await call('get', '/keys/{kind}/{principal}', 410, { params: { kind: 'user', principal: 'alice' } });
     await call('get', '/site/keys/{kind}/{principal}', 410, { params: { kind: 'user', principal: 'alice' } });
   });

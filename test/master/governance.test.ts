@@ -6,6 +6,7 @@ import { main as masterMain } from '../../master/main.js';
 import { runAdminCommand, UsageError } from '../../master/admin-cli.js';
 import { generateReviewerKeyPair, keyIdOf, signDigest } from '../../shared/governance.js';
 import type { RunAssignment } from '../../shared/types.js';
+import { storeLocation } from '../helpers/registry-fixture.js';
 import { world, type World } from './helpers.js';
 
 async function admin(w: World, ...argv: string[]): Promise<string> {
@@ -17,7 +18,7 @@ async function admin(w: World, ...argv: string[]): Promise<string> {
     else if (argv[i] === '--org') flags.org = argv[++i]!;
     else args.push(argv[i]!);
   }
-  await runAdminCommand(args[0]!, args.slice(1), flags, w.reg.dataDir, (t) => out.push(t));
+  await runAdminCommand(args[0]!, args.slice(1), flags, storeLocation(w.reg.dataDir), (t) => out.push(t));
   return out.join('\n');
 }
 

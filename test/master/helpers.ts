@@ -12,7 +12,7 @@ import request from 'supertest';
 import winston from 'winston';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import type { FinishReport, RunAssignment, RunDetail, SiteRunView, Task } from '../../shared/types.js';
-import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
+import { startTestRegistry, storeArgs, type TestRegistry } from '../helpers/registry-fixture.js';
 
 const REPO_ROOT = path.resolve(__dirname, '../..');
 /** An image reference that is never pulled: the registry only stores it. */
@@ -310,9 +310,15 @@ function sourcesNewerThan(ms: number): boolean {
   return dirs.some(walk);
 }
 
-/** Runs `node master ARGS` as a child process with a clean environment (no PHT_* variables). */
+/**
+ * Runs `node master ARGS` as a child process with a clean environment (no PHT_* variables).
+ * `--data-dir DIR` of a test registry reaches that registry's store on either backend.
+ */
 export function runMaster(args: string[]): Promise<CliResult> {
-  return exec(process.execPath, [path.join(REPO_ROOT, 'master'), ...args], {});
+  const i = args.indexOf('--data-dir');
+  const dir = i >= 0 ? args[i + 1] : undefined;
+  const withStore = dir === undefined ? args : [...args.slice(0, i), ...storeArgs(dir), ...args.slice(i + 2)];
+  return exec(process.execPath, [path.join(REPO_ROOT, 'master'), ...withStore], {});
 }
 
 function exec(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {

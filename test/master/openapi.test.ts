@@ -52,6 +52,7 @@ describe('OpenAPI document', () => {
       files: new ResultFileStore(reg.dataDir),
       config: reg.config,
       logger: silentLogger(),
+      keys: reg.keys,
     });
     const served = servedRoutes((app as unknown as { router: { stack: Layer[] } }).router.stack).map((r) => {
       const [method, path] = r.split(' ') as [string, string];

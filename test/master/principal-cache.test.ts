@@ -5,9 +5,11 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { openStore } from '../../master/store/open-store.js';
 import { withPrincipalCache } from '../../master/store/principal-cache.js';
 import { SqliteRegistryStore } from '../../master/store/sqlite-store.js';
 import type { Principal, RegistryStore } from '../../master/store/registry-store.js';
+import { storeLocation } from '../helpers/registry-fixture.js';
 import { expectApiError, SiteClient, world } from './helpers.js';
 
 /** The real SQLite store, with `authenticate` calls counted. */
@@ -113,7 +115,8 @@ describe('a cached key stops working at once', () => {
     const w = await world({ siteCount: 1 });
     await w.researcher.get('/api/v1/tasks').expect(200);
     await w.researcher.get('/api/v1/tasks').expect(200);
-    const admin = new SqliteRegistryStore(path.join(w.reg.dataDir, 'registry.sqlite'));
+    // The registry's own database, on either backend (what `node master revoke` opens).
+    const admin = await openStore(storeLocation(w.reg.dataDir));
     try {
       expect(await admin.setPrincipalEnabled('user', 'alice', false)).toBe(true);
     } finally {
@@ -126,7 +129,8 @@ describe('a cached key stops working at once', () => {
     const w = await world({ siteCount: 1 });
     const site = w.sites[0]!;
     await site.get('/api/v1/site/runs').expect(200);
-    const admin = new SqliteRegistryStore(path.join(w.reg.dataDir, 'registry.sqlite'));
+    // The registry's own database, on either backend (what `node master revoke` opens).
+    const admin = await openStore(storeLocation(w.reg.dataDir));
     let fresh: string | null;
     try {
       fresh = await admin.rotateSecret('site', 'site-a');

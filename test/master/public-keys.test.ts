@@ -13,6 +13,7 @@ import {
   writePublicKeyFile,
 } from '../../shared/crypto/index.js';
 import { validateKeyRecord } from '../../shared/key-schemas.js';
+import { storeLocation } from '../helpers/registry-fixture.js';
 import { expectApiError, world } from './helpers.js';
 
 describe('public keys at the registry', () => {
@@ -73,7 +74,7 @@ describe('public keys at the registry', () => {
       writePublicKeyFile(path.join(dir, 'ttp.pub'), ttp.publicKey);
       const out: string[] = [];
       const flags = { url: 'http://10.0.0.5:5100/', 'public-key': path.join(dir, 'ttp.pub'), json: true as const };
-      await runAdminCommand('add-ttp', ['ttp-one'], flags, w.reg.dataDir, (t) => out.push(t));
+      await runAdminCommand('add-ttp', ['ttp-one'], flags, storeLocation(w.reg.dataDir), (t) => out.push(t));
       expect(JSON.parse(out[0]!)).toEqual({
         name: 'ttp-one',
         url: 'http://10.0.0.5:5100',
@@ -82,18 +83,18 @@ describe('public keys at the registry', () => {
       const record = (await w.sites[0]!.get('/api/v1/site/keys/ttp/ttp-one').expect(200)).body;
       expect(record.url).toBe('http://10.0.0.5:5100');
       await expect(
-        runAdminCommand('add-ttp', ['ttp-two'], { url: 'ftp://x' }, w.reg.dataDir, () => {}),
+        runAdminCommand('add-ttp', ['ttp-two'], { url: 'ftp://x' }, storeLocation(w.reg.dataDir), () => {}),
       ).rejects.toThrow(UsageError);
       await expect(
-        runAdminCommand('add-ttp', ['ttp-two'], { url: 'http://x:1' }, w.reg.dataDir, () => {}),
+        runAdminCommand('add-ttp', ['ttp-two'], { url: 'http://x:1' }, storeLocation(w.reg.dataDir), () => {}),
       ).rejects.toThrow(/--public-key/);
-      await runAdminCommand('revoke-key', ['ttp', 'ttp-one'], {}, w.reg.dataDir, () => {});
+      await runAdminCommand('revoke-key', ['ttp', 'ttp-one'], {}, storeLocation(w.reg.dataDir), () => {});
       const revoked = await w.researcher.get('/api/v1/keys/ttp/ttp-one');
       expectApiError(revoked, 410, 'key_revoked');
       expect(revoked.body.message).toContain('ttp "ttp-one"');
-      await expect(runAdminCommand('revoke-key', ['ttp', 'ttp-one'], {}, w.reg.dataDir, () => {})).rejects.toThrow(
-        UsageError,
-      );
+      await expect(
+        runAdminCommand('revoke-key', ['ttp', 'ttp-one'], {}, storeLocation(w.reg.dataDir), () => {}),
+      ).rejects.toThrow(UsageError);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -5,7 +5,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import {
   FINISH_STATES,
@@ -16,6 +15,7 @@ import {
 } from '../../shared/run-state.js';
 import { runDetailSchema, siteRunViewSchema, taskSchema } from '../../shared/schemas.js';
 import { compile } from '../../shared/validation.js';
+import { openRawReader } from '../helpers/registry-fixture.js';
 import { IMAGE, world } from './helpers.js';
 
 // Strict: an extra field (such as the owner's id) fails.
@@ -52,17 +52,17 @@ describe('the store answers in wire shapes', () => {
     const w = await world({ siteCount: 1 });
     await w.researcher.createTask();
     const run = await w.sites[0]!.claimAndStart();
-    const db = new Database(path.join(w.reg.dataDir, 'registry.sqlite'), { readonly: true });
+    const db = openRawReader(w.reg.dataDir);
     try {
-      const row = () => db.prepare('SELECT * FROM runs WHERE id = ?').get(run.id);
-      const before = row();
+      const row = () => db.row('SELECT * FROM runs WHERE id = ?', run.id);
+      const before = await row();
       const siteId = (await w.reg.store.listPrincipals('site'))[0]!.id;
       const view = await w.reg.store.getSiteRun(siteId, run.id);
       expect(isSiteView(view)).toBe(true);
       await w.sites[0]!.get(`/api/v1/site/runs/${run.id}`).expect(200);
-      expect(row()).toEqual(before);
+      expect(await row()).toEqual(before);
     } finally {
-      db.close();
+      await db.close();
     }
   });
 });

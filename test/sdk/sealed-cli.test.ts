@@ -77,8 +77,8 @@ describe('pht with end-to-end encryption', () => {
     await registerSiteKey('siteA');
     const { PublicKeyStore } = await import('../../master/public-keys.js');
     const keys = new PublicKeyStore(world.registry.dataDir);
-    keys.revoke('site', 'site-a');
-    keys.close();
+    await keys.revoke('site', 'site-a');
+    await keys.close();
     const r = await pht(['task', 'create', '--image', IMAGE, '--sites', 'site-a', '--encrypt']);
     expect(r.code).toBe(3);
     expect(r.err).toMatch(/the public key of site "site-a" was revoked/);

@@ -141,6 +141,8 @@ export class MasterProcess extends ProgramProcess {
     readonly dataDir: string,
     logFile: string,
     configFile?: string,
+    /** A postgres:// URL: the registry keeps its records there (several may share it). */
+    readonly database?: string,
   ) {
     super(
       'master',
@@ -152,6 +154,7 @@ export class MasterProcess extends ProgramProcess {
         '--data-dir',
         dataDir,
         ...(configFile ? ['--config', configFile] : []),
+        ...(database ? ['--database', database] : []),
       ],
       logFile,
     );
@@ -179,7 +182,14 @@ export class MasterProcess extends ProgramProcess {
   async admin(args: string[]): Promise<Record<string, string>> {
     const { stdout } = await execFileAsync(
       process.execPath,
-      ['master', ...args, '--json', '--data-dir', this.dataDir],
+      [
+        'master',
+        ...args,
+        '--json',
+        '--data-dir',
+        this.dataDir,
+        ...(this.database ? ['--database', this.database] : []),
+      ],
       { cwd: ROOT },
     );
     return JSON.parse(stdout) as Record<string, string>;

@@ -1,0 +1,86 @@
+import crypto from 'node:crypto';
+import pg from 'pg';
+import { freePort, startNginx, type RunningNginx } from '../../test/helpers/nginx.js';
+import { withDatabase } from '../../test/helpers/postgres.js';
+import { seedPrincipals, startRegistryProcess, type RegistryProcess } from './registry-process.js';
+
+/**
+ * What the scale benchmark measures: one `node master` on SQLite (the default), one on
+ * PostgreSQL, or several on one PostgreSQL database behind nginx (deploy/nginx/pht-registry.conf).
+ */
+export interface Deployment {
+  /** Where sites and researchers connect: the registry, or nginx in front of several. */
+  url: string;
+  processes: RegistryProcess[];
+  dataDir: string;
+  /** A short name for reports: "sqlite", "postgres", "postgres ×3 behind nginx". */
+  label: string;
+  stop(options?: { keepData?: boolean }): Promise<void>;
+}
+
+export interface DeploymentOptions {
+  dataDir: string;
+  /** Superuser URL of a PostgreSQL server: a fresh database is made there and dropped afterwards. */
+  postgresAdminUrl: string | null;
+  registries: number;
+  sites: string[];
+  users: string[];
+  nodeArgs?: string[];
+  /** Another checkout's root, to run its build instead of this one (a baseline commit). */
+  root?: string;
+}
+
+export async function startDeployment(
+  o: DeploymentOptions,
+): Promise<{ deployment: Deployment; siteKeys: Map<string, string>; userTokens: Map<string, string> }> {
+  if (o.registries > 1 && !o.postgresAdminUrl) throw new Error('several registries need --database (PostgreSQL)');
+  let database: string | null = null;
+  const dbName = `pht_bench_${crypto.randomBytes(4).toString('hex')}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: o.postgresAdminUrl! });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  if (o.postgresAdminUrl) {
+    await admin(`CREATE DATABASE ${dbName}`);
+    database = withDatabase(o.postgresAdminUrl, dbName);
+  }
+  const { siteKeys, userTokens } = await seedPrincipals(o.dataDir, o.sites, o.users, database);
+  const processes: RegistryProcess[] = [];
+  let nginx: RunningNginx | null = null;
+  for (let i = 0; i < o.registries; i++)
+    processes.push(
+      await startRegistryProcess({
+        ...(o.root ? { root: o.root } : {}),
+        dataDir: o.dataDir,
+        nodeArgs: o.nodeArgs ?? [],
+        logName: `registry-${i}.log`,
+        // Enough connections for a process's share of thousands of sites, within max_connections.
+        config: database ? { databasePoolSize: 20 } : {},
+        ...(database ? { database } : {}),
+      }),
+    );
+  if (o.registries > 1)
+    nginx = await startNginx(
+      await freePort(),
+      processes.map((p) => p.port),
+    );
+  const deployment: Deployment = {
+    url: nginx?.url ?? processes[0]!.url,
+    processes,
+    dataDir: o.dataDir,
+    label: !database ? 'sqlite' : o.registries > 1 ? `postgres ×${o.registries} behind nginx` : 'postgres',
+    async stop(options = {}) {
+      await nginx?.stop();
+      // The first process's stop removes the shared data dir: stop it last.
+      for (const p of processes.slice(1)) await p.stop({ keepData: true });
+      await processes[0]!.stop(options);
+      if (database) await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    },
+  };
+  return { deployment, siteKeys, userTokens };
+}
