@@ -25,7 +25,9 @@ BASE_IMAGE="$REGISTRY/$BASE_REPO:$BASE_TAG"
 # Debian's client matches the engine (20.10); another, newer docker may come first on PATH.
 DOCKER=/usr/bin/docker
 # chromium: the real browser of the dashboard tests (test/e2e/dashboard), driven by playwright-core.
-PACKAGES=(docker.io docker-registry virtuoso-opensource iptables chromium)
+# postgresql and nginx: the registry suite on PostgreSQL and several registries behind a load
+# balancer (scripts/test-postgres.sh starts a throwaway cluster; the packages' own services are not used).
+PACKAGES=(docker.io docker-registry virtuoso-opensource iptables chromium postgresql nginx)
 
 say() { printf 'infra: %s\n' "$*"; }
 die() { printf 'infra: error: %s\n' "$*" >&2; exit 1; }
