@@ -1,3 +1,4 @@
+import { runProgram, waitForSignal } from '../shared/process-lifecycle.js';
 import {
   integerOption,
   runCommandLine,
@@ -96,29 +97,4 @@ async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<num
   }
 }
 
-/** Resolves after a clean shutdown on SIGINT/SIGTERM; a second signal exits at once. */
-function waitForSignal(logger: { info: (m: string) => unknown }, shutdown: () => Promise<void>): Promise<void> {
-  return new Promise((resolve) => {
-    let stopping = false;
-    const onSignal = (signal: string) => {
-      if (stopping) process.exit(130);
-      stopping = true;
-      logger.info(`received ${signal}, shutting down`);
-      shutdown().then(resolve, () => process.exit(1));
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
-
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runProgram(main);
