@@ -10,10 +10,9 @@
  * temporary directory.
  */
 import os from 'node:os';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
 import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
+import { openBuildStore } from './lib/build-store.js';
 import { ProcSampler } from './lib/proc-stats.js';
 import { makeDataDir, startRegistryProcess } from './lib/registry-process.js';
 import { writeSection } from './lib/report.js';
@@ -38,17 +37,9 @@ interface Cell {
   load: string;
 }
 
-interface StoreModule {
-  openStore(dir: string): {
-    createPrincipal(kind: 'site' | 'user', name: string, role: string): Promise<{ secret: string }>;
-    close(): Promise<void>;
-  };
-}
-
 /** Sites and researchers created with the build's own store (its own migrations). */
 async function seed(root: string, dataDir: string, sites: string[], users: string[]) {
-  const mod = (await import(pathToFileURL(path.join(root, 'dist/master/store/open-store.js')).href)) as StoreModule;
-  const store = mod.openStore(dataDir);
+  const store = await openBuildStore(root, dataDir);
   try {
     const siteKeys: string[] = [];
     const userTokens: string[] = [];
