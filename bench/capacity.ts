@@ -9,15 +9,19 @@
  * interleaved (baseline, then this checkout, for every cell), built from `git archive` in a
  * temporary directory.
  */
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import autocannon from 'autocannon';
 import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
 import { openBuildStore } from './lib/build-store.js';
+import { hotSpots, monotonicUs, newestProfile, type MonotonicWindow } from './lib/cpu-profile.js';
 import { ProcSampler } from './lib/proc-stats.js';
 import { makeDataDir, startRegistryProcess } from './lib/registry-process.js';
 import { writeSection } from './lib/report.js';
 import { ms, table } from './lib/stats.js';
 import { type BenchArgs, runMain } from './lib/world.js';
+import { UsageError } from '../shared/command-line.js';
 
 const POLLS_PER_CORE_TARGET = 10_000;
 const CREATIONS_TARGET = 5_000;
@@ -58,6 +62,7 @@ async function measureCell(
   seconds: number,
   siteCount: number,
   researcherCount: number,
+  profileDir: string | null,
 ): Promise<Cell> {
   const dataDir = makeDataDir();
   const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-cap-${String(i).padStart(4, '0')}`);
@@ -67,7 +72,12 @@ async function measureCell(
     siteNames,
     Array.from({ length: researcherCount }, (_, i) => `bench-researcher-${i}`),
   );
-  const registry = await startRegistryProcess({ root: build.root, dataDir });
+  const registry = await startRegistryProcess({
+    root: build.root,
+    dataDir,
+    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+  });
+  let window: MonotonicWindow | null = null;
   try {
     let i = 0;
     const request =
@@ -100,7 +110,9 @@ async function measureCell(
     await run(2);
     const sampler = new ProcSampler(registry.pid).start();
     const cpuBefore = process.cpuUsage();
+    const fromUs = monotonicUs();
     const result = await run(seconds);
+    window = { fromUs, toUs: monotonicUs() };
     const usage = sampler.stop();
     const cpu = process.cpuUsage(cpuBefore);
     return {
@@ -121,7 +133,15 @@ async function measureCell(
     };
   } finally {
     await registry.stop();
+    if (profileDir && window) printProfile(profileDir, window, `${build.label} ${scenario} c=${connections}`);
   }
+}
+
+function printProfile(dir: string, window: MonotonicWindow, what: string): void {
+  const spots = hotSpots(newestProfile(dir), 30, window);
+  console.log(`registry CPU profile (${what}), ${ms(spots.totalMs)} ms sampled while measured:`);
+  for (const f of spots.functions) console.log(`  ${f.name}  ${ms(f.selfMs)} ms  ${(f.share * 100).toFixed(1)} %`);
+  for (const f of spots.files) console.log(`  [file] ${f.name}  ${ms(f.selfMs)} ms  ${(f.share * 100).toFixed(1)} %`);
 }
 
 async function main(args: BenchArgs): Promise<void> {
@@ -134,16 +154,34 @@ async function main(args: BenchArgs): Promise<void> {
     .string('connections', '16,64')
     .split(',')
     .map((c) => Number(c));
+  const scenarios = args
+    .string('scenarios', 'polls,creations')
+    .split(',')
+    .map((name) => {
+      if (name === 'polls') return 'empty polls' as const;
+      if (name === 'creations') return 'task creations' as const;
+      throw new UsageError(`--scenarios takes polls and/or creations, got "${name}"`);
+    });
+  // A profiled run prints the registry's hot spots while each cell is measured and records nothing.
+  const profileDir = args.flag('profile') ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
   const builds: Build[] = [];
   if (baselineRef) builds.push(buildBaseline(baselineRef));
   builds.push(THIS_CHECKOUT);
   const cells: Cell[] = [];
   try {
     for (let round = 0; round < rounds; round++) {
-      for (const scenario of ['empty polls', 'task creations'] as const) {
+      for (const scenario of scenarios) {
         for (const connections of connectionsList) {
           for (const build of builds) {
-            const cell = await measureCell(build, scenario, connections, seconds, siteCount, researcherCount);
+            const cell = await measureCell(
+              build,
+              scenario,
+              connections,
+              seconds,
+              siteCount,
+              researcherCount,
+              profileDir,
+            );
             console.log(
               `${cell.build} ${scenario} c=${connections}: ${cell.perSecond.toFixed(0)}/s, registry ${cell.registryCores.toFixed(2)} cores, p99 ${cell.p99} ms, failed ${cell.failed}, load ${cell.load}`,
             );
@@ -154,7 +192,9 @@ async function main(args: BenchArgs): Promise<void> {
     }
   } finally {
     builds.forEach(removeBuild);
+    if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
   }
+  if (profileDir) return;
   const rows = cells.map((c) => [
     c.build,
     c.scenario,
@@ -205,7 +245,7 @@ ${table(
 runMain(
   {
     usage:
-      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1]',
+      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1] [--scenarios polls,creations] [--profile]',
     options: {
       baseline: 'value',
       seconds: 'value',
@@ -213,6 +253,8 @@ runMain(
       sites: 'value',
       researchers: 'value',
       rounds: 'value',
+      scenarios: 'value',
+      profile: 'boolean',
     },
   },
   main,

@@ -22,21 +22,16 @@ import { filePathParam, idParam, jsonBody, query } from './request-parsing.js';
 /** One reason for every long poll whose connection closed: no error object (and stack) per poll. */
 const POLL_CLOSED = Object.freeze({ reason: 'the long poll closed' });
 
-/** Routes for site clients. A site only ever sees and changes its own runs (others are 404). */
-export function siteRoutes(ctx: RegistryContext): Router {
-  const { store, events, files, config, logger } = ctx;
+/**
+ * The long poll for work: answers with a run as soon as one is queued for the site (or handed to
+ * it by a batch), or 204 once `wait` seconds have passed. Expects an authenticated site.
+ */
+export function nextRunHandler(ctx: RegistryContext): (req: Request, res: Response) => Promise<void> {
+  const { store, events, config, logger } = ctx;
   const polls = ctx.polls ?? new WaitingPolls();
-  const router = Router();
   const handedLog = new HandedRunsLog(logger, events);
   const assignments = new AssignmentSerializer();
-  router.use(requireSite);
-
-  router.get('/me', (_req, res) => {
-    res.json({ name: principalOf(res).name, kind: 'site' });
-  });
-
-  // Long poll for work: answers with a run as soon as one is queued for this site, or 204.
-  router.get('/runs/next', async (req: Request, res: Response) => {
+  return async (req: Request, res: Response) => {
     const site = principalOf(res);
     const q = query(req, validateClaimQuery);
     const deadline = Date.now() + (q.wait ?? 0) * 1000;
@@ -70,7 +65,7 @@ export function siteRoutes(ctx: RegistryContext): Router {
       }
       const left = deadline - Date.now();
       if (left <= 0 || hungUp()) {
-        res.status(204).end();
+        res.writeHead(204).end();
         return;
       }
       if (!abort) {
@@ -95,7 +90,21 @@ export function siteRoutes(ctx: RegistryContext): Router {
         return;
       }
     }
+  };
+}
+
+/** Routes for site clients. A site only ever sees and changes its own runs (others are 404). */
+export function siteRoutes(ctx: RegistryContext, nextRun = nextRunHandler(ctx)): Router {
+  const { store, events, files, config, logger } = ctx;
+  const router = Router();
+  router.use(requireSite);
+
+  router.get('/me', (_req, res) => {
+    res.json({ name: principalOf(res).name, kind: 'site' });
   });
+
+  // Long poll for work (also mounted by app.ts in front of the API router).
+  router.get('/runs/next', nextRun);
 
   // The site's unfinished runs: what a restarted client must reconcile with its containers.
   router.get('/runs', async (_req, res) => {
