@@ -63,6 +63,7 @@ async function measureCell(
   siteCount: number,
   researcherCount: number,
   profileDir: string | null,
+  traceGc = false,
 ): Promise<Cell> {
   const dataDir = makeDataDir();
   const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-cap-${String(i).padStart(4, '0')}`);
@@ -75,7 +76,10 @@ async function measureCell(
   const registry = await startRegistryProcess({
     root: build.root,
     dataDir,
-    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    nodeArgs: [
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+      ...(traceGc ? ['--trace-gc'] : []),
+    ],
   });
   let window: MonotonicWindow | null = null;
   try {
@@ -132,9 +136,29 @@ async function measureCell(
         .join(' / '),
     };
   } finally {
+    if (traceGc) console.log(`GC pauses (${build.label} ${scenario} c=${connections}): ${gcPauses(registry.logFile)}`);
     await registry.stop();
     if (profileDir && window) printProfile(profileDir, window, `${build.label} ${scenario} c=${connections}`);
   }
+}
+
+/** Summary of the pauses `node --trace-gc` logged (the registry's log file holds its stdout). */
+function gcPauses(logFile: string): string {
+  const kinds = new Map<string, number[]>();
+  for (const m of fs
+    .readFileSync(logFile, 'utf8')
+    .matchAll(/ms: (Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Sweep)[^,\n]*, ([\d.]+) \/ [\d.]+ ms/g)) {
+    const list = kinds.get(m[1]!) ?? [];
+    list.push(Number(m[2]));
+    kinds.set(m[1]!, list);
+  }
+  if (kinds.size === 0) return 'none logged';
+  return [...kinds.entries()]
+    .map(([kind, pauses]) => {
+      const sum = pauses.reduce((a, b) => a + b, 0);
+      return `${kind} ${pauses.length} × (total ${ms(sum)} ms, max ${ms(Math.max(...pauses))} ms)`;
+    })
+    .join('; ');
 }
 
 function printProfile(dir: string, window: MonotonicWindow, what: string): void {
@@ -181,6 +205,7 @@ async function main(args: BenchArgs): Promise<void> {
               siteCount,
               researcherCount,
               profileDir,
+              args.flag('trace-gc'),
             );
             console.log(
               `${cell.build} ${scenario} c=${connections}: ${cell.perSecond.toFixed(0)}/s, registry ${cell.registryCores.toFixed(2)} cores, p99 ${cell.p99} ms, failed ${cell.failed}, load ${cell.load}`,
@@ -245,7 +270,7 @@ ${table(
 runMain(
   {
     usage:
-      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1] [--scenarios polls,creations] [--profile]',
+      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1] [--scenarios polls,creations] [--profile] [--trace-gc]',
     options: {
       baseline: 'value',
       seconds: 'value',
@@ -255,6 +280,7 @@ runMain(
       rounds: 'value',
       scenarios: 'value',
       profile: 'boolean',
+      'trace-gc': 'boolean',
     },
   },
   main,
