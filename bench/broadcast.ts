@@ -164,8 +164,9 @@ async function main(args: BenchArgs): Promise<void> {
     command: `npm run bench:broadcast${args0 ? ` -- ${args0}` : ''}`,
     body: `Target (issue 13, target 1): every site holds its run within ${TARGET_P99_MS} ms of the POST at p99.
 ${siteCount} sites park a long poll each (one keep-alive connection per site, all from the benchmark's
-process); once the registry reports them all waiting, one researcher posts a task for every site. Hand-out =
-POST sent → that site's answer received (ms); registry CPU = the registry process's user+system time from
+process, through a minimal HTTP/1.1 client on raw sockets: undici's fetch cost the benchmark's own process
+more per answer than the registry spent); once the registry reports them all waiting, one researcher posts
+a task for every site. Hand-out = POST sent → the first byte of that site's answer received (ms); registry CPU = the registry process's user+system time from
 the POST to the last site's answer. The sites only take their run: no start or finish. Each round is a
 fresh registry and database; builds alternate within a round. Load = load average (1/5/15 min) and CPU
 pressure (avg60) at the end of the round.
