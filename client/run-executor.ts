@@ -385,6 +385,11 @@ export class RunExecutor {
     const sparql = networking.sparqlFor(ws.record.runId, null);
     ws.update({ sparqlToken: sparql.token });
     this.sparqlReleases.set(ws.record.runId, sparql.release);
+    // Gateway mode may place the run in a prepared network namespace (client/network-slots.ts).
+    const placement = (await networking.placeRun?.(ws.record.runId)) ?? {
+      networkMode: networking.networkMode,
+      dns: networking.dns ?? [],
+    };
     return this.deps.engine.create({
       name: ws.record.containerName,
       imageId: ws.record.imageId!,
@@ -411,8 +416,8 @@ export class RunExecutor {
         { host: ws.outputDir, container: CONTAINER_PATHS.outputDir, readOnly: false },
         { host: ws.progressDir, container: CONTAINER_PATHS.progressFile.replace(/\/[^/]+$/, ''), readOnly: false },
       ],
-      networkMode: networking.networkMode,
-      dns: networking.dns ?? [],
+      networkMode: placement.networkMode,
+      dns: placement.dns,
       memoryBytes: config.limits.memoryBytes,
       nanoCpus: config.limits.nanoCpus,
       pids: config.limits.pids,
