@@ -20,8 +20,8 @@
  * - A run cannot alter or stop its holder: the holder is another PID namespace (invisible to the
  *   run), and runs have no capabilities (no NET_ADMIN to change addresses, routes or rules).
  *   A holder found dead when a slot is taken is replaced before the run's container is created;
- *   one that dies during a run takes the namespace's interface with it, so the run loses the
- *   gateway (its queries fail) and the slot gets a new holder when it is next taken.
+ *   one that dies during a run takes the namespace's interface with it: the pool (watching Docker's
+ *   events) stops that run, which fails, and the slot gets a new holder when it is next taken.
  * - Name resolution stays pinned to the gateway IP: the holder is created with it as its only
  *   name server, and runs share the holder's resolv.conf.
  *
@@ -164,6 +164,7 @@ export class NetworkSlotPool {
     const pool = new NetworkSlotPool(engine, options.site, options.network, logger);
     await pool.ensureImage();
     await pool.adopt(options.size);
+    await pool.watchHolders();
     return pool;
   }
 
@@ -222,10 +223,71 @@ export class NetworkSlotPool {
 
   /** Removes the holders of free slots; taken ones stay for the runs that still use them. */
   async close(): Promise<void> {
+    this.events?.destroy();
+    this.events = null;
     for (const slot of [...this.slots]) {
       if (slot.runId !== null) continue;
       await this.removeContainer(slot.holderId);
       this.slots.splice(this.slots.indexOf(slot), 1);
+    }
+  }
+
+  private events: (NodeJS.ReadableStream & { destroy(): void }) | null = null;
+
+  /**
+   * A holder that dies under a run took the run's network interface with it: the run is stopped
+   * (it fails) rather than left running cut off, and the slot gets a new holder when next taken.
+   */
+  private async watchHolders(): Promise<void> {
+    const stream = (await this.docker.getEvents({
+      filters: {
+        type: ['container'],
+        event: ['die'],
+        label: [`${CONTAINER_LABELS.managedBy}=${SLOT_LABELS.managedBy}`, `${CONTAINER_LABELS.site}=${this.site}`],
+      },
+    })) as NodeJS.ReadableStream & { destroy(): void };
+    this.events = stream;
+    let buffered = '';
+    stream.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        let id: unknown;
+        try {
+          id = (JSON.parse(line) as { id?: unknown }).id;
+        } catch {
+          continue;
+        }
+        const slot = this.slots.find((s) => s.holderId === id);
+        if (slot?.runId != null) void this.stopRunOf(slot.index, slot.runId);
+      }
+    });
+    stream.on('error', (e: unknown) =>
+      this.logger.warn('lost the Docker event stream: holders that die during a run are no longer noticed', {
+        error: coerceError(e).message,
+      }),
+    );
+  }
+
+  private async stopRunOf(slot: number, runId: number): Promise<void> {
+    this.logger.error('network slot holder died during a run: stopping the run', { slot, runId });
+    try {
+      const containers = await this.docker.listContainers({
+        filters: {
+          label: [
+            `${CONTAINER_LABELS.managedBy}=pht-client`,
+            `${CONTAINER_LABELS.site}=${this.site}`,
+            `${CONTAINER_LABELS.runId}=${runId}`,
+          ],
+        },
+      });
+      for (const c of containers) await this.docker.getContainer(c.Id).kill();
+    } catch (e) {
+      this.logger.error('could not stop the run of a dead network slot holder', {
+        runId,
+        error: coerceError(e).message,
+      });
     }
   }
 

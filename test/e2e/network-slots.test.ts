@@ -323,6 +323,33 @@ describe('a site client in gateway mode with network slots', () => {
     }
   });
 
+  it('a holder that dies during a run stops that run (it fails), and the slot gets a new holder for the next run', async () => {
+    const site = uniqueSiteName('slotdeath');
+    const config = clientConfig(registry.url, await registry.createSite(site), endpointUrl, { concurrency: 1 });
+    endpoint.state.go = false;
+    try {
+      const client = await startClient(config);
+      const [holder] = await holders(site);
+      const seen = endpoint.state.queries;
+      const task = await researcher.post(PROBE, { hold: true }, [site]);
+      while (endpoint.state.queries === seen) await once(endpoint.state.events, 'query');
+      await docker().getContainer(holder!.Id).kill();
+      const run = (await researcher.waitDone(task.id)).runs[0]!;
+      expect(run.status).toBe('failed');
+      expect(run.reason).toMatch(/exit code 137/);
+      endpoint.state.go = true;
+      const next = (await researcher.waitDone((await researcher.post(PROBE, {}, [site])).id)).runs[0]!;
+      expect(next.status).toBe('completed');
+      const now = await holders(site);
+      expect(now.filter((h) => h.State === 'running')).toHaveLength(1);
+      expect(now.map((h) => h.Id)).not.toContain(holder!.Id);
+      await client.close();
+    } finally {
+      endpoint.state.go = true;
+      await cleanupSite(site);
+    }
+  });
+
   it('a holder still used by a run survives a client restart, is found again and kept for that run; the rest are recreated', async () => {
     const site = uniqueSiteName('slotrestart');
     const config = clientConfig(registry.url, await registry.createSite(site), endpointUrl, { concurrency: 2 });
