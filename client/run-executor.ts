@@ -284,12 +284,14 @@ export class RunExecutor {
       } catch (e) {
         if ((e instanceof PermanentRunError || e instanceof DockerUnavailableError) && !this.deps.shutdown.aborted) {
           log.warn('run could not start', { error: e.message });
-          // A container created but never started holds a gateway token and a name: free both.
-          this.releaseSparql(ws.record.runId);
+          // A container created but never started holds a gateway token and a name: free both,
+          // the container first (a start that failed late may have started it, and its network
+          // slot must not go to the next run while it lives).
           if (ws.record.containerId)
             await engine
               .remove(ws.record.containerId)
               .catch((err: unknown) => log.warn('could not remove container', { error: coerceError(err).message }));
+          this.releaseSparql(ws.record.runId);
           ws.update({
             phase: 'ended',
             outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null },
