@@ -66,7 +66,7 @@ export function createApp(context: RegistryContext, dashboardDir = defaultDashbo
   api.use(keyRoutes(ctx, ctx.keys ?? new PublicKeyStore(ctx.config.dataDir)));
   const governance = governanceRoutes(ctx);
   api.use('/site', governance.site);
-  api.use('/site', siteRoutes(ctx, nextRun));
+  api.use('/site', siteRoutes(ctx));
   api.use('/admin', adminRoutes(ctx));
   api.use(overviewRoutes(ctx));
   api.use(governance.user);

@@ -94,7 +94,7 @@ export function nextRunHandler(ctx: RegistryContext): (req: Request, res: Respon
 }
 
 /** Routes for site clients. A site only ever sees and changes its own runs (others are 404). */
-export function siteRoutes(ctx: RegistryContext, nextRun = nextRunHandler(ctx)): Router {
+export function siteRoutes(ctx: RegistryContext): Router {
   const { store, events, files, config, logger } = ctx;
   const router = Router();
   router.use(requireSite);
@@ -103,8 +103,8 @@ export function siteRoutes(ctx: RegistryContext, nextRun = nextRunHandler(ctx)):
     res.json({ name: principalOf(res).name, kind: 'site' });
   });
 
-  // Long poll for work (also mounted by app.ts in front of the API router).
-  router.get('/runs/next', nextRun);
+  // The long poll for work, GET /runs/next, is mounted by app.ts in front of the API router
+  // (nextRunHandler above).
 
   // The site's unfinished runs: what a restarted client must reconcile with its containers.
   router.get('/runs', async (_req, res) => {
