@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { POOLS, startPushQueue, ensurePackages, type Pool } from './celery/push-queue.js';
-import { hotSpots, newestProfile } from './lib/cpu-profile.js';
+import { handoutProfile } from './celery/handout-profile.js';
+import { newestProfile } from './lib/cpu-profile.js';
 import { HandoutProbe } from './lib/handout.js';
 import { cpuPressure, writeSection } from './lib/report.js';
 import { uniqueSite } from './lib/site.js';
@@ -43,14 +44,19 @@ async function main(args: BenchArgs): Promise<void> {
   const site = uniqueSite('celery-poller');
   const profileDir = profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-celery-prof-')) : null;
   const world = await startWorld([site], {
-    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profileDir}`] : [],
   });
   const figures: Record<Contender, Samples> = {
     pht: { start: [], roundTrip: [] },
     prefork: { start: [], roundTrip: [] },
     solo: { start: [], roundTrip: [] },
   };
-  let siteFirst = 0;
+  const pht = {
+    siteFirst: 0,
+    health: [] as number[],
+    cpu: [] as number[],
+    windows: [] as { fromUs: number; toUs: number }[],
+  };
   try {
     const queue = await startPushQueue();
     const probe = new HandoutProbe(world, site, IMAGE);
@@ -68,7 +74,12 @@ async function main(args: BenchArgs): Promise<void> {
             const s = await probe.sample();
             start = s.handoutMs;
             roundTrip = s.postMs;
-            if (i >= WARMUP && s.siteFirst) siteFirst++;
+            if (i >= WARMUP) {
+              if (s.siteFirst) pht.siteFirst++;
+              pht.health.push(s.healthMs);
+              pht.cpu.push(s.registryCpuMs);
+              pht.windows.push(s.window);
+            }
           } else {
             ({ startMs: start, roundTripMs: roundTrip } = await queue.sample(who));
           }
@@ -85,29 +96,36 @@ async function main(args: BenchArgs): Promise<void> {
   } finally {
     await world.close();
   }
-  const hot = profileDir ? profileText(profileDir) : '';
-  report(figures, samples, siteFirst, profile, hot, (Date.now() - started) / 1000);
+  const hot = profileDir ? profileText(profileDir, pht.windows) : '';
+  report(figures, pht, samples, profile, hot, (Date.now() - started) / 1000);
 }
 
-/** The registry's self time by function and by file over the whole run (set-up and completions included). */
-function profileText(dir: string): string {
-  const { functions, files, totalMs } = hotSpots(newestProfile(dir), 20);
+/** Where the registry's CPU went inside the hand-out windows (bench/celery/handout-profile.ts). */
+function profileText(dir: string, windows: { fromUs: number; toUs: number }[]): string {
+  const p = handoutProfile(newestProfile(dir), windows);
   fs.rmSync(dir, { recursive: true, force: true });
-  const rows = (list: typeof functions) =>
-    list.map((h) => [h.name, h.selfMs.toFixed(0), `${(h.share * 100).toFixed(1)} %`]);
+  const per = (x: number) => (x / p.windows).toFixed(3);
+  const rows = (list: { name: string; ms: number }[]) =>
+    list.map((h) => [h.name, per(h.ms), `${((h.ms / p.busyMs) * 100).toFixed(1)} %`]);
+  const head = (what: string) => [what, 'ms per hand-out', 'share'];
   return `
-Registry CPU profile (\`node --cpu-prof\`, whole run: ${totalMs.toFixed(0)} ms of samples, idle included).
+Registry CPU profile (\`node --cpu-prof --cpu-prof-interval=100\`): only the samples inside the
+${p.windows} PHT hand-out windows (before the POST → both answers in hand; ${per(p.windowMs)} ms per window
+on average): ${per(p.busyMs)} ms per hand-out on the CPU, by step of the hand-out (the innermost
+frame of the stack that names one), by package or file of the leaf, and by leaf function.
 
-${table(['file or package', 'self ms', 'share'], rows(files))}
+${table(head('step'), rows(p.steps))}
 
-${table(['function', 'self ms', 'share'], rows(functions))}
+${table(head('leaf package or file'), rows(p.leaves))}
+
+${table(head('leaf function'), rows(p.functions))}
 `;
 }
 
 function report(
   f: Record<Contender, Samples>,
+  pht: { siteFirst: number; health: number[]; cpu: number[] },
   samples: number,
-  siteFirst: number,
   profile: boolean,
   hot: string,
   seconds: number,
@@ -135,7 +153,7 @@ Python caller; a PHT registry process (\`node master\`, SQLite) with one site wh
 three are interleaved sample by sample in a rotating order; ${samples} samples each after ${WARMUP}
 warm-up ones. Each figure is timed by one process with one clock: Celery's by the caller
 (\`time.time_ns()\` before \`.delay()\`; the task's first statement returns its own reading), PHT's
-by the benchmark (\`createTask\` called → the long poll's response headers). In ${siteFirst} of the
+by the benchmark (\`createTask\` called → the long poll's response headers). In ${pht.siteFirst} of the
 PHT samples the site had its run before the researcher had the POST's answer. Run took ${seconds.toFixed(0)} s.
 
 ${table(
@@ -156,8 +174,12 @@ ${table(
     row('PHT: POST /tasks', rt.pht),
     row('Celery prefork: .delay() → .get()', rt.prefork),
     row('Celery solo: .delay() → .get()', rt.solo),
+    row('PHT: GET /healthz just before the POST (the HTTP floor)', withP90(pht.health)),
   ],
 )}
+
+The registry's CPU time per hand-out (all its threads, Linux schedstat, from before the POST to
+both answers in hand): median ${ms(withP90(pht.cpu).median)} ms, mean ${ms(withP90(pht.cpu).mean)} ms.
 ${hot}`;
   console.log(body);
   console.log(`CPU pressure at the end: ${cpuPressure()}`);

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { Agent, request } from 'undici';
 import { sleep } from '../../shared/abortable.js';
 import { wallMs } from './stats.js';
@@ -11,6 +12,12 @@ export interface HandoutSample {
   postMs: number;
   /** Whether the site had its run before the researcher had the POST's answer. */
   siteFirst: boolean;
+  /** A GET /healthz round trip just before the POST: the HTTP floor of the registry at that moment. */
+  healthMs: number;
+  /** The registry process's CPU time (all threads) from before the POST to after both answers. */
+  registryCpuMs: number;
+  /** That span on the machine's monotonic clock, in microseconds (V8 CPU profiles use the same clock). */
+  window: { fromUs: number; toUs: number };
 }
 
 /**
@@ -43,11 +50,15 @@ export class HandoutProbe {
         return (await res.body.json()) as { id: number };
       },
     );
-    await this.waitUntilParked();
+    const healthMs = await this.waitUntilParked();
+    const cpuBefore = cpuNs(this.world.registry.pid);
+    const fromUs = monotonicUs();
     const posted = wallMs();
     const task = await this.world.researcher.createTask({ image: this.image, config: {}, sites: [this.site] });
     const answered = wallMs();
     const run = await poll;
+    const toUs = monotonicUs();
+    const registryCpuMs = (cpuNs(this.world.registry.pid) - cpuBefore) / 1e6;
     if (run.id !== task.runs[0]!.id) throw new Error('the poller got another run');
     for (const [step, body] of [
       ['start', {}],
@@ -62,20 +73,47 @@ export class HandoutProbe {
       await res.body.text();
       if (res.statusCode !== 200) throw new Error(`${step} answered ${res.statusCode}`);
     }
-    return { handoutMs: received - posted, postMs: answered - posted, siteFirst: received < answered };
+    return {
+      handoutMs: received - posted,
+      postMs: answered - posted,
+      siteFirst: received < answered,
+      healthMs,
+      registryCpuMs,
+      window: { fromUs, toUs },
+    };
   }
 
   async close(): Promise<void> {
     await this.agent.close();
   }
 
-  private async waitUntilParked(): Promise<void> {
+  /** Answers the round trip of the last /healthz, the one that saw the poll waiting. */
+  private async waitUntilParked(): Promise<number> {
     for (let i = 0; i < 2000; i++) {
+      const sent = wallMs();
       const res = await request(`${this.world.registry.url}/healthz`, { dispatcher: this.agent });
       const body = (await res.body.json()) as { waiting: { sites: number } };
-      if (body.waiting.sites >= 1) return;
+      if (body.waiting.sites >= 1) return wallMs() - sent;
       await sleep(1);
     }
     throw new Error('the long poll never reached the registry');
   }
+}
+
+/** CPU time of every thread of a process so far, in nanoseconds (Linux schedstat: exact, not in ticks). */
+export function cpuNs(pid: number): number {
+  let total = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      total += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* a thread that ended between the listing and the read */
+    }
+  }
+  return total;
+}
+
+/** The monotonic clock in microseconds (CLOCK_MONOTONIC, which V8's profiler timestamps use too). */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
