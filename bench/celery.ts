@@ -34,6 +34,10 @@ type Figure = Summary & { p90: number };
 interface Samples {
   start: number[];
   roundTrip: number[];
+  /** CPU per sample: PHT's registry; Celery's RabbitMQ. */
+  serverCpu: number[];
+  /** CPU per sample of the Celery worker (none for PHT: its site is this process). */
+  workerCpu: number[];
 }
 
 async function main(args: BenchArgs): Promise<void> {
@@ -47,9 +51,9 @@ async function main(args: BenchArgs): Promise<void> {
     nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profileDir}`] : [],
   });
   const figures: Record<Contender, Samples> = {
-    pht: { start: [], roundTrip: [] },
-    prefork: { start: [], roundTrip: [] },
-    solo: { start: [], roundTrip: [] },
+    pht: { start: [], roundTrip: [], serverCpu: [], workerCpu: [] },
+    prefork: { start: [], roundTrip: [], serverCpu: [], workerCpu: [] },
+    solo: { start: [], roundTrip: [], serverCpu: [], workerCpu: [] },
   };
   const pht = {
     siteFirst: 0,
@@ -77,11 +81,16 @@ async function main(args: BenchArgs): Promise<void> {
             if (i >= WARMUP) {
               if (s.siteFirst) pht.siteFirst++;
               pht.health.push(s.healthMs);
-              pht.cpu.push(s.registryCpuMs);
+              figures.pht.serverCpu.push(s.registryCpuMs);
               pht.windows.push(s.window);
             }
           } else {
-            ({ startMs: start, roundTripMs: roundTrip } = await queue.sample(who));
+            const q = await queue.sample(who);
+            ({ startMs: start, roundTripMs: roundTrip } = q);
+            if (i >= WARMUP) {
+              figures[who].serverCpu.push(q.brokerCpuMs);
+              figures[who].workerCpu.push(q.workerCpuMs);
+            }
           }
           if (i < WARMUP) continue;
           figures[who].start.push(start);
@@ -124,7 +133,7 @@ ${table(head('leaf function'), rows(p.functions))}
 
 function report(
   f: Record<Contender, Samples>,
-  pht: { siteFirst: number; health: number[]; cpu: number[] },
+  pht: { siteFirst: number; health: number[] },
   samples: number,
   profile: boolean,
   hot: string,
@@ -178,8 +187,22 @@ ${table(
   ],
 )}
 
-The registry's CPU time per hand-out (all its threads, Linux schedstat, from before the POST to
-both answers in hand): median ${ms(withP90(pht.cpu).median)} ms, mean ${ms(withP90(pht.cpu).mean)} ms.
+CPU time per sample (Linux schedstat of every thread: exact, and less sensitive than wall time to
+a busy machine). PHT: the registry process, from before the POST to both answers in hand (the
+POST, the claim, the poll's answer). Celery: from before the caller is asked to after it answers
+(\`.delay()\`, the task, its result back through the rpc:// backend), RabbitMQ's processes and the
+worker's (for prefork, its main process and its child).
+
+${table(
+  ['CPU per sample, ms', 'n', 'median', 'p90', 'p99', 'mean', 'max'],
+  [
+    row('PHT registry', withP90(f.pht.serverCpu)),
+    row('RabbitMQ, prefork samples', withP90(f.prefork.serverCpu)),
+    row('Celery prefork worker', withP90(f.prefork.workerCpu)),
+    row('RabbitMQ, solo samples', withP90(f.solo.serverCpu)),
+    row('Celery solo worker', withP90(f.solo.workerCpu)),
+  ],
+)}
 ${hot}`;
   console.log(body);
   console.log(`CPU pressure at the end: ${cpuPressure()}`);

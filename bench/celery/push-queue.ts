@@ -11,6 +11,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { sleep } from '../../shared/abortable.js';
 import { stopChild } from '../lib/registry-process.js';
+import { cpuNs } from '../lib/handout.js';
 import { REPO_ROOT } from '../lib/report.js';
 
 /** Debian's interpreter: python3-celery installs for it (a python3 earlier on PATH may lack it). */
@@ -91,9 +92,19 @@ function spawnLogged(command: string, args: string[], logFile: string, env: Node
   return child;
 }
 
+export interface PushSample {
+  /** `.delay()` → the task's body starts (both readings in the Python processes' wall clock). */
+  startMs: number;
+  /** `.delay()` → `.get()` has the result. */
+  roundTripMs: number;
+  /** CPU time over the sample (measured around it from here): RabbitMQ's processes, and the worker's. */
+  brokerCpuMs: number;
+  workerCpuMs: number;
+}
+
 export interface PushQueue {
   /** One `.delay()` on the given pool's worker, timed by the caller's Python process. */
-  sample(pool: Pool): Promise<{ startMs: number; roundTripMs: number }>;
+  sample(pool: Pool): Promise<PushSample>;
   /** Stops the caller, the workers, RabbitMQ and its epmd, and removes the scratch folder. */
   close(): Promise<void>;
 }
@@ -152,12 +163,15 @@ export async function startPushQueue(): Promise<PushQueue> {
       PYTHONPATH: PYTHON_DIR,
       PYTHONDONTWRITEBYTECODE: '1', // no __pycache__ in the source tree
     };
+    const workerPids: Partial<Record<Pool, number>> = {};
     for (const pool of POOLS) {
       const args = ['-m', 'celery', '-A', 'tasks', 'worker', `--pool=${pool}`, '-Q', `pht-bench-${pool}`];
       if (pool === 'prefork') args.push('--concurrency=1');
       // Gossip and mingle talk to other workers; they are off so that the two workers stay apart.
       args.push('-n', `${pool}@pht-bench`, '--without-gossip', '--without-mingle', '--loglevel=WARNING');
-      children.push(spawnLogged(PYTHON, args, path.join(dir, `worker-${pool}.log`), pyEnv, PYTHON_DIR));
+      const worker = spawnLogged(PYTHON, args, path.join(dir, `worker-${pool}.log`), pyEnv, PYTHON_DIR);
+      children.push(worker);
+      workerPids[pool] = worker.pid!;
     }
     const driver = spawn(PYTHON, [path.join(PYTHON_DIR, 'driver.py')], {
       stdio: ['pipe', 'pipe', fs.openSync(path.join(dir, 'driver.log'), 'a')],
@@ -183,10 +197,20 @@ export async function startPushQueue(): Promise<PushQueue> {
     );
     return {
       async sample(pool) {
+        // The processes are listed afresh each time: a prefork worker may replace its child.
+        const broker = processTree(server.pid!);
+        const worker = processTree(workerPids[pool]!);
+        const before = [treeCpuNs(broker), treeCpuNs(worker)];
         const a = await ask(pool);
+        const after = [treeCpuNs(broker), treeCpuNs(worker)];
         if (typeof a.startNs !== 'number' || typeof a.roundTripNs !== 'number')
           throw new Error(`the Celery caller answered ${JSON.stringify(a)}`);
-        return { startMs: a.startNs / 1e6, roundTripMs: a.roundTripNs / 1e6 };
+        return {
+          startMs: a.startNs / 1e6,
+          roundTripMs: a.roundTripNs / 1e6,
+          brokerCpuMs: (after[0]! - before[0]!) / 1e6,
+          workerCpuMs: (after[1]! - before[1]!) / 1e6,
+        };
       },
       async close() {
         driver.stdin!.end(); // the caller's loop ends with its input
@@ -213,4 +237,33 @@ function packageVersion(pkg: string): string {
   } catch {
     return '(version unknown)';
   }
+}
+
+/** A process and its descendants (Linux /proc/PID/task/TID/children). */
+function processTree(pid: number): number[] {
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) {
+    const p = all[i]!;
+    try {
+      for (const tid of fs.readdirSync(`/proc/${p}/task`)) {
+        const children = fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').trim();
+        if (children) all.push(...children.split(' ').map(Number));
+      }
+    } catch {
+      /* ended meanwhile */
+    }
+  }
+  return all;
+}
+
+function treeCpuNs(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      total += cpuNs(pid);
+    } catch {
+      /* ended meanwhile */
+    }
+  }
+  return total;
 }
