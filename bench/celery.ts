@@ -10,24 +10,27 @@
  *
  * With --profile the registry runs under `node --cpu-prof` and the hand-out's hot spots are printed.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { POOLS, startPushQueue, ensurePackages, type Pool } from './celery/push-queue.js';
+import { POOLS, startPushQueue, ensurePackages, type Pool, type PushQueue } from './celery/push-queue.js';
+import { type Build, buildBaseline, removeBuild } from './lib/baseline.js';
+import { makeDataDir, startRegistryProcess } from './lib/registry-process.js';
+import { PhtClient } from '../sdk/index.js';
 import { handoutProfile } from './celery/handout-profile.js';
 import { newestProfile } from './lib/cpu-profile.js';
 import { HandoutProbe } from './lib/handout.js';
 import { cpuPressure, writeSection } from './lib/report.js';
 import { uniqueSite } from './lib/site.js';
 import { ms, percentile, summarize, table, type Summary } from './lib/stats.js';
-import { type BenchArgs, runMain, startWorld } from './lib/world.js';
+import { type BenchArgs, runMain, startWorld, type TrainWorld } from './lib/world.js';
 
 const WARMUP = 20;
 /** The hand-out never starts a container: the image is only a name the registry records. */
 const IMAGE = '127.0.0.1:5050/pht-bench/workload:1';
 
-type Contender = 'pht' | Pool;
-const CONTENDERS: readonly Contender[] = ['pht', ...POOLS];
+type Contender = 'pht' | 'baseline' | Pool;
 
 type Figure = Summary & { p90: number };
 
@@ -43,70 +46,106 @@ interface Samples {
 async function main(args: BenchArgs): Promise<void> {
   const samples = args.number('samples', 500);
   const profile = args.flag('profile');
+  const baselineRef = args.string('baseline', '');
   const started = Date.now();
   ensurePackages();
+  const baseline = baselineRef ? buildBaseline(baselineRef) : null;
+  const contenders: Contender[] = ['pht', ...(baseline ? (['baseline'] as const) : []), ...POOLS];
   const site = uniqueSite('celery-poller');
   const profileDir = profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-celery-prof-')) : null;
-  const world = await startWorld([site], {
-    nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profileDir}`] : [],
-  });
-  const figures: Record<Contender, Samples> = {
-    pht: { start: [], roundTrip: [], serverCpu: [], workerCpu: [] },
-    prefork: { start: [], roundTrip: [], serverCpu: [], workerCpu: [] },
-    solo: { start: [], roundTrip: [], serverCpu: [], workerCpu: [] },
-  };
+  const figures = Object.fromEntries(
+    contenders.map((c) => [c, { start: [], roundTrip: [], serverCpu: [], workerCpu: [] }]),
+  ) as unknown as Record<Contender, Samples>;
   const pht = {
     siteFirst: 0,
     health: [] as number[],
-    cpu: [] as number[],
     windows: [] as { fromUs: number; toUs: number }[],
   };
+  const worlds: TrainWorld[] = [];
+  const probes: Partial<Record<Contender, HandoutProbe>> = {};
+  let queue: PushQueue | null = null;
   try {
-    const queue = await startPushQueue();
-    const probe = new HandoutProbe(world, site, IMAGE);
-    try {
-      console.log(
-        `== ${samples} samples each after ${WARMUP} warm-up ones, interleaved (PHT, Celery prefork, Celery solo)`,
-      );
-      for (let i = 0; i < samples + WARMUP; i++) {
-        // Rotate who goes first, so that none always follows the same one.
-        for (let k = 0; k < CONTENDERS.length; k++) {
-          const who = CONTENDERS[(i + k) % CONTENDERS.length]!;
-          let start: number;
-          let roundTrip: number;
-          if (who === 'pht') {
-            const s = await probe.sample();
-            start = s.handoutMs;
-            roundTrip = s.postMs;
-            if (i >= WARMUP) {
-              if (s.siteFirst) pht.siteFirst++;
-              pht.health.push(s.healthMs);
-              figures.pht.serverCpu.push(s.registryCpuMs);
-              pht.windows.push(s.window);
-            }
-          } else {
-            const q = await queue.sample(who);
-            ({ startMs: start, roundTripMs: roundTrip } = q);
-            if (i >= WARMUP) {
-              figures[who].serverCpu.push(q.brokerCpuMs);
-              figures[who].workerCpu.push(q.workerCpuMs);
-            }
+    const world = await startWorld([site], {
+      nodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profileDir}`] : [],
+    });
+    worlds.push(world);
+    probes.pht = new HandoutProbe(world, site, IMAGE);
+    if (baseline) {
+      const other = await startBaselineWorld(baseline, site);
+      worlds.push(other);
+      probes.baseline = new HandoutProbe(other, site, IMAGE);
+    }
+    queue = await startPushQueue();
+    console.log(`== ${samples} samples each after ${WARMUP} warm-up ones, interleaved (${contenders.join(', ')})`);
+    for (let i = 0; i < samples + WARMUP; i++) {
+      // Rotate who goes first, so that none always follows the same one.
+      for (let k = 0; k < contenders.length; k++) {
+        const who = contenders[(i + k) % contenders.length]!;
+        const probe = probes[who];
+        let start: number;
+        let roundTrip: number;
+        if (probe) {
+          const s = await probe.sample();
+          start = s.handoutMs;
+          roundTrip = s.postMs;
+          if (i >= WARMUP) figures[who].serverCpu.push(s.registryCpuMs);
+          if (i >= WARMUP && who === 'pht') {
+            if (s.siteFirst) pht.siteFirst++;
+            pht.health.push(s.healthMs);
+            pht.windows.push(s.window);
           }
-          if (i < WARMUP) continue;
-          figures[who].start.push(start);
-          figures[who].roundTrip.push(roundTrip);
+        } else {
+          const q = await queue.sample(who as Pool);
+          ({ startMs: start, roundTripMs: roundTrip } = q);
+          if (i >= WARMUP) {
+            figures[who].serverCpu.push(q.brokerCpuMs);
+            figures[who].workerCpu.push(q.workerCpuMs);
+          }
         }
-        if ((i + 1) % 100 === 0) console.log(`   ${i + 1 - WARMUP > 0 ? i + 1 - WARMUP : 0} of ${samples}`);
+        if (i < WARMUP) continue;
+        figures[who].start.push(start);
+        figures[who].roundTrip.push(roundTrip);
       }
-    } finally {
-      await probe.close();
-      await queue.close();
+      if ((i + 1) % 100 === 0) console.log(`   ${Math.max(0, i + 1 - WARMUP)} of ${samples}`);
     }
   } finally {
-    await world.close();
+    for (const probe of Object.values(probes)) await probe.close();
+    await queue?.close();
+    for (const world of worlds) await world.close();
+    if (baseline) removeBuild(baseline);
   }
   const hot = profileDir ? profileText(profileDir, pht.windows) : '';
-  report(figures, pht, samples, profile, hot, (Date.now() - started) / 1000);
+  report(figures, contenders, pht, { samples, profile, baselineRef, baseline }, hot, (Date.now() - started) / 1000);
+}
+
+/**
+ * A registry of another commit (built by bench/lib/baseline.ts) with the same site and a
+ * researcher, created through that build's own command line (its store's API may differ).
+ */
+async function startBaselineWorld(build: Build, site: string): Promise<TrainWorld> {
+  const dataDir = makeDataDir();
+  const cli = (args: string[]) =>
+    execFileSync(process.execPath, [path.join(build.root, 'master/index.js'), ...args, '--data-dir', dataDir], {
+      encoding: 'utf8',
+    });
+  const secret = (out: string) => {
+    const found = /\(shown once\): (\S+)/.exec(out)?.[1];
+    if (!found) throw new Error(`no key in the baseline's answer: ${out}`);
+    return found;
+  };
+  const siteKey = secret(cli(['create-site', site]));
+  const token = secret(cli(['create-user', 'bench-researcher', '--role', 'researcher']));
+  const registry = await startRegistryProcess({ root: build.root, dataDir });
+  const researcher = new PhtClient({ url: registry.url, token, timeoutMs: 120_000 });
+  return {
+    registry,
+    researcher,
+    siteKeys: new Map([[site, siteKey]]),
+    async close() {
+      await researcher.close();
+      await registry.stop();
+    },
+  };
 }
 
 /** Where the registry's CPU went inside the hand-out windows (bench/celery/handout-profile.ts). */
@@ -133,12 +172,13 @@ ${table(head('leaf function'), rows(p.functions))}
 
 function report(
   f: Record<Contender, Samples>,
+  contenders: Contender[],
   pht: { siteFirst: number; health: number[] },
-  samples: number,
-  profile: boolean,
+  run: { samples: number; profile: boolean; baselineRef: string; baseline: Build | null },
   hot: string,
   seconds: number,
 ): void {
+  const { samples, profile, baselineRef, baseline } = run;
   const withP90 = (xs: number[]) => ({
     ...summarize(xs),
     p90: percentile(
@@ -146,8 +186,9 @@ function report(
       0.9,
     ),
   });
-  const s = Object.fromEntries(CONTENDERS.map((c) => [c, withP90(f[c].start)])) as Record<Contender, Figure>;
-  const rt = Object.fromEntries(CONTENDERS.map((c) => [c, withP90(f[c].roundTrip)])) as Record<Contender, Figure>;
+  const s = Object.fromEntries(contenders.map((c) => [c, withP90(f[c].start)])) as Record<Contender, Figure>;
+  const rt = Object.fromEntries(contenders.map((c) => [c, withP90(f[c].roundTrip)])) as Record<Contender, Figure>;
+  const ifBaseline = <T>(rows: T[]): T[] => (baseline ? rows : []);
   const row = (label: string, x: Figure) => [label, x.n, ms(x.median), ms(x.p90), ms(x.p99), ms(x.mean), ms(x.max)];
   const ratio = (c: Pool) => (s.pht.median / s[c].median).toFixed(2);
   const met = s.pht.median <= s.prefork.median;
@@ -158,8 +199,8 @@ Target (issue 13, 2): hand-out to one idle long-polling site, median no slower t
 In one run: Debian's RabbitMQ and Celery on loopback (own data folder and ports, no plugins),
 one Celery worker per pool (\`--without-gossip --without-mingle\`, each on its own queue) and a
 Python caller; a PHT registry process (\`node master\`, SQLite) with one site whose raw long poll
-(undici, keep-alive) is parked at the registry before each POST, and the researcher's SDK. The
-three are interleaved sample by sample in a rotating order; ${samples} samples each after ${WARMUP}
+(undici, keep-alive) is parked at the registry before each POST, and the researcher's SDK${baseline ? `; the same for a registry built from ${baseline.label}` : ''}. All
+are interleaved sample by sample in a rotating order; ${samples} samples each after ${WARMUP}
 warm-up ones. Each figure is timed by one process with one clock: Celery's by the caller
 (\`time.time_ns()\` before \`.delay()\`; the task's first statement returns its own reading), PHT's
 by the benchmark (\`createTask\` called → the long poll's response headers). In ${pht.siteFirst} of the
@@ -169,6 +210,7 @@ ${table(
   ['producer → consumer has the work, ms', 'n', 'median', 'p90', 'p99', 'mean', 'max'],
   [
     row('**PHT: POST /tasks → idle long poll returns the run**', s.pht),
+    ...ifBaseline([row(`PHT at ${baseline?.label ?? ''}: the same`, s.baseline)]),
     row('**Celery prefork (concurrency 1): .delay() → task body starts**', s.prefork),
     row('**Celery solo pool: .delay() → task body starts**', s.solo),
   ],
@@ -181,6 +223,7 @@ ${table(
   ['round trip, ms', 'n', 'median', 'p90', 'p99', 'mean', 'max'],
   [
     row('PHT: POST /tasks', rt.pht),
+    ...ifBaseline([row(`PHT at ${baseline?.label ?? ''}: POST /tasks`, rt.baseline)]),
     row('Celery prefork: .delay() → .get()', rt.prefork),
     row('Celery solo: .delay() → .get()', rt.solo),
     row('PHT: GET /healthz just before the POST (the HTTP floor)', withP90(pht.health)),
@@ -197,6 +240,7 @@ ${table(
   ['CPU per sample, ms', 'n', 'median', 'p90', 'p99', 'mean', 'max'],
   [
     row('PHT registry', withP90(f.pht.serverCpu)),
+    ...ifBaseline([row(`PHT registry at ${baseline?.label ?? ''}`, withP90(f.baseline.serverCpu))]),
     row('RabbitMQ, prefork samples', withP90(f.prefork.serverCpu)),
     row('Celery prefork worker', withP90(f.prefork.workerCpu)),
     row('RabbitMQ, solo samples', withP90(f.solo.serverCpu)),
@@ -209,7 +253,7 @@ ${hot}`;
   writeSection({
     id: 'celery',
     title: 'Hand-out to one idle site against a push queue (Celery on RabbitMQ)',
-    command: `npm run bench:celery -- --samples ${samples}${profile ? ' --profile' : ''}`,
+    command: `npm run bench:celery -- --samples ${samples}${profile ? ' --profile' : ''}${baselineRef ? ` --baseline ${baselineRef}` : ''}`,
     body,
   });
 }
@@ -217,11 +261,12 @@ ${hot}`;
 runMain(
   {
     usage:
-      'Usage: node dist/bench/celery.js [--samples N] [--profile]   (npm run bench:celery)\n' +
+      'Usage: node dist/bench/celery.js [--samples N] [--profile] [--baseline GIT_REF]   (npm run bench:celery)\n' +
       '  PHT hand-out to an idle long-polling site against Celery .delay() → task start on RabbitMQ,\n' +
       '  interleaved in one run (installs rabbitmq-server and python3-celery with apt if missing);\n' +
-      '  rewrites its section of BENCHMARKS.md. --profile runs the registry under node --cpu-prof.',
-    options: { samples: 'value', profile: 'boolean' },
+      '  rewrites its section of BENCHMARKS.md. --profile runs the registry under node --cpu-prof;\n' +
+      '  --baseline measures the registry of another commit too, interleaved.',
+    options: { samples: 'value', profile: 'boolean', baseline: 'value' },
   },
   main,
 );
