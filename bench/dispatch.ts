@@ -10,7 +10,7 @@ import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { docker } from '../test/helpers/docker.js';
 import { HandoutProbe } from './lib/handout.js';
 import { workloadImage } from './lib/images.js';
-import { ClientTimeline } from './lib/instrument.js';
+import { ClientTimeline, type Span } from './lib/instrument.js';
 import { writeSection } from './lib/report.js';
 import {
   BENCH_LABEL,
@@ -123,16 +123,18 @@ async function measureContainerStart(
       const find = (what: string, byRun = true) => spans.find((s) => s.what === what && (!byRun || s.runId === runId))!;
       const claim = find('api.claimNext');
       const start = find('api.start');
-      const pull = find('docker.pull', false);
       const create = find('docker.create');
+      // A client that finds a digest-pinned image present skips the pull: its image check ends the step then.
+      const pull = (spans.find((s) => s.what === 'docker.pull') ??
+        spans.findLast((s) => s.what === 'docker.inspectImage' && s.end <= create.start)) as Span | undefined;
       const dockerStart = find('docker.start');
       const steps = await directSteps(image, network.name);
       if (i < 2) continue;
       train.push(dockerStart.end - posted);
       trainParts['hand-out']!.push(claim.end - posted);
       trainParts['start call']!.push(start.end - claim.end);
-      trainParts['pull check + pull']!.push(pull.end - start.end);
-      trainParts.create!.push(create.end - pull.end);
+      trainParts['pull check + pull']!.push((pull?.end ?? start.end) - start.end);
+      trainParts.create!.push(create.end - (pull?.end ?? start.end));
       trainParts.start!.push(dockerStart.end - create.end);
       direct.push(steps.total);
       for (const k of Object.keys(directParts)) directParts[k]!.push(steps.parts[k]!);
