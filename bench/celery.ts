@@ -44,7 +44,7 @@ interface Samples {
 }
 
 async function main(args: BenchArgs): Promise<void> {
-  const samples = args.number('samples', 500);
+  const samples = args.number('samples', 1000);
   const profile = args.flag('profile');
   const baselineRef = args.string('baseline', '');
   const started = Date.now();
@@ -188,7 +188,7 @@ function report(
   });
   const s = Object.fromEntries(contenders.map((c) => [c, withP90(f[c].start)])) as Record<Contender, Figure>;
   const rt = Object.fromEntries(contenders.map((c) => [c, withP90(f[c].roundTrip)])) as Record<Contender, Figure>;
-  const ifBaseline = <T>(rows: T[]): T[] => (baseline ? rows : []);
+  const ifBaseline = <T>(rows: () => T[]): T[] => (baseline ? rows() : []);
   const row = (label: string, x: Figure) => [label, x.n, ms(x.median), ms(x.p90), ms(x.p99), ms(x.mean), ms(x.max)];
   const ratio = (c: Pool) => (s.pht.median / s[c].median).toFixed(2);
   const met = s.pht.median <= s.prefork.median;
@@ -210,7 +210,7 @@ ${table(
   ['producer → consumer has the work, ms', 'n', 'median', 'p90', 'p99', 'mean', 'max'],
   [
     row('**PHT: POST /tasks → idle long poll returns the run**', s.pht),
-    ...ifBaseline([row(`PHT at ${baseline?.label ?? ''}: the same`, s.baseline)]),
+    ...ifBaseline(() => [row(`PHT at ${baseline?.label ?? ''}: the same`, s.baseline)]),
     row('**Celery prefork (concurrency 1): .delay() → task body starts**', s.prefork),
     row('**Celery solo pool: .delay() → task body starts**', s.solo),
   ],
@@ -223,7 +223,7 @@ ${table(
   ['round trip, ms', 'n', 'median', 'p90', 'p99', 'mean', 'max'],
   [
     row('PHT: POST /tasks', rt.pht),
-    ...ifBaseline([row(`PHT at ${baseline?.label ?? ''}: POST /tasks`, rt.baseline)]),
+    ...ifBaseline(() => [row(`PHT at ${baseline?.label ?? ''}: POST /tasks`, rt.baseline)]),
     row('Celery prefork: .delay() → .get()', rt.prefork),
     row('Celery solo: .delay() → .get()', rt.solo),
     row('PHT: GET /healthz just before the POST (the HTTP floor)', withP90(pht.health)),
@@ -240,7 +240,7 @@ ${table(
   ['CPU per sample, ms', 'n', 'median', 'p90', 'p99', 'mean', 'max'],
   [
     row('PHT registry', withP90(f.pht.serverCpu)),
-    ...ifBaseline([row(`PHT registry at ${baseline?.label ?? ''}`, withP90(f.baseline.serverCpu))]),
+    ...ifBaseline(() => [row(`PHT registry at ${baseline?.label ?? ''}`, withP90(f.baseline.serverCpu))]),
     row('RabbitMQ, prefork samples', withP90(f.prefork.serverCpu)),
     row('Celery prefork worker', withP90(f.prefork.workerCpu)),
     row('RabbitMQ, solo samples', withP90(f.solo.serverCpu)),

@@ -71,7 +71,7 @@ describe('the registry profile of the hand-out windows', () => {
     expect(p.steps).toEqual([
       { name: 'SQLite store: createTask', ms: 1 },
       { name: 'logging (winston)', ms: 0.6 },
-      { name: 'HTTP server, Express routing and the rest', ms: 0.2 },
+      { name: 'socket writes of the answers (writev)', ms: 0.2 },
     ]);
     expect(p.leaves.map((l) => l.name)).toEqual(['npm:better-sqlite3', 'npm:winston', '(native)']);
   });
