@@ -206,6 +206,14 @@ warm-up ones. Each figure is timed by one process with one clock: Celery's by th
 by the benchmark (\`createTask\` called → the long poll's response headers). In ${pht.siteFirst} of the
 PHT samples the site had its run before the researcher had the POST's answer. Run took ${seconds.toFixed(0)} s.
 
+What each side has done when its clock stops. PHT: the registry has authenticated the POST,
+validated it, committed the task and its run to SQLite, answered the POST, then claimed the run
+for the waiting poll in a second transaction and answered the poll (the poll is answered after
+the POST, which is why the site is never first). Celery (its defaults: persistent messages, no
+publisher confirms): \`.delay()\` has written the message to the broker's socket without waiting
+for an acknowledgement, and RabbitMQ has pushed it to the idle worker, which has started the task
+(through a pipe to its child process with prefork; in the same process with solo).
+
 ${table(
   ['producer → consumer has the work, ms', 'n', 'median', 'p90', 'p99', 'mean', 'max'],
   [
