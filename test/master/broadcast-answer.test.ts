@@ -143,6 +143,27 @@ describe('a batch hand-out to waiting polls', () => {
   });
 });
 
+describe("the order of the hand-out and the researcher's answer", () => {
+  it('hands a task for a few sites to their waiting polls before answering, and the answer shows the runs assigned', async () => {
+    const { reg, sites, researcher } = await broadcastWorld('info', 2);
+    const answers = sites.map((s) => poll(reg.url, s.key!, 30));
+    await allWaiting(reg.url, 2);
+    const task = await researcher.createTask();
+    if (reg.store.claimNextRuns) expect(task.runs.map((r) => r.status)).toEqual(['assigned', 'assigned']);
+    else expect(task.runs.map((r) => r.status)).toEqual(['queued', 'queued']);
+    expect((await Promise.all(answers)).map((a) => a.status)).toEqual([200, 200]);
+  });
+
+  it('answers a broadcast first, with its runs still queued, and then hands them out', async () => {
+    const { reg, sites, researcher } = await broadcastWorld('info', 9);
+    const answers = sites.map((s) => poll(reg.url, s.key!, 30));
+    await allWaiting(reg.url, 9);
+    const task = await researcher.createTask();
+    expect(new Set(task.runs.map((r) => r.status))).toEqual(new Set(['queued']));
+    expect((await Promise.all(answers)).map((a) => a.status)).toEqual(Array(9).fill(200));
+  });
+});
+
 describe('AssignmentSerializer', () => {
   it('writes what JSON.stringify writes, whether consecutive runs share their config or not', () => {
     const shared = { query: 'SELECT 1', nested: { a: [1, '\u2028', null] } };
