@@ -12,7 +12,7 @@ import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
 import type { PublicKeys } from './public-keys.js';
 import { connectEvents, openPublicKeys, openStore } from './store/open-store.js';
-import { withPrincipalCache } from './store/principal-cache.js';
+import { PRINCIPAL_CACHE_TTL_MS, PrincipalWatch, withPrincipalCache } from './store/principal-cache.js';
 
 export { openStore };
 
@@ -44,14 +44,19 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     onIdleError: (e: Error) => logger.warn('a database connection was lost', { error: e.message }),
   };
   // The event bus and the public keys need the backend itself (its pool). The principal cache
-  // only on SQLite: there `node master revoke` from another process is seen at the next request
-  // (externalVersion); PostgreSQL has no such synchronous signal across processes, and a revoked
-  // key must not keep working for the cache's lifetime on another registry.
+  // sees a change made by another process (`node master revoke`, another registry) at the next
+  // request: on SQLite through the file's data_version, on PostgreSQL through a trigger's NOTIFY
+  // (migration 0007); while the LISTEN connection is down, the cache is bypassed.
   const backend = await openStore(location);
-  const store = config.database ? backend : withPrincipalCache(backend);
+  const watch = config.database ? new PrincipalWatch() : undefined;
+  const store = withPrincipalCache(backend, PRINCIPAL_CACHE_TTL_MS, watch);
   const events = new RegistryEvents();
-  const bus = await connectEvents(backend, location, events, (message, e) =>
-    logger.warn(message, { error: e.message }),
+  const bus = await connectEvents(
+    backend,
+    location,
+    events,
+    (message, e) => logger.warn(message, { error: e.message }),
+    watch,
   ).catch(async (e: unknown) => {
     await store.close();
     throw e;

@@ -5,6 +5,7 @@ import { PublicKeyStore, type PublicKeys } from '../public-keys.js';
 import { PostgresPublicKeys } from './postgres-public-keys.js';
 import { PostgresEventBus } from './postgres-events.js';
 import { PostgresRegistryStore } from './postgres-store.js';
+import type { PrincipalWatch } from './principal-cache.js';
 import type { RegistryStore } from './registry-store.js';
 import { SqliteRegistryStore } from './sqlite-store.js';
 
@@ -45,6 +46,7 @@ export async function connectEvents(
   location: StoreLocation,
   events: RegistryEvents,
   onError: (message: string, error: Error) => void,
+  principals?: PrincipalWatch,
 ): Promise<PostgresEventBus | null> {
   if (!(store instanceof PostgresRegistryStore) || !location.database) return null;
   const bus = await PostgresEventBus.start({
@@ -52,9 +54,11 @@ export async function connectEvents(
     pool: store.pool,
     onEvent: (kind, key) => events.deliver(kind, key),
     onReconnect: () => events.wakeEverything(),
+    ...(principals ? { principals } : {}),
     onError,
   });
   events.attach(bus);
+  principals?.useBarrier(() => bus.barrier());
   return bus;
 }
 
