@@ -5,6 +5,7 @@ import type { Logger } from '../shared/logger.js';
 import type { MasterConfig } from './config.js';
 import { RegistryEvents } from './events.js';
 import { guardConnections } from './connection-guard.js';
+import { WaitingPolls } from './hand-out.js';
 import { createApp } from './http/app.js';
 import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
@@ -51,12 +52,16 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   const watch = config.database ? new PrincipalWatch() : undefined;
   const store = withPrincipalCache(backend, PRINCIPAL_CACHE_TTL_MS, watch);
   const events = new RegistryEvents();
+  // Shared by the routes and the event bus: a task posted on another registry process is handed
+  // to the polls parked here in one batch claim too.
+  const polls = new WaitingPolls();
   const bus = await connectEvents(
     backend,
     location,
     events,
     (message, e) => logger.warn(message, { error: e.message }),
     watch,
+    (sites) => polls.offer(store, sites, config.leaseMs),
   ).catch(async (e: unknown) => {
     await store.close();
     throw e;
@@ -68,7 +73,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
   const keys = openPublicKeys(backend, location);
   const metrics = new RegistryMetrics(store, events);
-  const app = createApp({ store, events, files, config, logger, keys, metrics });
+  const app = createApp({ store, events, files, config, logger, keys, metrics, polls });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):
   // check often enough that a slow-loris connection is closed close to the configured limit.
   const server = http.createServer(
