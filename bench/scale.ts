@@ -296,7 +296,8 @@ async function startGenerators(
 }
 
 async function stopGenerators(gens: Generators): Promise<DoneMessage> {
-  for (const child of gens.children) child.send({ type: 'stop' });
+  // A generator that died (its exit already failed the run) has no channel left to send on.
+  for (const child of gens.children) if (child.connected) child.send({ type: 'stop' });
   const timer = setTimeout(() => gens.children.forEach((c) => void stopChild(c, 1000)), 30_000);
   const reports = await gens.done;
   clearTimeout(timer);
