@@ -8,6 +8,7 @@ import { guardConnections } from './connection-guard.js';
 import { createApp } from './http/app.js';
 import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
+import { startRetention } from './retention.js';
 import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
 import type { PublicKeys } from './public-keys.js';
@@ -21,7 +22,7 @@ export { openStore };
  * registry treats it as a crash's leftover: far longer than recording a stored upload takes, and
  * an upload still being written keeps its temporary file's time fresh.
  */
-const SHARED_FILES_GRACE_MS = 15 * 60_000;
+export const SHARED_FILES_GRACE_MS = 15 * 60_000;
 
 export interface RunningRegistry {
   url: string;
@@ -97,6 +98,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
       .catch((e: unknown) => logger.error('sweep failed', { error: coerceError(e).message }));
   }, config.sweepIntervalMs);
   sweeper.unref();
+  const stopRetention = startRetention(store, files, config.retention, logger);
 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   logger.info('registry listening', {
@@ -117,6 +119,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     close() {
       closing ??= (async () => {
         clearInterval(sweeper);
+        await stopRetention();
         await metricsListener?.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());

@@ -25,9 +25,12 @@ import type { ImageSignature } from '../../shared/governance.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migrate } from './migrate.js';
 import * as governance from './sqlite-governance.js';
+import * as retention from './sqlite-retention.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
   DeletedTask,
+  ExpiryBatch,
+  ExpiryPreview,
   FileLimits,
   NewTask,
   OwnedRun,
@@ -36,6 +39,7 @@ import type {
   PrincipalKind,
   PrincipalRole,
   RegistryStore,
+  RetentionCutoffs,
   StoredFile,
   SweepOutcome,
   TaskQuery,
@@ -152,6 +156,8 @@ export class SqliteRegistryStore implements RegistryStore {
   private readonly stmt;
   /** Organizations, projects and signatures (sqlite-governance.ts). */
   private readonly gov: governance.GovernanceStatements;
+  /** Expiry of finished runs' logs and files (sqlite-retention.ts). */
+  private readonly retention: retention.RetentionStatements;
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -164,6 +170,7 @@ export class SqliteRegistryStore implements RegistryStore {
     migrate(this.db);
     const db = this.db;
     this.gov = governance.prepareGovernance(db);
+    this.retention = retention.prepareRetention(db);
     this.stmt = {
       insertPrincipal: db.prepare(
         'INSERT INTO principals (kind, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
@@ -891,6 +898,18 @@ export class SqliteRegistryStore implements RegistryStore {
         return toSiteView(this.siteRunRow(siteId, runId));
       })
       .immediate();
+  }
+
+  async expireBatch(cutoffs: RetentionCutoffs, batch: number): Promise<ExpiryBatch> {
+    return retention.expireBatch(this.db, this.retention, cutoffs, batch);
+  }
+
+  async previewExpiry(cutoffs: RetentionCutoffs): Promise<ExpiryPreview> {
+    return retention.previewExpiry(this.retention, cutoffs);
+  }
+
+  async expiredParts(runId: number): Promise<{ log: boolean; files: boolean } | null> {
+    return retention.expiredParts(this.retention, runId);
   }
 
   async close(): Promise<void> {
