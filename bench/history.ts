@@ -166,9 +166,10 @@ async function prepare(
   logBytes: number,
   fresh: boolean,
 ): Promise<{ world: World; emptyDir: string; fullDir: string; figures: FillFigures }> {
+  // The migrations' text, not only their names: a migration edited before it landed changes the key.
   const version = readMigrations()
-    .map((m) => m.name)
-    .join(',');
+    .map((m) => `${m.name}\n${m.sql}`)
+    .join('\n');
   const key = crypto
     .createHash('sha256')
     .update(`${version}|${runs}|${logBytes}|${SITES}|v1`)
