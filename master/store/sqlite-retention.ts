@@ -9,26 +9,31 @@ import type { ExpiryBatch, ExpiryPreview, RetentionCutoffs } from './registry-st
  */
 const FINAL = FINAL_RUN_STATES.map((s) => `'${s}'`).join(', ');
 
-const SQL = {
+export const RETENTION_SQL = {
   // Seeks the partial index runs_log_expiry (0006): only runs with a log left are in it, so a
   // sweep over a long, mostly expired history reads just the batch.
-  logRuns: `SELECT id FROM runs WHERE log_expired_at IS NULL AND log_bytes > 0 AND finished_at < ? AND status IN (${FINAL}) ORDER BY finished_at LIMIT ?`,
+  // `+status`: without it, SQLite without statistics picks (status, lease_expires_at) instead and
+  // walks every finished run (test/master/history-plans.test.ts).
+  logRuns: `SELECT id FROM runs WHERE log_expired_at IS NULL AND log_bytes > 0 AND finished_at < ? AND +status IN (${FINAL}) ORDER BY finished_at LIMIT ?`,
   deleteLog: 'DELETE FROM run_logs WHERE run_id = ?',
   markLog: 'UPDATE runs SET log_expired_at = ? WHERE id = ?',
-  // Driven by run_files, which holds only files not yet expired: its size is bounded by retention.
-  fileRuns: `SELECT DISTINCT f.run_id AS id FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.finished_at < ? AND r.status IN (${FINAL}) LIMIT ?`,
+  // Driven by run_files, which holds only files not yet expired: its size is bounded by retention
+  // (`+r.status` keeps SQLite from walking every finished run through the status index instead).
+  fileRuns: `SELECT DISTINCT f.run_id AS id FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.finished_at < ? AND +r.status IN (${FINAL}) LIMIT ?`,
   storedOf: 'SELECT stored_as FROM run_files WHERE run_id = ?',
   deleteFiles: 'DELETE FROM run_files WHERE run_id = ?',
   markFiles: 'UPDATE runs SET files_expired_at = ? WHERE id = ?',
-  previewLogs: `SELECT COUNT(*) AS runs, COALESCE(SUM(log_bytes), 0) AS bytes FROM runs WHERE log_expired_at IS NULL AND log_bytes > 0 AND finished_at < ? AND status IN (${FINAL})`,
-  previewFiles: `SELECT COUNT(DISTINCT f.run_id) AS runs, COUNT(*) AS files, COALESCE(SUM(f.size), 0) AS bytes FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.finished_at < ? AND r.status IN (${FINAL})`,
+  previewLogs: `SELECT COUNT(*) AS runs, COALESCE(SUM(log_bytes), 0) AS bytes FROM runs WHERE log_expired_at IS NULL AND log_bytes > 0 AND finished_at < ? AND +status IN (${FINAL})`,
+  previewFiles: `SELECT COUNT(DISTINCT f.run_id) AS runs, COUNT(*) AS files, COALESCE(SUM(f.size), 0) AS bytes FROM run_files f JOIN runs r ON r.id = f.run_id WHERE r.finished_at < ? AND +r.status IN (${FINAL})`,
   expired: 'SELECT log_expired_at, files_expired_at FROM runs WHERE id = ?',
 } as const;
 
-export type RetentionStatements = { [K in keyof typeof SQL]: Database.Statement };
+export type RetentionStatements = { [K in keyof typeof RETENTION_SQL]: Database.Statement };
 
 export function prepareRetention(db: Database.Database): RetentionStatements {
-  return Object.fromEntries(Object.entries(SQL).map(([k, sql]) => [k, db.prepare(sql)])) as RetentionStatements;
+  return Object.fromEntries(
+    Object.entries(RETENTION_SQL).map(([k, sql]) => [k, db.prepare(sql)]),
+  ) as RetentionStatements;
 }
 
 export function expireBatch(
