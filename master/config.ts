@@ -15,6 +15,8 @@ export interface MasterConfig {
   logLevel: string;
   leaseMs: number;
   sweepIntervalMs: number;
+  /** master/retention.ts: ages in ms after which finished runs' logs and files go (null: never). */
+  retention: { logsMs: number | null; filesMs: number | null; intervalMs: number; batch: number };
   limits: {
     jsonBodyBytes: number;
     configBytes: number;
@@ -44,7 +46,14 @@ export const MASTER_ENV_OVERRIDES: readonly EnvOverride[] = [
 export interface MasterConfigSources {
   file: string | null;
   env: NodeJS.ProcessEnv;
-  flags: { port?: number; host?: string; dataDir?: string; database?: string };
+  flags: {
+    port?: number;
+    host?: string;
+    dataDir?: string;
+    database?: string;
+    retainLogs?: string;
+    retainFiles?: string;
+  };
 }
 
 export function loadMasterConfig(sources: MasterConfigSources): MasterConfig {
@@ -59,6 +68,8 @@ export function loadMasterConfig(sources: MasterConfigSources): MasterConfig {
       host: sources.flags.host,
       dataDir: sources.flags.dataDir,
       database: sources.flags.database,
+      'retention.logs': sources.flags.retainLogs,
+      'retention.files': sources.flags.retainFiles,
     },
   }) as Record<string, never>;
   return compileMasterConfig(raw);
@@ -77,6 +88,12 @@ export function compileMasterConfig(raw: Record<string, any>): MasterConfig {
     logLevel: raw.logLevel,
     leaseMs: parseDurationMs(raw.lease),
     sweepIntervalMs: parseDurationMs(raw.sweepInterval),
+    retention: {
+      logsMs: raw.retention.logs === undefined ? null : parseDurationMs(raw.retention.logs),
+      filesMs: raw.retention.files === undefined ? null : parseDurationMs(raw.retention.files),
+      intervalMs: parseDurationMs(raw.retention.interval),
+      batch: raw.retention.batch,
+    },
     limits: {
       jsonBodyBytes: l.jsonBodyBytes,
       configBytes: l.configBytes,

@@ -9,19 +9,27 @@ import {
 import { ConfigError, coerceError } from '../shared/errors.js';
 import { createLogger } from '../shared/logger.js';
 import { ADMIN_USAGE, runAdminCommand, UsageError } from './admin-cli.js';
-import { loadMasterConfig } from './config.js';
-import { startRegistry } from './server.js';
+import { loadMasterConfig, type MasterConfig } from './config.js';
+import { ResultFileStore } from './result-files.js';
+import { runExpireCommand } from './retention.js';
+import { openStore, SHARED_FILES_GRACE_MS, startRegistry } from './server.js';
 
 const USAGE = `Usage: node master [serve] [--port N] [--host ADDR] [--data-dir DIR] [--database URL] [--config FILE]
+         [--retain-logs AGE] [--retain-files AGE]
   Starts the PHT registry (default port 5000, data in ./data; --database postgres://… keeps the
   records in PostgreSQL instead of ./data/registry.sqlite, and several registries may share it).
+  --retain-logs 30d, --retain-files 90d: finished runs' logs and result files are removed at
+  that age (retention.logs, retention.files in the config file).
+       node master expire [--dry-run] [--retain-logs AGE] [--retain-files AGE]
+  Expires what retention makes due now, in batches; --dry-run only says what would go.
   Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_DATABASE_URL, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
 
 ${ADMIN_USAGE}`;
 
 /** Each command's own options and how many words may follow it; every command takes --data-dir, --database and --config. */
 const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
-  serve: { options: ['port', 'host'], maxArgs: 0 },
+  serve: { options: ['port', 'host', 'retain-logs', 'retain-files'], maxArgs: 0 },
+  expire: { options: ['dry-run', 'retain-logs', 'retain-files'], maxArgs: 0 },
   'create-site': { options: ['json', 'org'], maxArgs: 1 },
   'create-user': { options: ['json', 'role', 'org'], maxArgs: 1 },
   'create-org': { options: ['json'], maxArgs: 1 },
@@ -52,6 +60,9 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
         org: 'value',
         url: 'value',
         'public-key': 'value',
+        'retain-logs': 'value',
+        'retain-files': 'value',
+        'dry-run': 'boolean',
       },
       positionals: { max: 4 },
     },
@@ -80,8 +91,14 @@ async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<num
         host: stringOption(args, 'host'),
         dataDir: stringOption(args, 'data-dir'),
         database: stringOption(args, 'database'),
+        retainLogs: stringOption(args, 'retain-logs'),
+        retainFiles: stringOption(args, 'retain-files'),
       },
     });
+    if (command === 'expire') {
+      await expireCommand(config, args.values['dry-run'] === true);
+      return 0;
+    }
     if (command !== 'serve') {
       // Missing names are reported by the command itself, with what it expected.
       await runAdminCommand(
@@ -105,6 +122,17 @@ async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<num
     if (e instanceof CommandLineError) throw e;
     console.error(`error: ${coerceError(e).message}`);
     return 1;
+  }
+}
+
+/** `node master expire`: one sweep with this config's retention, or its preview. */
+async function expireCommand(config: MasterConfig, dryRun: boolean): Promise<void> {
+  const store = await openStore({ dataDir: config.dataDir, database: config.database, poolSize: 1 });
+  try {
+    const files = new ResultFileStore(config.dataDir, config.database ? SHARED_FILES_GRACE_MS : 0);
+    await runExpireCommand(store, files, config.retention, dryRun, (text) => console.log(text));
+  } finally {
+    await store.close();
   }
 }
 

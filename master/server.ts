@@ -9,6 +9,7 @@ import { WaitingPolls } from './hand-out.js';
 import { createApp } from './http/app.js';
 import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
+import { startRetention } from './retention.js';
 import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
 import type { PublicKeys } from './public-keys.js';
@@ -22,7 +23,7 @@ export { openStore };
  * registry treats it as a crash's leftover: far longer than recording a stored upload takes, and
  * an upload still being written keeps its temporary file's time fresh.
  */
-const SHARED_FILES_GRACE_MS = 15 * 60_000;
+export const SHARED_FILES_GRACE_MS = 15 * 60_000;
 
 export interface RunningRegistry {
   url: string;
@@ -107,6 +108,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
       .catch((e: unknown) => logger.error('sweep failed', { error: coerceError(e).message }));
   }, config.sweepIntervalMs);
   sweeper.unref();
+  const stopRetention = startRetention(store, files, config.retention, logger);
 
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   logger.info('registry listening', {
@@ -127,6 +129,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     close() {
       closing ??= (async () => {
         clearInterval(sweeper);
+        await stopRetention();
         await metricsListener?.close();
         await new Promise<void>((resolve) => {
           server.close(() => resolve());

@@ -37,6 +37,23 @@ export const masterConfigSchema = {
     lease: { ...DURATION_SCHEMA, default: '60s' },
     /** How often expired leases and unconfirmed cancellations are swept. */
     sweepInterval: { ...DURATION_SCHEMA, default: '5s' },
+    /**
+     * Finished runs' logs and result files are removed once this old (master/retention.ts); the
+     * run itself stays. Absent: kept forever.
+     */
+    retention: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        logs: DURATION_SCHEMA,
+        files: DURATION_SCHEMA,
+        /** How often the sweep looks for something to expire. */
+        interval: { ...DURATION_SCHEMA, default: '1h' },
+        /** Runs per transaction: bounds how long one batch holds the write lock. */
+        batch: { type: 'integer', minimum: 1, maximum: 10000, default: 500 },
+      },
+    },
     limits: {
       type: 'object',
       additionalProperties: false,

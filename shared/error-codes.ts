@@ -20,6 +20,10 @@ export const ERROR_CODES = {
   keyRevoked: 'key_revoked',
   unknownSite: 'unknown_site',
   noSites: 'no_sites',
+  /** 410: retention removed this finished run's log (the run itself stays). */
+  logExpired: 'log_expired',
+  /** 410: retention removed this finished run's result files. */
+  filesExpired: 'files_expired',
   internal: 'internal_error',
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];

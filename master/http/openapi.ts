@@ -132,21 +132,30 @@ export const ROUTES: readonly RouteDoc[] = [
     path: '/runs/{id}/log',
     summary: "The run's log as text",
     who: 'researcher',
-    answers: { '200': { description: 'UTF-8 text', media: 'text/plain' } },
+    answers: {
+      '200': { description: 'UTF-8 text', media: 'text/plain' },
+      '410': { description: 'Retention removed the log (code log_expired); the run stays', json: 'Error' },
+    },
   },
   {
     method: 'get',
     path: '/runs/{id}/files',
     summary: "The run's result files",
     who: 'researcher',
-    answers: { '200': { description: 'Name, size and SHA-256 of each file', json: 'ResultFileList' } },
+    answers: {
+      '200': { description: 'Name, size and SHA-256 of each file', json: 'ResultFileList' },
+      '410': { description: 'Retention removed the files (code files_expired); the run stays', json: 'Error' },
+    },
   },
   {
     method: 'get',
     path: '/runs/{id}/files/{name}',
     summary: 'Download a result file (its SHA-256 in X-Content-SHA256)',
     who: 'researcher',
-    answers: { '200': { description: 'The bytes', media: 'application/octet-stream' } },
+    answers: {
+      '200': { description: 'The bytes', media: 'application/octet-stream' },
+      '410': { description: 'Retention removed the files (code files_expired); the run stays', json: 'Error' },
+    },
   },
   {
     method: 'get',

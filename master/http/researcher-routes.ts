@@ -57,6 +57,19 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     return owned.run;
   }
 
+  /** 410 when retention (master/retention.ts) removed this run's log or files. */
+  async function refuseExpired(runId: number, part: 'log' | 'files'): Promise<void> {
+    const expired = await store.expiredParts(runId);
+    if (part === 'log' && expired?.log)
+      throw new RegistryError(410, ERROR_CODES.logExpired, `the log of run ${runId} was removed by retention`);
+    if (part === 'files' && expired?.files)
+      throw new RegistryError(
+        410,
+        ERROR_CODES.filesExpired,
+        `the result files of run ${runId} were removed by retention`,
+      );
+  }
+
   router.get('/me', (_req, res) => {
     const p = principalOf(res);
     res.json({ name: p.name, kind: p.kind, role: p.role });
@@ -225,17 +238,20 @@ export function researcherRoutes(ctx: RegistryContext): Router {
 
   router.get('/runs/:id/log', async (req, res) => {
     const run = await visibleRun(principalOf(res), idParam(req, 'id'));
+    await refuseExpired(run.id, 'log');
     res.type('text/plain; charset=utf-8').send(await store.readLog(run.id));
   });
 
   router.get('/runs/:id/files', async (req, res) => {
     const run = await visibleRun(principalOf(res), idParam(req, 'id'));
+    await refuseExpired(run.id, 'files');
     res.json(await store.listFiles(run.id));
   });
 
   router.get('/runs/:id/files/*name', async (req, res) => {
     const run = await visibleRun(principalOf(res), idParam(req, 'id'));
     const name = filePathParam(req);
+    await refuseExpired(run.id, 'files');
     const file = await store.getFile(run.id, name);
     if (!file) throw new NotFoundError(`file "${name}" of run ${run.id}`);
     res.writeHead(200, {

@@ -24,10 +24,13 @@ import { coerceError } from '../../shared/errors.js';
 import type { ImageSignature } from '../../shared/governance.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import * as governance from './postgres-governance.js';
+import * as retention from './postgres-retention.js';
 import { migratePostgres } from './postgres-migrate.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
   DeletedTask,
+  ExpiryBatch,
+  ExpiryPreview,
   FileLimits,
   NewTask,
   OwnedRun,
@@ -36,6 +39,7 @@ import type {
   PrincipalKind,
   PrincipalRole,
   RegistryStore,
+  RetentionCutoffs,
   StoredFile,
   SweepOutcome,
   TaskQuery,
@@ -1267,6 +1271,18 @@ export class PostgresRegistryStore implements RegistryStore {
       if (row.task_status !== 'running') await this.refreshTaskStatus(c, row.task_id);
       return { ...toSiteView(row), status: 'awaiting_approval' };
     });
+  }
+
+  async expireBatch(cutoffs: RetentionCutoffs, batch: number): Promise<ExpiryBatch> {
+    return this.tx((c) => retention.expireBatch(c, cutoffs, batch));
+  }
+
+  async previewExpiry(cutoffs: RetentionCutoffs): Promise<ExpiryPreview> {
+    return retention.previewExpiry(this.pool, cutoffs);
+  }
+
+  async expiredParts(runId: number): Promise<{ log: boolean; files: boolean } | null> {
+    return retention.expiredParts(this.pool, runId);
   }
 
   async close(): Promise<void> {

@@ -100,6 +100,33 @@ export interface SweepOutcome {
   changedTasks: number[];
 }
 
+/** Finished runs older than these lose their log or their result files (null: kept forever). */
+export interface RetentionCutoffs {
+  logsBefore: Date | null;
+  filesBefore: Date | null;
+}
+
+/** One batch of master/retention.ts's sweep. */
+export interface ExpiryBatch {
+  /** Runs whose log was removed. */
+  logs: number;
+  /** Runs whose file records were removed. */
+  fileRuns: number;
+  /** Stored names of the removed files, for the caller to delete from the result store. */
+  storedFiles: string[];
+  /** Another registry process is sweeping right now (PostgreSQL): this one stops. */
+  busy: boolean;
+}
+
+/** What a sweep with these cutoffs would expire (`node master expire --dry-run`). */
+export interface ExpiryPreview {
+  logRuns: number;
+  logBytes: number;
+  fileRuns: number;
+  files: number;
+  fileBytes: number;
+}
+
 export interface RegistryStore {
   createPrincipal(
     kind: PrincipalKind,
@@ -192,6 +219,15 @@ export interface RegistryStore {
   listImageSignatures(digest: string): Promise<ImageSignature[]>;
   /** The site holds the run's results for its officer: running → awaiting_approval (repeatable). */
   awaitApproval(siteId: number, runId: number): Promise<SiteRunView>;
+
+  /**
+   * Retention: expires the logs of at most `batch` finished runs and the files of at most `batch`
+   * finished runs, in one short transaction (the sweep repeats it until nothing is left).
+   */
+  expireBatch(cutoffs: RetentionCutoffs, batch: number): Promise<ExpiryBatch>;
+  previewExpiry(cutoffs: RetentionCutoffs): Promise<ExpiryPreview>;
+  /** Whether retention expired this run's log and files (null: no such run). */
+  expiredParts(runId: number): Promise<{ log: boolean; files: boolean } | null>;
 
   /** Requeues assigned runs whose lease expired; ends cancellations the site never confirmed. */
   sweep(now: number, leaseMs: number): Promise<SweepOutcome>;

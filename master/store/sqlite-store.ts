@@ -25,9 +25,12 @@ import type { ImageSignature } from '../../shared/governance.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migrate } from './migrate.js';
 import * as governance from './sqlite-governance.js';
+import * as retention from './sqlite-retention.js';
 import { generateSecret, hashSecret } from './secrets.js';
 import type {
   DeletedTask,
+  ExpiryBatch,
+  ExpiryPreview,
   FileLimits,
   NewTask,
   OwnedRun,
@@ -36,6 +39,7 @@ import type {
   PrincipalKind,
   PrincipalRole,
   RegistryStore,
+  RetentionCutoffs,
   StoredFile,
   SweepOutcome,
   TaskQuery,
@@ -143,6 +147,8 @@ export class SqliteRegistryStore implements RegistryStore {
   private readonly stmt;
   /** Organizations, projects and signatures (sqlite-governance.ts). */
   private readonly gov: governance.GovernanceStatements;
+  /** Expiry of finished runs' logs and files (sqlite-retention.ts). */
+  private readonly retention: retention.RetentionStatements;
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -155,6 +161,7 @@ export class SqliteRegistryStore implements RegistryStore {
     migrate(this.db);
     const db = this.db;
     this.gov = governance.prepareGovernance(db);
+    this.retention = retention.prepareRetention(db);
     this.stmt = {
       insertPrincipal: db.prepare(
         'INSERT INTO principals (kind, name, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *',
@@ -173,11 +180,14 @@ export class SqliteRegistryStore implements RegistryStore {
       insertTask: db.prepare(
         'INSERT INTO tasks (owner_id, name, image, config, config_bytes, config_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
-      // Both read from indexes only: (owner_id, status, id) and (owner_id, config_bytes).
+      // The first reads the (owner_id, status, id) index only.
       openTasksOfOwner: db
         .prepare("SELECT COUNT(*) FROM tasks WHERE owner_id = ? AND status IN ('queued', 'running')")
         .pluck(),
-      configBytesOfOwner: db.prepare('SELECT COALESCE(SUM(config_bytes), 0) FROM tasks WHERE owner_id = ?').pluck(),
+      // The task_counts counters (migration 0006): a few rows, however many tasks the owner keeps.
+      configBytesOfOwner: db
+        .prepare('SELECT COALESCE(SUM(config_bytes), 0) FROM task_counts WHERE owner_id = ?')
+        .pluck(),
       openRunsOfTask: db
         .prepare("SELECT COUNT(*) FROM runs WHERE task_id = ? AND status IN ('queued', 'assigned', 'running')")
         .pluck(),
@@ -478,7 +488,7 @@ export class SqliteRegistryStore implements RegistryStore {
 
   async listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }> {
     const { clause, params } = taskFilter(query);
-    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks t ${clause}`).get(...params) as { n: number }).n;
+    const total = this.countTasks(query, clause, params);
     const rows = this.db
       .prepare(
         `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id ${clause} ORDER BY t.id DESC LIMIT ? OFFSET ?`,
@@ -487,9 +497,33 @@ export class SqliteRegistryStore implements RegistryStore {
     return { tasks: rows.map((r) => this.taskFromRow(r)), total };
   }
 
+  /**
+   * A listing's `total`: from the task_counts counters (migration 0006) when it filters by owner
+   * and status only, so that it does not grow with the history; a COUNT for the other filters.
+   */
+  private countTasks(query: TaskQuery, clause: string, params: unknown[]): number {
+    if (query.site || query.text)
+      return (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks t ${clause}`).get(...params) as { n: number }).n;
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (query.ownerId !== null) {
+      where.push('owner_id = ?');
+      args.push(query.ownerId);
+    }
+    if (query.status !== null) {
+      where.push('status = ?');
+      args.push(query.status);
+    }
+    const sql = `SELECT COALESCE(SUM(n), 0) FROM task_counts${where.length ? ` WHERE ${where.join(' AND ')}` : ''}`;
+    return this.db
+      .prepare(sql)
+      .pluck()
+      .get(...args) as number;
+  }
+
   async listTaskSummaries(query: TaskQuery): Promise<{ tasks: TaskSummary[]; total: number }> {
     const { clause, params } = taskFilter(query);
-    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM tasks t ${clause}`).get(...params) as { n: number }).n;
+    const total = this.countTasks(query, clause, params);
     const rows = this.db
       .prepare(
         `SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id ${clause} ORDER BY t.id DESC LIMIT ? OFFSET ?`,
@@ -902,6 +936,18 @@ export class SqliteRegistryStore implements RegistryStore {
         return toSiteView(this.siteRunRow(siteId, runId));
       })
       .immediate();
+  }
+
+  async expireBatch(cutoffs: RetentionCutoffs, batch: number): Promise<ExpiryBatch> {
+    return retention.expireBatch(this.db, this.retention, cutoffs, batch);
+  }
+
+  async previewExpiry(cutoffs: RetentionCutoffs): Promise<ExpiryPreview> {
+    return retention.previewExpiry(this.retention, cutoffs);
+  }
+
+  async expiredParts(runId: number): Promise<{ log: boolean; files: boolean } | null> {
+    return retention.expiredParts(this.retention, runId);
   }
 
   async close(): Promise<void> {

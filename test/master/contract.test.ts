@@ -10,6 +10,8 @@ import addFormats from 'ajv-formats';
 import { createConfig, lintFromString } from '@redocly/openapi-core';
 import { describe, expect, it } from 'vitest';
 import { ROUTES, statusesOf } from '../../master/http/openapi.js';
+import { ResultFileStore } from '../../master/result-files.js';
+import { expireDue } from '../../master/retention.js';
 import { generateReviewerKeyPair, signDigest } from '../../shared/governance.js';
 import { IMAGE, sharedWorld } from './helpers.js';
 
@@ -255,6 +257,18 @@ describe('the registry against its served OpenAPI document', () => {
     const refused = await call('post', '/tasks', 429, { json: { image: IMAGE } });
     expect((refused.body as { code: string }).code).toBe('too_many_open_tasks');
     for (const t of open) await w.researcher.post(`/api/v1/tasks/${t.id}/cancel`).expect(200);
+
+    // 410: a run whose log and files retention removed (master/retention.ts).
+    const aged = (await w.researcher.createTask()).runs[0]!.id;
+    await site.claimAndStart();
+    await site.log(aged, 'old\n');
+    await site.upload(aged, 'old.json', Buffer.from('{}')).expect(201);
+    await site.finish(aged, { state: 'completed', exitCode: 0 });
+    const retention = { logsMs: 1, filesMs: 1, intervalMs: 60_000, batch: 10 };
+    await expireDue(w.reg.store, new ResultFileStore(w.reg.dataDir), retention, new Date(Date.now() + 60_000));
+    await call('get', '/runs/{id}/log', 410, { params: { id: aged } });
+    await call('get', '/runs/{id}/files', 410, { params: { id: aged } });
+    await call('get', '/runs/{id}/files/{name}', 410, { params: { id: aged, name: 'old.json' } });
   });
 
   it('answers every site route as documented', async () => {
