@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   keyRevoked: 'key_revoked',
   unknownSite: 'unknown_site',
   noSites: 'no_sites',
+  /** A sealed task names a site with no registered, unrevoked public key (422; details.sites names them). */
+  siteWithoutKey: 'site_without_key',
   internal: 'internal_error',
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];

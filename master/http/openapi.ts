@@ -65,7 +65,11 @@ export const ROUTES: readonly RouteDoc[] = [
         json: 'Error',
       },
       '429': { description: 'The researcher has the most unfinished tasks allowed', json: 'Error' },
-      '422': { description: 'Unknown or disabled site, or no enabled site at all', json: 'Error' },
+      '422': {
+        description:
+          'Unknown or disabled site, no enabled site at all, or a sealed task aimed at a site with no active public key (site_without_key, details.sites names them)',
+        json: 'Error',
+      },
     },
   },
   {

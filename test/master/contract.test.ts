@@ -178,6 +178,12 @@ describe('the registry against its served OpenAPI document', () => {
     await call('post', '/tasks', 413, { json: { image: IMAGE, config: 'x'.repeat(JSON_BODY_BYTES) } });
     await call('post', '/tasks', 415, { raw: { body: `{"image":"${IMAGE}"}`, contentType: 'text/plain' } });
     await call('post', '/tasks', 422, { json: { image: IMAGE, sites: ['nowhere'] } });
+    // A sealed config for a site that registered no public key (site_without_key).
+    const sealed = { format: 'pht-sealed-config', version: 1, envelope: 'AAAA' };
+    const refusedSealed = await call('post', '/tasks', 422, {
+      json: { image: IMAGE, config: sealed, sites: ['site-a'] },
+    });
+    expect(refusedSealed.body).toMatchObject({ code: 'site_without_key', details: { sites: ['site-a'] } });
 
     // GET /tasks
     await call('get', '/tasks', 200);
