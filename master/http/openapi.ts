@@ -6,6 +6,7 @@
 import {
   claimQuerySchema,
   emptyQuerySchema,
+  siteActivityQuerySchema,
   taskListQuerySchema,
   taskSummaryQuerySchema,
   taskWaitQuerySchema,
@@ -177,10 +178,10 @@ export const ROUTES: readonly RouteDoc[] = [
   {
     method: 'get',
     path: '/sites/activity',
-    summary: "Sites with an online flag and run counts (a researcher's: of their own tasks)",
+    summary: "A page of sites by name, with an online flag and run counts (a researcher's: of their own tasks)",
     who: 'researcher',
-    query: emptyQuerySchema,
-    answers: { '200': { description: 'Every site', json: 'SiteActivityList' } },
+    query: siteActivityQuerySchema,
+    answers: { '200': { description: 'One page of the sites matching the filter', json: 'SiteActivityList' } },
   },
   {
     method: 'get',

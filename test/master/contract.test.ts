@@ -340,6 +340,7 @@ describe('the registry against its served OpenAPI document', () => {
     await call('get', '/task-summaries', 200, { query: '?status=queued&site=site-a&q=contract&limit=10&offset=0' });
     await call('get', '/task-summaries', 400, { query: '?site=Not%20A%20Site' });
     await call('get', '/sites/activity', 200);
+    await call('get', '/sites/activity', 200, { query: '?q=site&limit=1&offset=0' });
     await call('get', '/sites/activity', 400, { query: '?all=1' });
     // A researcher is refused the admin routes as a site is.
     await call('get', '/admin/users', 403, { who: 'researcher' });
