@@ -133,6 +133,16 @@ async function signedInPage(browser: Browser, token: string): Promise<Page> {
   return context.newPage();
 }
 
+const DEFAULTS = { tasks: 10_000, sites: 500, rounds: 7, baseline: '' };
+
+/** The command that ran, as the report gives it: the options that differ from the defaults. */
+function commandLine(options: typeof DEFAULTS): string {
+  const given = (Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[])
+    .filter((k) => options[k] !== DEFAULTS[k])
+    .map((k) => `--${k} ${options[k]}`);
+  return `npm run bench:dashboard${given.length ? ` -- ${given.join(' ')}` : ''}`;
+}
+
 /** A baseline commit's registry and dashboard, built in a temporary directory. */
 function buildBaselineWithDashboard(ref: string): Build {
   const build = buildBaseline(ref);
@@ -167,10 +177,10 @@ async function baselineSitesScreen(
 }
 
 async function main(args: BenchArgs): Promise<void> {
-  const taskCount = args.number('tasks', 10_000);
-  const siteCount = args.number('sites', 500);
-  const rounds = args.number('rounds', 7);
-  const baselineRef = args.string('baseline', '');
+  const taskCount = args.number('tasks', DEFAULTS.tasks);
+  const siteCount = args.number('sites', DEFAULTS.sites);
+  const rounds = args.number('rounds', DEFAULTS.rounds);
+  const baselineRef = args.string('baseline', DEFAULTS.baseline);
   if (siteCount <= SITES_PAGE * 2) throw new Error(`--sites must be over ${SITES_PAGE * 2} (two pages and more)`);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-dashboard-'));
   console.log(`seeding ${taskCount} tasks at ${siteCount} sites…`);
@@ -240,7 +250,8 @@ async function main(args: BenchArgs): Promise<void> {
     if (baseline) {
       // The same data, served by the baseline commit's registry and dashboard.
       await registry.stop({ keepData: true });
-      registry = await startRegistryProcess({ dataDir, root: baseline.root });
+      // A log of its own: the port is read from the log's "registry listening" line.
+      registry = await startRegistryProcess({ dataDir, root: baseline.root, logName: 'baseline-registry.log' });
       baselineApi = await timeApi(`${registry.url}/api/v1/sites/activity`, seeded.adminToken, rounds * 3);
       baselineSites = await baselineSitesScreen(browser, registry.url, seeded.adminToken, siteCount, rounds);
     }
@@ -322,7 +333,7 @@ async function main(args: BenchArgs): Promise<void> {
     writeSection({
       id: 'dashboard',
       title: 'Dashboard: first paint, a 500-run task, the sites screen',
-      command: `npm run bench:dashboard${baseline ? ` -- --baseline ${baselineRef}` : ''}`,
+      command: commandLine({ tasks: taskCount, sites: siteCount, rounds, baseline: baselineRef }),
       body,
     });
   } finally {
