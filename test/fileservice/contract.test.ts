@@ -21,10 +21,10 @@ interface Doc {
   paths: Record<string, Record<string, Operation>>;
 }
 
-/** Statuses documented but not provoked here, each with why. */
+/** Statuses documented but not provoked here, each with where it is tested instead. */
 const NOT_PROVOKED: Record<string, string> = {
-  // Needs a filled disk (a tmpfs mount); the registry's 507 is drilled in test/e2e/drills/disk-full.test.ts.
-  'put /tasks/{taskId}/files/{name} 507': 'a full disk',
+  // A full disk needs a small tmpfs mounted as root; here it would fill the machine's disk.
+  'put /tasks/{taskId}/files/{name} 507': 'test/e2e/drills/fileservice-disk-full.test.ts',
 };
 
 const FILE_BYTES = 1000;
