@@ -13,6 +13,7 @@ import { request } from 'undici';
 import { CONTAINER_PATHS } from '../shared/container-contract.js';
 import { open, readKeyRingFile, sealStream } from '../shared/crypto/index.js';
 import { coerceError } from '../shared/errors.js';
+import { validateFileEntryList } from '../shared/fileservice-schemas.js';
 import type { Logger } from '../shared/logger.js';
 import type { ClientConfig } from './config.js';
 import { openForUpload, scanOutput } from './output-files.js';
@@ -99,9 +100,13 @@ export async function readInbox(config: ClientConfig, taskId: number): Promise<I
   const base = inbox.url.replace(/\/+$/, '');
   const headers = { authorization: `Bearer ${inbox.token}` };
   const list = await request(`${base}/api/v1/tasks/${taskId}/files`, { headers });
-  const entries = (await list.body.json()) as { sender: string; name: string; size: number }[];
-  if (list.statusCode !== 200 || !Array.isArray(entries))
+  if (list.statusCode !== 200) {
+    await list.body.dump();
     throw new Error(`the file service answered ${list.statusCode}`);
+  }
+  const entries: unknown = await list.body.json();
+  if (!validateFileEntryList(entries))
+    throw new Error(`the file service's file list is malformed: ${validateFileEntryList.problems().join('; ')}`);
   if (entries.length > MAX_INBOX_FILES) throw new Error(`more than ${MAX_INBOX_FILES} files in the inbox`);
   let total = 0;
   const files: InboxFile[] = [];

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { publicKeyToJson, readPublicKeyFile, readRotationsFile, keyFilePaths } from '../shared/crypto/index.js';
 import { ERROR_CODES } from '../shared/error-codes.js';
+import { FILE_TASK_ID_PATTERN, UPLOAD_NAME_PATTERN } from '../shared/fileservice-schemas.js';
 import { coerceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
 import { SITE_NAME_PATTERN } from '../shared/names.js';
@@ -19,13 +20,12 @@ export interface FileServiceContext {
 }
 
 /** Task ids are the registry's (positive integers); kept as text, never used in a path. */
-const TASK_ID = /^[1-9][0-9]{0,14}$/;
+const TASK_ID = new RegExp(FILE_TASK_ID_PATTERN);
 /**
- * One path segment of letters, digits, ".", "_", "-", not starting with "." (so never "." or
- * ".." or a hidden file), at most 255 characters: no traversal, no absolute path, no control or
- * separator characters. Names are only labels: bytes are stored under random names anyway.
+ * No traversal, no absolute path, no control or separator characters (see UPLOAD_NAME_PATTERN).
+ * Names are only labels: bytes are stored under random names anyway.
  */
-export const UPLOAD_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$/;
+export const UPLOAD_NAME = new RegExp(UPLOAD_NAME_PATTERN);
 const SENDER = new RegExp(SITE_NAME_PATTERN);
 const SHA256 = /^[a-fA-F0-9]{64}$/;
 

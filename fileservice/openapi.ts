@@ -1,31 +1,203 @@
-/** The OpenAPI 3.1 description of the file service's /api/v1. */
-const error = { content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
-const errors = {
-  '400': { description: 'Invalid task id, file name or checksum', ...error },
-  '401': { description: 'Missing or unknown key', ...error },
-  '403': { description: 'Wrong kind of principal, or disabled', ...error },
-  '404': { description: 'Not found', ...error },
-};
-const taskId = {
-  name: 'taskId',
-  in: 'path',
-  required: true,
-  schema: { type: 'string', pattern: '^[1-9][0-9]{0,14}$' },
-};
-const name = {
-  name: 'name',
-  in: 'path',
-  required: true,
-  schema: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$' },
-};
-const sender = {
-  name: 'sender',
-  in: 'path',
-  required: true,
-  schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' },
+/**
+ * The OpenAPI 3.1 description of the file service's /api/v1, generated from its wire schemas
+ * (shared/fileservice-schemas.ts) and the route table below, as the registry's is
+ * (master/http/openapi.ts). test/fileservice/contract.test.ts sends requests for every route and
+ * status listed here and checks each answer against the served document.
+ */
+import { FILE_SERVICE_SCHEMAS, FILE_TASK_ID_PATTERN, UPLOAD_NAME_PATTERN } from '../shared/fileservice-schemas.js';
+import { SITE_NAME_PATTERN } from '../shared/names.js';
+
+type SchemaName = keyof typeof FILE_SERVICE_SCHEMAS;
+/** Who may call a route: its 401/403 answers and its tag follow from this. */
+type Who = 'sender' | 'reader' | 'anyone';
+
+type Answer =
+  | { description: string; json: SchemaName }
+  | { description: string; media: 'application/octet-stream' }
+  | { description: string };
+
+export interface FileServiceRouteDoc {
+  method: 'get' | 'put' | 'delete';
+  /** OpenAPI path below /api/v1. */
+  path: string;
+  summary: string;
+  who: Who;
+  /** Raw bytes in the body (an upload). */
+  binaryBody?: true;
+  /** Request headers the route reads. */
+  headers?: { name: string; description: string; schema: object }[];
+  /** The route's own statuses; those every route of its kind shares are added by `statusesOf`. */
+  answers: Record<string, Answer>;
+}
+
+/** Every path parameter, by name: the same name means the same thing everywhere. */
+const PATH_PARAMS: Record<string, { description: string; schema: object }> = {
+  taskId: {
+    description: "The registry's task id the files belong to",
+    schema: { type: 'string', pattern: FILE_TASK_ID_PATTERN },
+  },
+  name: {
+    description: 'The file name: letters, digits, ".", "_", "-", not starting with "."; at most 255',
+    schema: { type: 'string', pattern: UPLOAD_NAME_PATTERN },
+  },
+  sender: { description: 'The sending site', schema: { type: 'string', pattern: SITE_NAME_PATTERN } },
 };
 
+const notFound = (description: string): Answer => ({ description, json: 'Error' });
+
+/** Every route of the file service's /api/v1. */
+export const FILE_SERVICE_ROUTES: readonly FileServiceRouteDoc[] = [
+  {
+    method: 'get',
+    path: '/public-key',
+    summary: "The TTP's public key (X25519 + Ed25519), its fingerprint and signed rotations",
+    who: 'anyone',
+    answers: {
+      '200': { description: 'The key', json: 'TtpPublicKey' },
+      '404': notFound('No key created yet (node fileservice keys create)'),
+    },
+  },
+  {
+    method: 'put',
+    path: '/tasks/{taskId}/files/{name}',
+    summary: 'Sender: upload a file (raw bytes, streamed; atomic; the same bytes twice are harmless)',
+    who: 'sender',
+    binaryBody: true,
+    headers: [
+      {
+        name: 'X-Content-SHA256',
+        description: 'The SHA-256 of the body; bytes that do not match it are refused and not stored',
+        schema: { type: 'string', pattern: '^[a-fA-F0-9]{64}$' },
+      },
+    ],
+    answers: {
+      '201': { description: 'Stored (replacing the same name from this sender, if any)', json: 'FileEntry' },
+      '200': { description: 'The same bytes were already stored under this name', json: 'FileEntry' },
+      '400': {
+        description: 'Invalid task id or file name, malformed X-Content-SHA256, or bytes not matching it',
+        json: 'Error',
+      },
+      '409': { description: 'The sender has the most files allowed for this task', json: 'Error' },
+      '413': { description: 'Larger than the limit', json: 'Error' },
+      '507': { description: 'The file service is out of disk space; retry later', json: 'Error' },
+    },
+  },
+  {
+    method: 'get',
+    path: '/tasks/{taskId}/files',
+    summary: 'Reader: every file received for a task',
+    who: 'reader',
+    answers: { '200': { description: 'The files, possibly none', json: 'FileEntryList' } },
+  },
+  {
+    method: 'get',
+    path: '/tasks/{taskId}/files/{sender}/{name}',
+    summary: "Reader: a file's bytes (X-Content-SHA256 gives their hash)",
+    who: 'reader',
+    answers: {
+      '200': { description: 'The bytes', media: 'application/octet-stream' },
+      '404': notFound('No such file'),
+    },
+  },
+  {
+    method: 'delete',
+    path: '/tasks/{taskId}/files/{sender}/{name}',
+    summary: 'Reader: delete a file',
+    who: 'reader',
+    answers: { '204': { description: 'Deleted' }, '404': notFound('No such file') },
+  },
+  {
+    method: 'get',
+    path: '/openapi.json',
+    summary: 'This document',
+    who: 'anyone',
+    answers: { '200': { description: 'OpenAPI 3.1' } },
+  },
+];
+
+const pathParams = (path: string) => [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+
+/** Every status a route answers: its own, and those of its kind (keys, malformed path). */
+export function statusesOf(route: FileServiceRouteDoc): Record<string, Answer> {
+  const out: Record<string, Answer> = { ...route.answers };
+  const error = (description: string): Answer => ({ description, json: 'Error' });
+  if (pathParams(route.path).length > 0) out['400'] ??= error('Invalid task id, sender or file name');
+  if (route.who !== 'anyone') {
+    out['401'] ??= error('Missing or unknown key');
+    out['403'] ??= error(
+      route.who === 'sender'
+        ? 'Not a sender (site) key, or the sender is disabled'
+        : 'Not a reader token, or the reader is disabled',
+    );
+  }
+  return out;
+}
+
+/** The named schemas as components; a named schema reused inside another becomes a $ref. */
+function toDocSchema(node: unknown, top: object | null): unknown {
+  if (Array.isArray(node)) return node.map((n) => toDocSchema(n, null));
+  if (typeof node !== 'object' || node === null) return node;
+  if (node !== top) {
+    const name = (Object.keys(FILE_SERVICE_SCHEMAS) as SchemaName[]).find((k) => FILE_SERVICE_SCHEMAS[k] === node);
+    if (name) return { $ref: `#/components/schemas/${name}` };
+  }
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, toDocSchema(v, null)]));
+}
+
+function answerDoc(answer: Answer): object {
+  if ('json' in answer)
+    return {
+      description: answer.description,
+      content: { 'application/json': { schema: { $ref: `#/components/schemas/${answer.json}` } } },
+    };
+  if ('media' in answer)
+    return {
+      description: answer.description,
+      content: { [answer.media]: { schema: { type: 'string', format: 'binary' } } },
+    };
+  return { description: answer.description };
+}
+
+function operationDoc(route: FileServiceRouteDoc): object {
+  const parameters = [
+    ...pathParams(route.path).map((name) => {
+      const param = PATH_PARAMS[name];
+      if (!param) throw new Error(`describe the path parameter "${name}" of ${route.path} in PATH_PARAMS`);
+      return { name, in: 'path', required: true, ...param };
+    }),
+    ...(route.headers ?? []).map((h) => ({ in: 'header', required: false, ...h })),
+  ];
+  const operationId =
+    route.method +
+    route.path
+      .replace(/\.json$/, 'Json')
+      .replace(/[/{}-]+(\w)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase());
+  return {
+    operationId,
+    summary: route.summary,
+    tags: [route.who === 'anyone' ? 'meta' : route.who],
+    ...(route.who === 'anyone' ? { security: [] } : {}),
+    ...(parameters.length ? { parameters } : {}),
+    ...(route.binaryBody
+      ? {
+          requestBody: {
+            required: true,
+            content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+          },
+        }
+      : {}),
+    responses: Object.fromEntries(
+      Object.entries(statusesOf(route))
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([status, answer]) => [status, answerDoc(answer)]),
+    ),
+  };
+}
+
+/** The OpenAPI 3.1 document, built from the same schemas the file service's clients check with. */
 export function fileServiceOpenApi(): object {
+  const paths: Record<string, Record<string, object>> = {};
+  for (const route of FILE_SERVICE_ROUTES) (paths[route.path] ??= {})[route.method] = operationDoc(route);
   return {
     openapi: '3.1.0',
     info: {
@@ -33,111 +205,21 @@ export function fileServiceOpenApi(): object {
       version: '1',
       description:
         "A trusted third party's inbox: sites (senders) upload files per task, the TTP's own processes (readers) list, read and delete them.",
+      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
     servers: [{ url: '/api/v1' }],
     security: [{ bearer: [] }],
+    tags: [
+      { name: 'sender', description: 'Sites: upload files for a TTP' },
+      { name: 'reader', description: "The TTP's own processes: list, read and delete received files" },
+      { name: 'meta', description: 'About the service itself' },
+    ],
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: {
-        Error: {
-          type: 'object',
-          required: ['code', 'message'],
-          properties: { code: { type: 'string' }, message: { type: 'string' } },
-        },
-        FileEntry: {
-          type: 'object',
-          required: ['sender', 'name', 'size', 'sha256'],
-          additionalProperties: false,
-          properties: {
-            sender: { type: 'string' },
-            name: { type: 'string' },
-            size: { type: 'integer', minimum: 0 },
-            sha256: { type: 'string', pattern: '^[a-f0-9]{64}$' },
-          },
-        },
-        PublicKey: {
-          type: 'object',
-          required: ['publicKey', 'fingerprint', 'rotations'],
-          properties: {
-            publicKey: { type: 'object' },
-            fingerprint: { type: 'string' },
-            rotations: { type: 'array', items: { type: 'object' } },
-          },
-        },
-      },
+      schemas: Object.fromEntries(
+        Object.entries(FILE_SERVICE_SCHEMAS).map(([name, schema]) => [name, toDocSchema(schema, schema)]),
+      ),
     },
-    paths: {
-      '/public-key': {
-        get: {
-          security: [],
-          summary: "The TTP's public key (X25519 + Ed25519), its fingerprint and signed rotations",
-          responses: {
-            '200': {
-              description: 'The key',
-              content: { 'application/json': { schema: { $ref: '#/components/schemas/PublicKey' } } },
-            },
-            '404': { description: 'No key created yet', ...error },
-          },
-        },
-      },
-      '/tasks/{taskId}/files/{name}': {
-        put: {
-          summary: 'Sender: upload a file (raw bytes, streamed; atomic; the same bytes twice are harmless)',
-          parameters: [
-            taskId,
-            name,
-            {
-              name: 'X-Content-SHA256',
-              in: 'header',
-              required: false,
-              schema: { type: 'string', pattern: '^[a-fA-F0-9]{64}$' },
-            },
-          ],
-          requestBody: {
-            required: true,
-            content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
-          },
-          responses: {
-            '201': {
-              description: 'Stored',
-              content: { 'application/json': { schema: { $ref: '#/components/schemas/FileEntry' } } },
-            },
-            '200': {
-              description: 'The same bytes were already stored',
-              content: { 'application/json': { schema: { $ref: '#/components/schemas/FileEntry' } } },
-            },
-            '413': { description: 'Larger than the limit', ...error },
-            ...errors,
-          },
-        },
-      },
-      '/tasks/{taskId}/files': {
-        get: {
-          summary: 'Reader: every file received for a task',
-          parameters: [taskId],
-          responses: {
-            '200': {
-              description: 'Files',
-              content: {
-                'application/json': { schema: { type: 'array', items: { $ref: '#/components/schemas/FileEntry' } } },
-              },
-            },
-            ...errors,
-          },
-        },
-      },
-      '/tasks/{taskId}/files/{sender}/{name}': {
-        get: {
-          summary: "Reader: a file's bytes",
-          parameters: [taskId, sender, name],
-          responses: { '200': { description: 'The bytes', content: { 'application/octet-stream': {} } }, ...errors },
-        },
-        delete: {
-          summary: 'Reader: delete a file',
-          parameters: [taskId, sender, name],
-          responses: { '204': { description: 'Deleted' }, ...errors },
-        },
-      },
-    },
+    paths,
   };
 }

@@ -47,6 +47,8 @@ export interface PublicKeys {
     url?: string | null,
   ): Promise<{ record: KeyRecord; changed: boolean }>;
   revoke(kind: KeyKind, name: string): Promise<boolean>;
+  /** Those of `names` that have no registered key or only a revoked one, in the order given. */
+  withoutActiveKey(kind: KeyKind, names: readonly string[]): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -165,6 +167,13 @@ export class PublicKeyStore implements PublicKeys {
   async revoke(kind: KeyKind, name: string): Promise<boolean> {
     const now = new Date().toISOString();
     return this.stmts.revoke.run(now, now, kind, name).changes === 1;
+  }
+
+  async withoutActiveKey(kind: KeyKind, names: readonly string[]): Promise<string[]> {
+    return names.filter((name) => {
+      const row = this.stmts.get.get(kind, name) as Row | undefined;
+      return !row || row.revoked_at !== null;
+    });
   }
 
   async close(): Promise<void> {

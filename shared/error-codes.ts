@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   logExpired: 'log_expired',
   /** 410: retention removed this finished run's result files. */
   filesExpired: 'files_expired',
+  /** A sealed task names a site with no registered, unrevoked public key (422; details.sites names them). */
+  siteWithoutKey: 'site_without_key',
   internal: 'internal_error',
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];

@@ -478,7 +478,34 @@ export const siteActivitySchema = {
   },
 } as const;
 
-export const siteActivityListSchema = { type: 'array', items: siteActivitySchema } as const;
+export const siteActivityQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    q: {
+      type: 'string',
+      minLength: 1,
+      maxLength: LIMITS.taskNameLength,
+      description: 'Only sites whose name or organization contains this text (ignoring case).',
+    },
+    limit: { type: 'integer', minimum: 1, maximum: LIMITS.maxPageSize, default: LIMITS.defaultPageSize },
+    offset: { type: 'integer', minimum: 0, maximum: LIMITS.maxOffset, default: 0 },
+  },
+} as const;
+
+/** One page of sites by name, with how many match the filter and how many of those are online. */
+export const siteActivityListSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['sites', 'total', 'online', 'limit', 'offset'],
+  properties: {
+    sites: { type: 'array', items: siteActivitySchema },
+    total: { ...count, description: 'Sites matching the filter, on every page.' },
+    online: { ...count, description: 'Of those, the sites online now.' },
+    limit: count,
+    offset: count,
+  },
+} as const;
 
 export const createSiteSchema = {
   type: 'object',
@@ -610,5 +637,7 @@ export const validateTaskWaitQuery = compileQuery<FromSchema<typeof taskWaitQuer
 export const validateClaimQuery = compileQuery<FromSchema<typeof claimQuerySchema>>(claimQuerySchema);
 export const validateEmptyQuery = compileQuery<Record<string, never>>(emptyQuerySchema);
 export const validateTaskSummaryQuery = compileQuery<FromSchema<typeof taskSummaryQuerySchema>>(taskSummaryQuerySchema);
+export const validateSiteActivityQuery =
+  compileQuery<FromSchema<typeof siteActivityQuerySchema>>(siteActivityQuerySchema);
 export const validateCreateSite = compile<FromSchema<typeof createSiteSchema>>(createSiteSchema, 'body');
 export const validateCreateUser = compile<FromSchema<typeof createUserSchema>>(createUserSchema, 'body');

@@ -38,6 +38,7 @@ import type {
   taskSummarySchema,
   taskSummaryListSchema,
   siteActivitySchema,
+  siteActivityListSchema,
   createdSiteSchema,
   createdUserSchema,
   userInfoSchema,
@@ -81,6 +82,7 @@ export type ApiErrorBody = FromSchema<typeof apiErrorSchema>;
 export type TaskSummary = FromSchema<typeof taskSummarySchema>;
 export type TaskSummaryList = FromSchema<typeof taskSummaryListSchema>;
 export type SiteActivity = FromSchema<typeof siteActivitySchema>;
+export type SiteActivityList = FromSchema<typeof siteActivityListSchema>;
 export type CreatedSite = FromSchema<typeof createdSiteSchema>;
 export type CreatedUser = FromSchema<typeof createdUserSchema>;
 export type UserInfo = FromSchema<typeof userInfoSchema>;

@@ -63,7 +63,9 @@ export function createApp(context: RegistryContext, dashboardDir = defaultDashbo
   // as JSON): the upload route streams them to disk itself, so they must not be parsed here.
   api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
   api.use(limitJsonDepth());
-  api.use(keyRoutes(ctx, ctx.keys ?? new PublicKeyStore(ctx.config.dataDir)));
+  // One key store for the key routes and for POST /tasks (which refuses unsealable tasks).
+  ctx.keys ??= new PublicKeyStore(ctx.config.dataDir);
+  api.use(keyRoutes(ctx, ctx.keys));
   const governance = governanceRoutes(ctx);
   api.use('/site', governance.site);
   api.use('/site', siteRoutes(ctx));

@@ -6,6 +6,7 @@
 import {
   claimQuerySchema,
   emptyQuerySchema,
+  siteActivityQuerySchema,
   taskListQuerySchema,
   taskSummaryQuerySchema,
   taskWaitQuerySchema,
@@ -65,7 +66,11 @@ export const ROUTES: readonly RouteDoc[] = [
         json: 'Error',
       },
       '429': { description: 'The researcher has the most unfinished tasks allowed', json: 'Error' },
-      '422': { description: 'Unknown or disabled site, or no enabled site at all', json: 'Error' },
+      '422': {
+        description:
+          'Unknown or disabled site, no enabled site at all, or a sealed task aimed at a site with no active public key (site_without_key, details.sites names them)',
+        json: 'Error',
+      },
     },
   },
   {
@@ -182,10 +187,10 @@ export const ROUTES: readonly RouteDoc[] = [
   {
     method: 'get',
     path: '/sites/activity',
-    summary: "Sites with an online flag and run counts (a researcher's: of their own tasks)",
+    summary: "A page of sites by name, with an online flag and run counts (a researcher's: of their own tasks)",
     who: 'researcher',
-    query: emptyQuerySchema,
-    answers: { '200': { description: 'Every site', json: 'SiteActivityList' } },
+    query: siteActivityQuerySchema,
+    answers: { '200': { description: 'One page of the sites matching the filter', json: 'SiteActivityList' } },
   },
   {
     method: 'get',

@@ -13,6 +13,7 @@ import {
 } from '../../shared/schemas.js';
 import type { RunDetail, Task, TaskDeleted, TaskWaitResult } from '../../shared/types.js';
 import { NotFoundError, RegistryError } from '../errors.js';
+import { refuseUnsealableTask } from '../sealed-tasks.js';
 import type { Principal } from '../store/registry-store.js';
 import { principalOf, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
@@ -86,6 +87,7 @@ export function researcherRoutes(ctx: RegistryContext): Router {
         `config is ${configBytes.length} bytes; the limit is ${config.limits.configBytes}`,
       );
     }
+    if (ctx.keys) await refuseUnsealableTask(ctx.keys, body.config, body.sites ?? null);
     const task = await store.createTask(
       principal,
       {

@@ -79,6 +79,17 @@ export class PostgresPublicKeys implements PublicKeys {
     return rowCount === 1;
   }
 
+  async withoutActiveKey(kind: KeyKind, names: readonly string[]): Promise<string[]> {
+    // One query for all the names, however many sites a task targets.
+    const { rows } = await this.pool.query<{ name: string }>({
+      name: 'activeKeyNames',
+      text: 'SELECT name FROM public_keys WHERE kind = $1 AND name = ANY($2::text[]) AND revoked_at IS NULL',
+      values: [kind, [...names]],
+    });
+    const active = new Set(rows.map((r) => r.name));
+    return names.filter((n) => !active.has(n));
+  }
+
   /** The pool belongs to the registry store, which closes it. */
   async close(): Promise<void> {}
 }

@@ -33,7 +33,8 @@ export interface TestFileService {
 }
 
 export async function startTestFileService(raw: Record<string, unknown> = {}): Promise<TestFileService> {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-fs-'));
+  // A caller's data dir (e.g. on a small tmpfs) is used as given, and removed on close like ours.
+  const dataDir = typeof raw.dataDir === 'string' ? raw.dataDir : fs.mkdtempSync(path.join(os.tmpdir(), 'pht-fs-'));
   const config = compileFileServiceConfig(
     loadRawConfig({
       file: null,

@@ -180,6 +180,12 @@ describe('the registry against its served OpenAPI document', () => {
     await call('post', '/tasks', 413, { json: { image: IMAGE, config: 'x'.repeat(JSON_BODY_BYTES) } });
     await call('post', '/tasks', 415, { raw: { body: `{"image":"${IMAGE}"}`, contentType: 'text/plain' } });
     await call('post', '/tasks', 422, { json: { image: IMAGE, sites: ['nowhere'] } });
+    // A sealed config for a site that registered no public key (site_without_key).
+    const sealed = { format: 'pht-sealed-config', version: 1, envelope: 'AAAA' };
+    const refusedSealed = await call('post', '/tasks', 422, {
+      json: { image: IMAGE, config: sealed, sites: ['site-a'] },
+    });
+    expect(refusedSealed.body).toMatchObject({ code: 'site_without_key', details: { sites: ['site-a'] } });
 
     // GET /tasks
     await call('get', '/tasks', 200);
@@ -348,6 +354,7 @@ describe('the registry against its served OpenAPI document', () => {
     await call('get', '/task-summaries', 200, { query: '?status=queued&site=site-a&q=contract&limit=10&offset=0' });
     await call('get', '/task-summaries', 400, { query: '?site=Not%20A%20Site' });
     await call('get', '/sites/activity', 200);
+    await call('get', '/sites/activity', 200, { query: '?q=site&limit=1&offset=0' });
     await call('get', '/sites/activity', 400, { query: '?all=1' });
     // A researcher is refused the admin routes as a site is.
     await call('get', '/admin/users', 403, { who: 'researcher' });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { SiteActivity, TaskSummaryList } from '../../shared/types.js';
+import type { SiteActivityList, TaskSummaryList } from '../../shared/types.js';
 import { expectApiError, world } from './helpers.js';
 
 describe('task summaries (the dashboard task list)', () => {
@@ -75,27 +75,33 @@ describe('site activity (the dashboard sites screen)', () => {
     await w.sites[0]!.finish(r2.id, { state: 'failed', exitCode: 1 });
     await w.sites[0]!.claimAndStart();
 
-    const all = (await w.admin.get('/api/v1/sites/activity').expect(200)).body as SiteActivity[];
-    expect(all).toEqual([
-      {
-        name: 'site-a',
-        organization: null,
-        enabled: true,
-        lastSeen: expect.any(String),
-        online: true,
-        runs: { completed: 1, failed: 1, current: 1, queued: 0 },
-      },
-      {
-        name: 'site-b',
-        organization: null,
-        enabled: true,
-        lastSeen: null,
-        online: false,
-        runs: { completed: 0, failed: 0, current: 0, queued: 1 },
-      },
-    ]);
-    const own = (await w.researcher.get('/api/v1/sites/activity').expect(200)).body as SiteActivity[];
-    expect(own.map((s) => [s.name, s.runs])).toEqual([
+    const all = (await w.admin.get('/api/v1/sites/activity').expect(200)).body as SiteActivityList;
+    expect(all).toEqual({
+      total: 2,
+      online: 1,
+      limit: 50,
+      offset: 0,
+      sites: [
+        {
+          name: 'site-a',
+          organization: null,
+          enabled: true,
+          lastSeen: expect.any(String),
+          online: true,
+          runs: { completed: 1, failed: 1, current: 1, queued: 0 },
+        },
+        {
+          name: 'site-b',
+          organization: null,
+          enabled: true,
+          lastSeen: null,
+          online: false,
+          runs: { completed: 0, failed: 0, current: 0, queued: 1 },
+        },
+      ],
+    });
+    const own = (await w.researcher.get('/api/v1/sites/activity').expect(200)).body as SiteActivityList;
+    expect(own.sites.map((s) => [s.name, s.runs])).toEqual([
       ['site-a', { completed: 1, failed: 0, current: 1, queued: 0 }],
       ['site-b', { completed: 0, failed: 0, current: 0, queued: 1 }],
     ]);
@@ -106,24 +112,54 @@ describe('site activity (the dashboard sites screen)', () => {
     await w.reg.store.createOrganization('umc-north');
     await w.reg.store.setOrganization('site', 'site-b', 'umc-north');
     await w.reg.store.setOrganization('user', 'alice', 'umc-north');
-    const sites = (await w.researcher.get('/api/v1/sites/activity').expect(200)).body as SiteActivity[];
+    const { sites } = (await w.researcher.get('/api/v1/sites/activity').expect(200)).body as SiteActivityList;
     expect(sites.map((s) => [s.name, s.organization])).toEqual([
       ['site-a', null],
       ['site-b', 'umc-north'],
     ]);
   });
 
-  it('is for researchers and admins only, and takes no parameters', async () => {
+  it('answers one page of sites by name, with the total and online count of every matching site', async () => {
+    const w = await world({ siteCount: 5 });
+    for (const site of [w.sites[1]!, w.sites[3]!]) await site.get('/api/v1/site/runs/next').expect(204);
+    const page = async (qs: string) =>
+      (await w.admin.get(`/api/v1/sites/activity?${qs}`).expect(200)).body as SiteActivityList;
+    const first = await page('limit=2');
+    expect(first.sites.map((s) => s.name)).toEqual(['site-a', 'site-b']);
+    expect(first).toMatchObject({ total: 5, online: 2, limit: 2, offset: 0 });
+    expect((await page('limit=2&offset=2')).sites.map((s) => s.name)).toEqual(['site-c', 'site-d']);
+    expect((await page('limit=2&offset=4')).sites.map((s) => s.name)).toEqual(['site-e']);
+    expect(await page('limit=2&offset=10')).toMatchObject({ sites: [], total: 5, online: 2 });
+  });
+
+  it('filters sites by text in their name or their organization, ignoring case', async () => {
+    const w = await world({ siteCount: 4 });
+    await w.reg.store.createOrganization('UMC-North');
+    await w.reg.store.setOrganization('site', 'site-a', 'UMC-North');
+    await w.reg.store.setOrganization('site', 'site-c', 'UMC-North');
+    await w.sites[0]!.get('/api/v1/site/runs/next').expect(204);
+    const names = async (q: string) => {
+      const body = (await w.researcher.get(`/api/v1/sites/activity?q=${encodeURIComponent(q)}`).expect(200))
+        .body as SiteActivityList;
+      return { names: body.sites.map((s) => s.name), total: body.total, online: body.online };
+    };
+    expect(await names('umc-north')).toEqual({ names: ['site-a', 'site-c'], total: 2, online: 1 });
+    expect(await names('-d')).toEqual({ names: ['site-d'], total: 1, online: 0 });
+    expect(await names('nowhere')).toEqual({ names: [], total: 0, online: 0 });
+  });
+
+  it('is for researchers and admins only, and refuses unknown or out-of-range parameters', async () => {
     const w = await world({ siteCount: 1 });
     expectApiError(await w.sites[0]!.get('/api/v1/sites/activity'), 403, 'forbidden');
-    expectApiError(await w.researcher.get('/api/v1/sites/activity?all=1'), 400, 'validation_failed');
+    for (const qs of ['all=1', 'limit=0', 'limit=501', 'offset=-1', 'q=', `q=${'x'.repeat(201)}`])
+      expectApiError(await w.researcher.get(`/api/v1/sites/activity?${qs}`), 400, 'validation_failed');
   });
 
   it('shows a disabled site as offline', async () => {
     const w = await world({ siteCount: 1 });
     await w.sites[0]!.get('/api/v1/site/runs/next').expect(204);
     await w.admin.post('/api/v1/admin/sites/site-a/disable').expect(200);
-    const [site] = (await w.admin.get('/api/v1/sites/activity').expect(200)).body as SiteActivity[];
+    const [site] = ((await w.admin.get('/api/v1/sites/activity').expect(200)).body as SiteActivityList).sites;
     expect(site).toMatchObject({ name: 'site-a', enabled: false, online: false });
   });
 });

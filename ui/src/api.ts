@@ -9,7 +9,7 @@ import type {
   CreateTaskRequest,
   ResultFile,
   RunDetail,
-  SiteActivity,
+  SiteActivityList,
   SiteEnabled,
   SiteInfo,
   Task,
@@ -143,8 +143,8 @@ export const api = {
   sites(signal?: AbortSignal) {
     return json<SiteInfo[]>('GET', '/sites', undefined, signal);
   },
-  siteActivity(signal?: AbortSignal) {
-    return json<SiteActivity[]>('GET', '/sites/activity', undefined, signal);
+  siteActivity(filter: { q?: string; limit: number; offset: number }, signal?: AbortSignal) {
+    return json<SiteActivityList>('GET', `/sites/activity${queryString({ ...filter })}`, undefined, signal);
   },
   createSite(name: string) {
     return json<CreatedSite>('POST', '/admin/sites', { name });

@@ -27,7 +27,7 @@ function Screen({ route, who }: { route: Route; who: Identity }) {
     case 'run':
       return <RunView key={route.id} id={route.id} />;
     case 'sites':
-      return <Sites admin={who.role === 'admin'} />;
+      return <Sites admin={who.role === 'admin'} q={route.q} page={route.page} />;
     case 'admin':
       return who.role === 'admin' ? <Admin /> : <p>Only admins can manage researchers.</p>;
     case 'notFound':

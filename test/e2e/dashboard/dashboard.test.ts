@@ -244,6 +244,52 @@ describe('dashboard in a real browser', () => {
     await page.getByRole('button', { name: `Disable site ${idleSite}` }).waitFor();
   });
 
+  it('pages through many sites and filters them by name or organization', async () => {
+    // 120 more sites (bulk-000…bulk-119, before every other name), five of them in one organization.
+    for (let i = 0; i < 120; i++) await registry.createSite(`bulk-${String(i).padStart(3, '0')}`);
+    await registry.store.createOrganization('Umc-Zuid');
+    for (let i = 0; i < 5; i++) await registry.store.setOrganization('site', `bulk-00${i}`, 'Umc-Zuid');
+    const total = (await researcher.call('GET', '/sites')).json as unknown[];
+    expect(total).toHaveLength(123);
+    const siteRows = page.getByRole('row').filter({ has: page.getByRole('rowheader') });
+    const pager = page.getByRole('navigation', { name: 'Pages' });
+    // Away and back: the sites screen loads afresh.
+    await page.getByRole('link', { name: 'Tasks', exact: true }).click();
+    await page.getByRole('link', { name: 'Sites', exact: true }).click();
+    await expect.poll(() => pager.textContent(), UNTIMED).toContain('1–50 of 123');
+    expect(await siteRows.count()).toBe(50);
+    expect(await siteRows.first().getByRole('rowheader').textContent()).toBe('bulk-000');
+    expect(await page.getByText('123 sites,').count()).toBe(1);
+    await expectAccessible('the sites screen, paged');
+
+    await pager.getByRole('link', { name: 'Next page' }).click();
+    await expect.poll(() => pager.textContent(), UNTIMED).toContain('51–100 of 123');
+    expect(await siteRows.first().getByRole('rowheader').textContent()).toBe('bulk-050');
+    expect(page.url()).toContain('#/sites?page=2');
+    await pager.getByRole('link', { name: 'Next page' }).click();
+    await expect.poll(() => pager.textContent(), UNTIMED).toContain('101–123 of 123');
+    expect(await siteRows.count()).toBe(23);
+    expect(await pager.getByRole('link', { name: 'Next page' }).count()).toBe(0);
+    await pager.getByRole('link', { name: 'Previous page' }).click();
+    await expect.poll(() => pager.textContent(), UNTIMED).toContain('51–100 of 123');
+
+    // A filter starts again at page 1 and counts only the matching sites.
+    await page.getByLabel('Search sites').fill('umc-zuid');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await expect.poll(() => siteRows.count(), UNTIMED).toBe(5);
+    expect(await page.getByText('5 sites match,').count()).toBe(1);
+    expect(await pager.count()).toBe(0);
+    for (const cells of await Promise.all((await siteRows.all()).map((r) => r.getByRole('cell').first().textContent())))
+      expect(cells).toBe('Umc-Zuid');
+    await page.getByLabel('Search sites').fill('bulk-11');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await expect.poll(() => siteRows.count(), UNTIMED).toBe(10);
+    expect(await siteRows.first().getByRole('rowheader').textContent()).toBe('bulk-110');
+    await page.getByLabel('Search sites').fill('nowhere-at-all');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText('No sites match this filter.').waitFor();
+  });
+
   it('lets an admin create a researcher and shows the token once', async () => {
     await page.getByRole('link', { name: 'Researchers' }).click();
     await page.getByRole('heading', { level: 1, name: 'Researchers and admins' }).waitFor();

@@ -1,12 +1,15 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { SITE_NAME_PATTERN } from '../../../shared/names.js';
 import type { CreatedSite, SiteActivity } from '../../../shared/types.js';
 import { api, ApiError } from '../api.js';
 import { ErrorMessage, Loading, Page, SecretOnce } from '../components.js';
 import { formatAgo, formatCount } from '../format.js';
 import { useLoad } from '../hooks.js';
+import { navigate, sitesHref } from '../router.js';
 
 const REFRESH_MS = 10_000;
+/** Sites per page: 500 rows at once took the browser about a second to render. */
+export const SITES_PAGE_SIZE = 50;
 const SITE_NAME = new RegExp(SITE_NAME_PATTERN);
 
 function AddSite({ onAdded }: { onAdded: () => void }) {
@@ -116,14 +119,22 @@ function SiteRow({
   );
 }
 
-/** Every site with what it has done; admins add, disable and enable sites here. */
-export function Sites({ admin }: { admin: boolean }) {
-  const sites = useLoad((signal) => api.siteActivity(signal), [], REFRESH_MS);
+/** Sites by name, a page at a time, filtered by name or organization; admins add, disable and enable sites here. */
+export function Sites({ admin, q, page }: { admin: boolean; q: string; page: number }) {
+  const offset = (page - 1) * SITES_PAGE_SIZE;
+  const sites = useLoad(
+    (signal) => api.siteActivity({ q: q || undefined, limit: SITES_PAGE_SIZE, offset }, signal),
+    [q, offset],
+    REFRESH_MS,
+  );
+  const [text, setText] = useState(q);
+  useEffect(() => setText(q), [q]);
   const [actionError, setActionError] = useState<ApiError | null>(null);
   // Enabling a disabled site gives it a new key (the old one stays revoked): shown once, here.
   const [enabledKey, setEnabledKey] = useState<CreatedSite | null>(null);
-  const list = sites.data ?? [];
-  const online = list.filter((s) => s.online).length;
+  const list = sites.data?.sites ?? [];
+  const total = sites.data?.total ?? 0;
+  const last = Math.max(1, Math.ceil(total / SITES_PAGE_SIZE));
   return (
     <Page title="Sites">
       {enabledKey ? (
@@ -134,15 +145,38 @@ export function Sites({ admin }: { admin: boolean }) {
         />
       ) : null}
       {admin ? <AddSite onAdded={sites.reload} /> : null}
+      <form
+        class="filters"
+        role="search"
+        aria-label="Filter sites"
+        onSubmit={(e) => {
+          e.preventDefault();
+          navigate(sitesHref({ q: text.trim(), page: 1 }));
+        }}
+      >
+        <label class="field grow">
+          <span>Search sites</span>
+          <input
+            type="search"
+            value={text}
+            maxLength={200}
+            placeholder="name or organization"
+            onInput={(e) => setText((e.currentTarget as HTMLInputElement).value)}
+          />
+        </label>
+        <button type="submit">Filter</button>
+      </form>
       <ErrorMessage error={sites.error ?? actionError} />
       {!sites.data ? (
         sites.error ? null : (
           <Loading what="sites" />
         )
+      ) : list.length === 0 ? (
+        <p>No sites{q ? ' match this filter' : total > 0 ? ' on this page' : ' yet'}.</p>
       ) : (
         <>
           <p>
-            {formatCount(list.length)} sites, {formatCount(online)} online now.{' '}
+            {formatCount(total)} sites{q ? ' match' : ''}, {formatCount(sites.data.online)} online now.{' '}
             {admin ? 'Run counts cover every task.' : 'Run counts cover your tasks.'}
           </p>
           <div class="table-scroll">
@@ -191,6 +225,24 @@ export function Sites({ admin }: { admin: boolean }) {
           </div>
         </>
       )}
+      {sites.data && total > SITES_PAGE_SIZE ? (
+        <nav class="pager" aria-label="Pages">
+          {page > 1 ? (
+            <a class="button" href={sitesHref({ q, page: page - 1 })}>
+              Previous page
+            </a>
+          ) : null}
+          <span>
+            {formatCount(Math.min(offset + 1, total))}–{formatCount(Math.min(offset + SITES_PAGE_SIZE, total))} of{' '}
+            {formatCount(total)}
+          </span>
+          {page < last ? (
+            <a class="button" href={sitesHref({ q, page: page + 1 })}>
+              Next page
+            </a>
+          ) : null}
+        </nav>
+      ) : null}
     </Page>
   );
 }
