@@ -320,12 +320,14 @@ export class RunExecutor {
       } catch (e) {
         if ((e instanceof PermanentRunError || e instanceof DockerUnavailableError) && !this.deps.shutdown.aborted) {
           log.warn('run could not start', { error: e.message });
-          // A container created but never started holds a gateway token and a name: free both.
-          this.releaseSparql(ws.record.runId);
+          // A container created but never started holds a gateway token and a name: free both,
+          // the container first (a start that failed late may have started it, and its network
+          // slot must not go to the next run while it lives).
           if (ws.record.containerId)
             await engine
               .remove(ws.record.containerId)
               .catch((err: unknown) => log.warn('could not remove container', { error: coerceError(err).message }));
+          this.releaseSparql(ws.record.runId);
           ws.update({
             phase: 'ended',
             outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null },
@@ -413,6 +415,11 @@ export class RunExecutor {
     const sparql = networking.sparqlFor(ws.record.runId, null);
     ws.set({ sparqlToken: sparql.token });
     this.sparqlReleases.set(ws.record.runId, sparql.release);
+    // Gateway mode may place the run in a prepared network namespace (client/network-slots.ts).
+    const placement = (await networking.placeRun?.(ws.record.runId)) ?? {
+      networkMode: networking.networkMode,
+      dns: networking.dns ?? [],
+    };
     return this.deps.engine.create({
       name: ws.record.containerName,
       imageId: ws.record.imageId!,
@@ -439,8 +446,8 @@ export class RunExecutor {
         { host: ws.outputDir, container: CONTAINER_PATHS.outputDir, readOnly: false },
         { host: ws.progressDir, container: CONTAINER_PATHS.progressFile.replace(/\/[^/]+$/, ''), readOnly: false },
       ],
-      networkMode: networking.networkMode,
-      dns: networking.dns ?? [],
+      networkMode: placement.networkMode,
+      dns: placement.dns,
       memoryBytes: config.limits.memoryBytes,
       nanoCpus: config.limits.nanoCpus,
       pids: config.limits.pids,
