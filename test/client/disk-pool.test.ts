@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +7,9 @@ import { DiskPool, isMountPoint } from '../../client/disk-pool.js';
 import { RunWorkspace, type DiskSpec } from '../../client/run-workspace.js';
 import { silentLogger } from '../../shared/logger.js';
 import type { RunAssignment } from '../../shared/types.js';
+import { promisify } from 'node:util';
+
+const exec = promisify(execFile);
 
 const spec: DiskSpec = { mode: 'loop-image', bytes: 1 << 20, inodes: 64, uid: 65534, gid: 65534 };
 const run = (id: number) =>
@@ -61,6 +65,33 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
     }).toThrow(/ENOSPC/);
     await pool.settled();
     expect(pool.readyCount).toBe(2);
+  });
+
+  it('mounts the image in place when the pooled mount cannot move (under a shared mount), and formats only from then on', async () => {
+    // A host whose work dir sits under a shared mount (systemd's default for /): the kernel
+    // refuses to move a mount from there.
+    const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pool-shared-'));
+    await exec('mount', ['--bind', shared, shared]);
+    await exec('mount', ['--make-shared', shared]);
+    cleanups.push(async () => {
+      await exec('umount', ['-l', shared]).catch(() => undefined);
+      fs.rmSync(shared, { recursive: true, force: true });
+    });
+    const pool = new DiskPool(path.join(shared, 'disk-pool'), spec, 1, silentLogger());
+    cleanups.push(() => pool.close());
+    await pool.start();
+    await pool.settled();
+    for (const id of [11, 12]) {
+      const ws = RunWorkspace.create(shared, 's', run(id));
+      cleanups.push(() => ws.remove());
+      await ws.prepareDisk(spec, pool);
+      expect(isMountPoint(ws.diskDir)).toBe(true);
+      expect(fs.readdirSync(ws.diskDir).sort()).toEqual(['output', 'progress']);
+      await pool.settled();
+    }
+    // The pool's own folder holds no mount any more: its disks are only formatted now.
+    const mounted = fs.readdirSync(pool.dir).map((e) => isMountPoint(path.join(pool.dir, e, 'mnt')));
+    expect(mounted).toEqual([false]);
   });
 
   it('leaves a run to make its own disk when none is ready', async () => {
