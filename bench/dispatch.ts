@@ -5,12 +5,12 @@
  * (b) from the POST to the container running (the real site client: pull check, create, start
  *     included), beside the same Docker steps done directly with dockerode.
  */
-import { Agent, request } from 'undici';
 import type Docker from 'dockerode';
 import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { docker } from '../test/helpers/docker.js';
+import { HandoutProbe } from './lib/handout.js';
 import { workloadImage } from './lib/images.js';
-import { ClientTimeline } from './lib/instrument.js';
+import { ClientTimeline, type Span } from './lib/instrument.js';
 import { writeSection } from './lib/report.js';
 import {
   BENCH_LABEL,
@@ -23,7 +23,6 @@ import {
 } from './lib/site.js';
 import { ms, summarize, table, wallMs, type Summary } from './lib/stats.js';
 import { type BenchArgs, runMain, startWorld, type TrainWorld } from './lib/world.js';
-import { sleep } from '../shared/abortable.js';
 
 const HANDOUT_TARGET_MS = 5;
 
@@ -57,68 +56,29 @@ interface HandoutFigures {
   before: number;
 }
 
-/** The site's long poll is parked at the registry (its /healthz counts waiting polls) before each POST. */
+/** The site's long poll is parked at the registry before each POST (bench/lib/handout.ts). */
 async function measureHandout(
   world: TrainWorld,
   site: string,
   image: string,
   samples: number,
 ): Promise<HandoutFigures> {
-  const agent = new Agent({ keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0 });
-  const key = world.siteKeys.get(site)!;
-  const base = `${world.registry.url}/api/v1/site`;
-  const headers = { authorization: `Bearer ${key}` };
+  const probe = new HandoutProbe(world, site, image);
   const handouts: number[] = [];
   const posts: number[] = [];
   let before = 0;
   try {
     for (let i = 0; i < samples + 5; i++) {
-      let received = 0;
-      const poll = request(`${base}/runs/next?wait=30`, { dispatcher: agent, headers }).then(async (res) => {
-        received = wallMs();
-        if (res.statusCode !== 200) throw new Error(`long poll answered ${res.statusCode}`);
-        return (await res.body.json()) as { id: number };
-      });
-      await waitUntilParked(world.registry.url, agent);
-      const posted = wallMs();
-      const task = await world.researcher.createTask({ image, config: {}, sites: [site] });
-      const answered = wallMs();
-      const run = await poll;
-      if (run.id !== task.runs[0]!.id) throw new Error('the poller got another run');
-      if (received < answered) before++;
-      if (i >= 5) {
-        handouts.push(received - posted);
-        posts.push(answered - posted);
-      }
-      // Complete the run like a site would, so the registry's state stays realistic.
-      for (const [step, body] of [
-        ['start', {}],
-        ['finish', { state: 'completed', exitCode: 0 }],
-      ] as const) {
-        const res = await request(`${base}/runs/${run.id}/${step}`, {
-          method: 'POST',
-          dispatcher: agent,
-          headers: { ...headers, 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-        });
-        await res.body.text();
-        if (res.statusCode !== 200) throw new Error(`${step} answered ${res.statusCode}`);
-      }
+      const s = await probe.sample();
+      if (i < 5) continue;
+      handouts.push(s.handoutMs);
+      posts.push(s.postMs);
+      if (s.siteFirst) before++;
     }
   } finally {
-    await agent.close();
+    await probe.close();
   }
   return { handout: summarize(handouts), post: summarize(posts), before };
-}
-
-async function waitUntilParked(url: string, agent: Agent): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    const res = await request(`${url}/healthz`, { dispatcher: agent });
-    const body = (await res.body.json()) as { waiting: { sites: number } };
-    if (body.waiting.sites >= 1) return;
-    await sleep(1);
-  }
-  throw new Error('the long poll never reached the registry');
 }
 
 interface ContainerFigures {
@@ -163,16 +123,18 @@ async function measureContainerStart(
       const find = (what: string, byRun = true) => spans.find((s) => s.what === what && (!byRun || s.runId === runId))!;
       const claim = find('api.claimNext');
       const start = find('api.start');
-      const pull = find('docker.pull', false);
       const create = find('docker.create');
+      // A client that finds a digest-pinned image present skips the pull: its image check ends the step then.
+      const pull = (spans.find((s) => s.what === 'docker.pull') ??
+        spans.findLast((s) => s.what === 'docker.inspectImage' && s.end <= create.start)) as Span | undefined;
       const dockerStart = find('docker.start');
       const steps = await directSteps(image, network.name);
       if (i < 2) continue;
       train.push(dockerStart.end - posted);
       trainParts['hand-out']!.push(claim.end - posted);
       trainParts['start call']!.push(start.end - claim.end);
-      trainParts['pull check + pull']!.push(pull.end - start.end);
-      trainParts.create!.push(create.end - pull.end);
+      trainParts['pull check + pull']!.push((pull?.end ?? start.end) - start.end);
+      trainParts.create!.push(create.end - (pull?.end ?? start.end));
       trainParts.start!.push(dockerStart.end - create.end);
       direct.push(steps.total);
       for (const k of Object.keys(directParts)) directParts[k]!.push(steps.parts[k]!);
