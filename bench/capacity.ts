@@ -9,16 +9,19 @@
  * interleaved (baseline, then this checkout, for every cell), built from `git archive` in a
  * temporary directory.
  */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
 import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
+import { openBuildStore } from './lib/build-store.js';
+import { hotSpots, monotonicUs, newestProfile, type MonotonicWindow } from './lib/cpu-profile.js';
 import { ProcSampler } from './lib/proc-stats.js';
 import { makeDataDir, startRegistryProcess } from './lib/registry-process.js';
 import { writeSection } from './lib/report.js';
 import { ms, table } from './lib/stats.js';
 import { type BenchArgs, runMain } from './lib/world.js';
+import { UsageError } from '../shared/command-line.js';
 
 const POLLS_PER_CORE_TARGET = 10_000;
 const CREATIONS_TARGET = 5_000;
@@ -38,17 +41,9 @@ interface Cell {
   load: string;
 }
 
-interface StoreModule {
-  openStore(dir: string): {
-    createPrincipal(kind: 'site' | 'user', name: string, role: string): Promise<{ secret: string }>;
-    close(): Promise<void>;
-  };
-}
-
 /** Sites and researchers created with the build's own store (its own migrations). */
 async function seed(root: string, dataDir: string, sites: string[], users: string[]) {
-  const mod = (await import(pathToFileURL(path.join(root, 'dist/master/store/open-store.js')).href)) as StoreModule;
-  const store = mod.openStore(dataDir);
+  const store = await openBuildStore(root, dataDir);
   try {
     const siteKeys: string[] = [];
     const userTokens: string[] = [];
@@ -67,6 +62,8 @@ async function measureCell(
   seconds: number,
   siteCount: number,
   researcherCount: number,
+  profileDir: string | null,
+  traceGc = false,
 ): Promise<Cell> {
   const dataDir = makeDataDir();
   const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-cap-${String(i).padStart(4, '0')}`);
@@ -76,7 +73,15 @@ async function measureCell(
     siteNames,
     Array.from({ length: researcherCount }, (_, i) => `bench-researcher-${i}`),
   );
-  const registry = await startRegistryProcess({ root: build.root, dataDir });
+  const registry = await startRegistryProcess({
+    root: build.root,
+    dataDir,
+    nodeArgs: [
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+      ...(traceGc ? ['--trace-gc'] : []),
+    ],
+  });
+  let window: MonotonicWindow | null = null;
   try {
     let i = 0;
     const request =
@@ -109,7 +114,9 @@ async function measureCell(
     await run(2);
     const sampler = new ProcSampler(registry.pid).start();
     const cpuBefore = process.cpuUsage();
+    const fromUs = monotonicUs();
     const result = await run(seconds);
+    window = { fromUs, toUs: monotonicUs() };
     const usage = sampler.stop();
     const cpu = process.cpuUsage(cpuBefore);
     return {
@@ -129,8 +136,36 @@ async function measureCell(
         .join(' / '),
     };
   } finally {
+    if (traceGc) console.log(`GC pauses (${build.label} ${scenario} c=${connections}): ${gcPauses(registry.logFile)}`);
     await registry.stop();
+    if (profileDir && window) printProfile(profileDir, window, `${build.label} ${scenario} c=${connections}`);
   }
+}
+
+/** Summary of the pauses `node --trace-gc` logged (the registry's log file holds its stdout). */
+function gcPauses(logFile: string): string {
+  const kinds = new Map<string, number[]>();
+  for (const m of fs
+    .readFileSync(logFile, 'utf8')
+    .matchAll(/ms: (Scavenge|Mark-Compact|Mark-sweep|Minor Mark-Sweep)[^,\n]*, ([\d.]+) \/ [\d.]+ ms/g)) {
+    const list = kinds.get(m[1]!) ?? [];
+    list.push(Number(m[2]));
+    kinds.set(m[1]!, list);
+  }
+  if (kinds.size === 0) return 'none logged';
+  return [...kinds.entries()]
+    .map(([kind, pauses]) => {
+      const sum = pauses.reduce((a, b) => a + b, 0);
+      return `${kind} ${pauses.length} × (total ${ms(sum)} ms, max ${ms(Math.max(...pauses))} ms)`;
+    })
+    .join('; ');
+}
+
+function printProfile(dir: string, window: MonotonicWindow, what: string): void {
+  const spots = hotSpots(newestProfile(dir), 30, window);
+  console.log(`registry CPU profile (${what}), ${ms(spots.totalMs)} ms sampled while measured:`);
+  for (const f of spots.functions) console.log(`  ${f.name}  ${ms(f.selfMs)} ms  ${(f.share * 100).toFixed(1)} %`);
+  for (const f of spots.files) console.log(`  [file] ${f.name}  ${ms(f.selfMs)} ms  ${(f.share * 100).toFixed(1)} %`);
 }
 
 async function main(args: BenchArgs): Promise<void> {
@@ -143,16 +178,35 @@ async function main(args: BenchArgs): Promise<void> {
     .string('connections', '16,64')
     .split(',')
     .map((c) => Number(c));
+  const scenarios = args
+    .string('scenarios', 'polls,creations')
+    .split(',')
+    .map((name) => {
+      if (name === 'polls') return 'empty polls' as const;
+      if (name === 'creations') return 'task creations' as const;
+      throw new UsageError(`--scenarios takes polls and/or creations, got "${name}"`);
+    });
+  // A profiled run prints the registry's hot spots while each cell is measured and records nothing.
+  const profileDir = args.flag('profile') ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
   const builds: Build[] = [];
   if (baselineRef) builds.push(buildBaseline(baselineRef));
   builds.push(THIS_CHECKOUT);
   const cells: Cell[] = [];
   try {
     for (let round = 0; round < rounds; round++) {
-      for (const scenario of ['empty polls', 'task creations'] as const) {
+      for (const scenario of scenarios) {
         for (const connections of connectionsList) {
           for (const build of builds) {
-            const cell = await measureCell(build, scenario, connections, seconds, siteCount, researcherCount);
+            const cell = await measureCell(
+              build,
+              scenario,
+              connections,
+              seconds,
+              siteCount,
+              researcherCount,
+              profileDir,
+              args.flag('trace-gc'),
+            );
             console.log(
               `${cell.build} ${scenario} c=${connections}: ${cell.perSecond.toFixed(0)}/s, registry ${cell.registryCores.toFixed(2)} cores, p99 ${cell.p99} ms, failed ${cell.failed}, load ${cell.load}`,
             );
@@ -163,7 +217,9 @@ async function main(args: BenchArgs): Promise<void> {
     }
   } finally {
     builds.forEach(removeBuild);
+    if (profileDir) fs.rmSync(profileDir, { recursive: true, force: true });
   }
+  if (profileDir) return;
   const rows = cells.map((c) => [
     c.build,
     c.scenario,
@@ -214,7 +270,7 @@ ${table(
 runMain(
   {
     usage:
-      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1]',
+      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1] [--scenarios polls,creations] [--profile] [--trace-gc]',
     options: {
       baseline: 'value',
       seconds: 'value',
@@ -222,6 +278,9 @@ runMain(
       sites: 'value',
       researchers: 'value',
       rounds: 'value',
+      scenarios: 'value',
+      profile: 'boolean',
+      'trace-gc': 'boolean',
     },
   },
   main,

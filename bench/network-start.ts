@@ -13,9 +13,9 @@ import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { silentLogger } from '../shared/logger.js';
 import { buildAndPushImage, requireInfrastructure } from '../test/helpers/docker.js';
 import { writeSection } from './lib/report.js';
-import { BENCH_LABEL, removeSiteLeftovers, uniqueSite } from './lib/site.js';
+import { BENCH_LABEL, removeSiteLeftovers, siteConfig, startSite, stopSite, uniqueSite } from './lib/site.js';
 import { ms, percentile, table } from './lib/stats.js';
-import { type BenchArgs, runMain } from './lib/world.js';
+import { type BenchArgs, runMain, startWorld } from './lib/world.js';
 
 const TARGET_MS = 30;
 const MODES = ['none', 'internal network', 'network slot'] as const;
@@ -31,6 +31,7 @@ interface Sample {
 async function main(args: BenchArgs): Promise<void> {
   const samples = args.number('samples', 60);
   const warmup = args.number('warmup', 3);
+  const siteRuns = args.number('site-runs', 20);
   await requireInfrastructure();
   await removeSiteLeftovers();
   const image = await buildAndPushImage(
@@ -76,6 +77,7 @@ async function main(args: BenchArgs): Promise<void> {
     await engine.removeNetwork(networkName);
   }
   const seconds = ((Date.now() - started) / 1000).toFixed(0);
+  const sites = siteRuns > 0 ? await siteComparison(image, siteRuns) : null;
   const stat = (xs: number[]) => {
     const sorted = [...xs].sort((a, b) => a - b);
     return { median: percentile(sorted, 0.5), p90: percentile(sorted, 0.9) };
@@ -125,16 +127,81 @@ async function main(args: BenchArgs): Promise<void> {
     '  network (client/network-slots.ts); the start does no network work, like "none". The holder is',
     '  checked (one inspect) when a slot is taken; that check is inside "create" here as in the client.',
     '',
-    'The site client\'s whole gateway-mode run against "none": `npm run bench:overhead -- --modes none,gateway`',
+    ...(sites ?? []),
+    'The site client\'s whole gateway-mode run against "none", phase by phase: `npm run bench:overhead -- --modes none,gateway`',
     '(section 1).',
   ].join('\n');
   console.log(body);
   writeSection({
     id: 'netstart',
     title: '6. Container start in gateway mode: network slots',
-    command: `npm run bench:netstart -- --samples ${samples} --warmup ${warmup}`,
+    command: `npm run bench:netstart -- --samples ${samples} --warmup ${warmup} --site-runs ${siteRuns}`,
     body,
   });
+}
+
+/**
+ * The same comparison through two site clients (one in gateway mode, with its network slots, one
+ * with network "none") on one registry, a trivial task to each in turn.
+ */
+async function siteComparison(image: string, runs: number): Promise<string[]> {
+  const modes = ['gateway', 'none'] as const;
+  const names = modes.map((m) => uniqueSite(`netstart-${m}`));
+  const world = await startWorld(names);
+  const walls = new Map<string, number[]>(modes.map((m) => [m, []]));
+  const atSite = new Map<string, number[]>(modes.map((m) => [m, []]));
+  const clients: { config: ReturnType<typeof siteConfig>; client: Awaited<ReturnType<typeof startSite>> }[] = [];
+  try {
+    for (const [i, mode] of modes.entries()) {
+      const config = siteConfig(world.registry.url, world.siteKeys.get(names[i]!)!, { network: { mode } });
+      clients.push({ config, client: await startSite(config) });
+    }
+    for (let round = 0; round < runs + 2; round++) {
+      for (const [i, mode] of modes.entries()) {
+        const t0 = performance.now();
+        const task = await world.researcher.createTask({ image, config: {}, sites: [names[i]!] });
+        const done = await world.researcher.waitForTask(task.id, { timeoutMs: 120_000 });
+        const wall = performance.now() - t0;
+        const run = done.runs[0]!;
+        if (run.status !== 'completed') throw new Error(`${mode}: run ${run.id} ${run.status}: ${run.reason ?? ''}`);
+        if (round < 2) continue; // warm-up: the first pull and start
+        walls.get(mode)!.push(wall);
+        atSite.get(mode)!.push(Date.parse(run.finishedAt!) - Date.parse(run.startedAt!));
+      }
+    }
+  } finally {
+    for (const { client, config } of clients) await stopSite(client, config);
+    await world.close();
+  }
+  const med = (xs: number[]) =>
+    percentile(
+      [...xs].sort((a, b) => a - b),
+      0.5,
+    );
+  const p90 = (xs: number[]) =>
+    percentile(
+      [...xs].sort((a, b) => a - b),
+      0.9,
+    );
+  const rows = modes.map((m) => [
+    m,
+    walls.get(m)!.length,
+    `${ms(med(walls.get(m)!))} / ${ms(p90(walls.get(m)!))}`,
+    `${ms(med(atSite.get(m)!))} / ${ms(p90(atSite.get(m)!))}`,
+  ]);
+  const gap = med(atSite.get('gateway')!) - med(atSite.get('none')!);
+  return [
+    `Through the site client (${runs} trivial tasks per mode after 2 warm-up, alternating between a site in`,
+    'gateway mode and one with network "none" on one registry). Milliseconds, median / p90:',
+    '',
+    table(
+      ['site network', 'n', 'task POST → researcher wait returns', 'run at the site (registry start → finish)'],
+      rows,
+    ),
+    '',
+    `Run at the site, gateway against none (medians): ${gap >= 0 ? '+' : ''}${ms(gap)} ms.`,
+    '',
+  ];
 }
 
 async function once(
@@ -197,8 +264,8 @@ async function once(
 runMain(
   {
     usage:
-      'Usage: node dist/bench/network-start.js [--samples N] [--warmup N]\n  Figure 6: container create + start with network none, an internal network, and a network slot.',
-    options: { samples: 'value', warmup: 'value' },
+      'Usage: node dist/bench/network-start.js [--samples N] [--warmup N] [--site-runs N]\n  Figure 6: container create + start with network none, an internal network, and a network slot; then N runs through a gateway-mode and a "none" site client.',
+    options: { samples: 'value', warmup: 'value', 'site-runs': 'value' },
   },
   main,
 );

@@ -11,7 +11,7 @@ import { cpuPressure } from './lib/report.js';
 import { integerOption, runCommandLine, stringOption } from '../shared/command-line.js';
 import { sleep } from '../shared/abortable.js';
 
-const FIGURES = ['overhead', 'dispatch', 'scale', 'store-costs', 'throughput', 'large-results'];
+const FIGURES = ['overhead', 'dispatch', 'scale', 'store-costs', 'throughput', 'large-results', 'network-start'];
 
 async function waitQuiet(maxSeconds: number): Promise<void> {
   const cores = os.cpus().length;

@@ -12,7 +12,9 @@ import { PhtClient } from '../sdk/index.js';
 import { IMAGE_REGISTRY } from '../test/helpers/docker.js';
 import { hotSpots, newestProfile } from './lib/cpu-profile.js';
 import { ProcSampler, readProc, type UsageWindow } from './lib/proc-stats.js';
-import { startDeployment, type Deployment } from './lib/registry-deployment.js';
+import { ensureFdLimit, startDeployment, type Deployment } from './lib/registry-deployment.js';
+import { freePort } from '../test/helpers/nginx.js';
+import { startPostgresCluster, type PostgresCluster } from '../test/helpers/postgres.js';
 import { makeDataDir, stopChild } from './lib/registry-process.js';
 import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/baseline.js';
 import { writeSection } from './lib/report.js';
@@ -22,7 +24,10 @@ import type { DoneMessage, StartMessage } from './scale-sites.js';
 import { sleep } from '../shared/abortable.js';
 
 const HANDOUT_P99_TARGET_MS = 100;
-const RSS_TARGET_BYTES = 300 * 1048576;
+/** Issue 10/13: 300 MB at 1,000 sites; 500 MB at 10,000 (issue 13, target 5). */
+const rssTargetBytes = (sites: number) => (sites >= 10_000 ? 500 : 300) * 1048576;
+/** The benchmark's own PostgreSQL server when no --database is given (room for 3 × 20 pooled connections and more). */
+const BENCH_PG_MAX_CONNECTIONS = 300;
 const IMAGE = `${IMAGE_REGISTRY}/pht-bench/workload:1`;
 const RESEARCHERS = 4;
 
@@ -36,6 +41,8 @@ interface PhaseResult {
   name: string;
   usage: UsageWindow;
   generatorCores: number;
+  /** Per registry process: CPU (cores) and peak RSS over the phase. */
+  perProcess: { cores: number; peakRssBytes: number }[];
   handout: Summary;
   post: Summary;
   dispatchedPerSecond: number;
@@ -43,9 +50,38 @@ interface PhaseResult {
   extra: Record<string, string>;
 }
 
+interface Backend {
+  label: string;
+  database: boolean;
+  registries: number;
+}
+
+/** `sqlite`, `postgres`, `postgres×3` (or `postgresx3`): what --backends lists. */
+function parseBackends(list: string): Backend[] {
+  return list.split(',').map((item) => {
+    const m = /^(sqlite|postgres)(?:[×x]([1-9][0-9]?))?$/.exec(item.trim());
+    if (!m || (m[1] === 'sqlite' && m[2] !== undefined))
+      throw new Error(`--backends: "${item}" is not sqlite, postgres or postgres×N (N processes behind nginx)`);
+    const registries = Number(m[2] ?? 1);
+    return { label: item.trim(), database: m[1] === 'postgres', registries };
+  });
+}
+
+interface Measured {
+  backend: string;
+  phases: PhaseResult[];
+  errors: number;
+  peakRss: number;
+}
+
 async function main(args: BenchArgs): Promise<void> {
   const ref = args.string('baseline', '');
-  if (!ref) return measure(args, THIS_CHECKOUT, null);
+  const backendList = args.string('backends', '');
+  if (backendList) {
+    if (ref) throw new Error('--backends and --baseline do not go together');
+    return consortium(args, parseBackends(backendList));
+  }
+  if (!ref) return void (await measure(args, THIS_CHECKOUT, null));
   // Before and after in one run: the baseline commit's registry first, then this checkout's.
   const baseline = buildBaseline(ref);
   try {
@@ -56,7 +92,47 @@ async function main(args: BenchArgs): Promise<void> {
   }
 }
 
-async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'after' | null): Promise<void> {
+/**
+ * The same workload on each backend in turn, in one run: SQLite, one PostgreSQL registry, N
+ * behind nginx. PostgreSQL is --database (a superuser URL) or a throwaway server of the
+ * benchmark's own on a free port (fsync off as in the test cluster; synchronous_commit on).
+ */
+async function consortium(args: BenchArgs, backends: Backend[]): Promise<void> {
+  let cluster: PostgresCluster | null = null;
+  let adminUrl = args.string('database', '') || null;
+  const results: Measured[] = [];
+  try {
+    if (!adminUrl && backends.some((b) => b.database)) {
+      const own = (cluster = await startPostgresCluster(await freePort(), {
+        maxConnections: BENCH_PG_MAX_CONNECTIONS,
+      }));
+      adminUrl = own.url;
+      // Interrupted (Ctrl-C, timeout): the server must not outlive the benchmark.
+      for (const signal of ['SIGINT', 'SIGTERM'] as const)
+        process.once(signal, () => void own.destroy().finally(() => process.exit(130)));
+      console.log(`PostgreSQL for the benchmark on port ${cluster.port} (max_connections ${BENCH_PG_MAX_CONNECTIONS})`);
+    }
+    for (const b of backends) {
+      console.log(`--- ${b.label} ---`);
+      results.push(
+        await measure(args, THIS_CHECKOUT, null, {
+          postgresAdminUrl: b.database ? adminUrl : null,
+          registries: b.registries,
+        }),
+      );
+    }
+  } finally {
+    await cluster?.destroy();
+  }
+  reportConsortium(results, args);
+}
+
+async function measure(
+  args: BenchArgs,
+  build: Build,
+  comparison: 'before' | 'after' | null,
+  backend?: { postgresAdminUrl: string | null; registries: number },
+): Promise<Measured> {
   const siteCount = args.number('sites', 1000);
   const generators = args.number('generators', 2);
   const broadcasts = args.number('broadcasts', 5);
@@ -67,8 +143,8 @@ async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'af
   const which = args.string('phases', 'long,plain').split(',');
   // --database: a PostgreSQL superuser URL (a fresh database is made and dropped); --registries N:
   // N processes on it behind nginx.
-  const postgresAdminUrl = args.string('database', '') || null;
-  const registries = args.number('registries', 1);
+  const postgresAdminUrl = backend ? backend.postgresAdminUrl : args.string('database', '') || null;
+  const registries = backend ? backend.registries : args.number('registries', 1);
   const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-scale-${String(i).padStart(4, '0')}`);
   const dataDir = makeDataDir();
   console.log(`seeding ${siteCount} sites`);
@@ -179,6 +255,7 @@ async function measure(args: BenchArgs, build: Build, comparison: 'before' | 'af
     args: process.argv.slice(2).join(' '),
   });
   if (profileDir) reportProfile(profileDir, process.argv.slice(2).join(' '), which);
+  return { backend: registry.label, phases, errors, peakRss };
 }
 
 interface Generators {
@@ -198,6 +275,10 @@ async function startGenerators(
   for (let g = 0; g < count; g++) {
     const child = fork(path.join(__dirname, 'scale-sites.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.push(child);
+    // Its share of 10,000 sites is as many sockets: more than a default `ulimit -n` of 1,024.
+    const needed = Math.ceil(sites.length / count) + 256;
+    if (!ensureFdLimit(child.pid!, needed))
+      console.warn(`load generator ${child.pid} may open fewer than ${needed} files and prlimit could not raise it`);
     const share = sites.filter((_, i) => i % count === g);
     ready.push(new Promise((resolve) => child.once('message', () => resolve())));
     done.push(
@@ -215,7 +296,8 @@ async function startGenerators(
 }
 
 async function stopGenerators(gens: Generators): Promise<DoneMessage> {
-  for (const child of gens.children) child.send({ type: 'stop' });
+  // A generator that died (its exit already failed the run) has no channel left to send on.
+  for (const child of gens.children) if (child.connected) child.send({ type: 'stop' });
   const timer = setTimeout(() => gens.children.forEach((c) => void stopChild(c, 1000)), 30_000);
   const reports = await gens.done;
   clearTimeout(timer);
@@ -252,13 +334,17 @@ interface Workload {
   posted: Posted[];
   usage: UsageWindow;
   generatorCores: number;
+  perProcess: { cores: number; peakRssBytes: number }[];
   postErrors: number;
   /** Per broadcast task: POST sent → every run final (the researcher's waitForTask returned). */
   completion?: number[];
 }
 
 /** CPU summed over the registry processes; peak RSS of the largest one. */
-function samplers(registry: Deployment, gens: Generators): { stop(): { usage: UsageWindow; generatorCores: number } } {
+function samplers(
+  registry: Deployment,
+  gens: Generators,
+): { stop(): { usage: UsageWindow; generatorCores: number; perProcess: { cores: number; peakRssBytes: number }[] } } {
   const regs = registry.processes.map((p) => new ProcSampler(p.pid).start());
   const gen = gens.children.map((c) => new ProcSampler(c.pid!, 1000).start());
   return {
@@ -272,7 +358,11 @@ function samplers(registry: Deployment, gens: Generators): { stop(): { usage: Us
         startRssBytes: Math.max(...windows.map((w) => w.startRssBytes)),
         endRssBytes: Math.max(...windows.map((w) => w.endRssBytes)),
       };
-      return { usage, generatorCores: gen.map((s) => s.stop().cores).reduce((a, b) => a + b, 0) };
+      return {
+        usage,
+        generatorCores: gen.map((s) => s.stop().cores).reduce((a, b) => a + b, 0),
+        perProcess: windows.map((w) => ({ cores: w.cores, peakRssBytes: w.peakRssBytes })),
+      };
     },
   };
 }
@@ -381,6 +471,7 @@ function finishPhase(name: string, work: Workload, done: DoneMessage): PhaseResu
     name,
     usage: work.usage,
     generatorCores: work.generatorCores,
+    perProcess: work.perProcess,
     handout: summarize(handouts),
     post: summarize(work.posted.map((p) => p.answeredAt - p.postedAt)),
     dispatchedPerSecond: receipts.length / ((last - first) / 1000),
@@ -416,7 +507,7 @@ function report(
   const verdicts = [
     `errors: ${o.errors} (${o.errors === 0 ? 'met' : 'NOT met'})`,
     `p99 hand-out with long polling: ${longPhases.map((p) => `${ms(p.handout.p99)} ms`).join(' (broadcast), ')} (steady) (${worstP99 < HANDOUT_P99_TARGET_MS ? 'met' : longPhases.some((p) => p.handout.p99 < HANDOUT_P99_TARGET_MS) ? 'met for steady single-site tasks, NOT met within 1,000-run bursts' : 'NOT met'})`,
-    `registry peak RSS ${mib(o.peakRss)} (${o.peakRss < RSS_TARGET_BYTES ? 'met' : 'NOT met'})`,
+    `registry peak RSS ${mib(o.peakRss)} (${o.peakRss < rssTargetBytes(o.siteCount) ? 'met' : 'NOT met'})`,
   ];
   const rows = phases.map((p) => [
     p.name,
@@ -428,9 +519,14 @@ function report(
     mib(p.usage.peakRssBytes),
     p.generatorCores.toFixed(2),
   ]);
-  const extras = phases.flatMap((p) => Object.entries(p.extra).map(([k, v]) => `- ${p.name}: ${k}: ${v}`));
+  const extras = phases.flatMap((p) => [
+    ...Object.entries(p.extra).map(([k, v]) => `- ${p.name}: ${k}: ${v}`),
+    ...(p.perProcess.length > 1
+      ? [`- ${p.name}: per registry process, CPU (cores) / peak RSS: ${perProcessText(p)}`]
+      : []),
+  ]);
   const body = `
-Targets: no errors; p99 hand-out < ${HANDOUT_P99_TARGET_MS} ms; registry RSS < 300 MB.
+Targets: no errors; p99 hand-out < ${HANDOUT_P99_TARGET_MS} ms; registry RSS < ${rssTargetBytes(o.siteCount) / 1048576} MB.
 **${verdicts.join('; ')}.**
 
 ${o.registries === 1 ? `One \`node master\` process on ${o.database ? 'PostgreSQL (a local throwaway server on the same 2 cores)' : 'SQLite'}` : `${o.registries} \`node master\` processes on one PostgreSQL database (a local throwaway server on the same 2 cores) behind nginx (deploy/nginx/pht-registry.conf); registry CPU is summed over the processes, RSS is the largest process's`} (info logging to a file); ${o.siteCount} sites simulated by ${o.generators}
@@ -460,6 +556,45 @@ Registry peak RSS over the whole benchmark (VmHWM): ${mib(o.peakRss)}. Errors: $
     command: o.comparison
       ? `npm run bench:scale -- ${o.args}`
       : `npm run bench:scale -- --sites ${o.siteCount} --generators ${o.generators} --broadcasts ${o.broadcasts} --rate ${o.rate} --seconds ${o.seconds} --plain-seconds ${o.plainSeconds} --phases ${o.phases}${o.database ? ` --database postgres://… --registries ${o.registries}` : ''}`,
+    body,
+  });
+}
+
+function perProcessText(p: PhaseResult): string {
+  return p.perProcess.map((w) => `${w.cores.toFixed(2)} / ${mib(w.peakRssBytes)}`).join(', ');
+}
+
+/** One table, the backends side by side: the figures of one run, on one machine load. */
+function reportConsortium(results: Measured[], args: BenchArgs): void {
+  const rows = results.flatMap((r) =>
+    r.phases.map((p) => [
+      r.backend,
+      p.name,
+      p.runs,
+      p.dispatchedPerSecond.toFixed(0),
+      `${ms(p.handout.median)} / ${ms(p.handout.p99)}`,
+      p.usage.cores.toFixed(2),
+      p.perProcess.length > 1 ? perProcessText(p) : mib(p.usage.peakRssBytes),
+      p.generatorCores.toFixed(2),
+    ]),
+  );
+  const sites = args.number('sites', 1000);
+  const body = `
+The same workload (figure 3: long polling, broadcasts then single-site tasks; plain polling every
+1 s) on each backend in turn, in one run. PostgreSQL is a local server on the same ${os.cpus().length} cores
+(the benchmark's own unless --database is given: fsync off, synchronous_commit on); "×N" is N
+registry processes on it behind nginx (deploy/nginx/pht-registry.conf). Hand-out = researcher's POST
+sent → the site has the run. Registry CPU is summed over its processes (1.00 = one core); the last
+column is what the load generators themselves cost (they share the cores). Errors per backend:
+${results.map((r) => `${r.backend} ${r.errors}`).join(', ')}.
+
+${table(['backend', 'phase', 'runs', 'runs handed out/s', 'hand-out p50 / p99 (ms)', 'registry CPU (cores)', 'peak RSS (per process: CPU / RSS)', 'load generators CPU (cores)'], rows)}
+`;
+  console.log(body);
+  writeSection({
+    id: `scale-consortium${sites === 1000 ? '' : `-${sites}`}`,
+    title: `3g. Registry scale side by side: ${sites.toLocaleString('en')} sites on ${results.map((r) => r.backend).join(', ')}`,
+    command: `npm run bench:scale -- ${process.argv.slice(2).join(' ')}`,
     body,
   });
 }
@@ -500,7 +635,7 @@ ${table(
 runMain(
   {
     usage:
-      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]] [--baseline GIT_REF]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md.',
+      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]] [--baseline GIT_REF]\n         [--backends sqlite,postgres,postgres×3]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md. --backends: each in turn, in one\n  run, side by side (PostgreSQL: --database, or a throwaway server of its own).',
     options: {
       sites: 'value',
       generators: 'value',
@@ -513,6 +648,7 @@ runMain(
       database: 'value',
       registries: 'value',
       baseline: 'value',
+      backends: 'value',
     },
   },
   main,

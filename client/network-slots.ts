@@ -221,15 +221,40 @@ export class NetworkSlotPool {
     return this.slots.map((s) => s.runId);
   }
 
-  /** Removes the holders of free slots; taken ones stay for the runs that still use them. */
+  /**
+   * Removes the holders, but for those whose namespace a container left running (or created) for
+   * the next start still uses: they stay with it. A slot taken by a run whose container is gone
+   * (removed by recovery as another registry's, say) is not kept for nothing.
+   */
   async close(): Promise<void> {
     this.events?.destroy();
     this.events = null;
+    const inUse = this.slots.some((s) => s.runId !== null) ? await this.holdersInUse() : new Map<string, number>();
     for (const slot of [...this.slots]) {
-      if (slot.runId !== null) continue;
+      if (inUse.has(slot.holderId)) continue;
       await this.removeContainer(slot.holderId);
       this.slots.splice(this.slots.indexOf(slot), 1);
     }
+  }
+
+  /** Holder id → run id, for every run container of the site that is not over and joins a holder. */
+  private async holdersInUse(): Promise<Map<string, number>> {
+    const runs = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${CONTAINER_LABELS.managedBy}=pht-client`, `${CONTAINER_LABELS.site}=${this.site}`] },
+    });
+    const inUse = new Map<string, number>();
+    for (const r of runs) {
+      const mode = r.HostConfig?.NetworkMode ?? '';
+      const runId = Number(r.Labels?.[CONTAINER_LABELS.runId]);
+      if (!mode.startsWith('container:') || !Number.isSafeInteger(runId) || r.State === 'exited' || r.State === 'dead')
+        continue;
+      const named = mode.slice('container:'.length);
+      // Docker may keep the id as given at create (the full id here) or a prefix of it.
+      const holder = this.slots.find((s) => s.holderId === named || s.holderId.startsWith(named));
+      inUse.set(holder?.holderId ?? named, runId);
+    }
+    return inUse;
   }
 
   private events: (NodeJS.ReadableStream & { destroy(): void }) | null = null;
@@ -325,17 +350,7 @@ export class NetworkSlotPool {
       },
     });
     // Which holders' namespaces run containers of this site still use (found after a restart).
-    const runs = await this.docker.listContainers({
-      all: true,
-      filters: { label: [`${CONTAINER_LABELS.managedBy}=pht-client`, `${CONTAINER_LABELS.site}=${this.site}`] },
-    });
-    const inUse = new Map<string, number>();
-    for (const r of runs) {
-      const mode = r.HostConfig?.NetworkMode ?? '';
-      const runId = Number(r.Labels?.[CONTAINER_LABELS.runId]);
-      if (mode.startsWith('container:') && Number.isSafeInteger(runId) && r.State !== 'exited' && r.State !== 'dead')
-        inUse.set(mode.slice('container:'.length), runId);
-    }
+    const inUse = await this.holdersInUse();
     for (const c of found) {
       const index = Number(c.Labels?.[SLOT_LABELS.slot]);
       const usable =

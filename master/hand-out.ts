@@ -59,8 +59,9 @@ export class WaitingPolls {
       const site = siteIds.get(siteId)!;
       const receivers = this.bySite.get(site)?.receivers;
       const first = receivers?.values().next();
-      // With the SQLite store the claim is synchronous, so the poll is still there; a backend
-      // that awaits may lose it meanwhile, and the run's lease then requeues it.
+      // With the SQLite store the claim is synchronous, so the poll is still there. On PostgreSQL
+      // (one round trip) a poll may hang up meanwhile: another poll of the site takes the run,
+      // or else the run's lease requeues it.
       if (!first || first.done) continue;
       receivers!.delete(first.value);
       first.value(run);

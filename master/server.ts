@@ -5,6 +5,7 @@ import type { Logger } from '../shared/logger.js';
 import type { MasterConfig } from './config.js';
 import { RegistryEvents } from './events.js';
 import { guardConnections } from './connection-guard.js';
+import { WaitingPolls } from './hand-out.js';
 import { createApp } from './http/app.js';
 import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
@@ -12,7 +13,7 @@ import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
 import type { PublicKeys } from './public-keys.js';
 import { connectEvents, openPublicKeys, openStore } from './store/open-store.js';
-import { withPrincipalCache } from './store/principal-cache.js';
+import { PRINCIPAL_CACHE_TTL_MS, PrincipalWatch, withPrincipalCache } from './store/principal-cache.js';
 
 export { openStore };
 
@@ -44,14 +45,23 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     onIdleError: (e: Error) => logger.warn('a database connection was lost', { error: e.message }),
   };
   // The event bus and the public keys need the backend itself (its pool). The principal cache
-  // only on SQLite: there `node master revoke` from another process is seen at the next request
-  // (externalVersion); PostgreSQL has no such synchronous signal across processes, and a revoked
-  // key must not keep working for the cache's lifetime on another registry.
+  // sees a change made by another process (`node master revoke`, another registry) at the next
+  // request: on SQLite through the file's data_version, on PostgreSQL through a trigger's NOTIFY
+  // (migration 0007); while the LISTEN connection is down, the cache is bypassed.
   const backend = await openStore(location);
-  const store = config.database ? backend : withPrincipalCache(backend);
+  const watch = config.database ? new PrincipalWatch() : undefined;
+  const store = withPrincipalCache(backend, PRINCIPAL_CACHE_TTL_MS, watch);
   const events = new RegistryEvents();
-  const bus = await connectEvents(backend, location, events, (message, e) =>
-    logger.warn(message, { error: e.message }),
+  // Shared by the routes and the event bus: a task posted on another registry process is handed
+  // to the polls parked here in one batch claim too.
+  const polls = new WaitingPolls();
+  const bus = await connectEvents(
+    backend,
+    location,
+    events,
+    (message, e) => logger.warn(message, { error: e.message }),
+    watch,
+    (sites) => polls.offer(store, sites, config.leaseMs),
   ).catch(async (e: unknown) => {
     await store.close();
     throw e;
@@ -63,7 +73,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
   const keys = openPublicKeys(backend, location);
   const metrics = new RegistryMetrics(store, events);
-  const app = createApp({ store, events, files, config, logger, keys, metrics });
+  const app = createApp({ store, events, files, config, logger, keys, metrics, polls });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):
   // check often enough that a slow-loris connection is closed close to the configured limit.
   const server = http.createServer(

@@ -22,14 +22,38 @@ export interface HotSpot {
 }
 
 /**
- * Self time per function and per package/file of a V8 .cpuprofile (what `node --cpu-prof`
- * writes): where the process spent its CPU, without a profiler UI.
+ * A stretch of time on the machine's monotonic clock in microseconds: V8 stamps profile samples
+ * with it, and `process.hrtime.bigint() / 1000n` reads it in any process on the same machine.
  */
-export function hotSpots(file: string, top = 15): { functions: HotSpot[]; files: HotSpot[]; totalMs: number } {
+export interface MonotonicWindow {
+  fromUs: number;
+  toUs: number;
+}
+
+/** Now, on the clock profile samples are stamped with (see MonotonicWindow). */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/**
+ * Self time per function and per package/file of a V8 .cpuprofile (what `node --cpu-prof`
+ * writes): where the process spent its CPU, without a profiler UI. With `window`, only the
+ * samples taken within it count (e.g. a broadcast, without the process's start and set-up).
+ */
+export function hotSpots(
+  file: string,
+  top = 15,
+  window?: MonotonicWindow,
+): { functions: HotSpot[]; files: HotSpot[]; totalMs: number } {
   const profile = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
-  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000));
+  let at = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    at += profile.timeDeltas[i] ?? 0;
+    if (window && (at < window.fromUs || at > window.toUs)) return;
+    self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
+  });
   const functions = new Map<string, number>();
   const files = new Map<string, number>();
   let total = 0;

@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import pg from 'pg';
 import { freePort, startNginx, type RunningNginx } from '../../test/helpers/nginx.js';
 import { withDatabase } from '../../test/helpers/postgres.js';
@@ -28,6 +30,53 @@ export interface DeploymentOptions {
   nodeArgs?: string[];
   /** Another checkout's root, to run its build instead of this one (a baseline commit). */
   root?: string;
+}
+
+/**
+ * Open files each benchmark process may hold: a registry (or nginx, or a load generator) holds
+ * one socket per parked site, 10,000 at full scale, plus its database and log files.
+ */
+export const BENCH_NOFILE = 65536;
+
+/** A process's soft limit on open files, from /proc (null when unreadable). */
+function openFilesLimit(pid: number): number | null {
+  try {
+    const line = fs
+      .readFileSync(`/proc/${pid}/limits`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max open files'));
+    const soft = line?.split(/\s{2,}/)[1];
+    return soft === 'unlimited' ? Infinity : soft ? Number(soft) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Makes sure a running process may hold `needed` open files (one socket per parked site, 10,000
+ * at full scale, plus its database and log files): raised with util-linux prlimit when lower.
+ * Answers whether the limit is enough; the caller says so in its output when it is not (raise
+ * `ulimit -n` in the shell that runs the benchmark: a container may refuse prlimit).
+ */
+export function ensureFdLimit(pid: number, needed: number): boolean {
+  const current = openFilesLimit(pid);
+  if (current !== null && current >= needed) return true;
+  try {
+    execFileSync('prlimit', ['--pid', String(pid), `--nofile=${BENCH_NOFILE}:${BENCH_NOFILE}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Registry limits for the benchmark: every simulated site connects from 127.0.0.1 (and behind
+ * nginx, every connection comes from it), so the per-address connection cap (2,048 by default,
+ * a defence against one hostile address) must allow them all.
+ */
+export function benchRegistryLimits(sites: number): Record<string, number> {
+  const connections = Math.max(4096, sites * 2 + 1024);
+  return { connectionsPerAddress: connections, maxConnections: connections };
 }
 
 export async function startDeployment(
@@ -60,10 +109,17 @@ export async function startDeployment(
         nodeArgs: o.nodeArgs ?? [],
         logName: `registry-${i}.log`,
         // Enough connections for a process's share of thousands of sites, within max_connections.
-        config: database ? { databasePoolSize: 20 } : {},
+        config: {
+          ...(database ? { databasePoolSize: 20 } : {}),
+          limits: benchRegistryLimits(o.sites.length),
+        },
         ...(database ? { database } : {}),
       }),
     );
+  const perProcess = Math.ceil(o.sites.length / o.registries) + 256;
+  for (const p of processes)
+    if (!ensureFdLimit(p.pid, perProcess))
+      console.warn(`registry ${p.pid} may open fewer than ${perProcess} files and prlimit could not raise it`);
   if (o.registries > 1)
     nginx = await startNginx(
       await freePort(),

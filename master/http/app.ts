@@ -4,7 +4,7 @@ import { coerceError } from '../../shared/errors.js';
 import type { ApiErrorBody } from '../../shared/types.js';
 import { RegistryError } from '../errors.js';
 import { WaitingPolls } from '../hand-out.js';
-import { authenticate } from './auth.js';
+import { authenticate, requireSite } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { adminRoutes } from './admin-routes.js';
 import { API_CSP, dashboardRoutes, defaultDashboardDir } from './dashboard.js';
@@ -15,7 +15,7 @@ import { overviewRoutes } from './overview-routes.js';
 import { governanceRoutes } from './governance-routes.js';
 import { limitJsonDepth } from './request-parsing.js';
 import { researcherRoutes } from './researcher-routes.js';
-import { siteRoutes } from './site-routes.js';
+import { nextRunHandler, siteRoutes } from './site-routes.js';
 
 /** The registry's Express application (no listening socket: see server.ts). */
 export function createApp(context: RegistryContext, dashboardDir = defaultDashboardDir()): express.Express {
@@ -42,8 +42,18 @@ export function createApp(context: RegistryContext, dashboardDir = defaultDashbo
     res.json(openApi);
   });
 
+  const auth = authenticate(ctx.store);
+  const nextRun = nextRunHandler(ctx);
+  // A site polling for work is the most common request at scale (issue 13, target 3): it goes
+  // straight to its handler after authentication, past the API router's body parsing and the
+  // routers in front of the site routes. A GET's body is never read, here or there.
+  // (A router of its own, so that the metrics label its route like the other site routes.)
+  const polling = express.Router();
+  polling.get('/runs/next', auth, requireSite, nextRun);
+  app.use('/api/v1/site', polling);
+
   const api = express.Router();
-  api.use(authenticate(ctx.store));
+  api.use(auth);
   const parseJson = express.json({
     limit: ctx.config.limits.jsonBodyBytes,
     strict: false,

@@ -5,6 +5,7 @@ import { PublicKeyStore, type PublicKeys } from '../public-keys.js';
 import { PostgresPublicKeys } from './postgres-public-keys.js';
 import { PostgresEventBus } from './postgres-events.js';
 import { PostgresRegistryStore } from './postgres-store.js';
+import type { PrincipalWatch } from './principal-cache.js';
 import type { RegistryStore } from './registry-store.js';
 import { SqliteRegistryStore } from './sqlite-store.js';
 
@@ -45,16 +46,40 @@ export async function connectEvents(
   location: StoreLocation,
   events: RegistryEvents,
   onError: (message: string, error: Error) => void,
+  principals?: PrincipalWatch,
+  handOut?: (sites: Set<string>) => Promise<Set<string>>,
 ): Promise<PostgresEventBus | null> {
   if (!(store instanceof PostgresRegistryStore) || !location.database) return null;
+  // A task posted on another process arrives as one notification per site, all in one read:
+  // with `handOut`, the sites of one tick are offered to this process's parked polls in one batch
+  // claim (master/hand-out.ts); only the sites it did not serve are woken to claim for themselves.
+  let sites: Set<string> | null = null;
+  const deliverSite = (site: string) => {
+    if (!handOut) return events.deliver('site', site);
+    if (sites) return void sites.add(site);
+    const batch = (sites = new Set([site]));
+    setImmediate(() => {
+      sites = null;
+      void handOut(batch)
+        .catch((e: unknown) => {
+          onError('batch hand-out failed; waking the sites instead', e instanceof Error ? e : new Error(String(e)));
+          return new Set<string>();
+        })
+        .then((handed) => {
+          for (const s of batch) if (!handed.has(s)) events.deliver('site', s);
+        });
+    });
+  };
   const bus = await PostgresEventBus.start({
     connectionString: location.database,
     pool: store.pool,
-    onEvent: (kind, key) => events.deliver(kind, key),
+    onEvent: (kind, key) => (kind === 'site' ? deliverSite(key) : events.deliver(kind, key)),
     onReconnect: () => events.wakeEverything(),
+    ...(principals ? { principals } : {}),
     onError,
   });
   events.attach(bus);
+  principals?.useBarrier(() => bus.barrier());
   return bus;
 }
 

@@ -11,11 +11,19 @@ export interface PostgresEventBusOptions {
   onEvent(kind: EventKind, key: string): void;
   /** The listening connection came back after a loss: notifications may have been missed. */
   onReconnect(): void;
+  /**
+   * Principals changed (revoked, disabled, rotated: migration 0007's trigger, whoever made the
+   * change), or the listening connection was lost or came back (`listening`), so changes may have
+   * been missed: caches of authenticated principals must not be trusted until it is back.
+   */
+  principals?: { changed(): void; setWatching(up: boolean): void };
   onError(message: string, error: Error): void;
 }
 
 const KIND_CODES: Record<EventKind, string> = { site: 's', task: 't' };
 const CODE_KINDS: Record<string, EventKind> = { s: 'site', t: 'task' };
+/** Sent by the database itself (migration 0007's trigger on principals), never by a registry. */
+const PRINCIPALS_CODE = 'p';
 const MAX_RECONNECT_DELAY_MS = 5_000;
 
 /**
@@ -33,6 +41,8 @@ export class PostgresEventBus implements EventBus {
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private failures = 0;
+  private currentBarrier: Promise<boolean> | null = null;
+  private nextBarrier: Promise<boolean> | null = null;
   private readonly inFlight = new Set<Promise<void>>();
 
   private constructor(
@@ -83,6 +93,7 @@ export class PostgresEventBus implements EventBus {
     const lost = (e?: Error) => {
       if (this.listener !== client) return;
       this.listener = null;
+      this.options.principals?.setWatching(false);
       client.removeAllListeners('notification');
       client.end().catch(() => undefined);
       if (!this.closed) {
@@ -104,6 +115,7 @@ export class PostgresEventBus implements EventBus {
       return;
     }
     this.listener = client;
+    this.options.principals?.setWatching(true);
   }
 
   private scheduleReconnect(): void {
@@ -128,8 +140,40 @@ export class PostgresEventBus implements EventBus {
   private receive(payload: string): void {
     const [origin, code, ...rest] = payload.split(' ');
     if (origin === this.origin) return;
+    if (code === PRINCIPALS_CODE) {
+      this.options.principals?.changed();
+      return;
+    }
     const kind = code === undefined ? undefined : CODE_KINDS[code];
     if (kind) this.options.onEvent(kind, rest.join(' '));
+  }
+
+  /**
+   * Resolves true once every notification committed before the call has been received (false
+   * if the listening connection is down or fails meanwhile). PostgreSQL hands a listening session
+   * the notifications that arrived during a statement before that statement's ReadyForQuery, so
+   * one round trip on the listening connection is the barrier. Callers arriving while one is in
+   * flight share the next: at most one in flight and one waiting, however many requests ask.
+   */
+  barrier(): Promise<boolean> {
+    if (!this.listener) return Promise.resolve(false);
+    if (this.nextBarrier) return this.nextBarrier;
+    const after = this.currentBarrier ?? Promise.resolve(true);
+    const next = after.then(() => {
+      this.nextBarrier = null;
+      this.currentBarrier = next;
+      const client = this.listener;
+      if (!client) return false;
+      return client.query('SELECT 1').then(
+        () => this.listener === client,
+        () => false,
+      );
+    });
+    this.nextBarrier = next;
+    void next.finally(() => {
+      if (this.currentBarrier === next) this.currentBarrier = null;
+    });
+    return next;
   }
 
   /** Whether the listening connection is up (for /healthz and tests). */
@@ -146,6 +190,7 @@ export class PostgresEventBus implements EventBus {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const client = this.listener;
     this.listener = null;
+    this.options.principals?.setWatching(false);
     await client?.end().catch(() => undefined);
   }
 }

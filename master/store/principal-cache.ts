@@ -11,8 +11,10 @@ const MAX_ENTRIES = 100_000;
  * alone. Every other method (disable, rotate, and whatever a later version adds) empties it
  * before it runs and again when it settles, so a change made through this process applies to
  * the very next request. A change made by another process (`node master disable-site` on the
- * same database) applies at the next request where the store has externalVersion (SQLite), and
- * within PRINCIPAL_CACHE_TTL_MS otherwise.
+ * same database, or another registry process on PostgreSQL) applies at the next request: SQLite
+ * through the store's externalVersion, PostgreSQL through a PrincipalWatch fed by a trigger's
+ * NOTIFY (sent at commit, before the changing request is even answered). A store with neither
+ * sees it within PRINCIPAL_CACHE_TTL_MS.
  */
 const KEEPS_PRINCIPALS = new Set<string>([
   'externalVersion',
@@ -50,6 +52,51 @@ const KEEPS_PRINCIPALS = new Set<string>([
   'sweep',
 ]);
 
+/**
+ * Changes to principals made by other processes, where the store cannot tell synchronously
+ * (PostgreSQL: a trigger's NOTIFY, master/store/postgres-events.ts). The cache is trusted only
+ * while `watching`; every change, every loss and every return of the watch empties it.
+ */
+export class PrincipalWatch {
+  private up = false;
+  private version = 0;
+  private barrierFn: (() => Promise<boolean>) | null = null;
+
+  /**
+   * `barrier` resolves once every notification committed before it was called has been
+   * received (false when it cannot tell): a cached answer waits for it, so a change committed
+   * before a request arrived is seen by that request, not one notification-delivery later.
+   */
+  useBarrier(barrier: () => Promise<boolean>): void {
+    this.barrierFn = barrier;
+  }
+
+  /** See useBarrier; true without one. */
+  barrier(): Promise<boolean> {
+    return this.barrierFn ? this.barrierFn() : Promise.resolve(true);
+  }
+
+  /** Principals may have changed elsewhere. */
+  changed(): void {
+    this.version++;
+  }
+
+  /** Whether a change made elsewhere would be noticed (the LISTEN connection is up). */
+  setWatching(up: boolean): void {
+    this.up = up;
+    this.version++;
+  }
+
+  watching(): boolean {
+    return this.up;
+  }
+
+  /** Different after every change and every loss or return of the watch. */
+  current(): number {
+    return this.version;
+  }
+}
+
 interface Entry {
   principal: Principal;
   expiresAt: number;
@@ -60,12 +107,17 @@ interface Entry {
  * sites polling would otherwise each cost a SELECT (profile: 5 % of the registry's CPU under plain
  * polling). Unknown keys are never cached, so guessing keys cannot fill the cache.
  */
-export function withPrincipalCache<S extends RegistryStore>(store: S, ttlMs = PRINCIPAL_CACHE_TTL_MS): S {
+export function withPrincipalCache<S extends RegistryStore>(
+  store: S,
+  ttlMs = PRINCIPAL_CACHE_TTL_MS,
+  watch?: PrincipalWatch,
+): S {
   const cache = new Map<string, Entry>();
   // A lookup that overlapped a change must not put what it read before the change into the cache.
   let generation = 0;
   let changing = 0;
   let lastVersion = store.externalVersion?.();
+  let lastWatched = watch?.current();
   const invalidate = () => {
     generation++;
     cache.clear();
@@ -77,14 +129,28 @@ export function withPrincipalCache<S extends RegistryStore>(store: S, ttlMs = PR
       lastVersion = version;
       invalidate();
     }
+    const watched = watch?.current();
+    if (watched !== lastWatched) {
+      lastWatched = watched;
+      invalidate();
+    }
+    // While another process's change could go unnoticed (LISTEN connection down), every
+    // request reads the database, as without a cache.
+    if (watch && !watch.watching()) return store.authenticate(secret);
     const hash = hashSecret(secret);
     const now = Date.now();
     const hit = cache.get(hash);
-    if (hit && hit.expiresAt > now) return { ...hit.principal };
+    if (hit && hit.expiresAt > now) {
+      if (!watch) return { ...hit.principal };
+      // A change committed before this request arrived may still be on its way to this process.
+      if ((await watch.barrier()) && watch.current() === watched) return { ...hit.principal };
+      return authenticate(secret);
+    }
     if (hit) cache.delete(hash);
     const seenGeneration = generation;
     const principal = await store.authenticate(secret);
-    if (principal && changing === 0 && seenGeneration === generation) {
+    // A change noticed while the lookup ran (or a loss of the watch) may postdate what it read.
+    if (principal && changing === 0 && seenGeneration === generation && watch?.current() === watched) {
       if (cache.size >= MAX_ENTRIES) cache.clear();
       cache.set(hash, { principal: { ...principal }, expiresAt: now + ttlMs });
     }

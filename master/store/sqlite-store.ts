@@ -87,15 +87,6 @@ interface TaskRow {
   created_at: string;
 }
 
-interface AssignmentRow {
-  id: number;
-  task_id: number;
-  attempt: number;
-  image: string;
-  config: Buffer;
-  config_type: string;
-}
-
 const RUN_COLUMNS = `r.*, p.name AS site_name`;
 const TASK_COLUMNS = `t.id, t.owner_id, o.name AS owner_name, t.name, t.image, t.status, t.cancelled, t.created_at`;
 
@@ -231,6 +222,12 @@ export class SqliteRegistryStore implements RegistryStore {
       assign: db.prepare(
         "UPDATE runs SET status = 'assigned', attempt = attempt + 1, lease_expires_at = ?, last_contact_at = ? WHERE id = ? AND status = 'queued'",
       ),
+      // One statement per site for a batch claim: the next queued run, assigned, and what the
+      // answer needs of it (its task's image and config are read once per task, not per run).
+      claimQueued: db.prepare(
+        "UPDATE runs SET status = 'assigned', attempt = attempt + 1, lease_expires_at = ?, last_contact_at = ? WHERE id = (SELECT id FROM runs WHERE site_id = ? AND status = 'queued' ORDER BY id LIMIT 1) RETURNING id, task_id, attempt",
+      ),
+      taskPayload: db.prepare('SELECT image, config, config_type FROM tasks WHERE id = ?'),
       assignment: db.prepare(
         'SELECT r.id, r.task_id, r.attempt, t.image, t.config, t.config_type FROM runs r JOIN tasks t ON t.id = r.task_id WHERE r.id = ?',
       ),
@@ -599,35 +596,49 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async claimNextRuns(siteIds: readonly number[], leaseMs: number): Promise<{ siteId: number; run: RunAssignment }[]> {
+    type Claimed = { id: number; task_id: number; attempt: number };
     const claimed = this.db
       .transaction(() => {
         const now = Date.now();
-        const rows: { siteId: number; row: AssignmentRow }[] = [];
+        const rows: { siteId: number; row: Claimed }[] = [];
         const tasks = new Set<number>();
         for (const siteId of siteIds) {
-          const next = this.stmt.nextQueued.get(siteId) as { id: number } | undefined;
-          if (!next) continue;
-          this.stmt.assign.run(now + leaseMs, now, next.id);
-          const row = this.stmt.assignment.get(next.id) as AssignmentRow;
+          const row = this.stmt.claimQueued.get(now + leaseMs, now, siteId) as Claimed | undefined;
+          if (!row) continue;
           rows.push({ siteId, row });
           tasks.add(row.task_id);
         }
         // Once per task, not once per run: a broadcast's 1,000 runs share one recount.
         for (const taskId of tasks) this.refreshTaskStatus(taskId);
-        return rows;
+        // A broadcast's runs share their task: its image and config are read and decoded and its
+        // poster looked up once, and the runs share those objects (which lets the answer
+        // serialise the config once, too).
+        const ofTask = new Map<number, Omit<RunAssignment, 'id' | 'taskId' | 'attempt'>>();
+        for (const taskId of tasks) {
+          const t = this.stmt.taskPayload.get(taskId) as { image: string; config: Buffer; config_type: string };
+          ofTask.set(taskId, {
+            image: t.image,
+            config: decodeConfig(t.config, t.config_type),
+            postedBy: governance.postedByOf(this.gov, taskId),
+          });
+        }
+        return rows.map(({ siteId, row }) => {
+          const shared = ofTask.get(row.task_id)!;
+          return {
+            siteId,
+            run: {
+              id: row.id,
+              taskId: row.task_id,
+              image: shared.image,
+              config: shared.config,
+              attempt: row.attempt,
+              postedBy: shared.postedBy,
+            },
+          };
+        });
       })
       .immediate();
-    return claimed.map(({ siteId, row }) => ({
-      siteId,
-      run: {
-        id: row.id,
-        taskId: row.task_id,
-        image: row.image,
-        config: decodeConfig(row.config, row.config_type),
-        attempt: row.attempt,
-        postedBy: governance.postedByOf(this.gov, row.task_id),
-      },
-    }));
+    return claimed;
   }
 
   private siteRunRow(siteId: number, runId: number): RunRow {

@@ -102,12 +102,13 @@ async function probe(
   engine: DockerEngine,
   networkMode: string,
   env: Record<string, string>,
+  labels: Record<string, string> = {},
 ): Promise<{ id: string; output: Promise<any>; firstLine: Promise<any> }> {
   const id = await engine.create({
     name: `pht-slot-probe-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
     imageId: PROBE,
     env,
-    labels: { [TEST_LABEL]: TEST_RUN },
+    labels: { [TEST_LABEL]: TEST_RUN, ...labels },
     user: '65534:65534',
     mounts: [],
     networkMode,
@@ -243,6 +244,40 @@ describe('network slots on the real engine', () => {
     expect(after.State.Running).toBe(true);
     expect(after.State.StartedAt).toBe(before.State.StartedAt);
     expect(report.ip).toBe(Object.values(after.NetworkSettings.Networks)[0]!.IPAddress);
+  });
+
+  it('a clean stop keeps only the holders that live run containers use, even for slots still marked taken', async () => {
+    const other = uniqueSiteName('slotsclose');
+    const second = (await NetworkSlotPool.open({
+      engine,
+      site: other,
+      network: { name: networkName, gatewayIp },
+      size: 2,
+      logger: silentLogger(),
+    }))!;
+    try {
+      const live = await second.acquire(1);
+      // Taken, but its run's container never came (or was removed by recovery): nothing to keep.
+      const empty = await second.acquire(2);
+      const runLabels = {
+        [CONTAINER_LABELS.managedBy]: 'pht-client',
+        [CONTAINER_LABELS.site]: other,
+        [CONTAINER_LABELS.runId]: '1',
+      };
+      const listener = await probe(engine, live, { MODE: 'listen' }, runLabels);
+      await listener.firstLine;
+      await second.close();
+      const left = await docker().listContainers({
+        all: true,
+        filters: {
+          label: [`${CONTAINER_LABELS.managedBy}=${SLOT_LABELS.managedBy}`, `${CONTAINER_LABELS.site}=${other}`],
+        },
+      });
+      expect(left.map((c) => `container:${c.Id}`)).toEqual([live]);
+      expect(live).not.toBe(empty);
+    } finally {
+      await cleanupSite(other);
+    }
   });
 
   it('a dead holder is replaced when its slot is next taken, and the run works in the new one', async () => {

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../master/store/open-store.js';
-import { withPrincipalCache } from '../../master/store/principal-cache.js';
+import { PRINCIPAL_CACHE_TTL_MS, PrincipalWatch, withPrincipalCache } from '../../master/store/principal-cache.js';
 import { SqliteRegistryStore } from '../../master/store/sqlite-store.js';
 import type { Principal, RegistryStore } from '../../master/store/registry-store.js';
 import { storeLocation } from '../helpers/registry-fixture.js';
@@ -86,6 +86,85 @@ describe('the principal cache in front of the store', () => {
     // The value read before the change is not served afterwards.
     expect(await cached.authenticate('pht_site_racing-key')).toBeNull();
     expect(lookups).toBe(2);
+  });
+});
+
+describe('the principal cache with a watch on other processes (PostgreSQL)', () => {
+  const site: Principal = {
+    id: 1,
+    kind: 'site',
+    name: 'watched',
+    role: 'site',
+    enabled: true,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    lastSeen: null,
+  };
+  function fakeStore(): { store: RegistryStore; lookups: () => number } {
+    let n = 0;
+    const store = {
+      authenticate: async () => {
+        n++;
+        return { ...site };
+      },
+    } as unknown as RegistryStore;
+    return { store, lookups: () => n };
+  }
+
+  it('reads the database on every request while the watch is down, and caches once it is up', async () => {
+    const { store, lookups } = fakeStore();
+    const watch = new PrincipalWatch();
+    const cached = withPrincipalCache(store, PRINCIPAL_CACHE_TTL_MS, watch);
+    await cached.authenticate('pht_site_k');
+    await cached.authenticate('pht_site_k');
+    expect(lookups()).toBe(2);
+    watch.setWatching(true);
+    await cached.authenticate('pht_site_k');
+    await cached.authenticate('pht_site_k');
+    expect(lookups()).toBe(3);
+    // Lost: what was cached is not served, and nothing is cached until it is back.
+    watch.setWatching(false);
+    await cached.authenticate('pht_site_k');
+    await cached.authenticate('pht_site_k');
+    expect(lookups()).toBe(5);
+  });
+
+  it('forgets every entry when a change is notified, and when the watch comes back', async () => {
+    const { store, lookups } = fakeStore();
+    const watch = new PrincipalWatch();
+    watch.setWatching(true);
+    const cached = withPrincipalCache(store, PRINCIPAL_CACHE_TTL_MS, watch);
+    await cached.authenticate('pht_site_k');
+    watch.changed();
+    await cached.authenticate('pht_site_k');
+    await cached.authenticate('pht_site_k');
+    expect(lookups()).toBe(2);
+    // A loss and return between two requests: changes may have been missed in between.
+    watch.setWatching(false);
+    watch.setWatching(true);
+    await cached.authenticate('pht_site_k');
+    expect(lookups()).toBe(3);
+  });
+
+  it('does not keep what a lookup read when a change was notified while it ran', async () => {
+    let release: (p: Principal | null) => void = () => undefined;
+    let n = 0;
+    const store = {
+      authenticate: () => {
+        n++;
+        return new Promise<Principal | null>((resolve) => (release = resolve));
+      },
+    } as unknown as RegistryStore;
+    const watch = new PrincipalWatch();
+    watch.setWatching(true);
+    const cached = withPrincipalCache(store, PRINCIPAL_CACHE_TTL_MS, watch);
+    const slow = cached.authenticate('pht_site_k');
+    watch.changed();
+    release({ ...site });
+    await slow;
+    const again = cached.authenticate('pht_site_k');
+    release({ ...site, enabled: false });
+    expect((await again)?.enabled).toBe(false);
+    expect(n).toBe(2);
   });
 });
 

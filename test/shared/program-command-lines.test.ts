@@ -25,6 +25,7 @@ const PROGRAMS: [name: string, entry: string, usage: RegExp][] = [
   ['bench: large-results', 'dist/bench/large-results.js', /^Usage: node dist\/bench\/large-results\.js/m],
   ['bench: crypto-stream', 'dist/bench/crypto-stream.js', /^Usage: npm run bench:crypto/m],
   ['bench: celery', 'dist/bench/celery.js', /^Usage: node dist\/bench\/celery\.js/m],
+  ['bench: netstart', 'dist/bench/network-start.js', /^Usage: node dist\/bench\/network-start\.js/m],
   ['node fileservice', 'fileservice', /^Usage: node fileservice /m],
 ];
 
