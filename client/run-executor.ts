@@ -15,6 +15,7 @@ import type { SiteGovernance } from './policy/site-governance.js';
 import { ProgressReader } from './progress-reader.js';
 import type { SiteRegistryApi } from './registry-api.js';
 import type { DiskSpec, RunOutcome, RunWorkspace } from './run-workspace.js';
+import type { DiskPool } from './disk-pool.js';
 import { retry, sleep } from '../shared/abortable.js';
 
 export type { ContainerNetworking };
@@ -33,6 +34,10 @@ export interface ExecutorDeps {
   shutdown: AbortSignal;
   /** Sends a run's TTP outbox to its TTP (and out of the output folder); returns a failure reason or null. */
   outbox?: { deliver(ws: RunWorkspace, log: Logger, signal: AbortSignal): Promise<string | null> };
+  /** Run disks made ahead of time (loop-image mode); without it each run formats its own. */
+  diskPool?: DiskPool;
+  /** Told when a run is reported: only its workspace's removal is left, which needs no slot. */
+  onReported?: (runId: number) => void;
 }
 
 const imagePattern = new RegExp(IMAGE_REFERENCE_PATTERN);
@@ -49,6 +54,20 @@ type KillReason = { kind: 'cancel' } | { kind: 'timeout' } | { kind: 'limit'; re
 /** Errors that may go away by themselves; anything else is permanent for the run it happened in. */
 function isTransient(e: unknown): boolean {
   return e instanceof DockerUnavailableError || e instanceof RegistryUnavailableError;
+}
+
+/** The disk every run of this site gets (its limits come from the site's config). */
+export function runDiskSpec(config: Pick<ClientConfig, 'limits' | 'containerUser'>): DiskSpec {
+  const { limits, containerUser } = config;
+  const [uid, gid] = containerUser.split(':').map(Number) as [number, number];
+  // Folders are inodes too: room for as many folders as files, plus the two writable folders.
+  return {
+    mode: limits.disk,
+    bytes: limits.outputBytes + limits.progressBytes,
+    inodes: 2 * limits.outputFiles + 64,
+    uid,
+    gid,
+  };
 }
 
 /** A short, stable identity of the registry a run came from. */
@@ -110,7 +129,10 @@ export class RunExecutor {
     } finally {
       if (ws.record.phase !== 'claimed' && ws.record.phase !== 'started') this.releaseSparql(ws.record.runId);
     }
-    if (ws.record.phase === 'reported') await this.removeWorkspace(ws, log);
+    if (ws.record.phase === 'reported') {
+      this.deps.onReported?.(ws.record.runId);
+      await this.removeWorkspace(ws, log);
+    }
   }
 
   /**
@@ -172,16 +194,7 @@ export class RunExecutor {
   }
 
   private diskSpec(): DiskSpec {
-    const { limits, containerUser } = this.deps.config;
-    const [uid, gid] = containerUser.split(':').map(Number) as [number, number];
-    // Folders are inodes too: room for as many folders as files, plus the two writable folders.
-    return {
-      mode: limits.disk,
-      bytes: limits.outputBytes + limits.progressBytes,
-      inodes: 2 * limits.outputFiles + 64,
-      uid,
-      gid,
-    };
+    return runDiskSpec(this.deps.config);
   }
 
   private async decideAndStart(ws: RunWorkspace, log: Logger): Promise<void> {
@@ -216,9 +229,14 @@ export class RunExecutor {
       });
       return;
     }
+    // The run's disk is made while the registry records the start (it is local and harmless if the
+    // start is refused: the workspace goes with it). A failure here is met again, and reported, by
+    // the same idempotent call in runContainer.
+    const disk = ws.prepareDisk(this.diskSpec(), this.deps.diskPool).catch(() => undefined);
     try {
       await this.retrying('start the run', () => this.deps.api.start(runId, this.deps.shutdown));
     } catch (e) {
+      await disk;
       if (e instanceof RegistryRefusedError) {
         // One client process serves a site, so a run that is already running is one this client
         // started just before it crashed (the registry had the start, the workspace not yet).
@@ -240,7 +258,10 @@ export class RunExecutor {
       }
       throw e;
     }
-    ws.update({ phase: 'started' });
+    await disk;
+    // Not persisted yet: it is written with the container's id, before the container starts. A
+    // restart in between finds 'claimed', and the registry's 409 above says the run is ours.
+    ws.set({ phase: 'started' });
   }
 
   private async runContainer(ws: RunWorkspace, log: Logger): Promise<void> {
@@ -248,6 +269,15 @@ export class RunExecutor {
     let state = ws.record.containerId
       ? await engine.inspect(ws.record.containerId)
       : await engine.inspect(ws.record.containerName);
+    if (state && this.belongsToRun(state.labels, ws) && !ws.record.containerId && state.startedAt === null) {
+      // Created just before a crash, before its id (and its SPARQL token) were written: it never
+      // ran, and its token is gone. Made again below, with a token this client knows.
+      log.info('removing a container created before a restart that never started', {
+        containerId: state.id.slice(0, 12),
+      });
+      await engine.remove(state.id);
+      state = null;
+    }
     if (state && !this.belongsToRun(state.labels, ws)) {
       // Same name, other run (an earlier registry numbered its runs alike): never adopt it.
       log.warn("removing a stale container that holds this run's name", {
@@ -262,17 +292,23 @@ export class RunExecutor {
         const refusal = await this.deps.networking.check?.();
         if (refusal) throw new PermanentRunError(refusal);
         await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
-        await ws.prepareDisk(this.diskSpec());
+        await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
+        let retried = false;
         const id = await this.retryingDocker('create the container', log, async () => {
-          // A create that reached Docker before an error still left a container under our name.
-          const existing = await engine.inspect(ws.record.containerName);
+          // A create that reached Docker before an error still left a container under our name
+          // (the first attempt follows the inspect above, which found none).
+          const existing = retried ? await engine.inspect(ws.record.containerName) : null;
+          retried = true;
           if (existing && this.belongsToRun(existing.labels, ws)) return existing.id;
           if (existing) await engine.remove(existing.id);
           return this.createContainer(ws);
         });
+        // The one write before the container may run: its id, and with it the phase, the image,
+        // the disk and the SPARQL token.
         ws.update({ containerId: id });
         await this.retryingDocker('start the container', log, () => engine.start(id));
-        ws.update({ startedAtMs: Date.now() });
+        // Docker keeps the start time too: a restart takes it from there.
+        ws.set({ startedAtMs: Date.now() });
         this.deps.audit.info('run started', {
           event: 'run_started',
           runId: ws.record.runId,
@@ -300,10 +336,9 @@ export class RunExecutor {
         }
         throw e;
       }
-      state = await engine.inspect(ws.record.containerId!);
     } else {
       // After a reboot the run's disk is no longer mounted: mount it again before anything reads it.
-      await ws.prepareDisk(this.diskSpec());
+      await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
       if (!state.running && state.startedAt === null) {
         // Created, then the client died before starting it: start it now (it has never run).
         await engine.start(state.id);
@@ -331,13 +366,6 @@ export class RunExecutor {
         containerId: state.id.slice(0, 12),
         running: state.running,
       });
-    }
-    if (!state) {
-      ws.update({
-        phase: 'ended',
-        outcome: { state: 'failed', exitCode: null, reason: 'the container disappeared', durationMs: null },
-      });
-      return;
     }
     const outcome = await this.follow(ws, log);
     ws.update({ phase: 'ended', outcome });
@@ -378,14 +406,14 @@ export class RunExecutor {
         throw new PermanentRunError(`image ${image} does not have the pinned digest`);
       digest = `${repo}@${pinned}`;
     }
-    ws.update({ imageId: info.id, digest });
+    ws.set({ imageId: info.id, digest });
   }
 
   private async createContainer(ws: RunWorkspace): Promise<string> {
     const { config, site, networking } = this.deps;
     this.releaseSparql(ws.record.runId);
     const sparql = networking.sparqlFor(ws.record.runId, null);
-    ws.update({ sparqlToken: sparql.token });
+    ws.set({ sparqlToken: sparql.token });
     this.sparqlReleases.set(ws.record.runId, sparql.release);
     // Gateway mode may place the run in a prepared network namespace (client/network-slots.ts).
     const placement = (await networking.placeRun?.(ws.record.runId)) ?? {
@@ -439,7 +467,9 @@ export class RunExecutor {
       runId,
       config.limits.logBytes,
       log,
-      () => ws.update({ logForwardedUntil: Math.floor(Date.now() / 1000) }),
+      // Kept in memory; persisted after each periodic flush below (at most once a second) and by
+      // the 'ended' write: the final flush costs no write of its own.
+      () => ws.set({ logForwardedUntil: Math.floor(Date.now() / 1000) }),
       this.deps.shutdown,
     );
     if (ws.record.logForwardedUntil > 0) forwarder.note('site client restarted; log resumes here');
@@ -471,6 +501,12 @@ export class RunExecutor {
     let lastProgress: ProgressReport | null = null;
     let lastCancelCheck = 0;
     let lastFlush = Date.now();
+    let persistedLogPosition = ws.record.logForwardedUntil;
+    const persistLogPosition = () => {
+      if (ws.record.logForwardedUntil === persistedLogPosition) return;
+      persistedLogPosition = ws.record.logForwardedUntil;
+      ws.update({});
+    };
     const deadline = (ws.record.startedAtMs ?? Date.now()) + config.limits.timeoutMs;
     const watching = new AbortController();
     const watcher = (async () => {
@@ -499,6 +535,7 @@ export class RunExecutor {
         if (now - lastFlush >= 1000) {
           lastFlush = now;
           await forwarder.flush();
+          persistLogPosition();
         }
         await sleep(WATCH_INTERVAL_MS, watching.signal).catch(() => undefined); // aborted: the loop ends
       }
@@ -522,6 +559,7 @@ export class RunExecutor {
     if (result === 'shutdown') {
       logStream.destroy();
       await forwarder.flush();
+      persistLogPosition();
       throw new ShutdownInterrupt();
     }
     await Promise.race([logsDone, sleep(2000)]);
@@ -611,13 +649,17 @@ export class RunExecutor {
     const { engine, config, api } = this.deps;
     const outcome = ws.record.outcome!;
     const runId = ws.record.runId;
+    // The container is removed while its output (on the run's disk, not in the container) is
+    // scanned and sent; the registry hears the result only once the container is gone.
+    let removal: Promise<void> = Promise.resolve();
     if (ws.record.containerId) {
       if (config.keepOnFailure && outcome.state !== 'completed')
         log.info('keeping the failed container for inspection', { containerId: ws.record.containerId });
       else
-        await engine
-          .remove(ws.record.containerId)
-          .catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
+        removal = engine.remove(ws.record.containerId).then(
+          () => undefined,
+          (e: unknown) => void log.warn('could not remove container', { error: coerceError(e).message }),
+        );
     }
     let report: FinishReport = {
       state: outcome.state,
@@ -629,7 +671,7 @@ export class RunExecutor {
     let bytesSent = 0;
     // Whenever a container existed, its output goes back, however this execution came to know it.
     if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
-      if (ws.record.disk) await ws.prepareDisk(this.diskSpec());
+      if (ws.record.disk) await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
       const ttpFailure = (await this.deps.outbox?.deliver(ws, log, this.deps.shutdown)) ?? null;
       if (ttpFailure && report.state === 'completed') report = { ...report, state: 'failed', reason: ttpFailure };
       const scan = await scanOutput(ws.outputDir, { maxFiles: config.limits.outputFiles });
@@ -659,7 +701,10 @@ export class RunExecutor {
               openForUpload(ws.outputDir, f),
             )
           : ({ action: 'send' } as const);
-        if (gate.action === 'hold') return; // resumed when the officer decides; the workspace keeps everything
+        if (gate.action === 'hold') {
+          await removal;
+          return; // resumed when the officer decides; the workspace keeps everything
+        }
         if (gate.action === 'refuse') report = { ...report, state: 'rejected', reason: gate.reason };
         try {
           for (const file of gate.action === 'send' ? scan.files : []) {
@@ -687,6 +732,7 @@ export class RunExecutor {
         }
       }
     }
+    await removal;
     try {
       await this.retrying('report the result', () => api.finish(runId, report, this.deps.shutdown));
     } catch (e) {

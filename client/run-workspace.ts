@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { FinishState, RunAssignment } from '../shared/types.js';
+import { type DiskPool, formatDiskImage, mountDiskImage } from './disk-pool.js';
 import { PermanentRunError } from './errors.js';
 
 const exec = promisify(execFile);
@@ -144,23 +145,34 @@ export class RunWorkspace {
    * file count at once, and survives a client restart with its content, unlike a tmpfs, whose
    * results are lost when the client's mount goes (and which counts against memory).
    */
-  async prepareDisk(spec: DiskSpec): Promise<void> {
+  async prepareDisk(spec: DiskSpec, pool?: DiskPool): Promise<void> {
     const mode = this.record.disk ?? spec.mode;
     if (mode === 'loop-image') {
       if (!(await this.isDiskMounted())) {
         try {
-          if (!fs.existsSync(this.diskImage)) {
-            const tmp = `${this.diskImage}.tmp`;
-            const fd = fs.openSync(tmp, 'w', 0o600);
-            fs.ftruncateSync(fd, diskImageBytes(spec));
-            fs.closeSync(fd);
-            // No reserved blocks. A small journal (4 MB): results written before a host crash are
-            // still readable after it, without writing the default 32 MB journal for every run.
-            await exec('mkfs.ext4', ['-q', '-F', '-m', '0', '-N', String(spec.inodes), '-J', 'size=4', tmp]);
-            fs.renameSync(tmp, this.diskImage);
+          let mounted = false;
+          const pooled = fs.existsSync(this.diskImage) ? null : (pool?.take() ?? null);
+          if (pooled) {
+            // The image first: a crash before the move leaves a formatted image here (mounted
+            // below on the next try) and the pool's mount, which the next start clears.
+            fs.renameSync(pooled.image, this.diskImage);
+            if (pooled.mountDir) {
+              fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
+              mounted = await exec('mount', ['--move', pooled.mountDir, this.diskDir]).then(
+                () => true,
+                // Under a shared mount a mount cannot move: the image is mounted here instead.
+                async () => {
+                  pool?.moveRefused();
+                  await exec('umount', [pooled.mountDir!]);
+                  return false;
+                },
+              );
+            }
+            fs.rmSync(path.dirname(pooled.image), { recursive: true, force: true });
           }
+          if (!fs.existsSync(this.diskImage)) await formatDiskImage(this.diskImage, spec);
           fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
-          await exec('mount', ['-t', 'ext4', '-o', 'loop,noexec,nosuid,nodev', this.diskImage, this.diskDir]);
+          if (!mounted) await mountDiskImage(this.diskImage, this.diskDir);
         } catch (e) {
           const detail = ((e as { stderr?: string }).stderr ?? '').trim() || (e as Error).message;
           throw new PermanentRunError(
@@ -186,7 +198,9 @@ export class RunWorkspace {
         const stat = await fs.promises.statfs(this.diskDir);
         baseline = (stat.blocks - stat.bfree) * stat.bsize;
       }
-      this.update({ disk: mode, diskBaselineBytes: baseline });
+      // Persisted with the container's id: before a container exists, a restart finds the image
+      // (mounted or not) and measures the same empty disk again.
+      this.set({ disk: mode, diskBaselineBytes: baseline });
     }
   }
 
@@ -246,9 +260,22 @@ export class RunWorkspace {
     return path.join(this.progressDir, 'progress.jsonl');
   }
 
+  /**
+   * Changes the record and persists it (with any change made by {@link set} before). Each call is
+   * an fsync'd write: used only at the steps recovery must find again after a crash.
+   */
   update(change: Partial<RunRecord>): void {
     this.record = { ...this.record, ...change };
     this.save();
+  }
+
+  /**
+   * Changes the record in memory only; the next {@link update} persists it. For facts a restarted
+   * client can find again by itself (the image, the disk, Docker's start time, the log position
+   * while the run is followed), so that they cost no write of their own.
+   */
+  set(change: Partial<RunRecord>): void {
+    this.record = { ...this.record, ...change };
   }
 
   /** Atomic write (temp file + rename + fsync) so a crash never leaves half a state file. */
@@ -284,12 +311,6 @@ export class RunWorkspace {
     await this.unmountDisk();
     await fs.promises.rm(this.dir, { recursive: true, force: true });
   }
-}
-
-/** Size of the image file (sparse): capacity plus ext4's own metadata and journal. */
-function diskImageBytes(spec: DiskSpec): number {
-  const metadata = 8 * 1024 * 1024 + spec.inodes * 512 + Math.ceil(spec.bytes * 0.05);
-  return Math.ceil((spec.bytes + metadata) / 4096) * 4096;
 }
 
 /** For the synchronous create(): a disk still mounted under a folder about to be replaced. */

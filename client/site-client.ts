@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import cron from 'node-cron';
 import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
@@ -16,7 +17,8 @@ import { SiteGovernance } from './policy/site-governance.js';
 import { SiteRegistryApi } from './registry-api.js';
 import { RunSealing } from './sealing.js';
 import { TtpOutbox } from './ttp.js';
-import { RunExecutor } from './run-executor.js';
+import { DiskPool } from './disk-pool.js';
+import { RunExecutor, runDiskSpec } from './run-executor.js';
 import { RunWorkspace } from './run-workspace.js';
 
 /** How long close() lets in-flight steps end after they were told to stop, by default. */
@@ -48,10 +50,13 @@ export class SiteClient {
   private readonly engine: ContainerEngine;
   private readonly shutdown = new AbortController();
   private readonly inFlight = new Map<number, Promise<void>>();
+  /** Runs in flight that are reported and only remove their workspace: they hold no slot. */
+  private readonly finishing = new Set<number>();
   private slotFreed: (() => void) | null = null;
   private loop: Promise<void> | null = null;
   private networking: PreparedNetworking | null = null;
   private cronTask: { stop(): void } | null = null;
+  private diskPool: DiskPool | null = null;
   private cronTick: (() => void) | null = null;
   private starting: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
@@ -120,6 +125,16 @@ export class SiteClient {
     });
     this.networking = networking;
     if (signal.aborted) throw abortReason(signal);
+    if (this.config.limits.disk === 'loop-image') {
+      // One disk ready per slot: a run's start takes one instead of waiting for mkfs and mount.
+      this.diskPool = new DiskPool(
+        path.join(this.config.workDir, 'disk-pool'),
+        runDiskSpec(this.config),
+        this.config.concurrency,
+        this.logger.child({ component: 'disk-pool' }),
+      );
+      await this.diskPool.start();
+    }
     this.executor = new RunExecutor({
       api: this.api,
       engine: this.engine,
@@ -131,6 +146,13 @@ export class SiteClient {
       governance: this.governance,
       shutdown: this.shutdown.signal,
       outbox: new TtpOutbox(this.config, this.sealing, this.audit),
+      diskPool: this.diskPool ?? undefined,
+      onReported: (runId) => {
+        // The next run need not wait for an unmount and a folder's deletion.
+        if (!this.inFlight.has(runId)) return;
+        this.finishing.add(runId);
+        this.slotFreed?.();
+      },
     });
     // A held run resumes when the site's officer decides (node client approve|reject).
     this.governance.watchDecisions((ws) => {
@@ -142,6 +164,7 @@ export class SiteClient {
       // The gateway's listening socket would keep the process alive: undo what start did.
       await networking.close().catch(() => undefined);
       this.networking = null;
+      await this.diskPool?.close().catch(() => undefined);
       throw e;
     }
     if (this.config.poll.schedule.kind === 'cron') {
@@ -187,6 +210,7 @@ export class SiteClient {
     // The gateway goes; its network and firewall rules too, unless containers still use them.
     const grace = Math.max(1000, deadline - Date.now());
     await within(this.networking?.close() ?? Promise.resolve(), grace);
+    await within(this.diskPool?.close() ?? Promise.resolve(), grace);
     await within(this.api.close(), grace);
     this.states.to('stopped');
     if (!inTime) throw new ShutdownDeadlineError(this.shutdownDeadlineMs, stuck);
@@ -266,6 +290,7 @@ export class SiteClient {
       }
     })().finally(() => {
       this.inFlight.delete(runId);
+      this.finishing.delete(runId);
       this.slotFreed?.();
     });
     this.inFlight.set(runId, task);
@@ -312,7 +337,7 @@ export class SiteClient {
     let failures = 0;
     let drained = false;
     while (!signal.aborted) {
-      if (this.inFlight.size >= this.config.concurrency) {
+      if (this.inFlight.size - this.finishing.size >= this.config.concurrency) {
         this.states.to('full');
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
         this.slotFreed = null;

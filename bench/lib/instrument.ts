@@ -27,6 +27,15 @@ export class ClientTimeline {
   readonly spans: Span[] = [];
   private readonly containerRuns = new Map<string, number>();
   private readonly restore: (() => void)[] = [];
+  private waiters: { match: (s: Span) => boolean; resolve: (s: Span) => void }[] = [];
+
+  private record(span: Span): void {
+    this.spans.push(span);
+    const ready = this.waiters.filter((w) => w.match(span));
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => !w.match(span));
+    for (const w of ready) w.resolve(span);
+  }
 
   install(): this {
     const timeline = this;
@@ -54,11 +63,26 @@ export class ClientTimeline {
       true,
     );
     this.wrap(RunWorkspace as any, 'create', 'workspace.create', (args) => (args[2] as { id: number }).id, true);
+    for (const name of ['prepareDisk', 'remove'] as const)
+      this.wrap(
+        RunWorkspace.prototype as any,
+        name,
+        `workspace.${name}`,
+        (_args, _result, self) => (self as RunWorkspace).record.runId,
+      );
     return this;
   }
 
   uninstall(): void {
     for (const undo of this.restore.splice(0)) undo();
+  }
+
+  /** The first span of `what` for `runId`, as soon as it is recorded (at once when it already is). */
+  next(what: string, runId: number): Promise<Span> {
+    const match = (s: Span) => s.what === what && s.runId === runId;
+    const found = this.spans.find(match);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve) => this.waiters.push({ match, resolve }));
   }
 
   /** Spans that started inside [from, to]. */
@@ -74,22 +98,22 @@ export class ClientTimeline {
     sync = false,
   ): void {
     const original = target[name] as (...a: unknown[]) => unknown;
-    const spans = this.spans;
+    const record = (span: Span) => this.record(span);
     target[name] = sync
       ? function (this: unknown, ...args: unknown[]) {
           const start = wallMs();
           const result = original.apply(this, args);
-          spans.push({ what, runId: runOf(args, result, this), start, end: wallMs(), ok: true });
+          record({ what, runId: runOf(args, result, this), start, end: wallMs(), ok: true });
           return result;
         }
       : async function (this: unknown, ...args: unknown[]) {
           const start = wallMs();
           try {
             const result = await original.apply(this, args);
-            spans.push({ what, runId: runOf(args, result, this), start, end: wallMs(), ok: true });
+            record({ what, runId: runOf(args, result, this), start, end: wallMs(), ok: true });
             return result;
           } catch (e) {
-            spans.push({ what, runId: runOf(args, undefined, this), start, end: wallMs(), ok: false });
+            record({ what, runId: runOf(args, undefined, this), start, end: wallMs(), ok: false });
             throw e;
           }
         };

@@ -77,6 +77,20 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     return ((await res.json()) as Task).runs[0]!;
   }
 
+  it("writes the run's state only where recovery needs it: claimed, the container's id, the outcome, reported", async () => {
+    await post();
+    const phases: string[] = [];
+    const ws = RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534);
+    const update = ws.update.bind(ws);
+    ws.update = (change) => {
+      update(change);
+      phases.push(ws.record.containerId ? `${ws.record.phase}+id` : ws.record.phase);
+    };
+    await executor.execute(ws);
+    // After the first save (claimed, by create): three writes, each an fsync'd file.
+    expect(phases).toEqual(['started+id', 'ended+id', 'reported+id']);
+  });
+
   it('runs a claimed run to completion and removes its workspace', async () => {
     const task = await post();
     const ws = RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534);
@@ -172,6 +186,39 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     await executor.execute(ws);
     expect(engine.containers.has(staleId)).toBe(false);
     expect(engine.starts).toBe(2);
+    expect((await runOf(task.id)).status).toBe('completed');
+  });
+
+  it('makes again a container created just before a crash whose id (and SPARQL token) the workspace never got, instead of starting it', async () => {
+    const task = await post();
+    const assignment = await claim();
+    await api.start(assignment.id);
+    const ws = RunWorkspace.create(workDir, 'fake-site', assignment, 65534, 65534);
+    ws.update({ phase: 'started' });
+    // What the crashed client had made: this run's container, created, never started; the
+    // workspace has no container id, so the token in its SPARQL URL is known to nobody.
+    const orphanId = await engine.create({
+      name: ws.record.containerName,
+      imageId: 'sha256:x',
+      env: { PHT_SPARQL_ENDPOINT: 'http://gateway/sparql/lost-token' },
+      labels: {
+        'org.pht.run-id': String(assignment.id),
+        'org.pht.task-id': String(task.id),
+        'org.pht.registry': registryLabel(registry.url),
+      },
+      user: '65534:65534',
+      mounts: [],
+      networkMode: 'none',
+      memoryBytes: 1,
+      nanoCpus: 1,
+      pids: 1,
+      tmpfsBytes: 1,
+    });
+    await executor.execute(ws);
+    expect(ws.record.containerId).not.toBeNull();
+    expect(ws.record.containerId).not.toBe(orphanId);
+    expect(engine.containers.has(orphanId)).toBe(false);
+    expect(engine.starts).toBe(1);
     expect((await runOf(task.id)).status).toBe('completed');
   });
 

@@ -1,0 +1,164 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from '../shared/logger.js';
+
+const exec = promisify(execFile);
+
+/** What a run's disk image is made to: capacity, inode count and the owner of its writable folders. */
+export interface DiskImageSpec {
+  /** Capacity for output and progress together. */
+  bytes: number;
+  /** Files and folders the filesystem can hold at most. */
+  inodes: number;
+  uid: number;
+  gid: number;
+}
+
+/** A fresh disk made ahead of time: its image and, when it could be, the folder it is mounted on. */
+export interface PooledDisk {
+  image: string;
+  /** Where the image is loop-mounted (noexec,nosuid,nodev), or null when it is only formatted. */
+  mountDir: string | null;
+}
+
+/** Size of the image file (sparse): capacity plus ext4's own metadata and journal. */
+export function diskImageBytes(spec: DiskImageSpec): number {
+  const metadata = 8 * 1024 * 1024 + spec.inodes * 512 + Math.ceil(spec.bytes * 0.05);
+  return Math.ceil((spec.bytes + metadata) / 4096) * 4096;
+}
+
+/** Writes a new, empty ext4 image at `image` (through a temporary name: never half an image). */
+export async function formatDiskImage(image: string, spec: DiskImageSpec): Promise<void> {
+  const tmp = `${image}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.ftruncateSync(fd, diskImageBytes(spec));
+  } finally {
+    fs.closeSync(fd);
+  }
+  // No reserved blocks. A small journal (4 MB): results written before a host crash are still
+  // readable after it, without writing the default 32 MB journal for every run.
+  await exec('mkfs.ext4', ['-q', '-F', '-m', '0', '-N', String(spec.inodes), '-J', 'size=4', tmp]);
+  fs.renameSync(tmp, image);
+}
+
+/** Loop-mounts `image` on `dir` with the options every run disk gets. */
+export async function mountDiskImage(image: string, dir: string): Promise<void> {
+  await exec('mount', ['-t', 'ext4', '-o', 'loop,noexec,nosuid,nodev', image, dir]);
+}
+
+/** True when `dir` is a mount point (another filesystem than its parent's). */
+export function isMountPoint(dir: string): boolean {
+  try {
+    return fs.statSync(dir).dev !== fs.statSync(path.dirname(dir)).dev;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Run disks formatted (and mounted) ahead of time, so that a run's start does not wait for mkfs
+ * and the loop device. Each disk is new and serves one run only: a run takes it (the image is
+ * renamed into its workspace, the mount moved onto its disk folder) and it goes with the
+ * workspace, exactly as a disk made on the spot would. The pool holds `size` disks (one per
+ * concurrent slot) and makes one at a time in the background, off every run's critical path.
+ *
+ * Whatever a previous process left in the pool's folder is unmounted and deleted by start(): a
+ * pooled disk belongs to no run, so nothing in it is ever kept.
+ */
+export class DiskPool {
+  private readonly ready: PooledDisk[] = [];
+  private filling: Promise<void> | null = null;
+  private closed = false;
+  private sequence = 0;
+  /** Whether a mount can be moved here (not under a shared mount); learnt from the first try. */
+  private moveWorks = true;
+
+  constructor(
+    readonly dir: string,
+    private readonly spec: DiskImageSpec,
+    private readonly size: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Clears what an earlier process left and starts filling. */
+  async start(): Promise<void> {
+    await this.clear();
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.fill();
+  }
+
+  /** A ready disk, at once, or null when none is ready (the run then makes its own). */
+  take(): PooledDisk | null {
+    const disk = this.ready.shift() ?? null;
+    this.fill();
+    return disk;
+  }
+
+  /** Called by a run that could not move a pooled mount: later disks are only formatted. */
+  moveRefused(): void {
+    this.moveWorks = false;
+  }
+
+  /** Stops filling, then unmounts and deletes every disk still in the pool. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.filling;
+    this.ready.splice(0);
+    await this.clear();
+  }
+
+  /** Disks ready now (for tests and metrics). */
+  get readyCount(): number {
+    return this.ready.length;
+  }
+
+  /** Resolves when the pool has no disk in the making (for tests). */
+  async settled(): Promise<void> {
+    while (this.filling) await this.filling;
+  }
+
+  private fill(): void {
+    if (this.filling || this.closed || this.ready.length >= this.size) return;
+    this.filling = (async () => {
+      while (!this.closed && this.ready.length < this.size) {
+        try {
+          this.ready.push(await this.make());
+        } catch (e) {
+          // The run makes its own disk then, and reports a failure there with its reason.
+          this.logger.warn('could not prepare a run disk ahead of time', { error: (e as Error).message });
+          return;
+        }
+      }
+    })().finally(() => (this.filling = null));
+  }
+
+  private async make(): Promise<PooledDisk> {
+    // Unique across processes: a folder name never comes back after a restart cleared the pool.
+    const folder = path.join(this.dir, `${process.pid}-${Date.now()}-${++this.sequence}`);
+    fs.mkdirSync(folder, { mode: 0o700 });
+    const image = path.join(folder, 'disk.img');
+    await formatDiskImage(image, this.spec);
+    if (!this.moveWorks) return { image, mountDir: null };
+    const mountDir = path.join(folder, 'mnt');
+    fs.mkdirSync(mountDir, { mode: 0o755 });
+    await mountDiskImage(image, mountDir);
+    return { image, mountDir };
+  }
+
+  private async clear(): Promise<void> {
+    let entries: string[];
+    try {
+      entries = fs.readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const mnt = path.join(this.dir, entry, 'mnt');
+      if (isMountPoint(mnt)) await exec('umount', ['-l', mnt]).catch(() => undefined);
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

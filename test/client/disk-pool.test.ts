@@ -1,0 +1,118 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DiskPool, isMountPoint } from '../../client/disk-pool.js';
+import { RunWorkspace, type DiskSpec } from '../../client/run-workspace.js';
+import { silentLogger } from '../../shared/logger.js';
+import type { RunAssignment } from '../../shared/types.js';
+import { promisify } from 'node:util';
+
+const exec = promisify(execFile);
+
+const spec: DiskSpec = { mode: 'loop-image', bytes: 1 << 20, inodes: 64, uid: 65534, gid: 65534 };
+const run = (id: number) =>
+  ({ id, taskId: 1, image: '127.0.0.1:5050/pht/x:1', config: {}, attempt: 1 }) as RunAssignment;
+
+describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function setUp(size: number) {
+    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pool-'));
+    const pool = new DiskPool(path.join(workDir, 'disk-pool'), spec, size, silentLogger());
+    cleanups.push(async () => {
+      await pool.close();
+      fs.rmSync(workDir, { recursive: true, force: true });
+    });
+    await pool.start();
+    await pool.settled();
+    return { workDir, pool };
+  }
+
+  it('gives each run a fresh mounted disk of its own, with the size and inode limits, and refills', async () => {
+    const { workDir, pool } = await setUp(2);
+    expect(pool.readyCount).toBe(2);
+    const a = RunWorkspace.create(workDir, 's', run(1));
+    const b = RunWorkspace.create(workDir, 's', run(2));
+    cleanups.push(
+      () => a.remove(),
+      () => b.remove(),
+    );
+    await a.prepareDisk(spec, pool);
+    await b.prepareDisk(spec, pool);
+    for (const ws of [a, b]) {
+      expect(isMountPoint(ws.diskDir)).toBe(true);
+      expect(fs.existsSync(ws.diskImage)).toBe(true);
+      expect(fs.readdirSync(ws.diskDir).sort()).toEqual(['output', 'progress']);
+      const mount = fs
+        .readFileSync('/proc/self/mounts', 'utf8')
+        .split('\n')
+        .find((l) => l.split(' ')[1] === ws.diskDir)!;
+      expect(mount.split(' ')[3]).toMatch(/noexec/);
+      expect(mount.split(' ')[3]).toMatch(/nosuid/);
+      expect(mount.split(' ')[3]).toMatch(/nodev/);
+    }
+    // Two disks, not one: what one run writes the other never sees.
+    fs.writeFileSync(path.join(a.outputDir, 'secret'), 'a');
+    expect(fs.readdirSync(b.outputDir)).toEqual([]);
+    // The kernel's limit holds on a pooled disk: 64 inodes.
+    expect(() => {
+      for (let i = 0; i < 100; i++) fs.writeFileSync(path.join(b.outputDir, `f${i}`), '');
+    }).toThrow(/ENOSPC/);
+    await pool.settled();
+    expect(pool.readyCount).toBe(2);
+  });
+
+  it('mounts the image in place when the pooled mount cannot move (under a shared mount), and formats only from then on', async () => {
+    // A host whose work dir sits under a shared mount (systemd's default for /): the kernel
+    // refuses to move a mount from there.
+    const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pool-shared-'));
+    await exec('mount', ['--bind', shared, shared]);
+    await exec('mount', ['--make-shared', shared]);
+    cleanups.push(async () => {
+      await exec('umount', ['-l', shared]).catch(() => undefined);
+      fs.rmSync(shared, { recursive: true, force: true });
+    });
+    const pool = new DiskPool(path.join(shared, 'disk-pool'), spec, 1, silentLogger());
+    cleanups.push(() => pool.close());
+    await pool.start();
+    await pool.settled();
+    for (const id of [11, 12]) {
+      const ws = RunWorkspace.create(shared, 's', run(id));
+      cleanups.push(() => ws.remove());
+      await ws.prepareDisk(spec, pool);
+      expect(isMountPoint(ws.diskDir)).toBe(true);
+      expect(fs.readdirSync(ws.diskDir).sort()).toEqual(['output', 'progress']);
+      await pool.settled();
+    }
+    // The pool's own folder holds no mount any more: its disks are only formatted now.
+    const mounted = fs.readdirSync(pool.dir).map((e) => isMountPoint(path.join(pool.dir, e, 'mnt')));
+    expect(mounted).toEqual([false]);
+  });
+
+  it('leaves a run to make its own disk when none is ready', async () => {
+    const { workDir, pool } = await setUp(1);
+    pool.take();
+    const ws = RunWorkspace.create(workDir, 's', run(3));
+    cleanups.push(() => ws.remove());
+    await ws.prepareDisk(spec); // no pool: formats on the spot
+    expect(isMountPoint(ws.diskDir)).toBe(true);
+  });
+
+  it('unmounts and deletes the disks an earlier process left in the pool, and its own on close', async () => {
+    const { workDir, pool } = await setUp(1);
+    const left = fs.readdirSync(pool.dir).map((e) => path.join(pool.dir, e, 'mnt'));
+    expect(left.some(isMountPoint)).toBe(true);
+    const next = new DiskPool(pool.dir, spec, 1, silentLogger());
+    await next.start();
+    await next.settled();
+    expect(left.some(isMountPoint)).toBe(false);
+    await next.close();
+    expect(fs.existsSync(next.dir)).toBe(false);
+    expect(fs.readFileSync('/proc/self/mounts', 'utf8')).not.toContain(workDir);
+  });
+});
