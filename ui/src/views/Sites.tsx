@@ -233,7 +233,8 @@ export function Sites({ admin, q, page }: { admin: boolean; q: string; page: num
             </a>
           ) : null}
           <span>
-            {formatCount(Math.min(offset + 1, total))}–{formatCount(Math.min(offset + SITES_PAGE_SIZE, total))} of{' '}
+            {/* The rows on screen, not the page asked for: until the new page arrives the old one shows. */}
+            {formatCount(Math.min(sites.data.offset + 1, total))}–{formatCount(sites.data.offset + list.length)} of{' '}
             {formatCount(total)}
           </span>
           {page < last ? (
