@@ -207,9 +207,9 @@ by the benchmark (\`createTask\` called → the long poll's response headers). I
 PHT samples the site had its run before the researcher had the POST's answer. Run took ${seconds.toFixed(0)} s.
 
 What each side has done when its clock stops. PHT: the registry has authenticated the POST,
-validated it, committed the task and its run to SQLite, answered the POST, then claimed the run
-for the waiting poll in a second transaction and answered the poll (the poll is answered after
-the POST, which is why the site is never first). Celery (its defaults: persistent messages, no
+validated it, committed the task and its run to SQLite, claimed the run for the waiting poll in a
+second transaction and answered the poll (a task for at most 8 sites is handed out before the
+POST is answered, so the site is first; a broadcast answers the POST first). Celery (its defaults: persistent messages, no
 publisher confirms): \`.delay()\` has written the message to the broker's socket without waiting
 for an acknowledgement, and RabbitMQ has pushed it to the idle worker, which has started the task
 (through a pipe to its child process with prefork; in the same process with solo).

@@ -90,7 +90,10 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
+    // A deep accept queue (the kernel caps it at net.core.somaxconn): thousands of sites whose
+    // polls are answered by one broadcast come back at once, as does a load balancer refilling
+    // its connection pool; Node's default of 511 refused them (nginx then answered 502).
+    server.listen({ port: config.port, host: config.host, backlog: 4096 }, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   const metricsListener = config.metrics

@@ -181,10 +181,11 @@ export class SqliteRegistryStore implements RegistryStore {
         'INSERT INTO tasks (owner_id, name, image, config, config_bytes, config_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       // The first reads the (owner_id, status, id) index only.
+      // The task_counts counters (migration 0006): a few rows, however many tasks the owner keeps
+      // (counting the open tasks themselves was 11 % of a creation's CPU with 25,000 open).
       openTasksOfOwner: db
-        .prepare("SELECT COUNT(*) FROM tasks WHERE owner_id = ? AND status IN ('queued', 'running')")
+        .prepare("SELECT COALESCE(SUM(n), 0) FROM task_counts WHERE owner_id = ? AND status IN ('queued', 'running')")
         .pluck(),
-      // The task_counts counters (migration 0006): a few rows, however many tasks the owner keeps.
       configBytesOfOwner: db
         .prepare('SELECT COALESCE(SUM(config_bytes), 0) FROM task_counts WHERE owner_id = ?')
         .pluck(),
