@@ -6,6 +6,7 @@
  */
 import { FILE_SERVICE_SCHEMAS, FILE_TASK_ID_PATTERN, UPLOAD_NAME_PATTERN } from '../shared/fileservice-schemas.js';
 import { SITE_NAME_PATTERN } from '../shared/names.js';
+import { BINARY_BODY, OpenApiBuilder, pathParams, type PathParamTable } from '../shared/openapi-builder.js';
 
 type SchemaName = keyof typeof FILE_SERVICE_SCHEMAS;
 /** Who may call a route: its 401/403 answers and its tag follow from this. */
@@ -31,7 +32,7 @@ export interface FileServiceRouteDoc {
 }
 
 /** Every path parameter, by name: the same name means the same thing everywhere. */
-const PATH_PARAMS: Record<string, { description: string; schema: object }> = {
+const PATH_PARAMS: PathParamTable = {
   taskId: {
     description: "The registry's task id the files belong to",
     schema: { type: 'string', pattern: FILE_TASK_ID_PATTERN },
@@ -115,8 +116,6 @@ export const FILE_SERVICE_ROUTES: readonly FileServiceRouteDoc[] = [
   },
 ];
 
-const pathParams = (path: string) => [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
-
 /** Every status a route answers: its own, and those of its kind (keys, malformed path). */
 export function statusesOf(route: FileServiceRouteDoc): Record<string, Answer> {
   const out: Record<string, Answer> = { ...route.answers };
@@ -133,93 +132,32 @@ export function statusesOf(route: FileServiceRouteDoc): Record<string, Answer> {
   return out;
 }
 
-/** The named schemas as components; a named schema reused inside another becomes a $ref. */
-function toDocSchema(node: unknown, top: object | null): unknown {
-  if (Array.isArray(node)) return node.map((n) => toDocSchema(n, null));
-  if (typeof node !== 'object' || node === null) return node;
-  if (node !== top) {
-    const name = (Object.keys(FILE_SERVICE_SCHEMAS) as SchemaName[]).find((k) => FILE_SERVICE_SCHEMAS[k] === node);
-    if (name) return { $ref: `#/components/schemas/${name}` };
-  }
-  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, toDocSchema(v, null)]));
-}
-
-function answerDoc(answer: Answer): object {
-  if ('json' in answer)
-    return {
-      description: answer.description,
-      content: { 'application/json': { schema: { $ref: `#/components/schemas/${answer.json}` } } },
-    };
-  if ('media' in answer)
-    return {
-      description: answer.description,
-      content: { [answer.media]: { schema: { type: 'string', format: 'binary' } } },
-    };
-  return { description: answer.description };
-}
+const builder = new OpenApiBuilder<SchemaName>(FILE_SERVICE_SCHEMAS, PATH_PARAMS);
 
 function operationDoc(route: FileServiceRouteDoc): object {
   const parameters = [
-    ...pathParams(route.path).map((name) => {
-      const param = PATH_PARAMS[name];
-      if (!param) throw new Error(`describe the path parameter "${name}" of ${route.path} in PATH_PARAMS`);
-      return { name, in: 'path', required: true, ...param };
-    }),
+    ...builder.pathParameters(route.path),
     ...(route.headers ?? []).map((h) => ({ in: 'header', required: false, ...h })),
   ];
-  const operationId =
-    route.method +
-    route.path
-      .replace(/\.json$/, 'Json')
-      .replace(/[/{}-]+(\w)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase());
-  return {
-    operationId,
-    summary: route.summary,
-    tags: [route.who === 'anyone' ? 'meta' : route.who],
-    ...(route.who === 'anyone' ? { security: [] } : {}),
-    ...(parameters.length ? { parameters } : {}),
-    ...(route.binaryBody
-      ? {
-          requestBody: {
-            required: true,
-            content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
-          },
-        }
-      : {}),
-    responses: Object.fromEntries(
-      Object.entries(statusesOf(route))
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([status, answer]) => [status, answerDoc(answer)]),
-    ),
-  };
+  return builder.operation(route, statusesOf(route), {
+    parameters,
+    requestBody: route.binaryBody ? BINARY_BODY : undefined,
+  });
 }
 
 /** The OpenAPI 3.1 document, built from the same schemas the file service's clients check with. */
 export function fileServiceOpenApi(): object {
-  const paths: Record<string, Record<string, object>> = {};
-  for (const route of FILE_SERVICE_ROUTES) (paths[route.path] ??= {})[route.method] = operationDoc(route);
-  return {
-    openapi: '3.1.0',
-    info: {
+  return builder.document(
+    {
       title: 'PHT file service',
-      version: '1',
       description:
         "A trusted third party's inbox: sites (senders) upload files per task, the TTP's own processes (readers) list, read and delete them.",
-      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
-    servers: [{ url: '/api/v1' }],
-    security: [{ bearer: [] }],
-    tags: [
+    [
       { name: 'sender', description: 'Sites: upload files for a TTP' },
       { name: 'reader', description: "The TTP's own processes: list, read and delete received files" },
       { name: 'meta', description: 'About the service itself' },
     ],
-    components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: Object.fromEntries(
-        Object.entries(FILE_SERVICE_SCHEMAS).map(([name, schema]) => [name, toDocSchema(schema, schema)]),
-      ),
-    },
-    paths,
-  };
+    FILE_SERVICE_ROUTES.map((route) => ({ method: route.method, path: route.path, doc: operationDoc(route) })),
+  );
 }

@@ -13,6 +13,7 @@ import {
   WIRE_SCHEMAS,
 } from '../../shared/schemas.js';
 import { KEY_KINDS } from '../../shared/key-schemas.js';
+import { BINARY_BODY, OpenApiBuilder, pathParams, type PathParamTable } from '../../shared/openapi-builder.js';
 import { GOVERNANCE_ROUTES } from './governance-routes.js';
 
 type SchemaName = keyof typeof WIRE_SCHEMAS;
@@ -40,7 +41,7 @@ export interface RouteDoc {
 }
 
 /** Every path parameter of the API, by name: the same name means the same thing everywhere. */
-const PATH_PARAMS: Record<string, { description: string; schema: object }> = {
+const PATH_PARAMS: PathParamTable = {
   id: { description: 'An id: an integer of at least 1.', schema: { type: 'integer', minimum: 1 } },
   name: {
     description: 'Path of the file inside the output folder, e.g. "tables/summary.csv"',
@@ -395,8 +396,6 @@ export const ROUTES: readonly RouteDoc[] = [
   ...GOVERNANCE_ROUTES,
 ];
 
-const pathParams = (path: string) => [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
-
 /** Every status a route answers: its own, and those of its kind (auth, bad input, not found). */
 export function statusesOf(route: RouteDoc): Record<string, Answer> {
   const out: Record<string, Answer> = { ...route.answers };
@@ -418,37 +417,11 @@ export function statusesOf(route: RouteDoc): Record<string, Answer> {
   return out;
 }
 
-/** The named schemas as components; a named schema reused inside another becomes a $ref. */
-function toDocSchema(node: unknown, top: object | null): unknown {
-  if (Array.isArray(node)) return node.map((n) => toDocSchema(n, null));
-  if (typeof node !== 'object' || node === null) return node;
-  if (node !== top) {
-    const name = (Object.keys(WIRE_SCHEMAS) as SchemaName[]).find((k) => WIRE_SCHEMAS[k] === node);
-    if (name) return { $ref: `#/components/schemas/${name}` };
-  }
-  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, toDocSchema(v, null)]));
-}
-
-const ref = (name: SchemaName) => ({ $ref: `#/components/schemas/${name}` });
-
-function answerDoc(answer: Answer): object {
-  if ('json' in answer)
-    return { description: answer.description, content: { 'application/json': { schema: ref(answer.json) } } };
-  if ('media' in answer) {
-    const schema =
-      answer.media === 'application/octet-stream' ? { type: 'string', format: 'binary' } : { type: 'string' };
-    return { description: answer.description, content: { [answer.media]: { schema } } };
-  }
-  return { description: answer.description };
-}
+const builder = new OpenApiBuilder<SchemaName>(WIRE_SCHEMAS, PATH_PARAMS);
 
 function operationDoc(route: RouteDoc): object {
   const parameters = [
-    ...pathParams(route.path).map((name) => {
-      const param = PATH_PARAMS[name];
-      if (!param) throw new Error(`describe the path parameter "${name}" of ${route.path} in PATH_PARAMS`);
-      return { name, in: 'path', required: true, ...param };
-    }),
+    ...builder.pathParameters(route.path),
     ...Object.entries(route.query?.properties ?? {}).map(([name, schema]) => {
       // The description belongs to the parameter; a named schema (e.g. TaskStatus) stays a $ref.
       const { description, ...rest } = schema as { description?: string };
@@ -456,69 +429,28 @@ function operationDoc(route: RouteDoc): object {
         name,
         in: 'query',
         required: false,
-        ...(description ? { description, schema: toDocSchema(rest, null) } : { schema: toDocSchema(schema, null) }),
+        ...(description ? { description, schema: builder.docSchema(rest) } : { schema: builder.docSchema(schema) }),
       };
     }),
   ];
-  const operationId =
-    route.method +
-    route.path
-      .replace(/\.json$/, 'Json')
-      .replace(/[/{}]+(\w)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase());
-  return {
-    operationId,
-    summary: route.summary,
-    tags: [route.who === 'anyone' ? 'meta' : route.who],
-    ...(route.who === 'anyone' ? { security: [] } : {}),
-    ...(parameters.length ? { parameters } : {}),
-    ...(route.body
-      ? {
-          requestBody:
-            'binary' in route.body
-              ? {
-                  required: true,
-                  content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
-                }
-              : {
-                  required: !route.body.optional,
-                  content: { 'application/json': { schema: ref(route.body.json) } },
-                },
-        }
-      : {}),
-    responses: Object.fromEntries(
-      Object.entries(statusesOf(route))
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([status, answer]) => [status, answerDoc(answer)]),
-    ),
-  };
+  const requestBody = !route.body
+    ? undefined
+    : 'binary' in route.body
+      ? BINARY_BODY
+      : builder.jsonBody(route.body.json, !route.body.optional);
+  return builder.operation(route, statusesOf(route), { parameters, requestBody });
 }
 
 /** The OpenAPI 3.1 document, built from the same schemas the server validates with. */
 export function openApiDocument(): object {
-  const paths: Record<string, Record<string, object>> = {};
-  for (const route of ROUTES) (paths[route.path] ??= {})[route.method] = operationDoc(route);
-  return {
-    openapi: '3.1.0',
-    info: {
-      title: 'PHT registry',
-      version: '1',
-      description: 'Personal Health Train registry: tasks, runs, results.',
-      license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
-    },
-    servers: [{ url: '/api/v1' }],
-    security: [{ bearer: [] }],
-    tags: [
+  return builder.document(
+    { title: 'PHT registry', description: 'Personal Health Train registry: tasks, runs, results.' },
+    [
       { name: 'researcher', description: 'Researchers and admins: tasks, runs, results' },
       { name: 'admin', description: 'Admins only' },
       { name: 'site', description: 'Site clients: claim, run and report' },
       { name: 'meta', description: 'About the API itself' },
     ],
-    components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-      schemas: Object.fromEntries(
-        Object.entries(WIRE_SCHEMAS).map(([name, schema]) => [name, toDocSchema(schema, schema)]),
-      ),
-    },
-    paths,
-  };
+    ROUTES.map((route) => ({ method: route.method, path: route.path, doc: operationDoc(route) })),
+  );
 }
