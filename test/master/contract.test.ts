@@ -5,22 +5,13 @@
  * or status added to the document without a request here, or answered differently, is caught.
  */
 import http from 'node:http';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormats from 'ajv-formats';
-import { createConfig, lintFromString } from '@redocly/openapi-core';
 import { describe, expect, it } from 'vitest';
 import { ROUTES, statusesOf } from '../../master/http/openapi.js';
 import { ResultFileStore } from '../../master/result-files.js';
 import { expireDue } from '../../master/retention.js';
 import { generateReviewerKeyPair, signDigest } from '../../shared/governance.js';
+import { ServedDocument } from '../helpers/openapi-contract.js';
 import { IMAGE, sharedWorld } from './helpers.js';
-
-interface Operation {
-  responses: Record<string, { content?: Record<string, { schema: object }> }>;
-}
-interface Doc {
-  paths: Record<string, Record<string, Operation>>;
-}
 
 /** Statuses documented but not provoked here, each with where it is tested instead. */
 const NOT_PROVOKED: Record<string, string> = {
@@ -37,8 +28,7 @@ const shared = sharedWorld({
   },
 });
 
-let doc: Doc;
-let ajv: Ajv2020;
+let doc: ServedDocument;
 const seen = new Set<string>();
 
 interface Answer {
@@ -110,20 +100,12 @@ async function call(method: string, template: string, expected: number, c: Call 
   const what = `${method.toUpperCase()} ${path}${c.query ?? ''} answered ${answer.status} ${answer.text.slice(0, 300)}`;
   expect(answer.status, what).toBe(expected);
 
-  const operation = doc.paths[template]?.[method];
-  expect(operation, `${method} ${template} is documented`).toBeDefined();
-  const documented = operation!.responses[String(answer.status)];
-  expect(documented, `${what}: status documented`).toBeDefined();
-  if (documented!.content) {
-    const mediaType = answer.contentType?.split(';')[0]?.trim();
-    expect(Object.keys(documented!.content), `${what}: content type`).toContain(mediaType);
-    if (mediaType === 'application/json') {
-      const validate = ajv.compile(documented!.content[mediaType]!.schema);
-      expect(validate(answer.body) ? [] : validate.errors, `${what}: body matches the document`).toEqual([]);
-    }
-  } else {
-    expect(answer.text, `${what}: no body documented`).toBe('');
-  }
+  doc.check(
+    method,
+    template,
+    { status: answer.status, contentType: answer.contentType, text: answer.text, json: () => answer.body },
+    what,
+  );
   seen.add(`${method} ${template} ${answer.status}`);
   return answer;
 }
@@ -133,31 +115,12 @@ describe('the registry against its served OpenAPI document', () => {
     const res = await fetch(`${shared().reg.url}/api/v1/openapi.json`);
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
     const text = await res.text();
-    doc = JSON.parse(text) as Doc;
-    ajv = new Ajv2020({ strict: false, allErrors: true, formats: { binary: true } });
-    addFormats(ajv);
-    ajv.addSchema(doc, 'openapi.json');
-    // The document's own $refs point into the document: resolve them against its id.
-    const resolve = (schema: object) => JSON.parse(JSON.stringify(schema).replaceAll('"#/', '"openapi.json#/'));
-    for (const item of Object.values(doc.paths))
-      for (const op of Object.values(item))
-        for (const r of Object.values(op.responses))
-          for (const media of Object.values(r.content ?? {})) media.schema = resolve(media.schema);
-
-    const config = await createConfig({
-      extends: ['recommended-strict'],
-      // The document itself is the one route that cannot fail with a 4xx.
-      rules: { 'operation-4xx-response': 'off' },
-    });
-    const problems = await lintFromString({ source: text, absoluteRef: '/api/v1/openapi.json', config });
-    expect(problems.map((p) => `${p.ruleId}: ${p.message} at ${p.location[0]?.pointer ?? ''}`)).toEqual([]);
+    doc = await ServedDocument.lint(text);
     seen.add('get /openapi.json 200');
   });
 
   it('documents exactly the route table the registry is built from, with the statuses of each', () => {
-    const documented = Object.entries(doc.paths).flatMap(([path, item]) =>
-      Object.entries(item).flatMap(([method, op]) => Object.keys(op.responses).map((s) => `${method} ${path} ${s}`)),
-    );
+    const documented = doc.statuses();
     const table = ROUTES.flatMap((r) => Object.keys(statusesOf(r)).map((s) => `${r.method} ${r.path} ${s}`));
     expect(documented.sort()).toEqual(table.sort());
   });
@@ -216,7 +179,7 @@ describe('the registry against its served OpenAPI document', () => {
     const events = await call('get', '/tasks/{id}/events', 200, { params: { id: task.id } });
     const data = events.text.split('\n').filter((l) => l.startsWith('data: '));
     expect(data).toHaveLength(1);
-    const validateTask = ajv.getSchema('openapi.json#/components/schemas/Task')!;
+    const validateTask = doc.ajv.getSchema('openapi.json#/components/schemas/Task')!;
     expect(validateTask(JSON.parse(data[0]!.slice(6))), JSON.stringify(validateTask.errors)).toBe(true);
 
     // Runs and their results (one finished with a file below, by the site).
@@ -450,9 +413,7 @@ describe('the registry against its served OpenAPI document', () => {
   });
 
   it('has seen every documented status of every route', () => {
-    const documented = Object.entries(doc.paths).flatMap(([path, item]) =>
-      Object.entries(item).flatMap(([method, op]) => Object.keys(op.responses).map((s) => `${method} ${path} ${s}`)),
-    );
+    const documented = doc.statuses();
     const missing = documented.filter((key) => !seen.has(key) && !(key in NOT_PROVOKED));
     expect(missing).toEqual([]);
     // An exemption for a status that is no longer documented is stale.
