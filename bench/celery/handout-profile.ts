@@ -6,19 +6,7 @@
  * under the package or file that spent it.
  */
 import fs from 'node:fs';
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
-interface CpuProfile {
-  nodes: ProfileNode[];
-  samples: number[];
-  timeDeltas: number[];
-  startTime: number;
-}
+import { groupOf, shortUrl, type CpuProfile, type ProfileNode } from '../lib/cpu-profile.js';
 
 export interface Share {
   name: string;
@@ -116,23 +104,4 @@ function stepOf(id: number, byId: Map<number, ProfileNode>, parent: Map<number, 
   const leaf = frames[0]!;
   if (leaf.functionName.startsWith('(')) return `${leaf.functionName} (V8 and native)`;
   return 'HTTP server, Express routing and the rest';
-}
-
-function shortUrl(url: string): string {
-  const nm = url.lastIndexOf('node_modules/');
-  if (nm >= 0) return url.slice(nm + 'node_modules/'.length);
-  const dist = url.indexOf('/dist/');
-  if (dist >= 0) return url.slice(dist + 1);
-  return url.replace(/^file:\/\//, '');
-}
-
-function groupOf(url: string, fn: string): string {
-  if (!url) return fn.startsWith('(') ? fn : '(native)';
-  const nm = url.lastIndexOf('node_modules/');
-  if (nm >= 0) {
-    const rest = url.slice(nm + 'node_modules/'.length).split('/');
-    return `npm:${rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]}`;
-  }
-  if (url.startsWith('node:')) return `node:${url.slice(5).split('/')[0]}`;
-  return shortUrl(url);
 }

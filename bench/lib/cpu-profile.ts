@@ -1,13 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-interface ProfileNode {
+/** A node of a V8 .cpuprofile (node --cpu-prof). */
+export interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   children?: number[];
 }
 
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -81,7 +82,8 @@ export function newestProfile(dir: string): string {
   return path.join(dir, files.sort().at(-1)!);
 }
 
-function shortUrl(url: string): string {
+/** A script URL as reports show it: the package path, or the path from dist/. */
+export function shortUrl(url: string): string {
   if (!url) return '';
   const nm = url.lastIndexOf('node_modules/');
   if (nm >= 0) return url.slice(nm + 'node_modules/'.length);
@@ -90,7 +92,8 @@ function shortUrl(url: string): string {
   return url.replace(/^file:\/\//, '');
 }
 
-function groupOf(url: string, fn: string): string {
+/** The group a frame's time is filed under: an npm package, a node: module, a project file or V8. */
+export function groupOf(url: string, fn: string): string {
   if (!url) return fn.startsWith('(') ? fn : '(native)';
   const nm = url.lastIndexOf('node_modules/');
   if (nm >= 0) {
