@@ -793,64 +793,19 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null> {
-    const now = Date.now();
-    // One statement, so one round trip and no transaction held open across the event loop:
-    // under a broadcast to thousands of sites, claims are most of the registry's database work.
-    // SKIP LOCKED: two processes polling for the same site never wait on, nor both take, the
-    // same run; the second one takes the next queued run or none. The outer status check makes
-    // the update a no-op for a run another transaction changed meanwhile.
-    const { rows } = await this.q<{
-      id: number;
-      task_id: number;
-      attempt: number;
-      image: string;
-      config: Buffer | null;
-      config_type: string;
-      task_status: Task['status'];
-      researcher: string;
-      organization: string | null;
-      project: string | null;
-    }>(
-      this.pool,
-      'claim',
-      `WITH next AS (
-         SELECT id FROM runs WHERE site_id = $1 AND status = 'queued' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
-       )
-       UPDATE runs r SET status = 'assigned', attempt = r.attempt + 1, lease_expires_at = $2, last_contact_at = $3
-         FROM next, tasks t JOIN principals o ON o.id = t.owner_id
-           LEFT JOIN organizations org ON org.id = o.organization_id LEFT JOIN projects pj ON pj.id = t.project_id
-         WHERE r.id = next.id AND r.status = 'queued' AND t.id = r.task_id
-         RETURNING r.id, r.task_id, r.attempt, t.image, t.config, t.config_type, t.status AS task_status,
-           o.name AS researcher, org.name AS organization, pj.name AS project`,
-      [siteId, now + leaseMs, now],
-    );
-    const claimed = rows[0];
-    if (!claimed) return null;
-    // With this run assigned (neither queued nor final) the derived status can only be
-    // "running": a task already running needs no refresh (and no lock on its row, for which a
-    // broadcast's claims would otherwise queue). A task still "queued" is refreshed in a
-    // transaction of its own; were this process to die first, the run's next change (its start,
-    // or the sweep of its lease) refreshes it.
-    // When another transaction holds the task's row, it derives the status after this claim
-    // committed (or from a run of its own that is no longer queued): "running" either way, so
-    // the claim does not queue behind it (a broadcast's first claims would all wait in line).
-    if (claimed.task_status !== 'running') await this.tx((c) => this.refreshTaskStatus(c, claimed.task_id, true));
-    return {
-      id: claimed.id,
-      taskId: claimed.task_id,
-      image: claimed.image,
-      config: decodeConfig(claimed.config, claimed.config_type),
-      attempt: claimed.attempt,
-      // Who posted the task, for the site's run policy: in the claim's own statement, no extra round trip.
-      postedBy: { researcher: claimed.researcher, organization: claimed.organization, project: claimed.project },
-    };
+    // The batch claim for one site: one statement, so one round trip and no transaction held open
+    // across the event loop (under a broadcast, claims are most of the registry's database work).
+    const [claimed] = await this.claimNextRuns([siteId], leaseMs);
+    return claimed?.run ?? null;
   }
 
   /**
    * The next queued run of each of `siteIds`, claimed in one statement (the batch hand-out of a new
    * task to the long polls parked on this process, master/hand-out.ts): a broadcast to 1,000
-   * waiting sites is one round trip, not 1,000 claims. SKIP LOCKED per site, as in claimNextRun:
-   * a run another process is claiming is skipped, never taken twice. The tasks that leave
+   * waiting sites is one round trip, not 1,000 claims. SKIP LOCKED per site: two processes
+   * polling for the same site never wait on, nor both take, the same run; the second takes the
+   * next queued run or none, and the outer status check makes the update a no-op for a run another
+   * transaction changed meanwhile. The tasks that leave
    * "queued" are then recounted once each, in one transaction.
    */
   async claimNextRuns(siteIds: readonly number[], leaseMs: number): Promise<{ siteId: number; run: RunAssignment }[]> {
@@ -885,8 +840,13 @@ export class PostgresRegistryStore implements RegistryStore {
            o.name AS researcher, org.name AS organization, pj.name AS project`,
       [ids, now + leaseMs, now],
     );
-    // As in claimNextRun: only a task still "queued" needs its status derived again (to
-    // "running"), once per task however many of its runs were claimed.
+    // With its runs assigned (neither queued nor final) a task's derived status can only be
+    // "running": a task already running needs no refresh (and no lock on its row, for which a
+    // broadcast's claims would otherwise queue). A task still "queued" is refreshed once, however
+    // many of its runs were claimed, in a transaction of its own; were this process to die
+    // first, the run's next change (its start, or the sweep of its lease) refreshes it. When
+    // another transaction holds the task's row, it derives the status after this claim committed:
+    // "running" either way.
     const stale = [...new Set(rows.filter((r) => r.task_status !== 'running').map((r) => r.task_id))];
     if (stale.length > 0)
       await this.tx(async (c) => {
