@@ -199,6 +199,12 @@ export function researcherRoutes(ctx: RegistryContext): Router {
     const taskId = idParam(req, 'id');
     await visibleTask(principal, taskId);
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive' });
+    // A HEAD answer has no body, so Node would hold its headers back until the stream ended (only
+    // when the task is final): answer the headers alone now.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     let last = '';

@@ -232,4 +232,17 @@ describe('task event stream', () => {
     const received = await readTaskEvents(res);
     expect(received.map((t) => t.status)).toEqual(['cancelled']);
   });
+
+  it('answers a HEAD on an open task with the stream headers at once, not when the task ends', async () => {
+    const { reg, researcher } = await world({ siteCount: 1 });
+    const task = await researcher.createTask();
+    const res = await fetch(`${reg.url}/api/v1/tasks/${task.id}/events`, {
+      method: 'HEAD',
+      headers: { authorization: `Bearer ${researcher.key}` },
+      signal: AbortSignal.timeout(5_000),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    expect(await res.text()).toBe('');
+  });
 });
