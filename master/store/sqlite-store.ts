@@ -78,6 +78,8 @@ interface RunRow {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  log_expired_at: string | null;
+  files_expired_at: string | null;
 }
 
 interface TaskRow {
@@ -126,6 +128,8 @@ function toRunDetail(row: RunRow): RunDetail {
     startedAt: row.started_at,
     finishedAt: row.finished_at,
     logBytes: row.log_bytes,
+    logExpiredAt: row.log_expired_at,
+    filesExpiredAt: row.files_expired_at,
   };
 }
 

@@ -58,6 +58,27 @@ describe('retention', () => {
     });
   });
 
+  it('says in the run view, its task and the task list when the log and the files were removed, each on its own', async () => {
+    const w = await world({ siteCount: 1 });
+    const runId = await finishedRun(w);
+    const kept = await w.researcher.run(runId);
+    expect(kept).toMatchObject({ logExpiredAt: null, filesExpiredAt: null });
+    const results = new ResultFileStore(w.reg.dataDir);
+    await expireDue(w.reg.store, results, { ...settings(), filesMs: null }, later());
+    const logGone = await w.researcher.run(runId);
+    expect(logGone.filesExpiredAt).toBeNull();
+    expect(Date.parse(logGone.logExpiredAt!)).toBeGreaterThanOrEqual(Date.parse(kept.finishedAt!));
+    await expireDue(w.reg.store, results, settings(), later());
+    const bothGone = await w.researcher.run(runId);
+    expect(bothGone.logExpiredAt).toBe(logGone.logExpiredAt);
+    expect(Date.parse(bothGone.filesExpiredAt!)).toBeGreaterThanOrEqual(Date.parse(bothGone.logExpiredAt!));
+    // The same in the task's runs, and in the task list.
+    const task = await w.researcher.task(bothGone.taskId);
+    expect(task.runs[0]).toEqual(bothGone);
+    const list = (await w.researcher.get('/api/v1/tasks').expect(200)).body as { tasks: { runs: unknown[] }[] };
+    expect(list.tasks[0]!.runs[0]).toEqual(bothGone);
+  });
+
   it('keeps what is younger than the retention age', async () => {
     const w = await world({ siteCount: 1 });
     const runId = await finishedRun(w);
