@@ -22,6 +22,7 @@ import type {
 } from '../../shared/types.js';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import type { ImageSignature } from '../../shared/governance.js';
+import { CreationBatcher, type CreationOutcome } from '../creation-batcher.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
 import { migrate } from './migrate.js';
 import * as governance from './sqlite-governance.js';
@@ -141,6 +142,13 @@ function refuseUnlessAllowed(action: SiteAction, row: RunRow): void {
   if (refusal !== null) throw new ConflictError(`run ${row.id} ${refusal}`, { status: row.status });
 }
 
+/** A creation waiting for its batch (createTask's arguments). */
+interface PendingCreation {
+  owner: Principal;
+  task: NewTask;
+  quota: TaskQuota | undefined;
+}
+
 /** The SQLite backend: one file, WAL, every multi-step change in one transaction. */
 export class SqliteRegistryStore implements RegistryStore {
   private readonly db: Database.Database;
@@ -149,6 +157,10 @@ export class SqliteRegistryStore implements RegistryStore {
   private readonly gov: governance.GovernanceStatements;
   /** Expiry of finished runs' logs and files (sqlite-retention.ts). */
   private readonly retention: retention.RetentionStatements;
+  /** Group commit of task creations (createTask). */
+  private readonly creations = new CreationBatcher<PendingCreation, Task>((batch) => this.writeCreations(batch));
+  /** One transaction for a batch of creations, each in its own savepoint. */
+  private readonly insertTasks: (batch: PendingCreation[]) => CreationOutcome<number>[];
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -160,6 +172,20 @@ export class SqliteRegistryStore implements RegistryStore {
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
     const db = this.db;
+    // A nested better-sqlite3 transaction is a SAVEPOINT, rolled back alone when it throws.
+    const insertTaskOnce = db.transaction((c: PendingCreation) => this.insertTask(c));
+    this.insertTasks = db.transaction((batch: PendingCreation[]) =>
+      batch.map((c): CreationOutcome<number> => {
+        try {
+          return { ok: true, value: insertTaskOnce(c) };
+        } catch (e) {
+          // A refusal is this creation's; anything else is the store failing: the whole batch
+          // rolls back and every creation in it is refused with that error.
+          if (e instanceof RegistryError) return { ok: false, error: e };
+          throw e;
+        }
+      }),
+    );
     this.gov = governance.prepareGovernance(db);
     this.retention = retention.prepareRetention(db);
     this.stmt = {
@@ -363,57 +389,75 @@ export class SqliteRegistryStore implements RegistryStore {
     }));
   }
 
+  /**
+   * Creations arriving together are written in one transaction (master/creation-batcher.ts),
+   * each in its own savepoint: a refused one (quota, unknown site) fails alone, the others land,
+   * and every caller is answered after the commit.
+   */
   async createTask(owner: Principal, task: NewTask, quota?: TaskQuota): Promise<Task> {
-    const id = this.db.transaction(() => {
-      if (quota) this.checkQuota(owner, task.config.length, quota);
-      // With projects defined, a task runs under one and reaches only its sites.
-      const scope = governance.resolveTaskProject(this.gov, owner, task.project ?? null);
-      let siteIds: number[];
-      if (task.sites === null && scope) {
-        siteIds = governance.projectSites(this.gov, scope.projectId, scope.projectName, null);
-      } else if (task.sites === null) {
-        siteIds = (this.stmt.enabledSites.all() as { id: number }[]).map((r) => r.id);
-        if (siteIds.length === 0)
-          throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
-      } else {
-        const unknown: string[] = [];
-        const disabled: string[] = [];
-        const named: { id: number; name: string }[] = [];
-        for (const name of task.sites) {
-          const site = this.stmt.siteByName.get(name) as { id: number; enabled: number } | undefined;
-          if (!site) unknown.push(name);
-          else if (site.enabled !== 1) disabled.push(name);
-          else named.push({ id: site.id, name });
-        }
-        if (unknown.length || disabled.length) {
-          const parts = [];
-          if (unknown.length) parts.push(`unknown site(s): ${unknown.join(', ')}`);
-          if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
-          throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
-        }
-        siteIds = scope
-          ? governance.projectSites(this.gov, scope.projectId, scope.projectName, named)
-          : named.map((s) => s.id);
+    return this.creations.submit({ owner, task, quota });
+  }
+
+  /** One transaction for the batch; answers are read after the commit, as a lone creation's were. */
+  private writeCreations(batch: PendingCreation[]): CreationOutcome<Task>[] {
+    const outcomes = this.insertTasks(batch);
+    return outcomes.map((o) => (o.ok ? { ok: true, value: this.taskById(o.value) } : o));
+  }
+
+  /** Inside writeCreations' transaction: one task and its runs, or a RegistryError. */
+  private insertTask({ owner, task, quota }: PendingCreation): number {
+    if (quota) this.checkQuota(owner, task.config.length, quota);
+    // With projects defined, a task runs under one and reaches only its sites.
+    const scope = governance.resolveTaskProject(this.gov, owner, task.project ?? null);
+    let siteIds: number[];
+    if (task.sites === null && scope) {
+      siteIds = governance.projectSites(this.gov, scope.projectId, scope.projectName, null);
+    } else if (task.sites === null) {
+      siteIds = (this.stmt.enabledSites.all() as { id: number }[]).map((r) => r.id);
+      if (siteIds.length === 0)
+        throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
+    } else {
+      const unknown: string[] = [];
+      const disabled: string[] = [];
+      const named: { id: number; name: string }[] = [];
+      for (const name of task.sites) {
+        const site = this.stmt.siteByName.get(name) as { id: number; enabled: number } | undefined;
+        if (!site) unknown.push(name);
+        else if (site.enabled !== 1) disabled.push(name);
+        else named.push({ id: site.id, name });
       }
-      const now = isoNow();
-      const taskId = Number(
-        this.stmt.insertTask.run(
-          owner.id,
-          task.name,
-          task.image,
-          task.config,
-          task.config.length,
-          task.configType,
-          'queued',
-          now,
-          now,
-        ).lastInsertRowid,
-      );
-      if (scope) this.gov.setTaskProject.run(scope.projectId, taskId);
-      for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
-      return taskId;
-    })();
-    return (await this.getTask(id))!.task;
+      if (unknown.length || disabled.length) {
+        const parts = [];
+        if (unknown.length) parts.push(`unknown site(s): ${unknown.join(', ')}`);
+        if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
+        throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
+      }
+      siteIds = scope
+        ? governance.projectSites(this.gov, scope.projectId, scope.projectName, named)
+        : named.map((s) => s.id);
+    }
+    const now = isoNow();
+    const taskId = Number(
+      this.stmt.insertTask.run(
+        owner.id,
+        task.name,
+        task.image,
+        task.config,
+        task.config.length,
+        task.configType,
+        'queued',
+        now,
+        now,
+      ).lastInsertRowid,
+    );
+    if (scope) this.gov.setTaskProject.run(scope.projectId, taskId);
+    for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
+    return taskId;
+  }
+
+  private taskById(taskId: number): Task {
+    const row = this.stmt.task.get(taskId) as TaskRow;
+    return this.taskFromRow(row);
   }
 
   /** Inside createTask's transaction, so that concurrent posts cannot both slip under a limit. */
@@ -952,6 +996,8 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async close(): Promise<void> {
+    // Creations already accepted are written (and answered) before the file is closed.
+    await this.creations.close();
     if (this.db.open) this.db.close();
   }
 }
