@@ -160,7 +160,7 @@ export class SqliteRegistryStore implements RegistryStore {
   /** Group commit of task creations (createTask). */
   private readonly creations = new CreationBatcher<PendingCreation, Task>((batch) => this.writeCreations(batch));
   /** One transaction for a batch of creations, each in its own savepoint. */
-  private readonly insertTasks: (batch: PendingCreation[]) => CreationOutcome<number>[];
+  private readonly insertTasks: (batch: PendingCreation[]) => CreationOutcome<Task | number>[];
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -175,7 +175,7 @@ export class SqliteRegistryStore implements RegistryStore {
     // A nested better-sqlite3 transaction is a SAVEPOINT, rolled back alone when it throws.
     const insertTaskOnce = db.transaction((c: PendingCreation) => this.insertTask(c));
     this.insertTasks = db.transaction((batch: PendingCreation[]) =>
-      batch.map((c): CreationOutcome<number> => {
+      batch.map((c): CreationOutcome<Task | number> => {
         try {
           return { ok: true, value: insertTaskOnce(c) };
         } catch (e) {
@@ -223,6 +223,10 @@ export class SqliteRegistryStore implements RegistryStore {
       deleteRunsOfTask: db.prepare('DELETE FROM runs WHERE task_id = ?'),
       deleteTask: db.prepare('DELETE FROM tasks WHERE id = ?'),
       insertRun: db.prepare("INSERT INTO runs (task_id, site_id, status, created_at) VALUES (?, ?, 'queued', ?)"),
+      // The new run as stored (defaults included), for the creation's answer without reading it back.
+      insertRunReturning: db.prepare(
+        "INSERT INTO runs (task_id, site_id, status, created_at) VALUES (?, ?, 'queued', ?) RETURNING *",
+      ),
       task: db.prepare(`SELECT ${TASK_COLUMNS} FROM tasks t JOIN principals o ON o.id = t.owner_id WHERE t.id = ?`),
       taskConfig: db.prepare('SELECT config, config_type FROM tasks WHERE id = ?'),
       taskRuns: db.prepare(
@@ -398,15 +402,22 @@ export class SqliteRegistryStore implements RegistryStore {
   /** One transaction for the batch; answers are read after the commit, as a lone creation's were. */
   private writeCreations(batch: PendingCreation[]): CreationOutcome<Task>[] {
     const outcomes = this.insertTasks(batch);
-    return outcomes.map((o) => (o.ok ? { ok: true, value: this.taskById(o.value) } : o));
+    return outcomes.map((o) =>
+      o.ok ? { ok: true, value: typeof o.value === 'number' ? this.taskById(o.value) : o.value } : o,
+    );
   }
 
-  /** Inside writeCreations' transaction: one task and its runs, or a RegistryError. */
-  private insertTask({ owner, task, quota }: PendingCreation): number {
+  /**
+   * Inside writeCreations' transaction: one task and its runs, or a RegistryError. Answers the
+   * task as getTask would when the sites were named (built from what was written), else its id.
+   */
+  private insertTask({ owner, task, quota }: PendingCreation): Task | number {
     if (quota) this.checkQuota(owner, task.config.length, quota);
     // With projects defined, a task runs under one and reaches only its sites.
     const scope = governance.resolveTaskProject(this.gov, owner, task.project ?? null);
     let siteIds: number[];
+    // The sites' names, in siteIds' order, when the task named them.
+    let siteNames: string[] | null = null;
     if (task.sites === null && scope) {
       siteIds = governance.projectSites(this.gov, scope.projectId, scope.projectName, null);
     } else if (task.sites === null) {
@@ -432,6 +443,7 @@ export class SqliteRegistryStore implements RegistryStore {
       siteIds = scope
         ? governance.projectSites(this.gov, scope.projectId, scope.projectName, named)
         : named.map((s) => s.id);
+      siteNames = named.map((s) => s.name);
     }
     const now = isoNow();
     const taskId = Number(
@@ -448,8 +460,23 @@ export class SqliteRegistryStore implements RegistryStore {
       ).lastInsertRowid,
     );
     if (scope) this.gov.setTaskProject.run(scope.projectId, taskId);
-    for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
-    return taskId;
+    if (siteNames === null) {
+      for (const siteId of siteIds) this.stmt.insertRun.run(taskId, siteId, now);
+      return taskId;
+    }
+    const names = siteNames;
+    const runs = siteIds.map((siteId, i) =>
+      toRunDetail({ ...(this.stmt.insertRunReturning.get(taskId, siteId, now) as RunRow), site_name: names[i]! }),
+    );
+    return {
+      id: taskId,
+      name: task.name,
+      image: task.image,
+      owner: owner.name,
+      status: 'queued',
+      createdAt: now,
+      runs,
+    };
   }
 
   private taskById(taskId: number): Task {
