@@ -14,7 +14,7 @@ import { RegistryError } from '../../master/errors.js';
 import type { NewTask, Principal } from '../../master/store/registry-store.js';
 import { SqliteRegistryStore } from '../../master/store/sqlite-store.js';
 import { testBackend } from '../helpers/postgres.js';
-import { IMAGE } from './helpers.js';
+import { expectApiError, IMAGE, world } from './helpers.js';
 
 /** A batcher whose write records each batch; items below 0 are refused alone. */
 function recordingBatcher(maxBatch?: number) {
@@ -223,5 +223,27 @@ describe.skipIf(testBackend() === 'postgres')('task creation in the SQLite store
     await store.close();
     expect((await pending).name).toBe('at shutdown');
     expect(taskRows(file).map((r) => r.name)).toEqual(['at shutdown']);
+  });
+});
+
+describe('POST /api/v1/tasks under concurrent posts', () => {
+  it('creates each of many concurrent tasks once and refuses the one for an unknown site alone, with its error', async () => {
+    const w = await world({ siteCount: 2 });
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        w.researcher.post('/api/v1/tasks', { image: IMAGE, name: `c${i}`, sites: [i === 5 ? 'nowhere' : 'site-a'] }),
+      ),
+    );
+    expectApiError(answers[5]!, 422, 'unknown_site');
+    const created = answers.filter((_, i) => i !== 5);
+    for (const a of created) {
+      expect(a.status).toBe(201);
+      expect(a.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(a.headers.location).toBe(`/api/v1/tasks/${(a.body as { id: number }).id}`);
+      // The answer is the task as the registry then shows it.
+      expect((await w.researcher.get(a.headers.location!).expect(200)).body).toEqual(a.body);
+    }
+    expect(new Set(created.map((a) => (a.body as { id: number }).id)).size).toBe(11);
+    expect((await w.researcher.get('/api/v1/tasks').expect(200)).body.total).toBe(11);
   });
 });
