@@ -55,7 +55,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   const events = new RegistryEvents();
   // Shared by the routes and the event bus: a task posted on another registry process is handed
   // to the polls parked here in one batch claim too.
-  const polls = new WaitingPolls();
+  const polls = new WaitingPolls((site) => events.notifySite(site));
   const bus = await connectEvents(
     backend,
     location,

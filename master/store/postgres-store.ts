@@ -252,6 +252,9 @@ function refuseOverFileLimits(
 export class PostgresRegistryStore implements RegistryStore {
   readonly pool: pg.Pool;
   private closed = false;
+  /** recordSeen's next batch: principal id → latest time seen, written one tick later. */
+  private seenPending = new Map<number, Date>();
+  private seenWrite: Promise<void> | null = null;
 
   private constructor(options: PostgresStoreOptions) {
     this.pool = new pg.Pool({
@@ -423,8 +426,38 @@ export class PostgresRegistryStore implements RegistryStore {
     return rowCount === 1 ? secret : null;
   }
 
-  async recordSeen(principalId: number, at: Date): Promise<void> {
-    await this.q(this.pool, 'touch', 'UPDATE principals SET last_seen = $1 WHERE id = $2', [at, principalId]);
+  /**
+   * Written in batches: every principal seen in the same tick is one statement. At 10,000 sites
+   * behind a balancer each process wrote one row per site every few seconds, one pooled
+   * connection each (43,000 statements in a 2-broadcast run, pg_stat_statements): round trips
+   * that held connections the hand-outs waited for. Rows another transaction holds are skipped
+   * (a concurrent writer of the same bookkeeping), and a row is never set back in time, so
+   * batches of several processes neither wait for nor deadlock with each other.
+   */
+  recordSeen(principalId: number, at: Date): Promise<void> {
+    const pending = this.seenPending;
+    const seen = pending.get(principalId);
+    if (!seen || seen < at) pending.set(principalId, at);
+    return (this.seenWrite ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.seenPending = new Map();
+      this.seenWrite = null;
+      return this.writeSeen(pending);
+    }));
+  }
+
+  private async writeSeen(seen: Map<number, Date>): Promise<void> {
+    await this.q(
+      this.pool,
+      'touchBatch',
+      `WITH s AS (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) AS s(id, at)),
+            locked AS (
+              SELECT p.id, s.at FROM principals p JOIN s ON s.id = p.id
+                WHERE p.last_seen IS NULL OR p.last_seen < s.at
+                ORDER BY p.id FOR NO KEY UPDATE OF p SKIP LOCKED
+            )
+       UPDATE principals p SET last_seen = locked.at FROM locked WHERE p.id = locked.id`,
+      [[...seen.keys()], [...seen.values()]],
+    );
   }
 
   async listSites(): Promise<SiteInfo[]> {
@@ -865,6 +898,34 @@ export class PostgresRegistryStore implements RegistryStore {
     }));
   }
 
+  /**
+   * Puts back runs that a batch claim took for a long poll that hung up (or whose wait ended)
+   * while the claim's round trip was in flight (master/hand-out.ts): nobody received them, so
+   * they are queued again at once, with the attempt the claim counted taken back, instead of
+   * waiting out a lease (60 s) each. Only a run still assigned under that very attempt is put
+   * back: one the sweep or a cancel changed meanwhile is left alone. Answers the runs put back.
+   */
+  async releaseClaimedRuns(runs: readonly { id: number; attempt: number }[]): Promise<number[]> {
+    if (runs.length === 0) return [];
+    return this.tx(async (c) => {
+      const { rows } = await this.q<{ id: number; task_id: number }>(
+        c,
+        'releaseClaimed',
+        `UPDATE runs r SET status = 'queued', attempt = r.attempt - 1, lease_expires_at = NULL
+           FROM unnest($1::bigint[], $2::int[]) AS g(id, attempt)
+           WHERE r.id = g.id AND r.status = 'assigned' AND r.attempt = g.attempt
+           RETURNING r.id, r.task_id`,
+        [runs.map((r) => r.id), runs.map((r) => r.attempt)],
+      );
+      // A task whose every run is queued again is "queued" again.
+      await this.refreshTaskStatuses(
+        c,
+        rows.map((r) => r.task_id),
+      );
+      return rows.map((r) => r.id);
+    });
+  }
+
   /** The site's run, locked for the rest of the transaction (pass `lock: false` to only read). */
   private async siteRunRow(
     c: Queryable,
@@ -1248,6 +1309,7 @@ export class PostgresRegistryStore implements RegistryStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.seenWrite?.catch(() => undefined);
     await this.pool.end();
   }
 }

@@ -36,6 +36,7 @@ const KEEPS_PRINCIPALS = new Set<string>([
   'deleteTask',
   'claimNextRun',
   'claimNextRuns',
+  'releaseClaimedRuns',
   'getSiteRun',
   'listSiteRuns',
   'startRun',
