@@ -543,12 +543,14 @@ export class PostgresRegistryStore implements RegistryStore {
    */
   private async checkQuota(c: pg.ClientBase, owner: Principal, configBytes: number, quota: TaskQuota): Promise<void> {
     await this.q(c, 'lockOwner', 'SELECT id FROM principals WHERE id = $1 FOR UPDATE', [owner.id]);
+    // The task_counts counters (migration 0008): a few rows, however many tasks the owner keeps.
+    // Read after the owner's lock, so every creation committed before it is counted.
     const { rows } = await this.q<{ open: number; stored: number }>(
       c,
       'ownerUsage',
-      `SELECT COUNT(*) FILTER (WHERE status IN ('queued', 'running'))::int AS open,
+      `SELECT COALESCE(SUM(n) FILTER (WHERE status IN ('queued', 'running')), 0)::int AS open,
               COALESCE(SUM(config_bytes), 0)::bigint AS stored
-         FROM tasks WHERE owner_id = $1`,
+         FROM task_counts WHERE owner_id = $1`,
       [owner.id],
     );
     const { open, stored } = rows[0]!;
@@ -669,18 +671,34 @@ export class PostgresRegistryStore implements RegistryStore {
     return rows[0] ? { config: rows[0].config, configType: rows[0].config_type } : null;
   }
 
+  /**
+   * A listing's `total`: from the task_counts counters (migration 0008) when it filters by owner
+   * and status only, so that it does not grow with the history; a COUNT for the other filters.
+   */
+  private async countTasks(query: TaskQuery, params: unknown[]): Promise<number> {
+    const { rows } =
+      query.site || query.text
+        ? await this.q<{ n: number }>(
+            this.pool,
+            'countTasks',
+            `SELECT COUNT(*)::int AS n FROM tasks t WHERE ${TASK_FILTER}`,
+            params,
+          )
+        : await this.q<{ n: number }>(
+            this.pool,
+            'countTasksFromCounters',
+            `SELECT COALESCE(SUM(n), 0)::int AS n FROM task_counts
+               WHERE ($1::bigint IS NULL OR owner_id = $1) AND ($2::text IS NULL OR status = $2)`,
+            [query.ownerId, query.status],
+          );
+    return rows[0]!.n;
+  }
+
   async listTasks(query: TaskQuery): Promise<{ tasks: Task[]; total: number }> {
     // NULL parameters switch a filter off, so one prepared statement serves every combination.
     const filter = TASK_FILTER;
     const params = taskFilterParams(query);
-    const total = (
-      await this.q<{ n: number }>(
-        this.pool,
-        'countTasks',
-        `SELECT COUNT(*)::int AS n FROM tasks t WHERE ${filter}`,
-        params,
-      )
-    ).rows[0]!.n;
+    const total = await this.countTasks(query, params);
     const { rows } = await this.q<TaskRow>(
       this.pool,
       'listTasks',
@@ -700,14 +718,7 @@ export class PostgresRegistryStore implements RegistryStore {
   async listTaskSummaries(query: TaskQuery): Promise<{ tasks: TaskSummary[]; total: number }> {
     const filter = TASK_FILTER;
     const params = taskFilterParams(query);
-    const total = (
-      await this.q<{ n: number }>(
-        this.pool,
-        'countTasks',
-        `SELECT COUNT(*)::int AS n FROM tasks t WHERE ${filter}`,
-        params,
-      )
-    ).rows[0]!.n;
+    const total = await this.countTasks(query, params);
     const { rows } = await this.q<TaskRow>(
       this.pool,
       'listTasks',
