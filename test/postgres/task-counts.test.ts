@@ -35,7 +35,9 @@ async function countersAndCount(store: PostgresRegistryStore): Promise<{ counter
     );
   };
   return {
-    counters: await read('SELECT owner_id, status, n, config_bytes AS bytes FROM task_counts ORDER BY 1, 2'),
+    counters: await read(
+      'SELECT owner_id, status, SUM(n)::int AS n, SUM(config_bytes) AS bytes FROM task_counts GROUP BY 1, 2 ORDER BY 1, 2',
+    ),
     counted: await read(
       'SELECT owner_id, status, COUNT(*)::int AS n, SUM(config_bytes) AS bytes FROM tasks GROUP BY 1, 2 ORDER BY 1, 2',
     ),
