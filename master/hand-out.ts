@@ -100,6 +100,11 @@ export class WaitingPolls {
     for (const { site, run } of unreceived) if (released.has(run.id)) this.requeued(site);
   }
 
+  /** Whether a poll of the site waits here. */
+  has(site: string): boolean {
+    return (this.bySite.get(site)?.receivers.size ?? 0) > 0;
+  }
+
   /** Number of waiting polls (for tests). */
   size(): number {
     let n = 0;
