@@ -471,7 +471,6 @@ export class PostgresRegistryStore implements RegistryStore {
 
   async createTask(owner: Principal, task: NewTask, quota?: TaskQuota): Promise<Task> {
     const id = await this.tx(async (c) => {
-      if (quota) await this.checkQuota(c, owner, task.config.length, quota);
       // With projects defined, a task runs under one and reaches only its sites.
       const gq = this.bind(c);
       const scope = await governance.resolveTaskProject(gq, owner, task.project ?? null);
@@ -514,6 +513,10 @@ export class PostgresRegistryStore implements RegistryStore {
           ? await governance.projectSites(gq, scope.projectId, scope.projectName, named)
           : named.map((s) => s.id);
       }
+      // The quota last, just before the insert: its lock on the owner serializes the researcher's
+      // creations on every process until commit, and held from the start it covered the site and
+      // project look-ups too (bench:scale, 25 creations/s per researcher: 680 ms average wait).
+      if (quota) await this.checkQuota(c, owner, task.config.length, quota);
       const { rows } = await this.q<{ id: number }>(
         c,
         'insertTask',
