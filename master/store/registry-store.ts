@@ -192,6 +192,11 @@ export interface RegistryStore {
    * without one are left out), for long polls already waiting (master/hand-out.ts).
    */
   claimNextRuns?(siteIds: readonly number[], leaseMs: number): Promise<{ siteId: number; run: RunAssignment }[]>;
+  /**
+   * Optional, with claimNextRuns: queues again runs it claimed that no poll received (the poll
+   * left while the claim was in flight), if still assigned under that attempt; answers their ids.
+   */
+  releaseClaimedRuns?(runs: readonly { id: number; attempt: number }[]): Promise<number[]>;
   /** Atomically hands the site its oldest queued run, or null. */
   claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null>;
   getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null>;
