@@ -4,7 +4,7 @@ import { coerceError } from '../../shared/errors.js';
 import type { ApiErrorBody } from '../../shared/types.js';
 import { RegistryError } from '../errors.js';
 import { WaitingPolls } from '../hand-out.js';
-import { authenticate, requireSite } from './auth.js';
+import { authenticate, requireSite, requireUser } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { adminRoutes } from './admin-routes.js';
 import { API_CSP, dashboardRoutes, defaultDashboardDir } from './dashboard.js';
@@ -14,7 +14,7 @@ import { openApiDocument } from './openapi.js';
 import { overviewRoutes } from './overview-routes.js';
 import { governanceRoutes } from './governance-routes.js';
 import { limitJsonDepth } from './request-parsing.js';
-import { researcherRoutes } from './researcher-routes.js';
+import { createTaskHandler, researcherRoutes } from './researcher-routes.js';
 import { nextRunHandler, siteRoutes } from './site-routes.js';
 
 /** The registry's Express application (no listening socket: see server.ts). */
@@ -59,6 +59,11 @@ export function createApp(context: RegistryContext, dashboardDir = defaultDashbo
     strict: false,
     type: ['application/json', 'application/*+json'],
   });
+  // Task creation goes past the routers in between too (target 3), through the same steps in the
+  // same order as the API router's: authentication, body parsing, depth limit, researchers only.
+  const creating = express.Router();
+  creating.post('/tasks', auth, parseJson, limitJsonDepth(), requireUser, createTaskHandler(ctx));
+  app.use('/api/v1', creating);
   // PUT carries a result file's raw bytes, whatever its Content-Type (a site may label result.json
   // as JSON): the upload route streams them to disk itself, so they must not be parsed here.
   api.use((req, res, next) => (req.method === 'PUT' ? next() : parseJson(req, res, next)));
