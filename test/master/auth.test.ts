@@ -96,6 +96,19 @@ describe('authentication', () => {
     expectApiError(await call(shared().sites[0]!, method, route, ids), 403, 'forbidden');
   });
 
+  // POST /tasks has a router of its own in front of the API router (app.ts): its refusals must
+  // come in the same order as on every other JSON route.
+  it('refuses POST /tasks in the API order: the key first, then the JSON body, then a site (403)', async () => {
+    const post = (client: Client, body: string) =>
+      client.post('/api/v1/tasks').set('Content-Type', 'application/json').send(body);
+    const site = shared().sites[0]!;
+    expectApiError(await post(new Client(shared().reg.url, null), '{'), 401, 'unauthorized');
+    expectApiError(await post(site, '{'), 400, 'invalid_json');
+    expectApiError(await post(site, '['.repeat(100) + ']'.repeat(100)), 400, 'nesting_too_deep');
+    expectApiError(await post(site, '{"image":"x"}'), 403, 'forbidden');
+    expect((await post(shared().researcher, '{').expect(400)).body.code).toBe('invalid_json');
+  });
+
   it('tells each principal who it is', async () => {
     const w = shared();
     expect((await w.researcher.get('/api/v1/me').expect(200)).body).toEqual({
