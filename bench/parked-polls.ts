@@ -276,6 +276,12 @@ async function main(args: BenchArgs): Promise<void> {
     `${m.load}; ${m.pressure}`,
   ]);
   const args0 = process.argv.slice(2).join(' ');
+  const findings = sizes.map((n) =>
+    finding(
+      n,
+      results.filter((m) => m.parked === n),
+    ),
+  );
   writeSection({
     id: 'parked-polls',
     title: 'Parked long polls: the registry against a bare node:http floor',
@@ -290,7 +296,10 @@ after N, in the same run. Memory is read inside the server after a forced collec
 bench/lib/memory-probe.ts), before any connection and with all N parked; "per poll" is the difference
 over N. Answer = "answer all" (the floor's command; the registry's POST) → the first byte of each answer
 (p50 / p99 / last, ms); CPU = the server's user+system time until the last answer. The sites only take
-their run.
+their run. At 1,000 the resident-set differences are within the noise of the heap's own reservations (some
+come out negative): read the JS heap columns there, and the resident set at 10,000.
+
+${findings.map((f) => `- ${f}`).join('\n')}
 
 ${table(
   [
@@ -311,6 +320,34 @@ ${table(
   rows,
 )}`,
   });
+}
+
+/**
+ * What the figures at one N say about the target: the floor's own CPU time for N answers bounds
+ * the last answer from below (node:http answers on one thread), and the registry's memory and
+ * CPU beyond the floor's are what the registry can still cut.
+ */
+function finding(n: number, measured: Measurement[]): string {
+  const floor = measured.find((m) => m.what.startsWith('bare'));
+  const registry = measured.filter((m) => !m.what.startsWith('bare')).at(-1);
+  if (!floor || !registry) return `N=${n}: incomplete`;
+  const perAnswerUs = (m: Measurement) => ((m.cpuMs / m.parked) * 1000).toFixed(0);
+  const floorVerdict =
+    floor.cpuMs > HANDOUT_P99_TARGET_MS
+      ? `above the ${HANDOUT_P99_TARGET_MS} ms target by itself: one node:http process cannot answer ${n} parked requests within it on this machine`
+      : `within the ${HANDOUT_P99_TARGET_MS} ms target`;
+  const rssVerdict =
+    registry.loaded.rssBytes < RSS_TARGET_BYTES
+      ? `under the ${mib(RSS_TARGET_BYTES)} target`
+      : `over the ${mib(RSS_TARGET_BYTES)} target`;
+  return (
+    `**N=${n}**: the bare server spent ${ms(floor.cpuMs)} ms of CPU (${perAnswerUs(floor)} µs per answer) and its last answer ` +
+    `arrived ${ms(floor.lastMs)} ms after "answer all", ${floorVerdict}. The ${registry.what} spent ${ms(registry.cpuMs)} ms ` +
+    `(${perAnswerUs(registry)} µs per answer, the task's creation included), last answer after ${ms(registry.lastMs)} ms. ` +
+    `Memory per parked poll: registry ${kib(perPoll(registry, 'rssBytes'))} KiB of RSS (${kib(perPoll(registry, 'heapUsedBytes'))} KiB ` +
+    `of JS heap in use) against the floor's ${kib(perPoll(floor, 'rssBytes'))} (${kib(perPoll(floor, 'heapUsedBytes'))}); ` +
+    `the registry held ${mib(registry.loaded.rssBytes)} with all ${n} parked, ${rssVerdict}.`
+  );
 }
 
 function print(m: Measurement): void {
