@@ -80,6 +80,8 @@ interface RunRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  log_expired_at: Date | null;
+  files_expired_at: Date | null;
 }
 
 interface TaskRow {
@@ -141,6 +143,8 @@ function toRunDetail(row: RunRow): RunDetail {
     startedAt: iso(row.started_at),
     finishedAt: iso(row.finished_at),
     logBytes: row.log_bytes,
+    logExpiredAt: iso(row.log_expired_at),
+    filesExpiredAt: iso(row.files_expired_at),
   };
 }
 
