@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { ClientConfig } from '../client/config.js';
 import { DockerEngine } from '../client/container-engine.js';
 import { CONTAINER_PATHS } from '../shared/container-contract.js';
-import { engineRun, runFolders } from './lib/engine-run.js';
+import { engineRun, runFolders, type EngineSteps } from './lib/engine-run.js';
 import { workloadImage } from './lib/images.js';
 import { ClientTimeline, type Span } from './lib/instrument.js';
 import { writeSection } from './lib/report.js';
@@ -64,6 +64,8 @@ interface Series {
   mode: string;
   raw: number[];
   api: number[];
+  /** Docker's steps of each engine API run: the floor of the train's own Docker steps. */
+  apiSteps: EngineSteps[];
   train: TrainSample[];
   paired: number[];
 }
@@ -93,7 +95,7 @@ async function main(args: BenchArgs): Promise<void> {
       const client = await startSite(config);
       const rawNetwork =
         mode === 'gateway' ? await createInternalNetwork('overhead') : { name: 'none', remove: async () => undefined };
-      const result: Series = { mode, raw: [], api: [], train: [], paired: [] };
+      const result: Series = { mode, raw: [], api: [], apiSteps: [], train: [], paired: [] };
       const engine = new DockerEngine(config.dockerSocket);
       const imageId = (await engine.inspectImage(image))!.id;
       try {
@@ -101,10 +103,11 @@ async function main(args: BenchArgs): Promise<void> {
           // Rotate which goes first, so none always follows another's leftovers.
           let raw = 0;
           let api = 0;
+          let apiSteps: EngineSteps | null = null;
           let train: TrainSample | null = null;
           const steps = [
             async () => (raw = await rawDockerRun(image, config, rawNetwork.name)),
-            async () => (api = await engineRun(engine, imageId, config, rawNetwork.name)),
+            async () => (api = await engineRun(engine, imageId, config, rawNetwork.name, {}, (s) => (apiSteps = s))),
             async () => (train = await trainTask(world, timeline, image, client.site)),
           ];
           for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]!();
@@ -112,6 +115,7 @@ async function main(args: BenchArgs): Promise<void> {
           const t = train as unknown as TrainSample;
           result.raw.push(raw);
           result.api.push(api);
+          result.apiSteps.push(apiSteps!);
           result.train.push(t);
           result.paired.push(t.totalMs - raw);
           if ((i - warmup + 1) % 10 === 0)
@@ -246,6 +250,40 @@ async function trainTask(
   return { totalMs: done - posted, phases, containerMs: run.durationMs ?? null, steps };
 }
 
+/**
+ * Docker's four steps in the train against the same steps of the engine API runs of the same
+ * run: what of the gap is Docker's (e.g. a start that takes longer with the log followed), and
+ * what is left for the train's own work (registry, workspace, disk).
+ */
+function dockerStepsTable(r: Series): string {
+  const med = (xs: number[]) => summarize(xs).median;
+  const trainSteps = {
+    create: med(r.train.map((t) => t.phases.create)),
+    start: med(r.train.map((t) => t.phases.start)),
+    wait: med(r.train.map((t) => t.phases.wait)),
+    remove: med(r.train.map((t) => t.steps['docker.remove']?.ms ?? 0)),
+  };
+  const rows: (string | number)[][] = [];
+  let trainDocker = 0;
+  let apiDocker = 0;
+  for (const step of ['create', 'start', 'wait', 'remove'] as const) {
+    const api = med(r.apiSteps.map((s) => s[step]));
+    trainDocker += trainSteps[step];
+    apiDocker += api;
+    rows.push([`docker ${step}`, ms(trainSteps[step]), ms(api), ms(trainSteps[step] - api)]);
+  }
+  rows.push(['**sum of the medians**', ms(trainDocker), ms(apiDocker), ms(trainDocker - apiDocker)]);
+  const total = med(r.train.map((t) => t.totalMs));
+  const apiTotal = med(r.api);
+  rows.push([
+    "**the rest**: the train's own work on the path (total − Docker's steps)",
+    ms(total - trainDocker),
+    ms(apiTotal - apiDocker),
+    '',
+  ]);
+  return `Docker's steps in the train against the same steps of the engine API runs (network mode "${r.mode}", medians in ms; the engine API's remove is on its path, the train's overlaps the upload):\n\n${table(['step', 'train', 'engine API', 'train − engine API'], rows)}`;
+}
+
 function report(results: Series[], samples: number, warmup: number, modes: string[]): void {
   const row = (label: string, s: Summary) => [label, s.n, ms(s.median), ms(s.p95), ms(s.mean), ms(s.min), ms(s.max)];
   const totals: (string | number)[][] = [];
@@ -298,7 +336,8 @@ function report(results: Series[], samples: number, warmup: number, modes: strin
       const calls = summarize(r.train.map((t) => t.steps[what]?.calls ?? 0));
       rows.push([`${what} (×${calls.median})`, label, ms(st.median), ms(st.p95), ms(st.mean)]);
     }
-    return `Train phases, network mode "${r.mode}" (ms; the phases add up to the total sample by sample; Docker's own StartedAt→FinishedAt of the container: median ${ms(container.median)} ms):\n\n${table(['phase', 'what', 'median', 'p95', 'mean'], rows)}`;
+    const phasesTable = `Train phases, network mode "${r.mode}" (ms; the phases add up to the total sample by sample; Docker's own StartedAt→FinishedAt of the container: median ${ms(container.median)} ms):\n\n${table(['phase', 'what', 'median', 'p95', 'mean'], rows)}`;
+    return `${phasesTable}\n\n${dockerStepsTable(r)}`;
   });
   const body = `
 Target: the train adds < ${TARGET_MS} ms per task at the median. **${verdicts.join('; ')}.**

@@ -15,7 +15,6 @@ import type { SiteGovernance } from './policy/site-governance.js';
 import { ProgressReader } from './progress-reader.js';
 import type { SiteRegistryApi } from './registry-api.js';
 import type { DiskSpec, RunOutcome, RunWorkspace } from './run-workspace.js';
-import type { DiskPool } from './disk-pool.js';
 import { retry, sleep } from '../shared/abortable.js';
 
 export type { ContainerNetworking };
@@ -34,8 +33,6 @@ export interface ExecutorDeps {
   shutdown: AbortSignal;
   /** Sends a run's TTP outbox to its TTP (and out of the output folder); returns a failure reason or null. */
   outbox?: { deliver(ws: RunWorkspace, log: Logger, signal: AbortSignal): Promise<string | null> };
-  /** Run disks made ahead of time (loop-image mode); without it each run formats its own. */
-  diskPool?: DiskPool;
   /** Told when a run is reported: only its workspace's removal is left, which needs no slot. */
   onReported?: (runId: number) => void;
 }
@@ -232,7 +229,7 @@ export class RunExecutor {
     // The run's disk is made while the registry records the start (it is local and harmless if the
     // start is refused: the workspace goes with it). A failure here is met again, and reported, by
     // the same idempotent call in runContainer.
-    const disk = ws.prepareDisk(this.diskSpec(), this.deps.diskPool).catch(() => undefined);
+    const disk = ws.prepareDisk(this.diskSpec()).catch(() => undefined);
     try {
       await this.retrying('start the run', () => this.deps.api.start(runId, this.deps.shutdown));
     } catch (e) {
@@ -292,7 +289,7 @@ export class RunExecutor {
         const refusal = await this.deps.networking.check?.();
         if (refusal) throw new PermanentRunError(refusal);
         await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
-        await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
+        await ws.prepareDisk(this.diskSpec());
         let retried = false;
         const id = await this.retryingDocker('create the container', log, async () => {
           // A create that reached Docker before an error still left a container under our name
@@ -338,7 +335,7 @@ export class RunExecutor {
       }
     } else {
       // After a reboot the run's disk is no longer mounted: mount it again before anything reads it.
-      await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
+      await ws.prepareDisk(this.diskSpec());
       if (!state.running && state.startedAt === null) {
         // Created, then the client died before starting it: start it now (it has never run).
         await engine.start(state.id);
@@ -671,7 +668,7 @@ export class RunExecutor {
     let bytesSent = 0;
     // Whenever a container existed, its output goes back, however this execution came to know it.
     if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
-      if (ws.record.disk) await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
+      if (ws.record.disk) await ws.prepareDisk(this.diskSpec());
       const ttpFailure = (await this.deps.outbox?.deliver(ws, log, this.deps.shutdown)) ?? null;
       if (ttpFailure && report.state === 'completed') report = { ...report, state: 'failed', reason: ttpFailure };
       const scan = await scanOutput(ws.outputDir, { maxFiles: config.limits.outputFiles });

@@ -95,7 +95,11 @@ export class RunWorkspace {
     return path.join(workDir, 'runs');
   }
 
-  /** Creates the folders and writes the config file the container will read. */
+  /**
+   * Creates the folders and writes the config file the container will read. With a pool, the
+   * workspace is a disk made ahead of time (see {@link DiskPool}): its folder is renamed to the
+   * run's, already mounted, and {@link prepareDisk} finds nothing left to do.
+   */
   static create(
     workDir: string,
     site: string,
@@ -103,11 +107,25 @@ export class RunWorkspace {
     // Kept for callers; the writable folders are made (and owned) by prepareDisk.
     _containerUid?: number,
     _containerGid?: number,
+    pool?: DiskPool | null,
   ): RunWorkspace {
     const dir = path.join(RunWorkspace.runsDir(workDir), String(run.id));
     // A folder left under this id by an earlier registry may still hold a mounted disk.
     unmountSync(path.join(dir, 'disk'));
     fs.rmSync(dir, { recursive: true, force: true });
+    const pooled = pool?.take() ?? null;
+    if (pooled) {
+      try {
+        fs.mkdirSync(RunWorkspace.runsDir(workDir), { recursive: true });
+        // A crash from here to the first save leaves a mounted disk and no state.json: loadAll
+        // unmounts it with the folder.
+        fs.renameSync(pooled.folder, dir);
+      } catch {
+        // Not on one filesystem after all: the run makes its own disk (prepareDisk).
+        unmountSync(path.join(pooled.folder, 'disk'));
+        fs.rmSync(pooled.folder, { recursive: true, force: true });
+      }
+    }
     const ws = new RunWorkspace(dir, {
       runId: run.id,
       taskId: run.taskId,
@@ -145,34 +163,14 @@ export class RunWorkspace {
    * file count at once, and survives a client restart with its content, unlike a tmpfs, whose
    * results are lost when the client's mount goes (and which counts against memory).
    */
-  async prepareDisk(spec: DiskSpec, pool?: DiskPool): Promise<void> {
+  async prepareDisk(spec: DiskSpec): Promise<void> {
     const mode = this.record.disk ?? spec.mode;
     if (mode === 'loop-image') {
       if (!(await this.isDiskMounted())) {
         try {
-          let mounted = false;
-          const pooled = fs.existsSync(this.diskImage) ? null : (pool?.take() ?? null);
-          if (pooled) {
-            // The image first: a crash before the move leaves a formatted image here (mounted
-            // below on the next try) and the pool's mount, which the next start clears.
-            fs.renameSync(pooled.image, this.diskImage);
-            if (pooled.mountDir) {
-              fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
-              mounted = await exec('mount', ['--move', pooled.mountDir, this.diskDir]).then(
-                () => true,
-                // Under a shared mount a mount cannot move: the image is mounted here instead.
-                async () => {
-                  pool?.moveRefused();
-                  await exec('umount', [pooled.mountDir!]);
-                  return false;
-                },
-              );
-            }
-            fs.rmSync(path.dirname(pooled.image), { recursive: true, force: true });
-          }
           if (!fs.existsSync(this.diskImage)) await formatDiskImage(this.diskImage, spec);
           fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
-          if (!mounted) await mountDiskImage(this.diskImage, this.diskDir);
+          await mountDiskImage(this.diskImage, this.diskDir);
         } catch (e) {
           const detail = ((e as { stderr?: string }).stderr ?? '').trim() || (e as Error).message;
           throw new PermanentRunError(
@@ -236,8 +234,9 @@ export class RunWorkspace {
       const file = path.join(dir, 'state.json');
       if (!fs.existsSync(file)) {
         // The process died inside its first save (state.json is written by rename, so it is
-        // either whole or absent). Nothing had started yet: the folder can go, and the
-        // registry's lease hands the run out again.
+        // either whole or absent). Nothing had started yet: the folder can go (with the pooled
+        // disk it may hold mounted), and the registry's lease hands the run out again.
+        unmountSync(path.join(dir, 'disk'));
         fs.rmSync(dir, { recursive: true, force: true });
         abandoned.push(Number(entry));
         continue;
