@@ -51,6 +51,32 @@ export async function mountDiskImage(image: string, dir: string): Promise<void> 
   await exec('mount', ['-t', 'ext4', '-o', 'loop,noexec,nosuid,nodev', image, dir]);
 }
 
+async function syncPath(file: string): Promise<void> {
+  const handle = await fs.promises.open(file, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The container's two writable folders on a run's disk, owned by the container's user, and
+ * nothing else there (mkfs's lost+found goes). Idempotent. Owner and mode are set every time, not
+ * only on creation: a client killed between the mkdir and the chown would otherwise leave a
+ * root-owned folder that the resumed run cannot write to.
+ */
+export function writableFolders(diskDir: string, owner: Pick<DiskImageSpec, 'uid' | 'gid'>): void {
+  fs.rmSync(path.join(diskDir, 'lost+found'), { recursive: true, force: true });
+  for (const name of ['output', 'progress']) {
+    const writable = path.join(diskDir, name);
+    fs.mkdirSync(writable, { recursive: true });
+    // The container runs as an unprivileged user: only these two folders are its to write.
+    if (process.getuid?.() === 0) fs.chownSync(writable, owner.uid, owner.gid);
+    fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
+  }
+}
+
 /** True when `dir` is a mount point (another filesystem than its parent's). */
 export function isMountPoint(dir: string): boolean {
   try {
@@ -141,6 +167,11 @@ export class DiskPool {
     const mountDir = path.join(folder, 'disk');
     fs.mkdirSync(mountDir, { mode: 0o755 });
     await mountDiskImage(image, mountDir);
+    writableFolders(mountDir, this.spec);
+    // Written through now, here, off every run's path: otherwise the next fsync of a run's
+    // state.json on the host's filesystem (data=ordered) waits for this image's dirty blocks.
+    await syncPath(mountDir);
+    await syncPath(image);
     return { folder };
   }
 

@@ -6,7 +6,7 @@ import type { Logger } from '../shared/logger.js';
 import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, isDigestPinned } from '../shared/names.js';
 import type { FinishReport, ProgressReport } from '../shared/types.js';
 import type { ClientConfig } from './config.js';
-import type { ContainerEngine } from './container-engine.js';
+import type { ContainerEngine, ImageInfo } from './container-engine.js';
 import type { ContainerNetworking } from './container-network.js';
 import { DockerUnavailableError, PermanentRunError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { LogForwarder } from './log-forwarder.js';
@@ -124,6 +124,7 @@ export class RunExecutor {
         throw inner;
       }
     } finally {
+      this.imageLookups.delete(ws.record.runId);
       if (ws.record.phase !== 'claimed' && ws.record.phase !== 'started') this.releaseSparql(ws.record.runId);
     }
     if (ws.record.phase === 'reported') {
@@ -230,6 +231,11 @@ export class RunExecutor {
     // start is refused: the workspace goes with it). A failure here is met again, and reported, by
     // the same idempotent call in runContainer.
     const disk = ws.prepareDisk(this.diskSpec()).catch(() => undefined);
+    // So is the local image lookup (prepareImage takes it; it looks again if this one failed).
+    this.imageLookups.set(
+      runId,
+      this.deps.engine.inspectImage(image).catch(() => null),
+    );
     try {
       await this.retrying('start the run', () => this.deps.api.start(runId, this.deps.shutdown));
     } catch (e) {
@@ -379,7 +385,9 @@ export class RunExecutor {
   private async prepareImage(ws: RunWorkspace, log: Logger): Promise<void> {
     const { engine, config } = this.deps;
     const image = ws.record.image;
-    let info = await engine.inspectImage(image);
+    const early = this.imageLookups.get(ws.record.runId);
+    this.imageLookups.delete(ws.record.runId);
+    let info = (await early) ?? (await engine.inspectImage(image));
     // An image named by its digest cannot have changed: "always" need not pull it again when it is
     // here (a pull was 20–40 ms of every run; the digest is still checked below).
     const pull =
@@ -453,6 +461,8 @@ export class RunExecutor {
   }
 
   private readonly sparqlReleases = new Map<number, () => void>();
+  /** The image looked up while POST /start was in flight, per run, for prepareImage. */
+  private readonly imageLookups = new Map<number, Promise<ImageInfo | null>>();
 
   /** Streams logs and progress, honours cancel, timeout and the output cap; returns the outcome. */
   private async follow(ws: RunWorkspace, log: Logger): Promise<RunOutcome> {

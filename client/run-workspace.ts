@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { FinishState, RunAssignment } from '../shared/types.js';
-import { type DiskPool, formatDiskImage, mountDiskImage } from './disk-pool.js';
+import { type DiskPool, formatDiskImage, mountDiskImage, writableFolders } from './disk-pool.js';
 import { PermanentRunError } from './errors.js';
 
 const exec = promisify(execFile);
@@ -178,18 +178,11 @@ export class RunWorkspace {
           );
         }
       }
-      fs.rmSync(path.join(this.diskDir, 'lost+found'), { recursive: true, force: true });
     } else {
       fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
     }
-    for (const writable of [this.outputDir, this.progressDir]) {
-      fs.mkdirSync(writable, { recursive: true });
-      // The container runs as an unprivileged user: only these two folders are its to write.
-      // Set every time, not only on creation: a client killed between the mkdir and the chown
-      // would otherwise leave a root-owned folder that the resumed run cannot write to.
-      if (process.getuid?.() === 0) fs.chownSync(writable, spec.uid, spec.gid);
-      fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
-    }
+    // A pooled disk has them already; set every time all the same (see writableFolders).
+    writableFolders(this.diskDir, spec);
     if (this.record.disk !== mode) {
       let baseline = 0;
       if (mode === 'loop-image') {
