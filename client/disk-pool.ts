@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Logger } from '../shared/logger.js';
+import { commands } from './command-runner.js';
 
-const exec = promisify(execFile);
+/** mkfs, mount and umount run in the client's small helper process (see command-runner.ts). */
+const exec = (file: string, args: string[]) => commands.run(file, args);
 
 /** What a run's disk image is made to: capacity, inode count and the owner of its writable folders. */
 export interface DiskImageSpec {

@@ -1,12 +1,13 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { FinishState, RunAssignment } from '../shared/types.js';
 import { type DiskPool, formatDiskImage, mountDiskImage, writableFolders } from './disk-pool.js';
+import { commands } from './command-runner.js';
 import { PermanentRunError } from './errors.js';
 
-const exec = promisify(execFile);
+/** mkfs, mount and umount run in the client's small helper process (see command-runner.ts). */
+const exec = (file: string, args: string[]) => commands.run(file, args);
 
 /**
  * Where a run is in its life at this site. Persisted before each step that cannot be repeated,
