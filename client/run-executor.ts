@@ -108,7 +108,7 @@ export class RunExecutor {
         return;
       }
       const failures = (ws.record.failedAttempts ?? 0) + 1;
-      ws.update({ failedAttempts: failures });
+      await ws.update({ failedAttempts: failures });
       let cancelled = false;
       if (isTransient(e) && failures < MAX_FAILED_ATTEMPTS) {
         // Still worth retrying, unless the researcher cancelled it (or it ended) meanwhile: then
@@ -174,7 +174,7 @@ export class RunExecutor {
       log.warn('registry refused the failure report', { status: e.status, message: e.message });
     }
     this.deps.audit.info('run failed at the site', { event: 'run_gave_up', runId, reason });
-    ws.update({ phase: 'reported' });
+    await ws.update({ phase: 'reported' });
   }
 
   private async removeWorkspace(ws: RunWorkspace, log: Logger): Promise<void> {
@@ -216,7 +216,7 @@ export class RunExecutor {
     });
     if (!decision.allowed) {
       log.info('image refused', { image, reason: decision.reason });
-      ws.update({
+      await ws.update({
         phase: 'ended',
         outcome: {
           state: 'rejected',
@@ -246,7 +246,7 @@ export class RunExecutor {
         const view = await this.deps.api.getRun(runId, this.deps.shutdown).catch(() => null);
         if (e.status === 409 && view?.status === 'running' && !view.cancelRequested) {
           log.info('run was already started by this site before a restart; continuing');
-          ws.update({ phase: 'started' });
+          await ws.update({ phase: 'started' });
           return;
         }
         // Cancelled or ended meanwhile: not ours to run any more.
@@ -256,7 +256,7 @@ export class RunExecutor {
           message: e.message,
         });
         this.deps.audit.info('run dropped', { event: 'run_dropped', runId, reason: e.message });
-        ws.update({ phase: 'reported' });
+        await ws.update({ phase: 'reported' });
         return;
       }
       throw e;
@@ -308,7 +308,7 @@ export class RunExecutor {
         });
         // The one write before the container may run: its id, and with it the phase, the image,
         // the disk and the SPARQL token.
-        ws.update({ containerId: id });
+        await ws.update({ containerId: id });
         await this.retryingDocker('start the container', log, () => engine.start(id));
         // Docker keeps the start time too: a restart takes it from there.
         ws.set({ startedAtMs: Date.now() });
@@ -331,7 +331,7 @@ export class RunExecutor {
               .remove(ws.record.containerId)
               .catch((err: unknown) => log.warn('could not remove container', { error: coerceError(err).message }));
           this.releaseSparql(ws.record.runId);
-          ws.update({
+          await ws.update({
             phase: 'ended',
             outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null },
           });
@@ -354,7 +354,7 @@ export class RunExecutor {
         });
         state = (await engine.inspect(state.id)) ?? state;
       }
-      ws.update({
+      await ws.update({
         containerId: state.id,
         startedAtMs: ws.record.startedAtMs ?? (state.startedAt ? Date.parse(state.startedAt) : Date.now()),
       });
@@ -371,7 +371,7 @@ export class RunExecutor {
       });
     }
     const outcome = await this.follow(ws, log);
-    ws.update({ phase: 'ended', outcome });
+    await ws.update({ phase: 'ended', outcome });
   }
 
   private belongsToRun(labels: Record<string, string>, ws: RunWorkspace): boolean {
@@ -509,10 +509,10 @@ export class RunExecutor {
     let lastCancelCheck = 0;
     let lastFlush = Date.now();
     let persistedLogPosition = ws.record.logForwardedUntil;
-    const persistLogPosition = () => {
+    const persistLogPosition = async () => {
       if (ws.record.logForwardedUntil === persistedLogPosition) return;
       persistedLogPosition = ws.record.logForwardedUntil;
-      ws.update({});
+      await ws.update({});
     };
     const deadline = (ws.record.startedAtMs ?? Date.now()) + config.limits.timeoutMs;
     const watching = new AbortController();
@@ -542,7 +542,7 @@ export class RunExecutor {
         if (now - lastFlush >= 1000) {
           lastFlush = now;
           await forwarder.flush();
-          persistLogPosition();
+          await persistLogPosition();
         }
         await sleep(WATCH_INTERVAL_MS, watching.signal).catch(() => undefined); // aborted: the loop ends
       }
@@ -566,7 +566,7 @@ export class RunExecutor {
     if (result === 'shutdown') {
       logStream.destroy();
       await forwarder.flush();
-      persistLogPosition();
+      await persistLogPosition();
       throw new ShutdownInterrupt();
     }
     await Promise.race([logsDone, sleep(2000)]);
@@ -755,7 +755,7 @@ export class RunExecutor {
       digest: report.digest ?? null,
     });
     log.info('run reported', { state: report.state, exitCode: report.exitCode ?? null, bytesSent });
-    ws.update({ phase: 'reported' });
+    await ws.update({ phase: 'reported' });
   }
 
   /**

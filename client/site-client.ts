@@ -389,7 +389,7 @@ export class SiteClient {
         const ws = RunWorkspace.create(this.config.workDir, this.site, prepared.run, uid, gid, this.diskPool);
         if (prepared.failure) {
           this.logger.warn('sealed run cannot be opened', { runId: run.id, reason: prepared.failure });
-          ws.update({
+          await ws.update({
             phase: 'ended',
             outcome: { state: 'failed', exitCode: null, reason: prepared.failure, durationMs: null },
           });

@@ -61,7 +61,6 @@ export class ClientTimeline {
       'update',
       'workspace.update',
       (_args, _result, self) => (self as RunWorkspace).record.runId,
-      true,
     );
     this.wrap(RunWorkspace as any, 'create', 'workspace.create', (args) => (args[2] as { id: number }).id, true);
     for (const name of ['prepareDisk', 'remove'] as const)
