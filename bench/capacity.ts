@@ -9,6 +9,7 @@
  * interleaved (baseline, then this checkout, for every cell), built from `git archive` in a
  * temporary directory.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,7 @@ import { type Build, buildBaseline, removeBuild, THIS_CHECKOUT } from './lib/bas
 import { openBuildStore } from './lib/build-store.js';
 import { hotSpots, monotonicUs, newestProfile, type MonotonicWindow } from './lib/cpu-profile.js';
 import { ProcSampler } from './lib/proc-stats.js';
-import { makeDataDir, startRegistryProcess } from './lib/registry-process.js';
+import { makeDataDir, startRegistryProcess, stopChild } from './lib/registry-process.js';
 import { writeSection } from './lib/report.js';
 import { ms, table } from './lib/stats.js';
 import { type BenchArgs, runMain } from './lib/world.js';
@@ -36,6 +37,8 @@ interface Cell {
   p50: number;
   p99: number;
   max: number;
+  /** The slowest answer but for the first one of each connection (see maxAfterFirst). */
+  maxAfterFirst: number;
   registryCores: number;
   generatorCores: number;
   load: string;
@@ -55,8 +58,55 @@ async function seed(root: string, dataDir: string, sites: string[], users: strin
   }
 }
 
+/** What a cell measures: a registry build, or one of the floors (bench/capacity-floor.ts). */
+type Server = { kind: 'registry'; build: Build } | { kind: 'floor'; mode: FloorMode };
+type FloorMode = 'http' | 'per-request' | 'batched';
+
+const FLOOR_LABELS: Record<FloorMode, string> = {
+  'per-request': 'floor: node:http + SQLite, a transaction per request',
+  batched: 'floor: node:http + SQLite, a transaction per event-loop turn',
+  http: 'floor: node:http answering only',
+};
+
+function serverLabel(server: Server): string {
+  return server.kind === 'registry' ? server.build.label : FLOOR_LABELS[server.mode];
+}
+
+/** A running server under test: the registry process or a floor process. */
+interface Running {
+  url: string;
+  pid: number;
+  logFile: string | null;
+  stop(): Promise<void>;
+}
+
+/** Starts bench/capacity-floor.ts on the seeded database of `dataDir` and waits for its port. */
+async function startFloor(mode: FloorMode, dataDir: string): Promise<Running> {
+  const script = path.join(THIS_CHECKOUT.root, 'dist/bench/capacity-floor.js');
+  const args = mode === 'http' ? [script, mode] : [script, mode, path.join(dataDir, 'registry.sqlite')];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+      const m = /floor listening (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`the floor (${mode}) exited with ${code}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    logFile: null,
+    async stop() {
+      await stopChild(child, 5000);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
 async function measureCell(
-  build: Build,
+  server: Server,
   scenario: Cell['scenario'],
   connections: number,
   seconds: number,
@@ -67,23 +117,28 @@ async function measureCell(
 ): Promise<Cell> {
   const dataDir = makeDataDir();
   const siteNames = Array.from({ length: siteCount }, (_, i) => `bench-cap-${String(i).padStart(4, '0')}`);
+  // A floor writes into a database migrated and seeded by this checkout's store.
   const { siteKeys, userTokens } = await seed(
-    build.root,
+    server.kind === 'registry' ? server.build.root : THIS_CHECKOUT.root,
     dataDir,
     siteNames,
     Array.from({ length: researcherCount }, (_, i) => `bench-researcher-${i}`),
   );
-  const registry = await startRegistryProcess({
-    root: build.root,
-    dataDir,
-    // The per-researcher quota of open tasks (1,000 by default) would refuse most creations after
-    // the first second: capacity is measured with it out of the way (every creation must succeed).
-    config: scenario === 'task creations' ? { limits: { openTasksPerUser: 100_000_000 } } : undefined,
-    nodeArgs: [
-      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
-      ...(traceGc ? ['--trace-gc'] : []),
-    ],
-  });
+  const registry: Running =
+    server.kind === 'floor'
+      ? await startFloor(server.mode, dataDir)
+      : await startRegistryProcess({
+          root: server.build.root,
+          dataDir,
+          // The per-researcher quota of open tasks (1,000 by default) would refuse most creations
+          // after the first second: capacity is measured with it out of the way (every creation
+          // must succeed).
+          config: scenario === 'task creations' ? { limits: { openTasksPerUser: 100_000_000 } } : undefined,
+          nodeArgs: [
+            ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+            ...(traceGc ? ['--trace-gc'] : []),
+          ],
+        });
   let window: MonotonicWindow | null = null;
   try {
     let i = 0;
@@ -118,12 +173,22 @@ async function measureCell(
     const sampler = new ProcSampler(registry.pid).start();
     const cpuBefore = process.cpuUsage();
     const fromUs = monotonicUs();
-    const result = await run(seconds);
+    const measured = run(seconds);
+    // The first answer of each of the run's new connections is where the maximum came from
+    // (target 4): a connection opened while the others already keep the registry busy waits for
+    // its first answer. Recorded apart so that the maximum of established connections shows.
+    const answered = new WeakSet<object>();
+    let maxAfterFirst = 0;
+    measured.on('response', (client, _status, _bytes, responseTimeMs) => {
+      if (answered.has(client)) maxAfterFirst = Math.max(maxAfterFirst, responseTimeMs);
+      else answered.add(client);
+    });
+    const result = await measured;
     window = { fromUs, toUs: monotonicUs() };
     const usage = sampler.stop();
     const cpu = process.cpuUsage(cpuBefore);
     return {
-      build: build.label,
+      build: serverLabel(server),
       scenario,
       connections,
       // Answers that succeeded: a refusal is cheap and would flatter the figure.
@@ -132,6 +197,7 @@ async function measureCell(
       p50: result.latency.p50,
       p99: result.latency.p99,
       max: result.latency.max,
+      maxAfterFirst,
       registryCores: usage.cores,
       generatorCores: (cpu.user + cpu.system) / 1000 / usage.wallMs,
       load: os
@@ -140,9 +206,10 @@ async function measureCell(
         .join(' / '),
     };
   } finally {
-    if (traceGc) console.log(`GC pauses (${build.label} ${scenario} c=${connections}): ${gcPauses(registry.logFile)}`);
+    const what = `${serverLabel(server)} ${scenario} c=${connections}`;
+    if (traceGc && registry.logFile) console.log(`GC pauses (${what}): ${gcPauses(registry.logFile)}`);
     await registry.stop();
-    if (profileDir && window) printProfile(profileDir, window, `${build.label} ${scenario} c=${connections}`);
+    if (profileDir && window && server.kind === 'registry') printProfile(profileDir, window, what);
   }
 }
 
@@ -182,27 +249,34 @@ async function main(args: BenchArgs): Promise<void> {
     .string('connections', '16,64')
     .split(',')
     .map((c) => Number(c));
-  const scenarios = args
-    .string('scenarios', 'polls,creations')
-    .split(',')
-    .map((name) => {
-      if (name === 'polls') return 'empty polls' as const;
-      if (name === 'creations') return 'task creations' as const;
-      throw new UsageError(`--scenarios takes polls and/or creations, got "${name}"`);
-    });
+  const names = args.string('scenarios', 'polls,creations,floors').split(',');
+  for (const name of names)
+    if (name !== 'polls' && name !== 'creations' && name !== 'floors')
+      throw new UsageError(`--scenarios takes polls, creations and/or floors, got "${name}"`);
   // A profiled run prints the registry's hot spots while each cell is measured and records nothing.
   const profileDir = args.flag('profile') ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
   const builds: Build[] = [];
   if (baselineRef) builds.push(buildBaseline(baselineRef));
   builds.push(THIS_CHECKOUT);
+  const registries: Server[] = builds.map((build) => ({ kind: 'registry', build }));
+  // The creation cells, in order: the registries, then the floors (bench/capacity-floor.ts).
+  const creationServers: Server[] = [
+    ...(names.includes('creations') ? registries : []),
+    ...(names.includes('floors')
+      ? (['per-request', 'batched', 'http'] as const).map((mode): Server => ({ kind: 'floor', mode }))
+      : []),
+  ];
+  const plan: [Cell['scenario'], Server[]][] = [];
+  if (names.includes('polls')) plan.push(['empty polls', registries]);
+  if (creationServers.length > 0) plan.push(['task creations', creationServers]);
   const cells: Cell[] = [];
   try {
     for (let round = 0; round < rounds; round++) {
-      for (const scenario of scenarios) {
+      for (const [scenario, servers] of plan) {
         for (const connections of connectionsList) {
-          for (const build of builds) {
+          for (const server of servers) {
             const cell = await measureCell(
-              build,
+              server,
               scenario,
               connections,
               seconds,
@@ -212,7 +286,7 @@ async function main(args: BenchArgs): Promise<void> {
               args.flag('trace-gc'),
             );
             console.log(
-              `${cell.build} ${scenario} c=${connections}: ${cell.perSecond.toFixed(0)}/s, registry ${cell.registryCores.toFixed(2)} cores, p99 ${cell.p99} ms, failed ${cell.failed}, load ${cell.load}`,
+              `${cell.build} ${scenario} c=${connections}: ${cell.perSecond.toFixed(0)}/s, registry ${cell.registryCores.toFixed(2)} cores, generator ${cell.generatorCores.toFixed(2)} cores, p50 ${cell.p50} p99 ${cell.p99} max ${cell.max} (after each connection's first answer ${cell.maxAfterFirst}) ms, failed ${cell.failed}, load ${cell.load}`,
             );
             cells.push(cell);
           }
@@ -233,6 +307,7 @@ async function main(args: BenchArgs): Promise<void> {
     ms(c.p50),
     ms(c.p99),
     ms(c.max),
+    ms(c.maxAfterFirst),
     c.registryCores.toFixed(2),
     (c.perSecond / Math.max(c.registryCores, 0.01)).toFixed(0),
     c.generatorCores.toFixed(2),
@@ -249,8 +324,20 @@ registry process and database (${siteCount} sites, ${researcherCount} researcher
 warm-up; autocannon runs in the benchmark's own process on the same machine, so "registry cores" (the registry's
 CPU time over wall time, from /proc) is what the registry itself used. Empty polls: \`GET /site/runs/next\` without
 \`wait\` (204), keys in rotation. Creations: \`POST /tasks\` for one site each, tokens in rotation, the open-task quota raised out of the way;
-"per s" counts successful answers only. Latencies in ms.
+"per s" counts successful answers only. Latencies in ms; "max after first answers" leaves out the first answer of
+each connection (autocannon opens its connections anew for the measured run: the maximum is a connection opened
+while the others already keep the server busy, waiting for its first answer; the floors show it too).
 Load = load average (1/5/15 min) at the end of the cell.
+
+The registry writes the creations that arrive in one turn of its event loop in one SQLite transaction, each in
+its own savepoint, and answers each after the commit (master/creation-batcher.ts). The floors (\`bench/capacity-floor.ts\`,
+same autocannon, connections and request bodies, one process each like the registry): a bare \`node:http\` server
+that parses the JSON body and writes the same rows into a database of the registry's own schema (tables, indexes,
+triggers; same pragmas), "a transaction per request" or "a transaction per event-loop turn", then answers the task
+as JSON; and one that only reads the body and answers. They have no authentication, validation, quota, routing,
+logging or metrics: what is left is what no registry on this machine can avoid. "per s per registry core" divides
+by the CPU the server process used; on 2 shared cores the load generator's CPU ("generator cores") is taken from
+the same two.
 
 ${table(
   [
@@ -262,6 +349,7 @@ ${table(
     'p50',
     'p99',
     'max',
+    'max after first answers',
     'registry cores',
     'per s per registry core',
     'generator cores',
@@ -275,7 +363,7 @@ ${table(
 runMain(
   {
     usage:
-      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1] [--scenarios polls,creations] [--profile] [--trace-gc]',
+      'usage: npm run bench:capacity -- [--baseline GIT_REF] [--seconds 10] [--connections 16,64] [--sites 1000] [--researchers 10] [--rounds 1] [--scenarios polls,creations,floors] [--profile] [--trace-gc]',
     options: {
       baseline: 'value',
       seconds: 'value',

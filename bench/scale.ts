@@ -11,7 +11,7 @@ import path from 'node:path';
 import { PhtClient } from '../sdk/index.js';
 import { IMAGE_REGISTRY } from '../test/helpers/docker.js';
 import { hotSpots, newestProfile } from './lib/cpu-profile.js';
-import { ProcSampler, readProc, type UsageWindow } from './lib/proc-stats.js';
+import { ProcSampler, readProc, TreeSampler, type UsageWindow } from './lib/proc-stats.js';
 import { ensureFdLimit, startDeployment, type Deployment } from './lib/registry-deployment.js';
 import { freePort } from '../test/helpers/nginx.js';
 import { startPostgresCluster, type PostgresCluster } from '../test/helpers/postgres.js';
@@ -41,6 +41,9 @@ interface PhaseResult {
   name: string;
   usage: UsageWindow;
   generatorCores: number;
+  /** PostgreSQL's server and backends, and nginx's workers (null: none, or not on this machine). */
+  postgresCores: number | null;
+  nginxCores: number | null;
   /** Per registry process: CPU (cores) and peak RSS over the phase. */
   perProcess: { cores: number; peakRssBytes: number }[];
   handout: Summary;
@@ -334,6 +337,8 @@ interface Workload {
   posted: Posted[];
   usage: UsageWindow;
   generatorCores: number;
+  postgresCores: number | null;
+  nginxCores: number | null;
   perProcess: { cores: number; peakRssBytes: number }[];
   postErrors: number;
   /** Per broadcast task: POST sent → every run final (the researcher's waitForTask returned). */
@@ -344,9 +349,20 @@ interface Workload {
 function samplers(
   registry: Deployment,
   gens: Generators,
-): { stop(): { usage: UsageWindow; generatorCores: number; perProcess: { cores: number; peakRssBytes: number }[] } } {
+): {
+  stop(): {
+    usage: UsageWindow;
+    generatorCores: number;
+    postgresCores: number | null;
+    nginxCores: number | null;
+    perProcess: { cores: number; peakRssBytes: number }[];
+  };
+} {
   const regs = registry.processes.map((p) => new ProcSampler(p.pid).start());
   const gen = gens.children.map((c) => new ProcSampler(c.pid!, 1000).start());
+  // Where the rest of the machine's CPU goes: the database's backends and the balancer.
+  const postgres = registry.postgresPid === null ? null : new TreeSampler(registry.postgresPid).start();
+  const nginx = registry.nginxPid === null ? null : new TreeSampler(registry.nginxPid).start();
   return {
     stop: () => {
       const windows = regs.map((r) => r.stop());
@@ -361,6 +377,8 @@ function samplers(
       return {
         usage,
         generatorCores: gen.map((s) => s.stop().cores).reduce((a, b) => a + b, 0),
+        postgresCores: postgres?.stop() ?? null,
+        nginxCores: nginx?.stop() ?? null,
         perProcess: windows.map((w) => ({ cores: w.cores, peakRssBytes: w.peakRssBytes })),
       };
     },
@@ -466,11 +484,17 @@ function finishPhase(name: string, work: Workload, done: DoneMessage): PhaseResu
     const c = summarize(work.completion);
     extra['runs handed out/s within a broadcast (median)'] = summarize(rates).median.toFixed(0);
     extra['POST → all runs final, per task (median / max ms)'] = `${ms(c.median)} / ${ms(c.max)}`;
+    // In order: a time that grows from one broadcast to the next is the history's cost.
+    extra['POST → all runs final, each task in order (s)'] = work.completion
+      .map((t) => (t / 1000).toFixed(1))
+      .join(', ');
   }
   return {
     name,
     usage: work.usage,
     generatorCores: work.generatorCores,
+    postgresCores: work.postgresCores,
+    nginxCores: work.nginxCores,
     perProcess: work.perProcess,
     handout: summarize(handouts),
     post: summarize(work.posted.map((p) => p.answeredAt - p.postedAt)),
@@ -576,7 +600,12 @@ function reportConsortium(results: Measured[], args: BenchArgs): void {
       p.usage.cores.toFixed(2),
       p.perProcess.length > 1 ? perProcessText(p) : mib(p.usage.peakRssBytes),
       p.generatorCores.toFixed(2),
+      p.postgresCores === null ? '–' : p.postgresCores.toFixed(2),
+      p.nginxCores === null ? '–' : p.nginxCores.toFixed(2),
     ]),
+  );
+  const extras = results.flatMap((r) =>
+    r.phases.flatMap((p) => Object.entries(p.extra).map(([k, v]) => `- ${r.backend}, ${p.name}: ${k}: ${v}`)),
   );
   const sites = args.number('sites', 1000);
   const body = `
@@ -584,11 +613,14 @@ The same workload (figure 3: long polling, broadcasts then single-site tasks; pl
 1 s) on each backend in turn, in one run. PostgreSQL is a local server on the same ${os.cpus().length} cores
 (the benchmark's own unless --database is given: fsync off, synchronous_commit on); "×N" is N
 registry processes on it behind nginx (deploy/nginx/pht-registry.conf). Hand-out = researcher's POST
-sent → the site has the run. Registry CPU is summed over its processes (1.00 = one core); the last
-column is what the load generators themselves cost (they share the cores). Errors per backend:
+sent → the site has the run. Registry CPU is summed over its processes (1.00 = one core); then
+what the load generators themselves cost, PostgreSQL's server with all its backends, and nginx's
+workers (they all share the cores). Errors per backend:
 ${results.map((r) => `${r.backend} ${r.errors}`).join(', ')}.
 
-${table(['backend', 'phase', 'runs', 'runs handed out/s', 'hand-out p50 / p99 (ms)', 'registry CPU (cores)', 'peak RSS (per process: CPU / RSS)', 'load generators CPU (cores)'], rows)}
+${table(['backend', 'phase', 'runs', 'runs handed out/s', 'hand-out p50 / p99 (ms)', 'registry CPU (cores)', 'peak RSS (per process: CPU / RSS)', 'load generators CPU (cores)', 'PostgreSQL CPU (cores)', 'nginx CPU (cores)'], rows)}
+
+${extras.join('\n')}
 `;
   console.log(body);
   writeSection({

@@ -22,6 +22,8 @@
  *   A holder found dead when a slot is taken is replaced before the run's container is created;
  *   one that dies during a run takes the namespace's interface with it: the pool (watching Docker's
  *   events) stops that run, which fails, and the slot gets a new holder when it is next taken.
+ *   When the event stream is lost (dockerd restarted, socket cut), the pool reconnects with backoff
+ *   and then inspects the holder of every taken slot, so a death during the gap is not missed.
  * - Name resolution stays pinned to the gateway IP: the holder is created with it as its only
  *   name server, and runs share the holder's resolv.conf.
  *
@@ -30,6 +32,7 @@
  * architectures the pool is off and runs join the network one by one, as before.
  */
 import Docker from 'dockerode';
+import { retry, type BackoffOptions } from '../shared/abortable.js';
 import { CONTAINER_LABELS } from '../shared/container-contract.js';
 import { coerceError } from '../shared/errors.js';
 import type { Logger } from '../shared/logger.js';
@@ -117,6 +120,11 @@ export interface SlotNetwork {
   gatewayIp: string;
 }
 
+/** How long the pool waits between attempts to get Docker's event stream back. */
+export const EVENTS_RECONNECT: BackoffOptions = { baseMs: 250, capMs: 15_000 };
+
+type EventStream = NodeJS.ReadableStream & { destroy(): void };
+
 interface Slot {
   index: number;
   holderId: string;
@@ -130,16 +138,24 @@ interface Slot {
  */
 export class NetworkSlotPool {
   private readonly slots: Slot[] = [];
-  private readonly docker: Docker;
+  /** The current event stream; null while it is being reconnected. */
+  private events: EventStream | null = null;
+  /** The reconnection under way after a loss, awaited by close(). */
+  private reconnecting: Promise<void> | null = null;
+  private readonly closing = new AbortController();
+  /**
+   * Holders whose run is stopped or being stopped: an event and a re-check may both report one
+   * death. A holder id is never reused, and only dead holders enter, so this stays small.
+   */
+  private readonly stopping = new Set<string>();
 
   private constructor(
-    engine: DockerEngine,
+    private readonly docker: Docker,
     private readonly site: string,
     private readonly network: SlotNetwork,
     private readonly logger: Logger,
-  ) {
-    this.docker = engine.docker;
-  }
+    private readonly reconnectBackoff: BackoffOptions,
+  ) {}
 
   /**
    * Finds the site's holders again (after a restart), replaces dead or foreign ones, and starts
@@ -161,10 +177,28 @@ export class NetworkSlotPool {
       });
       return null;
     }
-    const pool = new NetworkSlotPool(engine, options.site, options.network, logger);
+    return NetworkSlotPool.openWith(engine.docker, options);
+  }
+
+  /**
+   * {@link open} on a given Docker client, without the engine and architecture checks: the seam
+   * where tests put a fake Docker (an event stream they can end, error or hold back).
+   */
+  static async openWith(
+    docker: Docker,
+    options: { site: string; network: SlotNetwork; size: number; logger: Logger; reconnect?: BackoffOptions },
+  ): Promise<NetworkSlotPool> {
+    const pool = new NetworkSlotPool(
+      docker,
+      options.site,
+      options.network,
+      options.logger,
+      options.reconnect ?? EVENTS_RECONNECT,
+    );
     await pool.ensureImage();
     await pool.adopt(options.size);
-    await pool.watchHolders();
+    // The first subscription must work (else the pool is not used); later losses are reconnected.
+    pool.follow(await pool.subscribe());
     return pool;
   }
 
@@ -227,8 +261,10 @@ export class NetworkSlotPool {
    * (removed by recovery as another registry's, say) is not kept for nothing.
    */
   async close(): Promise<void> {
+    this.closing.abort();
     this.events?.destroy();
     this.events = null;
+    await this.reconnecting;
     const inUse = this.slots.some((s) => s.runId !== null) ? await this.holdersInUse() : new Map<string, number>();
     for (const slot of [...this.slots]) {
       if (inUse.has(slot.holderId)) continue;
@@ -257,20 +293,23 @@ export class NetworkSlotPool {
     return inUse;
   }
 
-  private events: (NodeJS.ReadableStream & { destroy(): void }) | null = null;
-
-  /**
-   * A holder that dies under a run took the run's network interface with it: the run is stopped
-   * (it fails) rather than left running cut off, and the slot gets a new holder when next taken.
-   */
-  private async watchHolders(): Promise<void> {
-    const stream = (await this.docker.getEvents({
+  /** Subscribes to the deaths of this site's holders. */
+  private async subscribe(): Promise<EventStream> {
+    return (await this.docker.getEvents({
       filters: {
         type: ['container'],
         event: ['die'],
         label: [`${CONTAINER_LABELS.managedBy}=${SLOT_LABELS.managedBy}`, `${CONTAINER_LABELS.site}=${this.site}`],
       },
-    })) as NodeJS.ReadableStream & { destroy(): void };
+    })) as EventStream;
+  }
+
+  /**
+   * A holder that dies under a run took the run's network interface with it: the run is stopped
+   * (it fails) rather than left running cut off, and the slot gets a new holder when next taken.
+   * When the stream ends or fails, it is reconnected (see {@link reconnect}).
+   */
+  private follow(stream: EventStream): void {
     this.events = stream;
     let buffered = '';
     stream.on('data', (chunk: Buffer) => {
@@ -285,17 +324,87 @@ export class NetworkSlotPool {
           continue;
         }
         const slot = this.slots.find((s) => s.holderId === id);
-        if (slot?.runId != null) void this.stopRunOf(slot.index, slot.runId);
+        if (slot?.runId != null) void this.stopRunOf(slot.holderId, slot.index, slot.runId);
       }
     });
-    stream.on('error', (e: unknown) =>
-      this.logger.warn('lost the Docker event stream: holders that die during a run are no longer noticed', {
-        error: coerceError(e).message,
-      }),
-    );
+    // A lost stream says so once: 'error' (when there is one) comes before 'end' or 'close'.
+    let lost = false;
+    const onLoss = (e?: unknown) => {
+      if (lost) return;
+      lost = true;
+      if (this.events === stream) this.events = null;
+      if (this.closing.signal.aborted) return;
+      this.logger.warn('lost the Docker event stream: reconnecting, then re-checking the holders of taken slots', {
+        ...(e === undefined ? {} : { error: coerceError(e).message }),
+      });
+      this.reconnecting = this.reconnect();
+    };
+    stream.on('error', onLoss);
+    stream.on('end', () => onLoss());
+    stream.on('close', () => onLoss());
   }
 
-  private async stopRunOf(slot: number, runId: number): Promise<void> {
+  /**
+   * Gets the event stream back, retrying every failure with capped, jittered backoff until it
+   * works or the pool closes: without it a holder's death would go unnoticed, so there is no
+   * error after which giving up would be right (the attempts are logged at debug level only).
+   * Subscribes first and re-checks second: a death after the subscription arrives as an event,
+   * one during the gap is found by inspecting the holder.
+   */
+  private async reconnect(): Promise<void> {
+    const signal = this.closing.signal;
+    let stream: EventStream;
+    try {
+      stream = await retry(() => this.subscribe(), {
+        ...this.reconnectBackoff,
+        retryable: () => true,
+        signal,
+        onRetry: (e, attempt, delayMs) =>
+          this.logger.debug('Docker event stream still unavailable', {
+            attempt: attempt + 1,
+            delayMs,
+            error: coerceError(e).message,
+          }),
+      });
+    } catch {
+      return; // closed while waiting
+    }
+    if (signal.aborted) {
+      stream.destroy();
+      return;
+    }
+    this.logger.info('Docker event stream reconnected: re-checking the holders of taken slots', {
+      taken: this.slots.filter((s) => s.runId !== null).length,
+    });
+    this.follow(stream);
+    await this.recheckHolders();
+  }
+
+  /** Stops the run of every taken slot whose holder is no longer running. */
+  private async recheckHolders(): Promise<void> {
+    for (const slot of this.slots) {
+      const { holderId, runId } = slot;
+      if (runId === null) continue;
+      let running: boolean;
+      try {
+        running = await this.isRunning(holderId);
+      } catch (e) {
+        // Docker went away again: that loss starts another reconnection and another re-check.
+        this.logger.warn('could not re-check a network slot holder', {
+          slot: slot.index,
+          error: coerceError(e).message,
+        });
+        continue;
+      }
+      // The slot may have changed hands (or holder) while Docker answered.
+      if (!running && slot.holderId === holderId && slot.runId === runId)
+        await this.stopRunOf(holderId, slot.index, runId);
+    }
+  }
+
+  private async stopRunOf(holderId: string, slot: number, runId: number): Promise<void> {
+    if (this.stopping.has(holderId)) return;
+    this.stopping.add(holderId);
     this.logger.error('network slot holder died during a run: stopping the run', { slot, runId });
     try {
       const containers = await this.docker.listContainers({
@@ -313,6 +422,8 @@ export class NetworkSlotPool {
         runId,
         error: coerceError(e).message,
       });
+      // Not stopped: a later re-check may try again.
+      this.stopping.delete(holderId);
     }
   }
 

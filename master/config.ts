@@ -16,7 +16,14 @@ export interface MasterConfig {
   leaseMs: number;
   sweepIntervalMs: number;
   /** master/retention.ts: ages in ms after which finished runs' logs and files go (null: never). */
-  retention: { logsMs: number | null; filesMs: number | null; intervalMs: number; batch: number };
+  retention: {
+    logsMs: number | null;
+    filesMs: number | null;
+    /** Finished tasks are deleted whole this long after they ended (null: never). */
+    runsMs: number | null;
+    intervalMs: number;
+    batch: number;
+  };
   limits: {
     jsonBodyBytes: number;
     configBytes: number;
@@ -53,6 +60,7 @@ export interface MasterConfigSources {
     database?: string;
     retainLogs?: string;
     retainFiles?: string;
+    retainRuns?: string;
   };
 }
 
@@ -70,6 +78,7 @@ export function loadMasterConfig(sources: MasterConfigSources): MasterConfig {
       database: sources.flags.database,
       'retention.logs': sources.flags.retainLogs,
       'retention.files': sources.flags.retainFiles,
+      'retention.runs': sources.flags.retainRuns,
     },
   }) as Record<string, never>;
   return compileMasterConfig(raw);
@@ -91,6 +100,7 @@ export function compileMasterConfig(raw: Record<string, any>): MasterConfig {
     retention: {
       logsMs: raw.retention.logs === undefined ? null : parseDurationMs(raw.retention.logs),
       filesMs: raw.retention.files === undefined ? null : parseDurationMs(raw.retention.files),
+      runsMs: raw.retention.runs === undefined ? null : parseDurationMs(raw.retention.runs),
       intervalMs: parseDurationMs(raw.retention.interval),
       batch: raw.retention.batch,
     },

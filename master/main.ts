@@ -15,12 +15,13 @@ import { runExpireCommand } from './retention.js';
 import { openStore, SHARED_FILES_GRACE_MS, startRegistry } from './server.js';
 
 const USAGE = `Usage: node master [serve] [--port N] [--host ADDR] [--data-dir DIR] [--database URL] [--config FILE]
-         [--retain-logs AGE] [--retain-files AGE]
+         [--retain-logs AGE] [--retain-files AGE] [--retain-runs AGE]
   Starts the PHT registry (default port 5000, data in ./data; --database postgres://… keeps the
   records in PostgreSQL instead of ./data/registry.sqlite, and several registries may share it).
   --retain-logs 30d, --retain-files 90d: finished runs' logs and result files are removed at
-  that age (retention.logs, retention.files in the config file).
-       node master expire [--dry-run] [--retain-logs AGE] [--retain-files AGE]
+  that age (retention.logs, retention.files in the config file); --retain-runs 1y: finished
+  tasks are deleted whole (runs, logs, files) that long after they ended (retention.runs).
+       node master expire [--dry-run] [--retain-logs AGE] [--retain-files AGE] [--retain-runs AGE]
   Expires what retention makes due now, in batches; --dry-run only says what would go.
   Environment: PHT_PORT, PHT_HOST, PHT_DATA_DIR, PHT_DATABASE_URL, PHT_LOG_LEVEL, PHT_LOG_FORMAT=json|pretty
 
@@ -28,8 +29,8 @@ ${ADMIN_USAGE}`;
 
 /** Each command's own options and how many words may follow it; every command takes --data-dir, --database and --config. */
 const COMMANDS: Record<string, { options: string[]; maxArgs: number }> = {
-  serve: { options: ['port', 'host', 'retain-logs', 'retain-files'], maxArgs: 0 },
-  expire: { options: ['dry-run', 'retain-logs', 'retain-files'], maxArgs: 0 },
+  serve: { options: ['port', 'host', 'retain-logs', 'retain-files', 'retain-runs'], maxArgs: 0 },
+  expire: { options: ['dry-run', 'retain-logs', 'retain-files', 'retain-runs'], maxArgs: 0 },
   'create-site': { options: ['json', 'org'], maxArgs: 1 },
   'create-user': { options: ['json', 'role', 'org'], maxArgs: 1 },
   'create-org': { options: ['json'], maxArgs: 1 },
@@ -62,6 +63,7 @@ export function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Prom
         'public-key': 'value',
         'retain-logs': 'value',
         'retain-files': 'value',
+        'retain-runs': 'value',
         'dry-run': 'boolean',
       },
       positionals: { max: 4 },
@@ -93,6 +95,7 @@ async function run(args: ParsedCommandLine, env: NodeJS.ProcessEnv): Promise<num
         database: stringOption(args, 'database'),
         retainLogs: stringOption(args, 'retain-logs'),
         retainFiles: stringOption(args, 'retain-files'),
+        retainRuns: stringOption(args, 'retain-runs'),
       },
     });
     if (command === 'expire') {
@@ -130,7 +133,9 @@ async function expireCommand(config: MasterConfig, dryRun: boolean): Promise<voi
   const store = await openStore({ dataDir: config.dataDir, database: config.database, poolSize: 1 });
   try {
     const files = new ResultFileStore(config.dataDir, config.database ? SHARED_FILES_GRACE_MS : 0);
-    await runExpireCommand(store, files, config.retention, dryRun, (text) => console.log(text));
+    // Each task deleted whole is written to stderr as the server would log it.
+    const logger = createLogger({ level: config.logLevel, defaultMeta: { component: 'retention' } });
+    await runExpireCommand(store, files, config.retention, dryRun, (text) => console.log(text), logger);
   } finally {
     await store.close();
   }

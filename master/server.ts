@@ -14,7 +14,12 @@ import { serveMetrics } from '../shared/metrics-server.js';
 import type { RegistryStore } from './store/registry-store.js';
 import type { PublicKeys } from './public-keys.js';
 import { connectEvents, openPublicKeys, openStore } from './store/open-store.js';
-import { PRINCIPAL_CACHE_TTL_MS, PrincipalWatch, withPrincipalCache } from './store/principal-cache.js';
+import {
+  PRINCIPAL_CACHE_TTL_MS,
+  PrincipalWatch,
+  WATCHED_PRINCIPAL_CACHE_TTL_MS,
+  withPrincipalCache,
+} from './store/principal-cache.js';
 
 export { openStore };
 
@@ -51,11 +56,11 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
   // (migration 0007); while the LISTEN connection is down, the cache is bypassed.
   const backend = await openStore(location);
   const watch = config.database ? new PrincipalWatch() : undefined;
-  const store = withPrincipalCache(backend, PRINCIPAL_CACHE_TTL_MS, watch);
+  const store = withPrincipalCache(backend, watch ? WATCHED_PRINCIPAL_CACHE_TTL_MS : PRINCIPAL_CACHE_TTL_MS, watch);
   const events = new RegistryEvents();
   // Shared by the routes and the event bus: a task posted on another registry process is handed
   // to the polls parked here in one batch claim too.
-  const polls = new WaitingPolls();
+  const polls = new WaitingPolls((site) => events.notifySite(site));
   const bus = await connectEvents(
     backend,
     location,

@@ -48,6 +48,8 @@ export const masterConfigSchema = {
       properties: {
         logs: DURATION_SCHEMA,
         files: DURATION_SCHEMA,
+        /** Finished tasks are deleted whole (runs, logs, files, the task) this long after they ended. */
+        runs: DURATION_SCHEMA,
         /** How often the sweep looks for something to expire. */
         interval: { ...DURATION_SCHEMA, default: '1h' },
         /** Runs per transaction: bounds how long one batch holds the write lock. */

@@ -248,6 +248,8 @@ export const runDetailSchema = {
     'startedAt',
     'finishedAt',
     'logBytes',
+    'logExpiredAt',
+    'filesExpiredAt',
   ],
   properties: {
     id,
@@ -265,6 +267,15 @@ export const runDetailSchema = {
     startedAt: nullableTimestamp,
     finishedAt: nullableTimestamp,
     logBytes: count,
+    logExpiredAt: {
+      ...nullableTimestamp,
+      description: 'When retention removed the log (reading it then answers 410 log_expired); null while it is kept.',
+    },
+    filesExpiredAt: {
+      ...nullableTimestamp,
+      description:
+        'When retention removed the result files (reading them then answers 410 files_expired); null while they are kept.',
+    },
   },
 } as const;
 

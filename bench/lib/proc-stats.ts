@@ -93,3 +93,73 @@ export class ProcSampler {
     };
   }
 }
+
+/** The parent of a process, from /proc (null when it is gone). */
+function parentOf(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** A process and all its descendants (a PostgreSQL server and its backends, nginx and its workers). */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const parent = parentOf(Number(entry));
+    if (parent !== null) children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  const tree: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    const pid = queue.pop()!;
+    tree.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return tree;
+}
+
+/** The parent of `pid` (a PostgreSQL backend's is its server), or null. */
+export function parentPid(pid: number): number | null {
+  return parentOf(pid);
+}
+
+/**
+ * CPU of a whole process tree over a window, in cores: what the processes present at the end used
+ * since the start (all of it for one that started meanwhile). A process that ended within the
+ * window is missed; the benchmark's PostgreSQL backends and nginx workers live as long as it.
+ */
+export class TreeSampler {
+  private startCpu = new Map<number, number>();
+  private startWall = 0;
+
+  constructor(readonly rootPid: number) {}
+
+  start(): this {
+    this.startWall = performance.now();
+    this.startCpu = new Map(this.snapshot());
+    return this;
+  }
+
+  stop(): number {
+    const wall = performance.now() - this.startWall;
+    let cpu = 0;
+    for (const [pid, ms] of this.snapshot()) cpu += ms - (this.startCpu.get(pid) ?? 0);
+    return cpu / wall;
+  }
+
+  private snapshot(): [number, number][] {
+    const out: [number, number][] = [];
+    for (const pid of processTree(this.rootPid)) {
+      try {
+        out.push([pid, readProc(pid).cpuMs]);
+      } catch {
+        /* ended between the listing and the read */
+      }
+    }
+    return out;
+  }
+}

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import pg from 'pg';
 import { freePort, startNginx, type RunningNginx } from '../../test/helpers/nginx.js';
 import { withDatabase } from '../../test/helpers/postgres.js';
+import { parentPid } from './proc-stats.js';
 import { seedPrincipals, startRegistryProcess, type RegistryProcess } from './registry-process.js';
 
 /**
@@ -17,6 +18,10 @@ export interface Deployment {
   dataDir: string;
   /** A short name for reports: "sqlite", "postgres", "postgres ×3 behind nginx". */
   label: string;
+  /** The PostgreSQL server's process when it runs on this machine (its backends are its children). */
+  postgresPid: number | null;
+  /** nginx's master process (its workers are its children). */
+  nginxPid: number | null;
   stop(options?: { keepData?: boolean }): Promise<void>;
 }
 
@@ -79,6 +84,24 @@ export function benchRegistryLimits(sites: number): Record<string, number> {
   return { connectionsPerAddress: connections, maxConnections: connections };
 }
 
+function readCommand(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return '';
+  }
+}
+
+/** The nginx master process started with `dir` as its prefix (its workers' command lines do not name it). */
+function findNginxMaster(dir: string): number | null {
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    const cmd = readCommand(Number(entry));
+    if (cmd.startsWith('nginx: master') && cmd.includes(dir)) return Number(entry);
+  }
+  return null;
+}
+
 export async function startDeployment(
   o: DeploymentOptions,
 ): Promise<{ deployment: Deployment; siteKeys: Map<string, string>; userTokens: Map<string, string> }> {
@@ -89,14 +112,19 @@ export async function startDeployment(
     const client = new pg.Client({ connectionString: o.postgresAdminUrl! });
     await client.connect();
     try {
-      await client.query(sql);
+      return (await client.query(sql)).rows as unknown[];
     } finally {
       await client.end();
     }
   };
+  let postgresPid: number | null = null;
   if (o.postgresAdminUrl) {
     await admin(`CREATE DATABASE ${dbName}`);
     database = withDatabase(o.postgresAdminUrl, dbName);
+    // A backend's parent is the server; on another machine the pid means nothing here.
+    const [row] = (await admin('SELECT pg_backend_pid() AS pid')) as { pid: number }[];
+    const server = row ? parentPid(row.pid) : null;
+    postgresPid = server !== null && /postgres/.test(readCommand(server)) ? server : null;
   }
   const { siteKeys, userTokens } = await seedPrincipals(o.dataDir, o.sites, o.users, database);
   const processes: RegistryProcess[] = [];
@@ -130,6 +158,8 @@ export async function startDeployment(
     processes,
     dataDir: o.dataDir,
     label: !database ? 'sqlite' : o.registries > 1 ? `postgres ×${o.registries} behind nginx` : 'postgres',
+    postgresPid,
+    nginxPid: nginx ? findNginxMaster(nginx.dir) : null,
     async stop(options = {}) {
       await nginx?.stop();
       // The first process's stop removes the shared data dir: stop it last.

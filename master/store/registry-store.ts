@@ -104,6 +104,18 @@ export interface SweepOutcome {
 export interface RetentionCutoffs {
   logsBefore: Date | null;
   filesBefore: Date | null;
+  /** A finished task whose last change (its end) is before this is deleted whole (absent: none). */
+  tasksBefore?: Date | null;
+}
+
+/** A task the retention sweep deleted whole, for the registry's log. */
+export interface ExpiredTask {
+  id: number;
+  owner: string;
+  /** When it ended (its last change). */
+  finishedAt: string;
+  runs: number;
+  files: number;
 }
 
 /** One batch of master/retention.ts's sweep. */
@@ -114,6 +126,8 @@ export interface ExpiryBatch {
   fileRuns: number;
   /** Stored names of the removed files, for the caller to delete from the result store. */
   storedFiles: string[];
+  /** Finished tasks deleted whole (with their runs, logs and files: those are in `storedFiles`). */
+  tasks: ExpiredTask[];
   /** Another registry process is sweeping right now (PostgreSQL): this one stops. */
   busy: boolean;
 }
@@ -125,6 +139,9 @@ export interface ExpiryPreview {
   fileRuns: number;
   files: number;
   fileBytes: number;
+  /** Finished tasks that would be deleted whole, and their runs. */
+  tasks: number;
+  taskRuns: number;
 }
 
 export interface RegistryStore {
@@ -175,6 +192,11 @@ export interface RegistryStore {
    * without one are left out), for long polls already waiting (master/hand-out.ts).
    */
   claimNextRuns?(siteIds: readonly number[], leaseMs: number): Promise<{ siteId: number; run: RunAssignment }[]>;
+  /**
+   * Optional, with claimNextRuns: queues again runs it claimed that no poll received (the poll
+   * left while the claim was in flight), if still assigned under that attempt; answers their ids.
+   */
+  releaseClaimedRuns?(runs: readonly { id: number; attempt: number }[]): Promise<number[]>;
   /** Atomically hands the site its oldest queued run, or null. */
   claimNextRun(siteId: number, leaseMs: number): Promise<RunAssignment | null>;
   getSiteRun(siteId: number, runId: number): Promise<SiteRunView | null>;

@@ -8,7 +8,16 @@ import { childSignal } from '../../shared/abortable.js';
 import type { PhtClient } from '../client.js';
 import { PhtResponseError, PhtTimeoutError } from '../errors.js';
 import { KEY_COMMANDS, openLogIfSealed, openResultsIfSealed, sealedTaskOf } from './sealed-commands.js';
-import { describeTask, runDetail, sitesTable, table, taskOutcome, taskTitle, tasksTable } from './format.js';
+import {
+  describeTask,
+  expiredNote,
+  runDetail,
+  sitesTable,
+  table,
+  taskOutcome,
+  taskTitle,
+  tasksTable,
+} from './format.js';
 import { IMAGE_COMMANDS } from './image-commands.js';
 import { EXIT, UsageError, type CliIo } from './io.js';
 import { LinePrefixer } from './line-prefixer.js';
@@ -237,19 +246,21 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   const prefixer = (site: string) =>
     new LinePrefixer(`[${visible(site)}]`.padEnd(width + 3), (text) => ctx.io.stdout.write(text));
   if (ctx.flags.follow !== true) {
-    const logs: { site: string; runId: number; status: string; log: string }[] = [];
+    const logs: { site: string; runId: number; status: string; log: string | null; logExpiredAt: string | null }[] = [];
     for (const run of task.runs)
       logs.push({
         site: run.site,
         runId: run.id,
         status: run.status,
-        log: openLogIfSealed(ctx, await ctx.client.getRunLog(run.id)),
+        // Removed by retention: the run view says so, no need to ask for a 410.
+        log: run.logExpiredAt ? null : openLogIfSealed(ctx, await ctx.client.getRunLog(run.id)),
+        logExpiredAt: run.logExpiredAt,
       });
     if (ctx.json) ctx.io.stdout.write(toJson({ taskId: task.id, runs: logs }));
     else {
-      for (const { site, log } of logs) {
+      for (const { site, log, logExpiredAt } of logs) {
         const p = prefixer(site);
-        p.push(log);
+        p.push(log ?? `${expiredNote('log', logExpiredAt!)}\n`);
         p.flush();
       }
     }
@@ -260,6 +271,14 @@ async function showLogs(ctx: CommandContext): Promise<number> {
   const failures: unknown[] = [];
   const follows = task.runs.map(async (run) => {
     const p = prefixer(run.site);
+    if (run.logExpiredAt) {
+      // Final, and its log removed by retention: nothing to follow.
+      if (ctx.json)
+        ctx.io.stdout.write(terminalSafeJson({ site: run.site, runId: run.id, logExpiredAt: run.logExpiredAt }) + '\n');
+      else p.push(`${expiredNote('log', run.logExpiredAt)}\n`);
+      p.flush();
+      return;
+    }
     const onText = ctx.json
       ? (text: string) =>
           ctx.io.stdout.write(
@@ -291,8 +310,14 @@ async function saveResults(ctx: CommandContext): Promise<number> {
   const folders = task.runs.map((run) => siteFolder(out, run.site));
   const runs = [];
   for (const [i, run] of task.runs.entries()) {
-    const files = await openResultsIfSealed(ctx, await ctx.client.saveRunFiles(run.id, folders[i]!));
-    runs.push({ site: run.site, runId: run.id, status: run.status, detail: runDetail(run), files });
+    const { filesExpiredAt } = run;
+    if (filesExpiredAt)
+      ctx.io.stderr.write(`pht: run ${run.id} (${visible(run.site)}): ${expiredNote('files', filesExpiredAt)}\n`);
+    // Files removed by retention are not asked for (that would be a 410): the run has none to save.
+    const files = filesExpiredAt
+      ? []
+      : await openResultsIfSealed(ctx, await ctx.client.saveRunFiles(run.id, folders[i]!));
+    runs.push({ site: run.site, runId: run.id, status: run.status, detail: runDetail(run), files, filesExpiredAt });
   }
   if (ctx.json) {
     ctx.io.stdout.write(

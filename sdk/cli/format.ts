@@ -17,19 +17,29 @@ export function table(header: readonly string[], rawRows: readonly (readonly str
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
-/** What a run is doing or how it ended, in a few words: "3/10 training", "exit 1: out of memory". */
+/**
+ * What a run is doing or how it ended, in a few words: "3/10 training", "exit 1: out of memory",
+ * "exit 0; log and files expired" (removed by the registry's retention).
+ */
 export function runDetail(run: RunDetail): string {
   if (isFinalRunState(run.status)) {
     const parts: string[] = [];
     if (run.exitCode !== null && run.exitCode !== undefined) parts.push(`exit ${run.exitCode}`);
     if (run.reason) parts.push(run.reason);
-    return visible(parts.join(': '));
+    const gone = [run.logExpiredAt ? 'log' : null, run.filesExpiredAt ? 'files' : null].filter((g) => g !== null);
+    const expired = gone.length > 0 ? `${gone.join(' and ')} expired` : '';
+    return visible([parts.join(': '), expired].filter(Boolean).join('; '));
   }
   if (run.cancelRequested) return 'cancel requested';
   const p = run.progress;
   if (!p) return '';
   const amount = p.total !== null ? `${p.current}/${p.total}` : String(p.current);
   return p.message ? `${amount} ${visible(p.message)}` : amount;
+}
+
+/** Says that retention removed a run's log or files, in place of them. */
+export function expiredNote(what: 'log' | 'files', at: string): string {
+  return `(${what === 'log' ? 'log' : 'result files'} removed by the registry's retention at ${visible(at)})`;
 }
 
 export function finalRunCount(task: Task): number {

@@ -3,9 +3,11 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NetworkSlotPool, holderProgram, singleFileTar, slotsSupported } from '../../client/network-slots.js';
 import { silentLogger } from '../../shared/logger.js';
+import { captureLog, FakeDocker } from './fake-docker-events.js';
 import { FakeEngine } from './fake-engine.js';
 
 describe('network slot holder program', () => {
@@ -64,5 +66,115 @@ describe('network slot holder program', () => {
     });
     expect(pool).toBeNull();
     expect(slotsSupported('arm64')).toBe(false);
+  });
+});
+
+describe('network slots when the Docker event stream is lost', () => {
+  const site = 'evsite';
+  const network = { name: 'pht-gw-evsite', gatewayIp: '10.0.0.1' };
+  const lost = /^lost the Docker event stream/;
+  const back = /^Docker event stream reconnected/;
+  const pools: NetworkSlotPool[] = [];
+  afterEach(async () => {
+    for (const p of pools.splice(0)) await p.close();
+  });
+
+  async function openPool(fake: FakeDocker, log: ReturnType<typeof captureLog>) {
+    const pool = await NetworkSlotPool.openWith(fake.docker, {
+      site,
+      network,
+      size: 2,
+      logger: log.logger,
+      reconnect: { baseMs: 2, capMs: 4 },
+    });
+    pools.push(pool);
+    return pool;
+  }
+
+  const losses: [string, (stream: PassThrough) => void, RegExp | undefined][] = [
+    ['ends', (s) => s.end(), undefined],
+    ['fails', (s) => s.destroy(new Error('read ECONNRESET')), /ECONNRESET/],
+  ];
+  for (const [how, lose, error] of losses) {
+    it(`reconnects when the stream ${how}, and a holder that dies afterwards still stops its run`, async () => {
+      const fake = new FakeDocker();
+      const log = captureLog();
+      const pool = await openPool(fake, log);
+      const holder = (await pool.acquire(7)).slice('container:'.length);
+      const run = fake.addRun(site, 7);
+      lose(fake.streams[0]!);
+      expect(await fake.nthSubscription(2)).toBe(true);
+      await log.waitFor(back);
+      expect(fake.containers.get(run)!.running).toBe(true);
+      fake.die(holder, true);
+      await fake.killed(run);
+      expect(log.count(lost)).toBe(1);
+      expect(log.count(back)).toBe(1);
+      if (error) expect(log.lines.find((l) => lost.test(l.message))!.error).toMatch(error);
+    });
+  }
+
+  it('a holder that dies while the stream is away stops its run on reconnect, logged once per loss and reconnect', async () => {
+    const fake = new FakeDocker();
+    const log = captureLog();
+    const pool = await openPool(fake, log);
+    const holder = (await pool.acquire(7)).slice('container:'.length);
+    const run = fake.addRun(site, 7);
+    const otherRun = fake.addRun(site, 8);
+    await pool.acquire(8);
+    fake.eventsDown = true;
+    fake.streams[0]!.end();
+    // Two failed attempts: the gap is real, and the holder dies in it (no event can tell).
+    expect(await fake.nthSubscription(3)).toBe(false);
+    fake.die(holder, false);
+    fake.eventsDown = false;
+    await fake.killed(run);
+    await log.waitFor(back);
+    expect(fake.containers.get(otherRun)!.running).toBe(true);
+    expect(log.count(lost)).toBe(1);
+    expect(log.count(back)).toBe(1);
+    expect(log.count(/^network slot holder died during a run/)).toBe(1);
+    // As after a death reported by an event: the slot gets a new holder when next taken.
+    pool.release(7);
+    const next = (await pool.acquire(9)).slice('container:'.length);
+    expect(next).not.toBe(holder);
+    expect(fake.containers.get(next)!.running).toBe(true);
+    expect(fake.containers.has(holder)).toBe(false);
+  });
+
+  it('a death seen both as an event and on re-check stops the run once', async () => {
+    const fake = new FakeDocker();
+    const log = captureLog();
+    const pool = await openPool(fake, log);
+    pools.splice(pools.indexOf(pool), 1);
+    const holder = (await pool.acquire(7)).slice('container:'.length);
+    const run = fake.addRun(site, 7);
+    // The holder dies just after the new subscription, and the re-check's inspection is answered
+    // only once the event has stopped the run: both report the one death.
+    fake.onSubscribe = () => fake.die(holder, true);
+    fake.inspectAfter = fake.killed(run);
+    fake.streams[0]!.end();
+    await fake.killed(run);
+    // close() waits for the reconnection, re-check included.
+    await pool.close();
+    expect(fake.inspections).toContain(holder);
+    expect(log.count(/^network slot holder died during a run/)).toBe(1);
+    expect(fake.kills).toEqual([run]);
+  });
+
+  it('close() during a reconnection ends it and leaves no event stream open', async () => {
+    const fake = new FakeDocker();
+    const log = captureLog();
+    const pool = await openPool(fake, log);
+    pools.splice(pools.indexOf(pool), 1);
+    fake.eventsDown = true;
+    fake.streams[0]!.end();
+    await fake.nthSubscription(2);
+    // Docker is back the moment the pool closes: a reconnection that went on would open a stream.
+    fake.eventsDown = false;
+    await pool.close();
+    expect(fake.streams.every((s) => s.destroyed)).toBe(true);
+    expect(log.count(back)).toBe(0);
+    expect([...fake.containers.values()].filter((c) => c.labels['org.pht.network-slot'])).toEqual([]);
   });
 });

@@ -1,11 +1,16 @@
-import http from 'node:http';
 import { EventEmitter, once } from 'node:events';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerEngine } from '../../client/container-engine.js';
 import { HOLDER_IMAGE, NetworkSlotPool, SLOT_LABELS } from '../../client/network-slots.js';
 import { CONTAINER_LABELS } from '../../shared/container-contract.js';
 import { silentLogger } from '../../shared/logger.js';
+import { captureLog } from '../client/fake-docker-events.js';
 import { buildAndPushImage, docker, DOCKER_SOCKET, removeContainersByLabel } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, clientConfig, E2E_REPO, Researcher, startClient, uniqueSiteName } from './site-harness.js';
@@ -137,6 +142,45 @@ async function probe(
   });
   output.catch(() => undefined);
   return { id, output, firstLine };
+}
+
+/** A Unix socket forwarding to `target`; its connections can be cut, and new ones refused. */
+async function startSocketProxy(target: string) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-docker-proxy-'));
+  const file = path.join(dir, 'docker.sock');
+  const open = new Set<net.Socket>();
+  const state = { refuse: false };
+  const server = net.createServer((client) => {
+    if (state.refuse) return client.destroy();
+    const upstream = net.connect(target);
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      open.add(a);
+      a.on('close', () => {
+        open.delete(a);
+        b.destroy();
+      });
+      a.on('error', () => b.destroy());
+      a.pipe(b);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(file, resolve));
+  return {
+    path: file,
+    set refuse(value: boolean) {
+      state.refuse = value;
+    },
+    cutAll: () => {
+      for (const s of open) s.destroy();
+    },
+    close: async () => {
+      for (const s of open) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 describe('network slots on the real engine', () => {
@@ -276,6 +320,52 @@ describe('network slots on the real engine', () => {
       expect(left.map((c) => `container:${c.Id}`)).toEqual([live]);
       expect(live).not.toBe(empty);
     } finally {
+      await cleanupSite(other);
+    }
+  });
+
+  it('a holder killed while the event stream is cut is found on reconnect: its run is stopped and the slot gets a new holder', async () => {
+    // The pool talks to dockerd through a proxy socket that the test can cut and hold shut, so
+    // the event stream is lost without touching the shared dockerd.
+    const proxy = await startSocketProxy(DOCKER_SOCKET);
+    const log = captureLog();
+    const other = uniqueSiteName('slotsevents');
+    const cut = (await NetworkSlotPool.open({
+      engine: new DockerEngine(proxy.path),
+      site: other,
+      network: { name: networkName, gatewayIp },
+      size: 1,
+      logger: log.logger,
+    }))!;
+    try {
+      const slot = await cut.acquire(1);
+      const holderId = slot.slice('container:'.length);
+      const runLabels = {
+        [CONTAINER_LABELS.managedBy]: 'pht-client',
+        [CONTAINER_LABELS.site]: other,
+        [CONTAINER_LABELS.runId]: '1',
+      };
+      const listener = await probe(engine, slot, { MODE: 'listen' }, runLabels);
+      await listener.firstLine;
+      proxy.refuse = true;
+      proxy.cutAll();
+      await log.waitFor(/^lost the Docker event stream/);
+      // The holder dies in the gap (its die event goes to no one), before the pool can reconnect.
+      await docker().getContainer(holderId).kill();
+      await docker().getContainer(holderId).wait();
+      proxy.refuse = false;
+      expect(await engine.wait(listener.id)).toBe(137);
+      await log.waitFor(/^Docker event stream reconnected/);
+      expect(log.count(/^lost the Docker event stream/)).toBe(1);
+      expect(log.count(/^Docker event stream reconnected/)).toBe(1);
+      cut.release(1);
+      const next = await cut.acquire(2);
+      expect(next).not.toBe(slot);
+      expect((await docker().getContainer(next.slice('container:'.length)).inspect()).State.Running).toBe(true);
+      cut.release(2);
+    } finally {
+      await cut.close();
+      await proxy.close();
       await cleanupSite(other);
     }
   });

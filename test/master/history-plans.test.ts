@@ -74,4 +74,21 @@ describe('statements that must not grow with the history', () => {
       db.close();
     }
   });
+
+  it('finds the finished tasks retention.runs may delete by seeking when they ended, not walking every finished task', () => {
+    const db = migrated();
+    try {
+      const cutoff = new Date().toISOString();
+      for (const [sql, params] of [
+        [RETENTION_SQL.dueTasks, [cutoff, 500]],
+        [RETENTION_SQL.previewTasks, [cutoff]],
+      ] as const) {
+        const p = plan(db, sql, ...params);
+        expect(p, sql).toMatch(/SEARCH t USING INDEX tasks_finished \(updated_at<\?\)/);
+        expect(p, sql).not.toMatch(/SCAN|TEMP B-TREE/);
+      }
+    } finally {
+      db.close();
+    }
+  });
 });

@@ -9,14 +9,24 @@ import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileMasterConfig } from '../../master/config.js';
 import { ResultFileStore } from '../../master/result-files.js';
-import { expireDue, type RetentionSettings } from '../../master/retention.js';
+import { auditExpiredTask, expireDue, type RetentionSettings } from '../../master/retention.js';
+import type { ExpiredTask } from '../../master/store/registry-store.js';
 import { RETENTION_LOCK_KEY } from '../../master/store/postgres-retention.js';
 import { loadRawConfig } from '../../shared/config-loader.js';
 import { masterConfigSchema } from '../../shared/config-schemas.js';
 import { ConfigError } from '../../shared/errors.js';
 import { storeArgs } from '../helpers/registry-fixture.js';
 import { testBackend } from '../helpers/postgres.js';
-import { ensureBuilt, eventually, expectApiError, runMaster, world, type World } from './helpers.js';
+import {
+  capturingLogger,
+  ensureBuilt,
+  eventually,
+  expectApiError,
+  runMaster,
+  world,
+  type LoggedLine,
+  type World,
+} from './helpers.js';
 
 const DAY = 86_400_000;
 const settings = (batch = 500): RetentionSettings => ({ logsMs: DAY, filesMs: DAY, intervalMs: 3_600_000, batch });
@@ -56,6 +66,27 @@ describe('retention', () => {
       logs: 0,
       fileRuns: 0,
     });
+  });
+
+  it('says in the run view, its task and the task list when the log and the files were removed, each on its own', async () => {
+    const w = await world({ siteCount: 1 });
+    const runId = await finishedRun(w);
+    const kept = await w.researcher.run(runId);
+    expect(kept).toMatchObject({ logExpiredAt: null, filesExpiredAt: null });
+    const results = new ResultFileStore(w.reg.dataDir);
+    await expireDue(w.reg.store, results, { ...settings(), filesMs: null }, later());
+    const logGone = await w.researcher.run(runId);
+    expect(logGone.filesExpiredAt).toBeNull();
+    expect(Date.parse(logGone.logExpiredAt!)).toBeGreaterThanOrEqual(Date.parse(kept.finishedAt!));
+    await expireDue(w.reg.store, results, settings(), later());
+    const bothGone = await w.researcher.run(runId);
+    expect(bothGone.logExpiredAt).toBe(logGone.logExpiredAt);
+    expect(Date.parse(bothGone.filesExpiredAt!)).toBeGreaterThanOrEqual(Date.parse(bothGone.logExpiredAt!));
+    // The same in the task's runs, and in the task list.
+    const task = await w.researcher.task(bothGone.taskId);
+    expect(task.runs[0]).toEqual(bothGone);
+    const list = (await w.researcher.get('/api/v1/tasks').expect(200)).body as { tasks: { runs: unknown[] }[] };
+    expect(list.tasks[0]!.runs[0]).toEqual(bothGone);
   });
 
   it('keeps what is younger than the retention age', async () => {
@@ -178,6 +209,83 @@ describe('retention', () => {
   );
 });
 
+describe('retention.runs: finished tasks deleted whole', () => {
+  const runsOnly = (batch = 500): RetentionSettings => ({
+    ...settings(batch),
+    logsMs: null,
+    filesMs: null,
+    runsMs: DAY,
+  });
+
+  it('deletes a task that ended longer ago, with its runs, logs and files, takes it off the counts and logs each', async () => {
+    const w = await world({ siteCount: 2 });
+    const runId = await finishedRun(w);
+    const doneTask = (await w.researcher.run(runId)).taskId;
+    // Queued at the second site: not finished, whatever its age.
+    const open = await w.researcher.createTask({ sites: [w.sites[1]!.name] });
+    expect((await w.researcher.get('/api/v1/tasks').expect(200)).body.total).toBe(2);
+    const lines: LoggedLine[] = [];
+    const audit = capturingLogger(lines);
+    audit.level = 'info';
+    const deleted: ExpiredTask[] = [];
+    const totals = await expireDue(w.reg.store, new ResultFileStore(w.reg.dataDir), runsOnly(), later(), (t) => {
+      deleted.push(t);
+      auditExpiredTask(audit, t);
+    });
+    expect(totals).toMatchObject({ tasks: 1, taskRuns: 1, files: 1, logs: 0, fileRuns: 0, busy: false });
+    expect(deleted).toEqual([{ id: doneTask, owner: 'alice', finishedAt: expect.any(String), runs: 1, files: 1 }]);
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 'info',
+        event: 'task_expired',
+        taskId: doneTask,
+        owner: 'alice',
+        runs: 1,
+        files: 1,
+      }),
+    ]);
+    expect(storedFiles(w)).toEqual([]);
+    await w.researcher.get(`/api/v1/tasks/${doneTask}`).expect(404);
+    await w.researcher.get(`/api/v1/runs/${runId}`).expect(404);
+    await w.researcher.get(`/api/v1/runs/${runId}/log`).expect(404);
+    const list = (await w.researcher.get('/api/v1/tasks').expect(200)).body as {
+      total: number;
+      tasks: { id: number }[];
+    };
+    expect(list.total).toBe(1);
+    expect(list.tasks.map((t) => t.id)).toEqual([open.id]);
+    // Nothing more to do.
+    expect(await expireDue(w.reg.store, new ResultFileStore(w.reg.dataDir), runsOnly(), later())).toMatchObject({
+      tasks: 0,
+    });
+  });
+
+  it('keeps a finished task that ended more recently, and a cancelled task whose run is still going', async () => {
+    const w = await world({ siteCount: 2 });
+    const runId = await finishedRun(w);
+    await w.researcher.createTask({ sites: [w.sites[1]!.name] });
+    const running = await w.sites[1]!.claimAndStart();
+    // Cancelled, but its running run has not stopped yet.
+    await w.researcher.post(`/api/v1/tasks/${running.taskId}/cancel`).expect(200);
+    const recent = await expireDue(w.reg.store, new ResultFileStore(w.reg.dataDir), runsOnly(), new Date());
+    expect(recent).toMatchObject({ tasks: 0 });
+    await w.researcher.get(`/api/v1/runs/${runId}`).expect(200);
+    const far = new Date(Date.now() + 3650 * DAY);
+    const totals = await expireDue(w.reg.store, new ResultFileStore(w.reg.dataDir), runsOnly(), far);
+    expect(totals).toMatchObject({ tasks: 1 });
+    await w.researcher.get(`/api/v1/runs/${running.id}`).expect(200);
+    await w.researcher.get(`/api/v1/runs/${runId}`).expect(404);
+  });
+
+  it('works in batches of the configured size', async () => {
+    const w = await world({ siteCount: 1 });
+    for (let i = 0; i < 5; i++) await finishedRun(w);
+    const totals = await expireDue(w.reg.store, new ResultFileStore(w.reg.dataDir), runsOnly(2), later());
+    expect(totals).toMatchObject({ tasks: 5, taskRuns: 5, files: 5, batches: 3 });
+    expect((await w.researcher.get('/api/v1/tasks').expect(200)).body.total).toBe(0);
+  });
+});
+
 describe('retention settings', () => {
   const compile = (retention: unknown) =>
     compileMasterConfig(
@@ -195,16 +303,19 @@ describe('retention settings', () => {
     expect(compile({ logs: '30d', files: '90d' })).toEqual({
       logsMs: 30 * DAY,
       filesMs: 90 * DAY,
+      runsMs: null,
       intervalMs: 3_600_000,
       batch: 500,
     });
-    expect(compile({})).toMatchObject({ logsMs: null, filesMs: null });
+    expect(compile({})).toMatchObject({ logsMs: null, filesMs: null, runsMs: null });
+    expect(compile({ runs: '365d' }).runsMs).toBe(365 * DAY);
   });
 
   it('refuses a malformed age or an unknown field, naming it', () => {
     expect(() => compile({ logs: '30 days' })).toThrow(ConfigError);
     expect(() => compile({ logs: '30 days' })).toThrow(/retention\/logs|retention\.logs/);
-    expect(() => compile({ runs: '1d' })).toThrow(/runs/);
+    expect(() => compile({ runs: '1 year' })).toThrow(/runs/);
+    expect(() => compile({ tasks: '1d' })).toThrow(/tasks/);
     expect(() => compile({ batch: 0 })).toThrow(/batch/);
   });
 });
@@ -235,6 +346,27 @@ describe('node master expire', () => {
     expect(real.stdout).toMatch(/expired the logs of 1 finished runs and 0 result files/);
     expectApiError(await w.researcher.get(`/api/v1/runs/${runId}/log`), 410, 'log_expired');
     await w.researcher.get(`/api/v1/runs/${runId}/files/result.json`).expect(200);
+  });
+
+  it('reports finished tasks due for deletion with --dry-run, deletes them without, and logs each on stderr', async () => {
+    const w = await world({ siteCount: 1 });
+    const runId = await finishedRun(w);
+    const taskId = (await w.researcher.run(runId)).taskId;
+    const dry = await runMaster(['expire', '--dry-run', '--retain-runs', '0s', '--data-dir', w.reg.dataDir]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/and delete 1 finished tasks whole \(1 runs\)/);
+    await w.researcher.get(`/api/v1/tasks/${taskId}`).expect(200);
+    const real = await runMaster(['expire', '--retain-runs', '0s', '--data-dir', w.reg.dataDir]);
+    expect(real.code, real.stderr).toBe(0);
+    expect(real.stdout).toMatch(/and deleted 1 finished tasks whole \(1 runs\)/);
+    const audited = real.stderr
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(audited).toContainEqual(
+      expect.objectContaining({ event: 'task_expired', taskId, owner: 'alice', runs: 1, files: 1 }),
+    );
+    await w.researcher.get(`/api/v1/tasks/${taskId}`).expect(404);
   });
 
   it('refuses an option it does not take', async () => {

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type request from 'supertest';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { WaitingPolls } from '../../master/hand-out.js';
 import { PostgresRegistryStore } from '../../master/store/postgres-store.js';
 import type { RunAssignment } from '../../shared/types.js';
 import { freshSchema } from '../helpers/postgres.js';
@@ -108,6 +109,44 @@ describe('claimNextRuns on PostgreSQL', () => {
     );
     expect(got.length).toBe(runIds.length);
     expect([...got].sort((a, b) => a - b)).toEqual([...runIds].sort((a, b) => a - b));
+  });
+});
+
+describe('a batch claim whose poll left while it was in flight', () => {
+  it('queues the run again at once (attempt taken back, task queued again) and wakes the site, instead of leaving it to the lease', async () => {
+    const [store] = await openStores(1);
+    const { siteIds, runIds, taskIds } = await seed(store!, 2, 1);
+    const woken: string[] = [];
+    const polls = new WaitingPolls((site) => woken.push(site));
+    polls.add('site-0', siteIds[0]!, () => expect.fail('site-0 left before the claim answered'));
+    const got: RunAssignment[] = [];
+    const stopSite1 = polls.add('site-1', siteIds[1]!, (run) => got.push(run));
+    // site-1's poll reaches the end of its wait while the claim's round trip is in flight.
+    const racing = Object.create(store!) as PostgresRegistryStore;
+    racing.claimNextRuns = (ids, leaseMs) => {
+      const claim = store!.claimNextRuns(ids, leaseMs);
+      stopSite1();
+      return claim;
+    };
+    const handed = await polls.offer(racing, ['site-1'], 60_000);
+    expect(handed).toEqual(new Set());
+    expect(got).toEqual([]);
+    expect(woken).toEqual(['site-1']);
+    const run = (await store!.getRun(runIds[1]!))!.run;
+    expect(run).toMatchObject({ status: 'queued', attempt: 0 });
+    expect((await store!.getTask(taskIds[0]!))!.task.status).toBe('queued');
+    // The site's next poll gets it, as its first attempt.
+    expect(await store!.claimNextRun(siteIds[1]!, 60_000)).toMatchObject({ id: runIds[1], attempt: 1 });
+  });
+
+  it('leaves a run alone that was changed after the claim (cancelled, or claimed again under a new attempt)', async () => {
+    const [store] = await openStores(1);
+    const { siteIds, runIds, taskIds } = await seed(store!, 2, 1);
+    const [a, b] = await store!.claimNextRuns(siteIds, 60_000);
+    await store!.cancelTask(taskIds[0]!);
+    expect(await store!.releaseClaimedRuns([{ id: a!.run.id, attempt: a!.run.attempt }])).toEqual([]);
+    expect((await store!.getRun(runIds[0]!))!.run.status).toBe('cancelled');
+    expect(await store!.releaseClaimedRuns([{ id: b!.run.id, attempt: b!.run.attempt + 1 }])).toEqual([]);
   });
 });
 

@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ResultFileStore } from '../../master/result-files.js';
+import { expireDue } from '../../master/retention.js';
 import { main } from '../../sdk/cli/main.js';
 import type { Task } from '../../sdk/index.js';
 import { closedPort, IMAGE, startWorld, type RegistryWorld } from './registry-world.js';
@@ -238,8 +240,8 @@ describe('pht task logs', () => {
     expect(JSON.parse(json.out)).toEqual({
       taskId: 1,
       runs: [
-        { site: 'site-a', runId: 1, status: 'completed', log: 'one\ntwo\n' },
-        { site: 'site-b', runId: 2, status: 'completed', log: 'three (no newline)' },
+        { site: 'site-a', runId: 1, status: 'completed', log: 'one\ntwo\n', logExpiredAt: null },
+        { site: 'site-b', runId: 2, status: 'completed', log: 'three (no newline)', logExpiredAt: null },
       ],
     });
   });
@@ -307,6 +309,68 @@ describe('pht task results', () => {
     expect(code).toBe(0);
     expect(err).toContain('task 1 is queued; results may be incomplete');
     expect(out).toContain('saved 0 files from 0 of 1 runs');
+  });
+});
+
+describe('runs whose log or files retention removed', () => {
+  /** site-a's run loses its log and files, site-b's only its log. */
+  async function expiredTask(): Promise<Task> {
+    const files = new ResultFileStore(world.registry.dataDir);
+    const later = new Date(Date.now() + 2 * 86_400_000);
+    const settings = { logsMs: null, filesMs: 86_400_000, intervalMs: 3_600_000, batch: 500 };
+    await world.client.createTask({ image: IMAGE, name: 'count' });
+    await world.siteA.play({ log: 'a1\n', files: { 'result.json': { n: 1 } } });
+    // site-b's run is not final yet: retention leaves it alone.
+    await expireDue(world.registry.store, files, settings, later);
+    await world.siteB.play({ log: 'b1\n', files: { 'result.json': { n: 2 } } });
+    await expireDue(world.registry.store, files, { ...settings, logsMs: 86_400_000, filesMs: null }, later);
+    return world.client.getTask(1);
+  }
+
+  it('task show says which parts expired', async () => {
+    const task = await expiredTask();
+    expect(task.runs.map((r) => [r.site, r.logExpiredAt !== null, r.filesExpiredAt !== null])).toEqual([
+      ['site-a', true, true],
+      ['site-b', true, false],
+    ]);
+    const { code, out } = await pht(['task', 'show', '1']);
+    expect(code).toBe(0);
+    expect(out).toMatch(
+      /site-a\s+1\s+completed\s+exit 0; log and files expired\nsite-b\s+2\s+completed\s+exit 0; log expired\n/,
+    );
+  });
+
+  it('task logs says a log expired instead of failing on it, with or without --follow', async () => {
+    const task = await expiredTask();
+    const at = task.runs[0]!.logExpiredAt!;
+    const plain = await pht(['task', 'logs', '1']);
+    expect(plain.code, plain.err).toBe(0);
+    expect(plain.out).toContain(`[site-a] (log removed by the registry's retention at ${at})\n`);
+    const json = await pht(['task', 'logs', '1', '--json']);
+    expect(json.code, json.err).toBe(0);
+    expect((JSON.parse(json.out) as { runs: unknown[] }).runs[0]).toEqual({
+      site: 'site-a',
+      runId: 1,
+      status: 'completed',
+      log: null,
+      logExpiredAt: at,
+    });
+    const follow = await pht(['task', 'logs', '1', '--follow']);
+    expect(follow.code, follow.err).toBe(0);
+    expect(follow.out).toContain(`[site-a] (log removed by the registry's retention at ${at})\n`);
+  });
+
+  it('task results saves the files that are left and names the runs whose files expired', async () => {
+    const task = await expiredTask();
+    const out = path.join(tmp, 'results');
+    const { code, out: stdout, err } = await pht(['task', 'results', '1', '--out', out]);
+    expect(code, err).toBe(0);
+    expect(err).toBe(
+      `pht: run 1 (site-a): (result files removed by the registry's retention at ${task.runs[0]!.filesExpiredAt})\n`,
+    );
+    expect(stdout).toContain('saved 1 file from 1 of 2 runs');
+    expect(fs.existsSync(path.join(out, 'site-b/result.json'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'site-a/result.json'))).toBe(false);
   });
 });
 

@@ -43,6 +43,8 @@ function run(lies: Lies, status: 'completed' | 'running') {
     startedAt: '2026-01-01T00:00:00.000Z',
     finishedAt: status === 'completed' ? '2026-01-01T00:00:01.000Z' : null,
     logBytes: Buffer.byteLength(lies.log ?? ''),
+    logExpiredAt: null,
+    filesExpiredAt: null,
   };
 }
 

@@ -3,6 +3,8 @@ import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SiteClient } from '../../../client/site-client.js';
+import { ResultFileStore } from '../../../master/result-files.js';
+import { expireDue } from '../../../master/retention.js';
 import { startSparqlServer, type RunningSparqlServer } from '../../../demo/sparql-server.js';
 import type { Task } from '../../../shared/types.js';
 import { buildAndPushImage } from '../../helpers/docker.js';
@@ -142,6 +144,34 @@ describe('dashboard in a real browser', () => {
     expect(download.suggestedFilename()).toBe('result.json');
     const saved = await download.path();
     expect(JSON.parse(fs.readFileSync(saved, 'utf8'))).toEqual({ answer: 42 });
+  });
+
+  it('says on the run screen that retention removed the log and the files, without asking for them', async () => {
+    const runId = stepperTask.runs[0]!.id;
+    const later = new Date(Date.now() + 2 * 86_400_000);
+    const day = { logsMs: 86_400_000, filesMs: 86_400_000, intervalMs: 3_600_000, batch: 500 };
+    expect(await expireDue(registry.store, new ResultFileStore(registry.dataDir), day, later)).toMatchObject({
+      logs: 1,
+      fileRuns: 1,
+    });
+    const asked: string[] = [];
+    const onRequest = (req: { url(): string }) => asked.push(new URL(req.url()).pathname);
+    page.on('request', onRequest);
+    try {
+      await page.goto(`${registry.url}/ui/#/runs/${runId}`);
+      await page.reload();
+      await page.getByRole('heading', { level: 1, name: `Run ${runId} at ${site}` }).waitFor();
+      const log = page.getByRole('region', { name: 'Log' });
+      const files = page.getByRole('region', { name: 'Result files' });
+      await expect.poll(() => log.textContent(), UNTIMED).toContain("The registry's retention removed this log");
+      await expect.poll(() => files.textContent(), UNTIMED).toContain('removed this run');
+      expect(await page.getByRole('alert').count()).toBe(0);
+      await expectAccessible('a run whose log and files expired');
+    } finally {
+      page.off('request', onRequest);
+    }
+    expect(asked).toContain(`/api/v1/runs/${runId}`);
+    expect(asked.filter((p) => p.startsWith(`/api/v1/runs/${runId}/`))).toEqual([]);
   });
 
   it('cancels a task from its page', async () => {

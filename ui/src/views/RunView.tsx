@@ -60,6 +60,8 @@ function LogView({ run }: { run: RunDetail }) {
   const pre = useRef<HTMLPreElement>(null);
   // A new fetch each time the log grew or the run ended; the registry caps a run's log.
   useEffect(() => {
+    // Removed by retention: the run says so, and asking for it would only answer 410.
+    if (run.logExpiredAt) return;
     const abort = new AbortController();
     api.log(run.id, abort.signal).then(
       (t) => setText(t),
@@ -68,7 +70,7 @@ function LogView({ run }: { run: RunDetail }) {
       },
     );
     return () => abort.abort();
-  }, [run.id, run.logBytes, run.status]);
+  }, [run.id, run.logBytes, run.status, run.logExpiredAt]);
   useEffect(() => {
     if (follow && pre.current) pre.current.scrollTop = pre.current.scrollHeight;
   }, [text, follow]);
@@ -89,7 +91,12 @@ function LogView({ run }: { run: RunDetail }) {
         ) : null}
       </div>
       <ErrorMessage error={error} />
-      {text === null ? (
+      {run.logExpiredAt ? (
+        <p>
+          <span class="badge expired">expired</span> The registry&apos;s retention removed this log on{' '}
+          {formatTime(run.logExpiredAt)} ({formatBytes(run.logBytes)}).
+        </p>
+      ) : text === null ? (
         <Loading what="the log" />
       ) : isSealedText(text) ? (
         <p>
@@ -119,12 +126,13 @@ function FilesView({ run }: { run: RunDetail }) {
   const [error, setError] = useState<ApiError | null>(null);
   const [downloading, setDownloading] = useState<string | null>(null);
   useEffect(() => {
+    if (run.filesExpiredAt) return;
     const abort = new AbortController();
     api.files(run.id, abort.signal).then(setFiles, (e: unknown) => {
       if (!abort.signal.aborted) setError(e instanceof ApiError ? e : new ApiError(0, 'client_error', String(e)));
     });
     return () => abort.abort();
-  }, [run.id, run.status]);
+  }, [run.id, run.status, run.filesExpiredAt]);
 
   // A plain link cannot carry the Authorization header: fetch the bytes, then save them.
   async function download(file: ResultFile) {
@@ -151,7 +159,12 @@ function FilesView({ run }: { run: RunDetail }) {
     <section aria-labelledby="files-title">
       <h2 id="files-title">Result files</h2>
       <ErrorMessage error={error} />
-      {files === null ? (
+      {run.filesExpiredAt ? (
+        <p>
+          <span class="badge expired">expired</span> The registry&apos;s retention removed this run&apos;s result files
+          on {formatTime(run.filesExpiredAt)}.
+        </p>
+      ) : files === null ? (
         error ? null : (
           <Loading what="the files" />
         )
