@@ -14,6 +14,7 @@ import { CONTAINER_PATHS } from '../shared/container-contract.js';
 import { engineRun, runFolders, type EngineSteps } from './lib/engine-run.js';
 import { workloadImage } from './lib/images.js';
 import { measureFloors, type Floors } from './lib/floors.js';
+import { measureProtocolAlone, type ProtocolAlone } from './lib/protocol-alone.js';
 import { ClientTimeline, type Span } from './lib/instrument.js';
 import { writeSection } from './lib/report.js';
 import {
@@ -86,9 +87,11 @@ async function main(args: BenchArgs): Promise<void> {
   await removeSiteLeftovers();
   const image = await workloadImage();
   const sites = Object.fromEntries(modes.map((m) => [m, uniqueSite(`overhead-${m}`)]));
-  const world = await startWorld(Object.values(sites));
+  const protocolSite = uniqueSite('overhead-protocol');
+  const world = await startWorld([...Object.values(sites), protocolSite]);
   const timeline = new ClientTimeline().install();
   const results: Series[] = [];
+  let alone: ProtocolAlone;
   try {
     for (const mode of modes) {
       console.log(`\n== network mode ${mode}: ${warmup} warm-up + ${samples} samples of each, alternating`);
@@ -130,13 +133,20 @@ async function main(args: BenchArgs): Promise<void> {
       }
       results.push(result);
     }
+    console.log("\n== the registry's requests of a run alone, same registry process, no client work around them");
+    alone = await measureProtocolAlone(
+      world.registry.url,
+      world.siteKeys.get(protocolSite)!,
+      protocolSite,
+      world.researcher,
+    );
   } finally {
     timeline.uninstall();
     await world.close();
   }
   console.log('\n== floors: a bare HTTP round trip, a durable write, a loop mount');
   const floors = await measureFloors();
-  report(results, samples, warmup, modes, floors);
+  report(results, samples, warmup, modes, floors, alone);
 }
 
 /**
@@ -287,21 +297,23 @@ function dockerStepsTable(r: Series): string {
   return `Docker's steps in the train against the same steps of the engine API runs (network mode "${r.mode}", medians in ms; the engine API's remove is on its path, the train's overlaps the upload):\n\n${table(['step', 'train', 'engine API', 'train − engine API'], rows)}`;
 }
 
+const ROUND_TRIP = "the registry's request alone; a bare HTTP round trip";
+
 /** The train's single steps next to the floors measured in the same run. */
-function floorsTable(r: Series, floors: Floors): string {
+function floorsTable(r: Series, floors: Floors, alone: ProtocolAlone): string {
   const step = (what: string) => {
     const per = r.train.map((t) => (t.steps[what]?.calls ? t.steps[what].ms / t.steps[what].calls : NaN));
     return summarize(per.filter(Number.isFinite)).median;
   };
   const phase = (name: Phase) => summarize(r.train.map((t) => t.phases[name])).median;
-  const http = floors.httpRoundTrip.median;
+  const http = (s: Summary) => `${ms(s.median)} alone; ${ms(floors.httpRoundTrip.median)} bare`;
   const rows: (string | number)[][] = [
-    ['hand-out (researcher POST → long poll answered)', ms(phase('hand-out')), ms(http), 'bare HTTP round trip'],
-    ['POST /start', ms(step('api.start')), ms(http), 'bare HTTP round trip'],
-    ['POST /log', ms(step('api.log')), ms(http), 'bare HTTP round trip'],
-    ['PUT of result.json', ms(step('api.uploadFile')), ms(http), 'bare HTTP round trip'],
-    ['POST /finish', ms(phase('finish')), ms(http), 'bare HTTP round trip'],
-    ['researcher wake-up', ms(phase('researcher wake-up')), ms(http), 'bare HTTP round trip'],
+    ['hand-out (researcher POST → long poll answered)', ms(phase('hand-out')), http(alone.handOut), ROUND_TRIP],
+    ['POST /start', ms(step('api.start')), http(alone.start), ROUND_TRIP],
+    ['POST /log', ms(step('api.log')), http(alone.log), ROUND_TRIP],
+    ['PUT of result.json', ms(step('api.uploadFile')), http(alone.upload), ROUND_TRIP],
+    ['POST /finish', ms(phase('finish')), http(alone.finish), ROUND_TRIP],
+    ['researcher wake-up', ms(phase('researcher wake-up')), http(alone.wakeUp), ROUND_TRIP],
     ['state save (per call)', ms(step('workspace.update')), ms(floors.durableWrite.median), 'write + fsync + rename'],
     [
       'workspace.create (pooled disk renamed in, config, first save)',
@@ -317,10 +329,17 @@ function floorsTable(r: Series, floors: Floors): string {
     ],
     ['(made ahead by the pool, off the path)', '', ms(floors.loopMount.median), 'loop mount alone'],
   ];
-  return `The train's steps against floors measured in the same run (network mode "${r.mode}", medians in ms; floors: a POST with a small JSON body from this process to a bare node:http server in another process, undici keep-alive as the client uses, ${floors.httpRoundTrip.n} samples; a 0.6 KB file written, fsync'd and renamed next to the work dir, ${floors.durableWrite.n} samples; a loop mount and an umount of a formatted image through the client's command helper, ${floors.loopMount.n} samples):\n\n${table(['step', 'train', 'floor', 'floor is'], rows)}`;
+  return `The train's steps against floors measured in the same run (network mode "${r.mode}", medians in ms; floors: the same request to the same registry process alone, one after the other from this process with no container, disk or state save around it, ${alone.start.n} runs; a POST with a small JSON body from this process to a bare node:http server in another process, undici keep-alive as the client uses, ${floors.httpRoundTrip.n} samples; a 0.6 KB file written, fsync'd and renamed next to the work dir, ${floors.durableWrite.n} samples; a loop mount and an umount of a formatted image through the client's command helper, ${floors.loopMount.n} samples):\n\n${table(['step', 'train', 'floor', 'floor is'], rows)}`;
 }
 
-function report(results: Series[], samples: number, warmup: number, modes: string[], floors: Floors): void {
+function report(
+  results: Series[],
+  samples: number,
+  warmup: number,
+  modes: string[],
+  floors: Floors,
+  alone: ProtocolAlone,
+): void {
   const row = (label: string, s: Summary) => [label, s.n, ms(s.median), ms(s.p95), ms(s.mean), ms(s.min), ms(s.max)];
   const totals: (string | number)[][] = [];
   const overhead: (string | number)[][] = [];
@@ -373,7 +392,7 @@ function report(results: Series[], samples: number, warmup: number, modes: strin
       rows.push([`${what} (×${calls.median})`, label, ms(st.median), ms(st.p95), ms(st.mean)]);
     }
     const phasesTable = `Train phases, network mode "${r.mode}" (ms; the phases add up to the total sample by sample; Docker's own StartedAt→FinishedAt of the container: median ${ms(container.median)} ms):\n\n${table(['phase', 'what', 'median', 'p95', 'mean'], rows)}`;
-    return `${phasesTable}\n\n${dockerStepsTable(r)}\n\n${floorsTable(r, floors)}`;
+    return `${phasesTable}\n\n${dockerStepsTable(r)}\n\n${floorsTable(r, floors, alone)}`;
   });
   const body = `
 Target: the train adds < ${TARGET_MS} ms per task at the median. **${verdicts.join('; ')}.**
