@@ -11,8 +11,10 @@ import path from 'node:path';
 import type { ClientConfig } from '../client/config.js';
 import { DockerEngine } from '../client/container-engine.js';
 import { CONTAINER_PATHS } from '../shared/container-contract.js';
-import { engineRun, runFolders } from './lib/engine-run.js';
+import { engineRun, runFolders, type EngineSteps } from './lib/engine-run.js';
 import { workloadImage } from './lib/images.js';
+import { measureFloors, type Floors } from './lib/floors.js';
+import { measureProtocolAlone, type ProtocolAlone } from './lib/protocol-alone.js';
 import { ClientTimeline, type Span } from './lib/instrument.js';
 import { writeSection } from './lib/report.js';
 import {
@@ -64,6 +66,8 @@ interface Series {
   mode: string;
   raw: number[];
   api: number[];
+  /** Docker's steps of each engine API run: the floor of the train's own Docker steps. */
+  apiSteps: EngineSteps[];
   train: TrainSample[];
   paired: number[];
 }
@@ -83,9 +87,11 @@ async function main(args: BenchArgs): Promise<void> {
   await removeSiteLeftovers();
   const image = await workloadImage();
   const sites = Object.fromEntries(modes.map((m) => [m, uniqueSite(`overhead-${m}`)]));
-  const world = await startWorld(Object.values(sites));
+  const protocolSite = uniqueSite('overhead-protocol');
+  const world = await startWorld([...Object.values(sites), protocolSite]);
   const timeline = new ClientTimeline().install();
   const results: Series[] = [];
+  let alone: ProtocolAlone;
   try {
     for (const mode of modes) {
       console.log(`\n== network mode ${mode}: ${warmup} warm-up + ${samples} samples of each, alternating`);
@@ -93,7 +99,7 @@ async function main(args: BenchArgs): Promise<void> {
       const client = await startSite(config);
       const rawNetwork =
         mode === 'gateway' ? await createInternalNetwork('overhead') : { name: 'none', remove: async () => undefined };
-      const result: Series = { mode, raw: [], api: [], train: [], paired: [] };
+      const result: Series = { mode, raw: [], api: [], apiSteps: [], train: [], paired: [] };
       const engine = new DockerEngine(config.dockerSocket);
       const imageId = (await engine.inspectImage(image))!.id;
       try {
@@ -101,10 +107,11 @@ async function main(args: BenchArgs): Promise<void> {
           // Rotate which goes first, so none always follows another's leftovers.
           let raw = 0;
           let api = 0;
+          let apiSteps: EngineSteps | null = null;
           let train: TrainSample | null = null;
           const steps = [
             async () => (raw = await rawDockerRun(image, config, rawNetwork.name)),
-            async () => (api = await engineRun(engine, imageId, config, rawNetwork.name)),
+            async () => (api = await engineRun(engine, imageId, config, rawNetwork.name, {}, (s) => (apiSteps = s))),
             async () => (train = await trainTask(world, timeline, image, client.site)),
           ];
           for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]!();
@@ -112,6 +119,7 @@ async function main(args: BenchArgs): Promise<void> {
           const t = train as unknown as TrainSample;
           result.raw.push(raw);
           result.api.push(api);
+          result.apiSteps.push(apiSteps!);
           result.train.push(t);
           result.paired.push(t.totalMs - raw);
           if ((i - warmup + 1) % 10 === 0)
@@ -125,11 +133,20 @@ async function main(args: BenchArgs): Promise<void> {
       }
       results.push(result);
     }
+    console.log("\n== the registry's requests of a run alone, same registry process, no client work around them");
+    alone = await measureProtocolAlone(
+      world.registry.url,
+      world.siteKeys.get(protocolSite)!,
+      protocolSite,
+      world.researcher,
+    );
   } finally {
     timeline.uninstall();
     await world.close();
   }
-  report(results, samples, warmup, modes);
+  console.log('\n== floors: a bare HTTP round trip, a durable write, a loop mount');
+  const floors = await measureFloors();
+  report(results, samples, warmup, modes, floors, alone);
 }
 
 /**
@@ -246,7 +263,83 @@ async function trainTask(
   return { totalMs: done - posted, phases, containerMs: run.durationMs ?? null, steps };
 }
 
-function report(results: Series[], samples: number, warmup: number, modes: string[]): void {
+/**
+ * Docker's four steps in the train against the same steps of the engine API runs of the same
+ * run: what of the gap is Docker's (e.g. a start that takes longer with the log followed), and
+ * what is left for the train's own work (registry, workspace, disk).
+ */
+function dockerStepsTable(r: Series): string {
+  const med = (xs: number[]) => summarize(xs).median;
+  const trainSteps = {
+    create: med(r.train.map((t) => t.phases.create)),
+    start: med(r.train.map((t) => t.phases.start)),
+    wait: med(r.train.map((t) => t.phases.wait)),
+    remove: med(r.train.map((t) => t.steps['docker.remove']?.ms ?? 0)),
+  };
+  const rows: (string | number)[][] = [];
+  let trainDocker = 0;
+  let apiDocker = 0;
+  for (const step of ['create', 'start', 'wait', 'remove'] as const) {
+    const api = med(r.apiSteps.map((s) => s[step]));
+    trainDocker += trainSteps[step];
+    apiDocker += api;
+    rows.push([`docker ${step}`, ms(trainSteps[step]), ms(api), ms(trainSteps[step] - api)]);
+  }
+  rows.push(['**sum of the medians**', ms(trainDocker), ms(apiDocker), ms(trainDocker - apiDocker)]);
+  const total = med(r.train.map((t) => t.totalMs));
+  const apiTotal = med(r.api);
+  rows.push([
+    "**the rest**: the train's own work on the path (total − Docker's steps)",
+    ms(total - trainDocker),
+    ms(apiTotal - apiDocker),
+    '',
+  ]);
+  return `Docker's steps in the train against the same steps of the engine API runs (network mode "${r.mode}", medians in ms; the engine API's remove is on its path, the train's overlaps the upload):\n\n${table(['step', 'train', 'engine API', 'train − engine API'], rows)}`;
+}
+
+const ROUND_TRIP = "the registry's request alone; a bare HTTP round trip";
+
+/** The train's single steps next to the floors measured in the same run. */
+function floorsTable(r: Series, floors: Floors, alone: ProtocolAlone): string {
+  const step = (what: string) => {
+    const per = r.train.map((t) => (t.steps[what]?.calls ? t.steps[what].ms / t.steps[what].calls : NaN));
+    return summarize(per.filter(Number.isFinite)).median;
+  };
+  const phase = (name: Phase) => summarize(r.train.map((t) => t.phases[name])).median;
+  const http = (s: Summary) => `${ms(s.median)} alone; ${ms(floors.httpRoundTrip.median)} bare`;
+  const rows: (string | number)[][] = [
+    ['hand-out (researcher POST → long poll answered)', ms(phase('hand-out')), http(alone.handOut), ROUND_TRIP],
+    ['POST /start', ms(step('api.start')), http(alone.start), ROUND_TRIP],
+    ['POST /log', ms(step('api.log')), http(alone.log), ROUND_TRIP],
+    ['PUT of result.json', ms(step('api.uploadFile')), http(alone.upload), ROUND_TRIP],
+    ['POST /finish', ms(phase('finish')), http(alone.finish), ROUND_TRIP],
+    ['researcher wake-up', ms(phase('researcher wake-up')), http(alone.wakeUp), ROUND_TRIP],
+    ['state save (per call)', ms(step('workspace.update')), ms(floors.durableWrite.median), 'write + fsync + rename'],
+    [
+      'workspace.create (pooled disk renamed in, config, first save)',
+      ms(step('workspace.create')),
+      ms(floors.durableWrite.median),
+      'write + fsync + rename',
+    ],
+    [
+      'workspace.remove (unmount, delete; after the finish)',
+      ms(step('workspace.remove')),
+      ms(floors.unmount.median),
+      'umount alone',
+    ],
+    ['(made ahead by the pool, off the path)', '', ms(floors.loopMount.median), 'loop mount alone'],
+  ];
+  return `The train's steps against floors measured in the same run (network mode "${r.mode}", medians in ms; floors: the same request to the same registry process alone, one after the other from this process with no container, disk or state save around it, ${alone.start.n} runs; a POST with a small JSON body from this process to a bare node:http server in another process, undici keep-alive as the client uses, ${floors.httpRoundTrip.n} samples; a 0.6 KB file written, fsync'd and renamed next to the work dir, ${floors.durableWrite.n} samples; a loop mount and an umount of a formatted image through the client's command helper, ${floors.loopMount.n} samples):\n\n${table(['step', 'train', 'floor', 'floor is'], rows)}`;
+}
+
+function report(
+  results: Series[],
+  samples: number,
+  warmup: number,
+  modes: string[],
+  floors: Floors,
+  alone: ProtocolAlone,
+): void {
   const row = (label: string, s: Summary) => [label, s.n, ms(s.median), ms(s.p95), ms(s.mean), ms(s.min), ms(s.max)];
   const totals: (string | number)[][] = [];
   const overhead: (string | number)[][] = [];
@@ -298,7 +391,8 @@ function report(results: Series[], samples: number, warmup: number, modes: strin
       const calls = summarize(r.train.map((t) => t.steps[what]?.calls ?? 0));
       rows.push([`${what} (×${calls.median})`, label, ms(st.median), ms(st.p95), ms(st.mean)]);
     }
-    return `Train phases, network mode "${r.mode}" (ms; the phases add up to the total sample by sample; Docker's own StartedAt→FinishedAt of the container: median ${ms(container.median)} ms):\n\n${table(['phase', 'what', 'median', 'p95', 'mean'], rows)}`;
+    const phasesTable = `Train phases, network mode "${r.mode}" (ms; the phases add up to the total sample by sample; Docker's own StartedAt→FinishedAt of the container: median ${ms(container.median)} ms):\n\n${table(['phase', 'what', 'median', 'p95', 'mean'], rows)}`;
+    return `${phasesTable}\n\n${dockerStepsTable(r)}\n\n${floorsTable(r, floors, alone)}`;
   });
   const body = `
 Target: the train adds < ${TARGET_MS} ms per task at the median. **${verdicts.join('; ')}.**

@@ -3,13 +3,59 @@
  * that sleeps 100 ms (then writes a tiny result). The queue is filled up front, so the site is
  * never idle waiting for work.
  */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import { DockerEngine } from '../client/container-engine.js';
 import { engineRun } from './lib/engine-run.js';
+import { ClientTimeline } from './lib/instrument.js';
+import { readProc } from './lib/proc-stats.js';
 import { writeSection } from './lib/report.js';
 import { workloadImage } from './lib/images.js';
 import { createInternalNetwork, removeSiteLeftovers, siteConfig, startSite, stopSite, uniqueSite } from './lib/site.js';
 import { ms, summarize, table, wallMs } from './lib/stats.js';
 import { type BenchArgs, runMain, startWorld } from './lib/world.js';
+
+/** CPU used so far (ms): this process (the site client and the SDK), the registry, Docker's daemons, the machine. */
+interface CpuMark {
+  bench: number;
+  registry: number;
+  docker: number;
+  machine: number;
+}
+
+function dockerPids(): number[] {
+  try {
+    return execFileSync('pidof', ['dockerd', 'containerd'], { encoding: 'utf8' }).trim().split(/\s+/).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Busy CPU of the whole machine from /proc/stat (all but idle and iowait), in ms. */
+function machineBusyMs(): number {
+  const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  return ((total - fields[3]! - fields[4]!) * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+function cpuMark(registryPid: number, docker: number[]): CpuMark {
+  const usage = process.cpuUsage();
+  return {
+    bench: (usage.user + usage.system) / 1000,
+    registry: readProc(registryPid).cpuMs,
+    docker: docker.reduce((t, pid) => t + readProc(pid).cpuMs, 0),
+    machine: machineBusyMs(),
+  };
+}
+
+function cpuPerRun(from: CpuMark, to: CpuMark, runs: number): CpuMark {
+  return {
+    bench: (to.bench - from.bench) / runs,
+    registry: (to.registry - from.registry) / runs,
+    docker: (to.docker - from.docker) / runs,
+    machine: (to.machine - from.machine) / runs,
+  };
+}
 
 async function main(args: BenchArgs): Promise<void> {
   const tasks = args.number('tasks', 40);
@@ -20,6 +66,9 @@ async function main(args: BenchArgs): Promise<void> {
   const sites = levels.map((c) => uniqueSite(`throughput-c${c}`));
   const world = await startWorld(sites);
   const rows: (string | number)[][] = [];
+  const cpuRows: (string | number)[][] = [];
+  const docker = dockerPids();
+  const timeline = new ClientTimeline().install();
   try {
     for (const [i, concurrency] of levels.entries()) {
       const config = siteConfig(world.registry.url, world.siteKeys.get(sites[i]!)!, { concurrency, network: { mode } });
@@ -35,6 +84,8 @@ async function main(args: BenchArgs): Promise<void> {
           await world.researcher.waitForTask(
             (await world.researcher.createTask({ image, config: { sleepMs: 100 }, sites: [client.site] })).id,
           );
+        const pool = timeline.diskPoolMisses();
+        const cpuFrom = cpuMark(world.registry.pid, docker);
         const started = wallMs();
         const ids: number[] = [];
         for (let t = 0; t < tasks; t++)
@@ -42,6 +93,8 @@ async function main(args: BenchArgs): Promise<void> {
         const finals = [];
         for (const id of ids) finals.push(await world.researcher.waitForTask(id, { timeoutMs: 300_000 }));
         const elapsed = wallMs() - started;
+        const trainCpu = cpuPerRun(cpuFrom, cpuMark(world.registry.pid, docker), tasks);
+        const poolAfter = timeline.diskPoolMisses();
         const failed = finals.filter((f) => f.status !== 'completed').length;
         if (failed > 0) throw new Error(`${failed} of ${tasks} tasks did not complete`);
         const runs = finals.map((f) => f.runs[0]!);
@@ -55,6 +108,7 @@ async function main(args: BenchArgs): Promise<void> {
         // kind) through dockerode, create → start → wait → remove, `concurrency` at a time.
         const imageId = (await engine.inspectImage(image))!.id;
         await engineRun(engine, imageId, config, rawNetwork.name, { sleepMs: 100 }); // warm-up
+        const baseCpuFrom = cpuMark(world.registry.pid, docker);
         const baseStarted = wallMs();
         let next = 0;
         await Promise.all(
@@ -66,6 +120,27 @@ async function main(args: BenchArgs): Promise<void> {
           }),
         );
         const baseElapsed = wallMs() - baseStarted;
+        const baseCpu = cpuPerRun(baseCpuFrom, cpuMark(world.registry.pid, docker), tasks);
+        cpuRows.push(
+          [
+            concurrency,
+            'train',
+            ms(trainCpu.bench),
+            ms(trainCpu.registry),
+            ms(trainCpu.docker),
+            ms(trainCpu.machine),
+            `${poolAfter.misses - pool.misses} of ${poolAfter.takes - pool.takes}`,
+          ],
+          [
+            concurrency,
+            'dockerode',
+            ms(baseCpu.bench),
+            ms(baseCpu.registry),
+            ms(baseCpu.docker),
+            ms(baseCpu.machine),
+            '',
+          ],
+        );
         const basePerMinute = (tasks / (baseElapsed / 1000)) * 60;
         rows.push([
           concurrency,
@@ -87,6 +162,7 @@ async function main(args: BenchArgs): Promise<void> {
       }
     }
   } finally {
+    timeline.uninstall();
     await world.close();
   }
   const body = `
@@ -107,6 +183,15 @@ create → start → wait → remove, ${'`concurrency`'} at a time, no registry;
 the two runs/min.
 
 ${table(['concurrency', 'runs', 'wall (s)', 'runs/min', 'steady runs/min', 'dockerode runs/min', 'train / dockerode', 'run at the site, median (ms)', 'container, median (ms)'], rows)}
+
+CPU per run (ms) in the same windows: this process (the site client with the researcher's SDK;
+for dockerode, the benchmark's dockerode calls), the registry process, Docker's daemons
+(dockerd + containerd; the per-container shims and runc are only in the machine's figure), and
+the whole machine's busy time (/proc/stat, everything running, other users included). "no
+pooled disk" counts the runs that found the disk pool empty and formatted and mounted their own
+disk on their path.
+
+${table(['concurrency', 'series', 'client + SDK', 'registry', 'dockerd + containerd', 'machine', 'no pooled disk'], cpuRows)}
 `;
   console.log(body);
   writeSection({

@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Logger } from '../shared/logger.js';
+import { commands } from './command-runner.js';
 
-const exec = promisify(execFile);
+/** mkfs, mount and umount run in the client's small helper process (see command-runner.ts). */
+const exec = (file: string, args: string[]) => commands.run(file, args);
 
 /** What a run's disk image is made to: capacity, inode count and the owner of its writable folders. */
 export interface DiskImageSpec {
@@ -16,11 +16,13 @@ export interface DiskImageSpec {
   gid: number;
 }
 
-/** A fresh disk made ahead of time: its image and, when it could be, the folder it is mounted on. */
+/**
+ * A fresh disk made ahead of time: a folder laid out like a run's workspace, `disk.img` and the
+ * folder `disk/` it is loop-mounted on (noexec,nosuid,nodev). A run renames the whole folder to
+ * its workspace: the mount goes with it, with no process to spawn and no mount to move.
+ */
 export interface PooledDisk {
-  image: string;
-  /** Where the image is loop-mounted (noexec,nosuid,nodev), or null when it is only formatted. */
-  mountDir: string | null;
+  folder: string;
 }
 
 /** Size of the image file (sparse): capacity plus ext4's own metadata and journal. */
@@ -49,6 +51,32 @@ export async function mountDiskImage(image: string, dir: string): Promise<void> 
   await exec('mount', ['-t', 'ext4', '-o', 'loop,noexec,nosuid,nodev', image, dir]);
 }
 
+async function syncPath(file: string): Promise<void> {
+  const handle = await fs.promises.open(file, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The container's two writable folders on a run's disk, owned by the container's user, and
+ * nothing else there (mkfs's lost+found goes). Idempotent. Owner and mode are set every time, not
+ * only on creation: a client killed between the mkdir and the chown would otherwise leave a
+ * root-owned folder that the resumed run cannot write to.
+ */
+export function writableFolders(diskDir: string, owner: Pick<DiskImageSpec, 'uid' | 'gid'>): void {
+  fs.rmSync(path.join(diskDir, 'lost+found'), { recursive: true, force: true });
+  for (const name of ['output', 'progress']) {
+    const writable = path.join(diskDir, name);
+    fs.mkdirSync(writable, { recursive: true });
+    // The container runs as an unprivileged user: only these two folders are its to write.
+    if (process.getuid?.() === 0) fs.chownSync(writable, owner.uid, owner.gid);
+    fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
+  }
+}
+
 /** True when `dir` is a mount point (another filesystem than its parent's). */
 export function isMountPoint(dir: string): boolean {
   try {
@@ -59,11 +87,12 @@ export function isMountPoint(dir: string): boolean {
 }
 
 /**
- * Run disks formatted (and mounted) ahead of time, so that a run's start does not wait for mkfs
- * and the loop device. Each disk is new and serves one run only: a run takes it (the image is
- * renamed into its workspace, the mount moved onto its disk folder) and it goes with the
- * workspace, exactly as a disk made on the spot would. The pool holds `size` disks (one per
- * concurrent slot) and makes one at a time in the background, off every run's critical path.
+ * Run disks formatted and mounted ahead of time, so that a run's start does not wait for mkfs,
+ * the loop device or any spawned `mount`. Each disk is new and serves one run only: a run takes
+ * it (its folder becomes the run's workspace by one rename, which carries the mount along, also
+ * under a shared mount, where `mount --move` is refused) and it goes with the workspace, exactly
+ * as a disk made on the spot would. The pool holds `size` disks (one per concurrent slot) and
+ * makes one at a time in the background, off every run's critical path.
  *
  * Whatever a previous process left in the pool's folder is unmounted and deleted by start(): a
  * pooled disk belongs to no run, so nothing in it is ever kept.
@@ -73,8 +102,6 @@ export class DiskPool {
   private filling: Promise<void> | null = null;
   private closed = false;
   private sequence = 0;
-  /** Whether a mount can be moved here (not under a shared mount); learnt from the first try. */
-  private moveWorks = true;
 
   constructor(
     readonly dir: string,
@@ -95,11 +122,6 @@ export class DiskPool {
     const disk = this.ready.shift() ?? null;
     this.fill();
     return disk;
-  }
-
-  /** Called by a run that could not move a pooled mount: later disks are only formatted. */
-  moveRefused(): void {
-    this.moveWorks = false;
   }
 
   /** Stops filling, then unmounts and deletes every disk still in the pool. */
@@ -137,15 +159,20 @@ export class DiskPool {
 
   private async make(): Promise<PooledDisk> {
     // Unique across processes: a folder name never comes back after a restart cleared the pool.
+    // Its mode is the workspace's it becomes; the pool's own folder (0700) hides it until then.
     const folder = path.join(this.dir, `${process.pid}-${Date.now()}-${++this.sequence}`);
-    fs.mkdirSync(folder, { mode: 0o700 });
+    fs.mkdirSync(folder, { mode: 0o755 });
     const image = path.join(folder, 'disk.img');
     await formatDiskImage(image, this.spec);
-    if (!this.moveWorks) return { image, mountDir: null };
-    const mountDir = path.join(folder, 'mnt');
+    const mountDir = path.join(folder, 'disk');
     fs.mkdirSync(mountDir, { mode: 0o755 });
     await mountDiskImage(image, mountDir);
-    return { image, mountDir };
+    writableFolders(mountDir, this.spec);
+    // Written through now, here, off every run's path: otherwise the next fsync of a run's
+    // state.json on the host's filesystem (data=ordered) waits for this image's dirty blocks.
+    await syncPath(mountDir);
+    await syncPath(image);
+    return { folder };
   }
 
   private async clear(): Promise<void> {
@@ -156,8 +183,9 @@ export class DiskPool {
       return;
     }
     for (const entry of entries) {
-      const mnt = path.join(this.dir, entry, 'mnt');
-      if (isMountPoint(mnt)) await exec('umount', ['-l', mnt]).catch(() => undefined);
+      // 'mnt': where clients before the rename hand-over mounted their pooled disks.
+      for (const mountDir of ['disk', 'mnt'].map((m) => path.join(this.dir, entry, m)))
+        if (isMountPoint(mountDir)) await exec('umount', ['-l', mountDir]).catch(() => undefined);
     }
     fs.rmSync(this.dir, { recursive: true, force: true });
   }

@@ -6,7 +6,7 @@ import type { Logger } from '../shared/logger.js';
 import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, isDigestPinned } from '../shared/names.js';
 import type { FinishReport, ProgressReport } from '../shared/types.js';
 import type { ClientConfig } from './config.js';
-import type { ContainerEngine } from './container-engine.js';
+import type { ContainerEngine, ImageInfo } from './container-engine.js';
 import type { ContainerNetworking } from './container-network.js';
 import { DockerUnavailableError, PermanentRunError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { LogForwarder } from './log-forwarder.js';
@@ -15,7 +15,6 @@ import type { SiteGovernance } from './policy/site-governance.js';
 import { ProgressReader } from './progress-reader.js';
 import type { SiteRegistryApi } from './registry-api.js';
 import type { DiskSpec, RunOutcome, RunWorkspace } from './run-workspace.js';
-import type { DiskPool } from './disk-pool.js';
 import { retry, sleep } from '../shared/abortable.js';
 
 export type { ContainerNetworking };
@@ -34,8 +33,6 @@ export interface ExecutorDeps {
   shutdown: AbortSignal;
   /** Sends a run's TTP outbox to its TTP (and out of the output folder); returns a failure reason or null. */
   outbox?: { deliver(ws: RunWorkspace, log: Logger, signal: AbortSignal): Promise<string | null> };
-  /** Run disks made ahead of time (loop-image mode); without it each run formats its own. */
-  diskPool?: DiskPool;
   /** Told when a run is reported: only its workspace's removal is left, which needs no slot. */
   onReported?: (runId: number) => void;
 }
@@ -111,7 +108,7 @@ export class RunExecutor {
         return;
       }
       const failures = (ws.record.failedAttempts ?? 0) + 1;
-      ws.update({ failedAttempts: failures });
+      await ws.update({ failedAttempts: failures });
       let cancelled = false;
       if (isTransient(e) && failures < MAX_FAILED_ATTEMPTS) {
         // Still worth retrying, unless the researcher cancelled it (or it ended) meanwhile: then
@@ -127,6 +124,7 @@ export class RunExecutor {
         throw inner;
       }
     } finally {
+      this.imageLookups.delete(ws.record.runId);
       if (ws.record.phase !== 'claimed' && ws.record.phase !== 'started') this.releaseSparql(ws.record.runId);
     }
     if (ws.record.phase === 'reported') {
@@ -176,7 +174,7 @@ export class RunExecutor {
       log.warn('registry refused the failure report', { status: e.status, message: e.message });
     }
     this.deps.audit.info('run failed at the site', { event: 'run_gave_up', runId, reason });
-    ws.update({ phase: 'reported' });
+    await ws.update({ phase: 'reported' });
   }
 
   private async removeWorkspace(ws: RunWorkspace, log: Logger): Promise<void> {
@@ -218,7 +216,7 @@ export class RunExecutor {
     });
     if (!decision.allowed) {
       log.info('image refused', { image, reason: decision.reason });
-      ws.update({
+      await ws.update({
         phase: 'ended',
         outcome: {
           state: 'rejected',
@@ -232,7 +230,12 @@ export class RunExecutor {
     // The run's disk is made while the registry records the start (it is local and harmless if the
     // start is refused: the workspace goes with it). A failure here is met again, and reported, by
     // the same idempotent call in runContainer.
-    const disk = ws.prepareDisk(this.diskSpec(), this.deps.diskPool).catch(() => undefined);
+    const disk = ws.prepareDisk(this.diskSpec()).catch(() => undefined);
+    // So is the local image lookup (prepareImage takes it; it looks again if this one failed).
+    this.imageLookups.set(
+      runId,
+      this.deps.engine.inspectImage(image).catch(() => null),
+    );
     try {
       await this.retrying('start the run', () => this.deps.api.start(runId, this.deps.shutdown));
     } catch (e) {
@@ -243,7 +246,7 @@ export class RunExecutor {
         const view = await this.deps.api.getRun(runId, this.deps.shutdown).catch(() => null);
         if (e.status === 409 && view?.status === 'running' && !view.cancelRequested) {
           log.info('run was already started by this site before a restart; continuing');
-          ws.update({ phase: 'started' });
+          await ws.update({ phase: 'started' });
           return;
         }
         // Cancelled or ended meanwhile: not ours to run any more.
@@ -253,7 +256,7 @@ export class RunExecutor {
           message: e.message,
         });
         this.deps.audit.info('run dropped', { event: 'run_dropped', runId, reason: e.message });
-        ws.update({ phase: 'reported' });
+        await ws.update({ phase: 'reported' });
         return;
       }
       throw e;
@@ -292,7 +295,7 @@ export class RunExecutor {
         const refusal = await this.deps.networking.check?.();
         if (refusal) throw new PermanentRunError(refusal);
         await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
-        await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
+        await ws.prepareDisk(this.diskSpec());
         let retried = false;
         const id = await this.retryingDocker('create the container', log, async () => {
           // A create that reached Docker before an error still left a container under our name
@@ -305,7 +308,7 @@ export class RunExecutor {
         });
         // The one write before the container may run: its id, and with it the phase, the image,
         // the disk and the SPARQL token.
-        ws.update({ containerId: id });
+        await ws.update({ containerId: id });
         await this.retryingDocker('start the container', log, () => engine.start(id));
         // Docker keeps the start time too: a restart takes it from there.
         ws.set({ startedAtMs: Date.now() });
@@ -328,7 +331,7 @@ export class RunExecutor {
               .remove(ws.record.containerId)
               .catch((err: unknown) => log.warn('could not remove container', { error: coerceError(err).message }));
           this.releaseSparql(ws.record.runId);
-          ws.update({
+          await ws.update({
             phase: 'ended',
             outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null },
           });
@@ -338,7 +341,7 @@ export class RunExecutor {
       }
     } else {
       // After a reboot the run's disk is no longer mounted: mount it again before anything reads it.
-      await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
+      await ws.prepareDisk(this.diskSpec());
       if (!state.running && state.startedAt === null) {
         // Created, then the client died before starting it: start it now (it has never run).
         await engine.start(state.id);
@@ -351,7 +354,7 @@ export class RunExecutor {
         });
         state = (await engine.inspect(state.id)) ?? state;
       }
-      ws.update({
+      await ws.update({
         containerId: state.id,
         startedAtMs: ws.record.startedAtMs ?? (state.startedAt ? Date.parse(state.startedAt) : Date.now()),
       });
@@ -368,7 +371,7 @@ export class RunExecutor {
       });
     }
     const outcome = await this.follow(ws, log);
-    ws.update({ phase: 'ended', outcome });
+    await ws.update({ phase: 'ended', outcome });
   }
 
   private belongsToRun(labels: Record<string, string>, ws: RunWorkspace): boolean {
@@ -382,7 +385,9 @@ export class RunExecutor {
   private async prepareImage(ws: RunWorkspace, log: Logger): Promise<void> {
     const { engine, config } = this.deps;
     const image = ws.record.image;
-    let info = await engine.inspectImage(image);
+    const early = this.imageLookups.get(ws.record.runId);
+    this.imageLookups.delete(ws.record.runId);
+    let info = (await early) ?? (await engine.inspectImage(image));
     // An image named by its digest cannot have changed: "always" need not pull it again when it is
     // here (a pull was 20–40 ms of every run; the digest is still checked below).
     const pull =
@@ -456,6 +461,8 @@ export class RunExecutor {
   }
 
   private readonly sparqlReleases = new Map<number, () => void>();
+  /** The image looked up while POST /start was in flight, per run, for prepareImage. */
+  private readonly imageLookups = new Map<number, Promise<ImageInfo | null>>();
 
   /** Streams logs and progress, honours cancel, timeout and the output cap; returns the outcome. */
   private async follow(ws: RunWorkspace, log: Logger): Promise<RunOutcome> {
@@ -502,10 +509,10 @@ export class RunExecutor {
     let lastCancelCheck = 0;
     let lastFlush = Date.now();
     let persistedLogPosition = ws.record.logForwardedUntil;
-    const persistLogPosition = () => {
+    const persistLogPosition = async () => {
       if (ws.record.logForwardedUntil === persistedLogPosition) return;
       persistedLogPosition = ws.record.logForwardedUntil;
-      ws.update({});
+      await ws.update({});
     };
     const deadline = (ws.record.startedAtMs ?? Date.now()) + config.limits.timeoutMs;
     const watching = new AbortController();
@@ -535,7 +542,7 @@ export class RunExecutor {
         if (now - lastFlush >= 1000) {
           lastFlush = now;
           await forwarder.flush();
-          persistLogPosition();
+          await persistLogPosition();
         }
         await sleep(WATCH_INTERVAL_MS, watching.signal).catch(() => undefined); // aborted: the loop ends
       }
@@ -559,7 +566,7 @@ export class RunExecutor {
     if (result === 'shutdown') {
       logStream.destroy();
       await forwarder.flush();
-      persistLogPosition();
+      await persistLogPosition();
       throw new ShutdownInterrupt();
     }
     await Promise.race([logsDone, sleep(2000)]);
@@ -671,7 +678,7 @@ export class RunExecutor {
     let bytesSent = 0;
     // Whenever a container existed, its output goes back, however this execution came to know it.
     if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
-      if (ws.record.disk) await ws.prepareDisk(this.diskSpec(), this.deps.diskPool);
+      if (ws.record.disk) await ws.prepareDisk(this.diskSpec());
       const ttpFailure = (await this.deps.outbox?.deliver(ws, log, this.deps.shutdown)) ?? null;
       if (ttpFailure && report.state === 'completed') report = { ...report, state: 'failed', reason: ttpFailure };
       const scan = await scanOutput(ws.outputDir, { maxFiles: config.limits.outputFiles });
@@ -748,7 +755,7 @@ export class RunExecutor {
       digest: report.digest ?? null,
     });
     log.info('run reported', { state: report.state, exitCode: report.exitCode ?? null, bytesSent });
-    ws.update({ phase: 'reported' });
+    await ws.update({ phase: 'reported' });
   }
 
   /**

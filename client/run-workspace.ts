@@ -1,12 +1,13 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { FinishState, RunAssignment } from '../shared/types.js';
-import { type DiskPool, formatDiskImage, mountDiskImage } from './disk-pool.js';
+import { type DiskPool, formatDiskImage, mountDiskImage, writableFolders } from './disk-pool.js';
+import { commands } from './command-runner.js';
 import { PermanentRunError } from './errors.js';
 
-const exec = promisify(execFile);
+/** mkfs, mount and umount run in the client's small helper process (see command-runner.ts). */
+const exec = (file: string, args: string[]) => commands.run(file, args);
 
 /**
  * Where a run is in its life at this site. Persisted before each step that cannot be repeated,
@@ -95,7 +96,11 @@ export class RunWorkspace {
     return path.join(workDir, 'runs');
   }
 
-  /** Creates the folders and writes the config file the container will read. */
+  /**
+   * Creates the folders and writes the config file the container will read. With a pool, the
+   * workspace is a disk made ahead of time (see {@link DiskPool}): its folder is renamed to the
+   * run's, already mounted, and {@link prepareDisk} finds nothing left to do.
+   */
   static create(
     workDir: string,
     site: string,
@@ -103,11 +108,25 @@ export class RunWorkspace {
     // Kept for callers; the writable folders are made (and owned) by prepareDisk.
     _containerUid?: number,
     _containerGid?: number,
+    pool?: DiskPool | null,
   ): RunWorkspace {
     const dir = path.join(RunWorkspace.runsDir(workDir), String(run.id));
     // A folder left under this id by an earlier registry may still hold a mounted disk.
     unmountSync(path.join(dir, 'disk'));
     fs.rmSync(dir, { recursive: true, force: true });
+    const pooled = pool?.take() ?? null;
+    if (pooled) {
+      try {
+        fs.mkdirSync(RunWorkspace.runsDir(workDir), { recursive: true });
+        // A crash from here to the first save leaves a mounted disk and no state.json: loadAll
+        // unmounts it with the folder.
+        fs.renameSync(pooled.folder, dir);
+      } catch {
+        // Not on one filesystem after all: the run makes its own disk (prepareDisk).
+        unmountSync(path.join(pooled.folder, 'disk'));
+        fs.rmSync(pooled.folder, { recursive: true, force: true });
+      }
+    }
     const ws = new RunWorkspace(dir, {
       runId: run.id,
       taskId: run.taskId,
@@ -145,34 +164,14 @@ export class RunWorkspace {
    * file count at once, and survives a client restart with its content, unlike a tmpfs, whose
    * results are lost when the client's mount goes (and which counts against memory).
    */
-  async prepareDisk(spec: DiskSpec, pool?: DiskPool): Promise<void> {
+  async prepareDisk(spec: DiskSpec): Promise<void> {
     const mode = this.record.disk ?? spec.mode;
     if (mode === 'loop-image') {
       if (!(await this.isDiskMounted())) {
         try {
-          let mounted = false;
-          const pooled = fs.existsSync(this.diskImage) ? null : (pool?.take() ?? null);
-          if (pooled) {
-            // The image first: a crash before the move leaves a formatted image here (mounted
-            // below on the next try) and the pool's mount, which the next start clears.
-            fs.renameSync(pooled.image, this.diskImage);
-            if (pooled.mountDir) {
-              fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
-              mounted = await exec('mount', ['--move', pooled.mountDir, this.diskDir]).then(
-                () => true,
-                // Under a shared mount a mount cannot move: the image is mounted here instead.
-                async () => {
-                  pool?.moveRefused();
-                  await exec('umount', [pooled.mountDir!]);
-                  return false;
-                },
-              );
-            }
-            fs.rmSync(path.dirname(pooled.image), { recursive: true, force: true });
-          }
           if (!fs.existsSync(this.diskImage)) await formatDiskImage(this.diskImage, spec);
           fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
-          if (!mounted) await mountDiskImage(this.diskImage, this.diskDir);
+          await mountDiskImage(this.diskImage, this.diskDir);
         } catch (e) {
           const detail = ((e as { stderr?: string }).stderr ?? '').trim() || (e as Error).message;
           throw new PermanentRunError(
@@ -180,18 +179,11 @@ export class RunWorkspace {
           );
         }
       }
-      fs.rmSync(path.join(this.diskDir, 'lost+found'), { recursive: true, force: true });
     } else {
       fs.mkdirSync(this.diskDir, { recursive: true, mode: 0o755 });
     }
-    for (const writable of [this.outputDir, this.progressDir]) {
-      fs.mkdirSync(writable, { recursive: true });
-      // The container runs as an unprivileged user: only these two folders are its to write.
-      // Set every time, not only on creation: a client killed between the mkdir and the chown
-      // would otherwise leave a root-owned folder that the resumed run cannot write to.
-      if (process.getuid?.() === 0) fs.chownSync(writable, spec.uid, spec.gid);
-      fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
-    }
+    // A pooled disk has them already; set every time all the same (see writableFolders).
+    writableFolders(this.diskDir, spec);
     if (this.record.disk !== mode) {
       let baseline = 0;
       if (mode === 'loop-image') {
@@ -236,8 +228,9 @@ export class RunWorkspace {
       const file = path.join(dir, 'state.json');
       if (!fs.existsSync(file)) {
         // The process died inside its first save (state.json is written by rename, so it is
-        // either whole or absent). Nothing had started yet: the folder can go, and the
-        // registry's lease hands the run out again.
+        // either whole or absent). Nothing had started yet: the folder can go (with the pooled
+        // disk it may hold mounted), and the registry's lease hands the run out again.
+        unmountSync(path.join(dir, 'disk'));
         fs.rmSync(dir, { recursive: true, force: true });
         abandoned.push(Number(entry));
         continue;
@@ -261,12 +254,18 @@ export class RunWorkspace {
   }
 
   /**
-   * Changes the record and persists it (with any change made by {@link set} before). Each call is
-   * an fsync'd write: used only at the steps recovery must find again after a crash.
+   * Changes the record and persists it (with any change made by {@link set} before); resolves
+   * once it is on disk. Each call is an fsync'd write: used only at the steps recovery must find
+   * again after a crash. The write and its fsync run off the event loop (an fsync took 5–25 ms
+   * on a busy disk, during which no other run's call was served); saves of one workspace go one
+   * after the other, each with the record as it was when it was asked for.
    */
-  update(change: Partial<RunRecord>): void {
+  update(change: Partial<RunRecord>): Promise<void> {
     this.record = { ...this.record, ...change };
-    this.save();
+    const text = JSON.stringify(this.record, null, 2);
+    const saved = this.saving.then(() => writeDurably(this.stateFile, text));
+    this.saving = saved.catch(() => undefined);
+    return saved;
   }
 
   /**
@@ -278,10 +277,15 @@ export class RunWorkspace {
     this.record = { ...this.record, ...change };
   }
 
-  /** Atomic write (temp file + rename + fsync) so a crash never leaves half a state file. */
+  private saving: Promise<void> = Promise.resolve();
+
+  private get stateFile(): string {
+    return path.join(this.dir, 'state.json');
+  }
+
+  /** The first save, at creation: synchronous, as create() is. */
   private save(): void {
-    const file = path.join(this.dir, 'state.json');
-    const tmp = `${file}.tmp`;
+    const tmp = `${this.stateFile}.tmp`;
     const fd = fs.openSync(tmp, 'w', 0o600);
     try {
       fs.writeSync(fd, JSON.stringify(this.record, null, 2));
@@ -289,7 +293,7 @@ export class RunWorkspace {
     } finally {
       fs.closeSync(fd);
     }
-    fs.renameSync(tmp, file);
+    fs.renameSync(tmp, this.stateFile);
   }
 
   /**
@@ -311,6 +315,19 @@ export class RunWorkspace {
     await this.unmountDisk();
     await fs.promises.rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Atomic write (temp file + fsync + rename) so a crash never leaves half a state file. */
+async function writeDurably(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp`;
+  const handle = await fs.promises.open(tmp, 'w', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.promises.rename(tmp, file);
 }
 
 /** For the synchronous create(): a disk still mounted under a folder about to be replaced. */

@@ -146,7 +146,6 @@ export class SiteClient {
       governance: this.governance,
       shutdown: this.shutdown.signal,
       outbox: new TtpOutbox(this.config, this.sealing, this.audit),
-      diskPool: this.diskPool ?? undefined,
       onReported: (runId) => {
         // The next run need not wait for an unmount and a folder's deletion.
         if (!this.inFlight.has(runId)) return;
@@ -387,10 +386,10 @@ export class SiteClient {
         const [uid, gid] = this.config.containerUser.split(':').map(Number) as [number, number];
         // A sealed config is opened (and checked) first; a run that cannot be opened fails with the reason.
         const prepared = await this.sealing.prepare(run);
-        const ws = RunWorkspace.create(this.config.workDir, this.site, prepared.run, uid, gid);
+        const ws = RunWorkspace.create(this.config.workDir, this.site, prepared.run, uid, gid, this.diskPool);
         if (prepared.failure) {
           this.logger.warn('sealed run cannot be opened', { runId: run.id, reason: prepared.failure });
-          ws.update({
+          await ws.update({
             phase: 'ended',
             outcome: { state: 'failed', exitCode: null, reason: prepared.failure, durationMs: null },
           });

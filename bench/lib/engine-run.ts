@@ -42,6 +42,14 @@ export function runFolders(
 
 let sequence = 0;
 
+/** Docker's steps of one engine run, in ms: the floor each of the train's Docker steps compares to. */
+export interface EngineSteps {
+  create: number;
+  start: number;
+  wait: number;
+  remove: number;
+}
+
 /**
  * The floor without the docker CLI: create → start → wait → remove through the Engine API, with
  * the client's own container spec (its DockerEngine.create), no pull, no registry. Returns the
@@ -53,6 +61,7 @@ export async function engineRun(
   config: ClientConfig,
   network: string,
   taskConfig: unknown = {},
+  steps?: (s: EngineSteps) => void,
 ): Promise<number> {
   const { dir, configFile, out, progress, env } = runFolders(config, taskConfig);
   const { limits } = config;
@@ -74,10 +83,14 @@ export async function engineRun(
     pids: limits.pids,
     tmpfsBytes: limits.tmpfsBytes,
   });
+  const created = wallMs();
   await engine.start(id);
+  const running = wallMs();
   const code = await engine.wait(id);
+  const exited = wallMs();
   await engine.remove(id);
   const elapsed = wallMs() - started;
+  steps?.({ create: created - started, start: running - created, wait: exited - running, remove: wallMs() - exited });
   const wrote = fs.existsSync(path.join(out, 'result.json'));
   fs.rmSync(dir, { recursive: true, force: true });
   if (code !== 0 || !wrote) throw new Error(`the engine API run exited with ${code}`);

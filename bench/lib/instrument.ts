@@ -1,4 +1,5 @@
 import { DockerEngine } from '../../client/container-engine.js';
+import { DiskPool } from '../../client/disk-pool.js';
 import { SiteRegistryApi } from '../../client/registry-api.js';
 import { RunWorkspace } from '../../client/run-workspace.js';
 import { CONTAINER_LABELS } from '../../shared/container-contract.js';
@@ -60,7 +61,6 @@ export class ClientTimeline {
       'update',
       'workspace.update',
       (_args, _result, self) => (self as RunWorkspace).record.runId,
-      true,
     );
     this.wrap(RunWorkspace as any, 'create', 'workspace.create', (args) => (args[2] as { id: number }).id, true);
     for (const name of ['prepareDisk', 'remove'] as const)
@@ -70,7 +70,30 @@ export class ClientTimeline {
         `workspace.${name}`,
         (_args, _result, self) => (self as RunWorkspace).record.runId,
       );
+    // ok: a disk was ready; not ok: the pool was empty and the run formats and mounts its own.
+    this.wrapTake();
     return this;
+  }
+
+  /** Runs that found no pooled disk ready, out of all takes so far. */
+  diskPoolMisses(): { takes: number; misses: number } {
+    const takes = this.spans.filter((s) => s.what === 'diskPool.take');
+    return { takes: takes.length, misses: takes.filter((s) => !s.ok).length };
+  }
+
+  private wrapTake(): void {
+    const proto = DiskPool.prototype as unknown as { take: (this: DiskPool) => unknown };
+    const original = proto.take;
+    const record = (span: Span) => this.record(span);
+    proto.take = function (this: DiskPool) {
+      const start = wallMs();
+      const disk = original.call(this);
+      record({ what: 'diskPool.take', runId: null, start, end: wallMs(), ok: disk !== null });
+      return disk;
+    };
+    this.restore.push(() => {
+      proto.take = original;
+    });
   }
 
   uninstall(): void {

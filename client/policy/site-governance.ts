@@ -66,7 +66,7 @@ export class SiteGovernance {
       this.deps.logger.info('run refused by site policy', { runId, reason: verdict.reason });
       return { allowed: false, reason: verdict.reason };
     }
-    if (verdict.image !== image) ws.update({ image: verdict.image });
+    if (verdict.image !== image) await ws.update({ image: verdict.image });
     return { allowed: true };
   }
 

@@ -36,14 +36,16 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
   it('gives each run a fresh mounted disk of its own, with the size and inode limits, and refills', async () => {
     const { workDir, pool } = await setUp(2);
     expect(pool.readyCount).toBe(2);
-    const a = RunWorkspace.create(workDir, 's', run(1));
-    const b = RunWorkspace.create(workDir, 's', run(2));
+    const a = RunWorkspace.create(workDir, 's', run(1), undefined, undefined, pool);
+    const b = RunWorkspace.create(workDir, 's', run(2), undefined, undefined, pool);
     cleanups.push(
       () => a.remove(),
       () => b.remove(),
     );
-    await a.prepareDisk(spec, pool);
-    await b.prepareDisk(spec, pool);
+    // Mounted from the moment the workspace exists: the run's start spawns no mount.
+    for (const ws of [a, b]) expect(isMountPoint(ws.diskDir)).toBe(true);
+    await a.prepareDisk(spec);
+    await b.prepareDisk(spec);
     for (const ws of [a, b]) {
       expect(isMountPoint(ws.diskDir)).toBe(true);
       expect(fs.existsSync(ws.diskImage)).toBe(true);
@@ -67,9 +69,9 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
     expect(pool.readyCount).toBe(2);
   });
 
-  it('mounts the image in place when the pooled mount cannot move (under a shared mount), and formats only from then on', async () => {
+  it('hands a pooled disk to a run under a shared mount too, where a mount cannot be moved', async () => {
     // A host whose work dir sits under a shared mount (systemd's default for /): the kernel
-    // refuses to move a mount from there.
+    // refuses \`mount --move\` from there; a rename of the folder holding the mount is no mount call.
     const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pool-shared-'));
     await exec('mount', ['--bind', shared, shared]);
     await exec('mount', ['--make-shared', shared]);
@@ -82,16 +84,26 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
     await pool.start();
     await pool.settled();
     for (const id of [11, 12]) {
-      const ws = RunWorkspace.create(shared, 's', run(id));
+      expect(pool.readyCount).toBe(1);
+      const ws = RunWorkspace.create(shared, 's', run(id), undefined, undefined, pool);
       cleanups.push(() => ws.remove());
-      await ws.prepareDisk(spec, pool);
       expect(isMountPoint(ws.diskDir)).toBe(true);
+      await ws.prepareDisk(spec);
       expect(fs.readdirSync(ws.diskDir).sort()).toEqual(['output', 'progress']);
       await pool.settled();
     }
-    // The pool's own folder holds no mount any more: its disks are only formatted now.
-    const mounted = fs.readdirSync(pool.dir).map((e) => isMountPoint(path.join(pool.dir, e, 'mnt')));
-    expect(mounted).toEqual([false]);
+  });
+
+  it('unmounts the pooled disk of a run whose workspace never got its first save', async () => {
+    const { workDir, pool } = await setUp(1);
+    const ws = RunWorkspace.create(workDir, 's', run(21), undefined, undefined, pool);
+    expect(isMountPoint(ws.diskDir)).toBe(true);
+    // As if the process died between the rename and the first save.
+    fs.rmSync(path.join(ws.dir, 'state.json'));
+    const { abandoned } = RunWorkspace.loadAll(workDir);
+    expect(abandoned).toEqual([21]);
+    expect(fs.existsSync(ws.dir)).toBe(false);
+    expect(fs.readFileSync('/proc/self/mounts', 'utf8')).not.toContain(ws.diskDir);
   });
 
   it('leaves a run to make its own disk when none is ready', async () => {
@@ -105,7 +117,7 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
 
   it('unmounts and deletes the disks an earlier process left in the pool, and its own on close', async () => {
     const { workDir, pool } = await setUp(1);
-    const left = fs.readdirSync(pool.dir).map((e) => path.join(pool.dir, e, 'mnt'));
+    const left = fs.readdirSync(pool.dir).map((e) => path.join(pool.dir, e, 'disk'));
     expect(left.some(isMountPoint)).toBe(true);
     const next = new DiskPool(pool.dir, spec, 1, silentLogger());
     await next.start();

@@ -82,9 +82,10 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     const phases: string[] = [];
     const ws = RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534);
     const update = ws.update.bind(ws);
-    ws.update = (change) => {
-      update(change);
+    ws.update = async (change) => {
+      const saved = update(change);
       phases.push(ws.record.containerId ? `${ws.record.phase}+id` : ws.record.phase);
+      await saved;
     };
     await executor.execute(ws);
     // After the first save (claimed, by create): three writes, each an fsync'd file.
@@ -134,7 +135,7 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     await api.start(assignment.id);
     const ws = RunWorkspace.create(workDir, 'fake-site', assignment, 65534, 65534);
     await engine.pull(IMAGE);
-    ws.update({ phase: 'started', imageId: (await engine.inspectImage(IMAGE))!.id });
+    await ws.update({ phase: 'started', imageId: (await engine.inspectImage(IMAGE))!.id });
     await engine.create({
       name: ws.record.containerName,
       imageId: ws.record.imageId!,
@@ -162,7 +163,7 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     const assignment = await claim();
     await api.start(assignment.id);
     const ws = RunWorkspace.create(workDir, 'fake-site', assignment, 65534, 65534);
-    ws.update({ phase: 'started' });
+    await ws.update({ phase: 'started' });
     engine.behaviour = { ...engine.behaviour, durationMs: null };
     const staleId = await engine.create({
       name: ws.record.containerName,
@@ -194,7 +195,7 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     const assignment = await claim();
     await api.start(assignment.id);
     const ws = RunWorkspace.create(workDir, 'fake-site', assignment, 65534, 65534);
-    ws.update({ phase: 'started' });
+    await ws.update({ phase: 'started' });
     // What the crashed client had made: this run's container, created, never started; the
     // workspace has no container id, so the token in its SPARQL URL is known to nobody.
     const orphanId = await engine.create({
