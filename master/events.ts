@@ -57,6 +57,16 @@ export class RegistryEvents {
     return waitOn(this.taskWaiters, taskId, ms, signal);
   }
 
+  /**
+   * Calls `wake` once, on the next notification for the site or after `ms`, unless the returned
+   * function (idempotent) cancels it first. What a parked long poll holds while it waits: one
+   * entry and one timer, no promise, AbortController or listener (issue 13, target 5: memory per
+   * parked poll at 10,000 sites).
+   */
+  parkForSite(site: string, ms: number, wake: () => void): () => void {
+    return park(this.siteWaiters, site, ms, wake);
+  }
+
   /** Number of open waits, for /healthz and benchmarks. */
   waiting(): { sites: number; tasks: number } {
     let sites = 0;
@@ -77,20 +87,36 @@ function wakeAll<K>(map: Map<K, Set<() => void>>, key: K): void {
 function waitOn<K>(map: Map<K, Set<() => void>>, key: K, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted || ms <= 0) return resolve();
-    let set = map.get(key);
-    if (!set) map.set(key, (set = new Set()));
     const done = () => {
-      clearTimeout(timer);
       signal.removeEventListener('abort', done);
-      const current = map.get(key);
-      if (current) {
-        current.delete(done);
-        if (current.size === 0) map.delete(key);
-      }
+      cancel();
       resolve();
     };
-    const timer = setTimeout(done, ms);
+    const cancel = park(map, key, ms, done);
     signal.addEventListener('abort', done, { once: true });
-    set.add(done);
   });
+}
+
+function park<K>(map: Map<K, Set<() => void>>, key: K, ms: number, wake: () => void): () => void {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  let parked = true;
+  const cancel = () => {
+    if (!parked) return;
+    parked = false;
+    clearTimeout(timer);
+    const current = map.get(key);
+    if (current) {
+      current.delete(fire);
+      if (current.size === 0) map.delete(key);
+    }
+  };
+  const fire = () => {
+    if (!parked) return;
+    cancel();
+    wake();
+  };
+  const timer = setTimeout(fire, Math.max(0, ms));
+  set.add(fire);
+  return cancel;
 }

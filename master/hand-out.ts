@@ -87,7 +87,8 @@ export class WaitingPolls {
    * Runs claimed for polls that left: left assigned, each waited out its lease (60 s) before the
    * sweep queued it again, and the site, polling again meanwhile, got nothing. At 10,000 sites,
    * where a batch claim can take seconds, that lease was the tail of every broadcast (bench:scale,
-   * BENCHMARKS.md section 3g). A store without releaseClaimedRuns leaves them to the lease.
+   * BENCHMARKS.md, "Issue 10 at 10,000 sites"). A store without releaseClaimedRuns leaves them to
+   * the lease.
    */
   private async requeue(store: RegistryStore, unreceived: { site: string; run: RunAssignment }[]): Promise<void> {
     if (!store.releaseClaimedRuns) return;

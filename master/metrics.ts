@@ -73,6 +73,11 @@ export class RegistryMetrics {
    * path: one series per run id would grow without bound). `mounts` are the routers' mount paths,
    * longest first: once a handler has thrown, Express has already reset `req.baseUrl`.
    */
+  /** One request served outside Express (the long poll's fast path, app.ts); `seconds` since it arrived. */
+  recordRequest(method: string, route: string, status: number, seconds: number): void {
+    this.requestDuration.observe({ method, route, status: String(status) }, seconds);
+  }
+
   middleware(mounts: readonly string[]) {
     return (req: Request, res: Response, next: NextFunction): void => {
       const end = this.requestDuration.startTimer();

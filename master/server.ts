@@ -6,7 +6,7 @@ import type { MasterConfig } from './config.js';
 import { RegistryEvents } from './events.js';
 import { guardConnections } from './connection-guard.js';
 import { WaitingPolls } from './hand-out.js';
-import { createApp } from './http/app.js';
+import { createRequestListener } from './http/app.js';
 import { RegistryMetrics } from './metrics.js';
 import { ResultFileStore } from './result-files.js';
 import { startRetention } from './retention.js';
@@ -79,7 +79,7 @@ export async function startRegistry(config: MasterConfig, logger: Logger): Promi
     logger.warn('removed result files no run refers to (left by a crash mid-upload)', { files: orphans });
   const keys = openPublicKeys(backend, location);
   const metrics = new RegistryMetrics(store, events);
-  const app = createApp({ store, events, files, config, logger, keys, metrics, polls });
+  const app = createRequestListener({ store, events, files, config, logger, keys, metrics, polls });
   // Node enforces headersTimeout only when it checks its connections (every 30 s by default):
   // check often enough that a slow-loris connection is closed close to the configured limit.
   const server = http.createServer(

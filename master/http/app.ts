@@ -1,10 +1,14 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import querystring from 'node:querystring';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import { coerceError } from '../../shared/errors.js';
 import type { ApiErrorBody } from '../../shared/types.js';
 import { RegistryError } from '../errors.js';
 import { WaitingPolls } from '../hand-out.js';
-import { authenticate, requireSite } from './auth.js';
+import { validateClaimQuery } from '../../shared/schemas.js';
+import type { Principal } from '../store/registry-store.js';
+import { authenticate, principalResolver, requireSite, type PrincipalResolver } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { adminRoutes } from './admin-routes.js';
 import { API_CSP, dashboardRoutes, defaultDashboardDir } from './dashboard.js';
@@ -15,11 +19,81 @@ import { overviewRoutes } from './overview-routes.js';
 import { governanceRoutes } from './governance-routes.js';
 import { limitJsonDepth } from './request-parsing.js';
 import { researcherRoutes } from './researcher-routes.js';
-import { nextRunHandler, siteRoutes } from './site-routes.js';
+import { sendJsonText } from './json-answer.js';
+import { nextRunHandler, pollForWork, siteRoutes } from './site-routes.js';
+
+/** The long poll for work, the registry's most frequent request and what 10,000 parked sites hold. */
+const POLL_PATH = '/api/v1/site/runs/next';
 
 /** The registry's Express application (no listening socket: see server.ts). */
 export function createApp(context: RegistryContext, dashboardDir = defaultDashboardDir()): express.Express {
+  return buildRegistryHttp(context, dashboardDir).app;
+}
+
+/**
+ * The registry's request listener for node:http: the Express application, except that a site's
+ * well-formed long poll for work (GET /api/v1/site/runs/next with a valid site key and query) is
+ * served without Express. Express gives every request its own prototypes (a hidden class per
+ * request and response object), router closures and per-request state, which a parked poll holds
+ * for up to a minute: at 10,000 parked sites that was most of the registry's memory above a bare
+ * node:http server's (issue 13, target 5; bench/parked-polls.ts). Anything else about such a
+ * request (no or a bad key, a researcher's token, a bad query, an unavailable database) is left
+ * to Express, which answers it as for every other route.
+ */
+export function createRequestListener(
+  context: RegistryContext,
+  dashboardDir = defaultDashboardDir(),
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return buildRegistryHttp(context, dashboardDir).listener;
+}
+
+function buildRegistryHttp(
+  context: RegistryContext,
+  dashboardDir: string,
+): { app: express.Express; listener: (req: IncomingMessage, res: ServerResponse) => void } {
   const ctx: RegistryContext = { ...context, polls: context.polls ?? new WaitingPolls() };
+  const resolvePrincipal = principalResolver(ctx.store);
+  const app = createExpressApp(ctx, resolvePrincipal, dashboardDir);
+  const serve = pollForWork(ctx);
+  const toExpress = (req: IncomingMessage, res: ServerResponse) => {
+    app(req as Request, res as Response);
+  };
+  const fastPoll = async (req: IncomingMessage, res: ServerResponse, search: string): Promise<void> => {
+    const arrived = performance.now();
+    let principal: Principal;
+    try {
+      principal = await resolvePrincipal(req.headers.authorization);
+    } catch {
+      return toExpress(req, res);
+    }
+    const q: unknown = { ...querystring.parse(search) };
+    if (principal.kind !== 'site' || !validateClaimQuery(q)) return toExpress(req, res);
+    res.setHeader('Content-Security-Policy', API_CSP);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    // Timed when the poll has answered or its poller hung up (no close listener per parked poll).
+    await serve(principal, q.wait ?? 0, req, res);
+    ctx.metrics?.recordRequest('GET', POLL_PATH, res.statusCode, (performance.now() - arrived) / 1000);
+  };
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = req.url ?? '';
+    if (
+      req.method !== 'GET' ||
+      !url.startsWith(POLL_PATH) ||
+      (url.length > POLL_PATH.length && url[POLL_PATH.length] !== '?')
+    )
+      return toExpress(req, res);
+    fastPoll(req, res, url.slice(POLL_PATH.length + 1)).catch((thrown: unknown) =>
+      answerError(ctx, thrown, req.method ?? 'GET', POLL_PATH, req, res),
+    );
+  };
+  return { app, listener };
+}
+
+function createExpressApp(
+  ctx: RegistryContext,
+  resolvePrincipal: PrincipalResolver,
+  dashboardDir: string,
+): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -42,7 +116,7 @@ export function createApp(context: RegistryContext, dashboardDir = defaultDashbo
     res.json(openApi);
   });
 
-  const auth = authenticate(ctx.store);
+  const auth = authenticate(resolvePrincipal);
   const nextRun = nextRunHandler(ctx);
   // A site polling for work is the most common request at scale (issue 13, target 3): it goes
   // straight to its handler after authentication, past the API router's body parsing and the
@@ -90,23 +164,35 @@ interface BodyParserError {
 
 function errorHandler(ctx: RegistryContext) {
   return (thrown: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const { status, body } = toErrorResponse(thrown);
-    if (status === 503) {
-      // The database is out of reach (restarting, failing over): the caller retries.
-      ctx.logger.warn('request refused: database unavailable', { method: req.method, path: req.path });
-    } else if (status >= 500 && status !== 507) {
-      ctx.logger.error('request failed', { method: req.method, path: req.path, error: coerceError(thrown).stack });
-    } else {
-      ctx.logger.debug('request refused', { method: req.method, path: req.path, status, code: body.code });
-    }
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    // A refused request's remaining body is not worth reading (or waiting for): close instead.
-    if (status === 413 || !req.complete) res.setHeader('Connection', 'close');
-    res.status(status).json(body);
+    answerError(ctx, thrown, req.method, req.path, req, res);
   };
+}
+
+/** Logs a failed request as its status deserves and answers it with the error body. */
+function answerError(
+  ctx: RegistryContext,
+  thrown: unknown,
+  method: string,
+  path: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
+  const { status, body } = toErrorResponse(thrown);
+  if (status === 503) {
+    // The database is out of reach (restarting, failing over): the caller retries.
+    ctx.logger.warn('request refused: database unavailable', { method, path });
+  } else if (status >= 500 && status !== 507) {
+    ctx.logger.error('request failed', { method, path, error: coerceError(thrown).stack });
+  } else {
+    ctx.logger.debug('request refused', { method, path, status, code: body.code });
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  // A refused request's remaining body is not worth reading (or waiting for): close instead.
+  if (status === 413 || !req.complete) res.setHeader('Connection', 'close');
+  sendJsonText(res, status, JSON.stringify(body));
 }
 
 export function toErrorResponse(thrown: unknown): { status: number; body: ApiErrorBody } {

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Router, type Request, type Response } from 'express';
 import { ERROR_CODES } from '../../shared/error-codes.js';
 import type { Logger } from '../../shared/logger.js';
@@ -12,6 +13,7 @@ import {
 } from '../../shared/schemas.js';
 import { NotFoundError, RegistryError } from '../errors.js';
 import type { RegistryEvents } from '../events.js';
+import type { Principal } from '../store/registry-store.js';
 import { WaitingPolls } from '../hand-out.js';
 import { storeResultFile } from '../result-uploads.js';
 import { principalOf, requireSite } from './auth.js';
@@ -19,78 +21,102 @@ import type { RegistryContext } from './context.js';
 import { AssignmentSerializer, sendJsonText } from './json-answer.js';
 import { filePathParam, idParam, jsonBody, query } from './request-parsing.js';
 
-/** One reason for every long poll whose connection closed: no error object (and stack) per poll. */
-const POLL_CLOSED = Object.freeze({ reason: 'the long poll closed' });
+/** Serves one long poll for work for an authenticated site; `wait` is in seconds (validated). */
+export type PollForWork = (site: Principal, wait: number, req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
 /**
  * The long poll for work: answers with a run as soon as one is queued for the site (or handed to
- * it by a batch), or 204 once `wait` seconds have passed. Expects an authenticated site.
+ * it by a batch), or 204 once `wait` seconds have passed. Plain Node request and response: the
+ * registry serves most polls without Express (app.ts).
  */
-export function nextRunHandler(ctx: RegistryContext): (req: Request, res: Response) => Promise<void> {
+export function pollForWork(ctx: RegistryContext): PollForWork {
   const { store, events, config, logger } = ctx;
   const polls = ctx.polls ?? new WaitingPolls();
   const handedLog = new HandedRunsLog(logger, events);
   const assignments = new AssignmentSerializer();
-  return async (req: Request, res: Response) => {
-    const site = principalOf(res);
-    const q = query(req, validateClaimQuery);
-    const deadline = Date.now() + (q.wait ?? 0) * 1000;
-    // Only a poll that has to wait needs a signal: most polls at scale answer at once, and an
-    // AbortController per request (with the DOMException its abort() builds) was 3 % of the CPU.
-    let abort: AbortController | null = null;
-    const hungUp = () => abort?.signal.aborted === true || req.socket.destroyed;
+  return async (site, wait, req, res) => {
+    const deadline = Date.now() + wait * 1000;
+    // While parked, a poll holds its socket, one waiter entry and one timer (issue 13, target 5):
+    // the close listener is added only when the poll has to wait, and wakes it directly.
+    let closed = false;
+    let wakeUp: (() => void) | null = null;
+    let onClose: (() => void) | null = null;
+    const hungUp = () => closed || req.socket.destroyed;
     // A run claimed for this poll while it waited (a new task's batch hand-out, hand-out.ts).
-    const handed: { run: RunAssignment | null } = { run: null };
-    for (;;) {
-      const handedRun = handed.run;
-      handed.run = null;
-      const claimStarted = performance.now();
-      const run = handedRun ?? (await store.claimNextRun(site.id, config.leaseMs));
-      if (run) {
-        if (handedRun) {
-          // Claimed by a batch (hand-out.ts), which is logged and announced once for all its runs.
-          handedLog.add(run, site.name);
-        } else {
-          ctx.metrics?.handoutDuration.observe((performance.now() - claimStarted) / 1000);
-          logger.info('run assigned', { runId: run.id, taskId: run.taskId, site: site.name, attempt: run.attempt });
-          events.notifyTask(run.taskId);
-        }
-        if (hungUp()) {
-          // The poller hung up between claim and answer: the lease will requeue the run.
-          logger.warn('site disconnected while a run was being handed to it', { runId: run.id, site: site.name });
+    let handed: RunAssignment | null = null;
+    try {
+      for (;;) {
+        const handedRun = handed;
+        handed = null;
+        const claimStarted = performance.now();
+        const run = handedRun ?? (await store.claimNextRun(site.id, config.leaseMs));
+        if (run) {
+          if (handedRun) {
+            // Claimed by a batch (hand-out.ts), which is logged and announced once for all its runs.
+            handedLog.add(run, site.name);
+          } else {
+            ctx.metrics?.handoutDuration.observe((performance.now() - claimStarted) / 1000);
+            logger.info('run assigned', { runId: run.id, taskId: run.taskId, site: site.name, attempt: run.attempt });
+            events.notifyTask(run.taskId);
+          }
+          if (hungUp()) {
+            // The poller hung up between claim and answer: the lease will requeue the run.
+            logger.warn('site disconnected while a run was being handed to it', { runId: run.id, site: site.name });
+            return;
+          }
+          sendJsonText(res, 200, assignments.serialize(run));
           return;
         }
-        sendJsonText(res, 200, assignments.serialize(run));
-        return;
+        const left = deadline - Date.now();
+        if (left <= 0 || hungUp()) {
+          res.writeHead(204).end();
+          return;
+        }
+        if (!onClose) {
+          onClose = () => {
+            closed = true;
+            wakeUp?.();
+          };
+          // on/off rather than once: once() wraps the listener in a bound function and a state object.
+          res.on('close', onClose);
+        }
+        await new Promise<void>((resolve) => {
+          let stopWaiting: () => void = () => undefined;
+          const cancelWait = events.parkForSite(site.name, left, () => {
+            wakeUp = null;
+            stopWaiting();
+            resolve();
+          });
+          stopWaiting = polls.add(site.name, site.id, (r) => {
+            handed = r;
+            events.notifySite(site.name);
+          });
+          wakeUp = () => {
+            wakeUp = null;
+            cancelWait();
+            stopWaiting();
+            resolve();
+          };
+        });
+        // A poller that hung up (or a registry shutting down) must not claim a run nobody will
+        // get; one handed to it meanwhile goes back to the queue when its lease expires.
+        if (closed) {
+          const lost = handed as RunAssignment | null;
+          if (lost)
+            logger.warn('site disconnected while a run was being handed to it', { runId: lost.id, site: site.name });
+          return;
+        }
       }
-      const left = deadline - Date.now();
-      if (left <= 0 || hungUp()) {
-        res.writeHead(204).end();
-        return;
-      }
-      if (!abort) {
-        const controller = (abort = new AbortController());
-        res.on('close', () => controller.abort(POLL_CLOSED));
-      }
-      const stopWaiting = polls.add(site.name, site.id, (r) => {
-        handed.run = r;
-        events.notifySite(site.name);
-      });
-      try {
-        await events.waitForSite(site.name, left, abort.signal);
-      } finally {
-        stopWaiting();
-      }
-      // A poller that hung up (or a registry shutting down) must not claim a run nobody will get;
-      // one handed to it meanwhile goes back to the queue when its lease expires.
-      if (abort.signal.aborted) {
-        const lost = handed.run as RunAssignment | null;
-        if (lost)
-          logger.warn('site disconnected while a run was being handed to it', { runId: lost.id, site: site.name });
-        return;
-      }
+    } finally {
+      if (onClose) res.off('close', onClose);
     }
   };
+}
+
+/** The long poll as an Express handler (for requests the fast path in app.ts leaves to Express). */
+export function nextRunHandler(ctx: RegistryContext): (req: Request, res: Response) => Promise<void> {
+  const serve = pollForWork(ctx);
+  return (req, res) => serve(principalOf(res), query(req, validateClaimQuery).wait ?? 0, req, res);
 }
 
 /** Routes for site clients. A site only ever sees and changes its own runs (others are 404). */
