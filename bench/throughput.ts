@@ -64,7 +64,9 @@ async function main(args: BenchArgs): Promise<void> {
   await removeSiteLeftovers();
   const image = await workloadImage();
   const sites = levels.map((c) => uniqueSite(`throughput-c${c}`));
-  const world = await startWorld(sites);
+  // --registry-profile DIR: the registry process writes a V8 CPU profile there (node --cpu-prof).
+  const profileDir = args.string('registry-profile', '');
+  const world = await startWorld(sites, profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {});
   const rows: (string | number)[][] = [];
   const cpuRows: (string | number)[][] = [];
   const docker = dockerPids();
@@ -205,8 +207,8 @@ ${table(['concurrency', 'series', 'client + SDK', 'registry', 'dockerd + contain
 runMain(
   {
     usage:
-      'Usage: node dist/bench/throughput.js [--tasks N] [--concurrency 1,2,4] [--mode gateway|none]\n  Figure 4: runs completed per minute by one site at several concurrency levels.',
-    options: { tasks: 'value', concurrency: 'value', mode: 'value' },
+      'Usage: node dist/bench/throughput.js [--tasks N] [--concurrency 1,2,4] [--mode gateway|none] [--registry-profile DIR]\n  Figure 4: runs completed per minute by one site at several concurrency levels.',
+    options: { tasks: 'value', concurrency: 'value', mode: 'value', 'registry-profile': 'value' },
   },
   main,
 );

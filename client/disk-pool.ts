@@ -92,7 +92,10 @@ export function isMountPoint(dir: string): boolean {
  * it (its folder becomes the run's workspace by one rename, which carries the mount along, also
  * under a shared mount, where `mount --move` is refused) and it goes with the workspace, exactly
  * as a disk made on the spot would. The pool holds `size` disks (one per concurrent slot) and
- * makes one at a time in the background, off every run's critical path.
+ * makes one at a time in the background, off every run's critical path: a taken disk is replaced
+ * when its run calls refill() (once its container runs), not at once, because mkfs, the mount and
+ * the image's fsync took CPU and disk from that run's own start (POST /start, the image lookup,
+ * docker create and start) on a 2-core host.
  *
  * Whatever a previous process left in the pool's folder is unmounted and deleted by start(): a
  * pooled disk belongs to no run, so nothing in it is ever kept.
@@ -117,11 +120,19 @@ export class DiskPool {
     this.fill();
   }
 
-  /** A ready disk, at once, or null when none is ready (the run then makes its own). */
+  /**
+   * A ready disk, at once, or null when none is ready (the run then makes its own, and the pool
+   * starts catching up at once). The pool makes a replacement on refill().
+   */
   take(): PooledDisk | null {
     const disk = this.ready.shift() ?? null;
-    this.fill();
+    if (!disk) this.fill();
     return disk;
+  }
+
+  /** Makes disks, in the background, until the pool is full again. */
+  refill(): void {
+    this.fill();
   }
 
   /** Stops filling, then unmounts and deletes every disk still in the pool. */

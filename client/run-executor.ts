@@ -35,6 +35,8 @@ export interface ExecutorDeps {
   outbox?: { deliver(ws: RunWorkspace, log: Logger, signal: AbortSignal): Promise<string | null> };
   /** Told when a run is reported: only its workspace's removal is left, which needs no slot. */
   onReported?: (runId: number) => void;
+  /** Told when a run's container has started: its start's own work is done (the disk pool refills then). */
+  onContainerStarted?: (runId: number) => void;
 }
 
 const imagePattern = new RegExp(IMAGE_REFERENCE_PATTERN);
@@ -312,6 +314,7 @@ export class RunExecutor {
         await this.retryingDocker('start the container', log, () => engine.start(id));
         // Docker keeps the start time too: a restart takes it from there.
         ws.set({ startedAtMs: Date.now() });
+        this.deps.onContainerStarted?.(ws.record.runId);
         this.deps.audit.info('run started', {
           event: 'run_started',
           runId: ws.record.runId,

@@ -146,7 +146,10 @@ export class SiteClient {
       governance: this.governance,
       shutdown: this.shutdown.signal,
       outbox: new TtpOutbox(this.config, this.sealing, this.audit),
+      // A taken disk is replaced once its run is past its start, or ended without one (see DiskPool).
+      onContainerStarted: () => this.diskPool?.refill(),
       onReported: (runId) => {
+        this.diskPool?.refill();
         // The next run need not wait for an unmount and a folder's deletion.
         if (!this.inFlight.has(runId)) return;
         this.finishing.add(runId);

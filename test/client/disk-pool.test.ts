@@ -33,7 +33,7 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
     return { workDir, pool };
   }
 
-  it('gives each run a fresh mounted disk of its own, with the size and inode limits, and refills', async () => {
+  it('gives each run a fresh mounted disk of its own, with the size and inode limits, and refills when told', async () => {
     const { workDir, pool } = await setUp(2);
     expect(pool.readyCount).toBe(2);
     const a = RunWorkspace.create(workDir, 's', run(1), undefined, undefined, pool);
@@ -65,6 +65,10 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
     expect(() => {
       for (let i = 0; i < 100; i++) fs.writeFileSync(path.join(b.outputDir, `f${i}`), '');
     }).toThrow(/ENOSPC/);
+    // Not replaced while the runs start (mkfs would compete with their start), but on refill().
+    await pool.settled();
+    expect(pool.readyCount).toBe(0);
+    pool.refill();
     await pool.settled();
     expect(pool.readyCount).toBe(2);
   });
@@ -90,6 +94,7 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
       expect(isMountPoint(ws.diskDir)).toBe(true);
       await ws.prepareDisk(spec);
       expect(fs.readdirSync(ws.diskDir).sort()).toEqual(['output', 'progress']);
+      pool.refill();
       await pool.settled();
     }
   });
