@@ -25,10 +25,18 @@ function allowUnknownFields(node: unknown): unknown {
   );
 }
 
+/** A wrong answer about a 10,000-run task would otherwise make an error message of megabytes. */
+const MAX_PROBLEMS_LISTED = 10;
+
+function firstProblems(problems: string[]): string[] {
+  if (problems.length <= MAX_PROBLEMS_LISTED) return problems;
+  return [...problems.slice(0, MAX_PROBLEMS_LISTED), `and ${problems.length - MAX_PROBLEMS_LISTED} more`];
+}
+
 export function responseCheck<T>(schema: object): ResponseCheck<T> {
   const validate = responseAjv.compile(allowUnknownFields(schema) as object);
   return (value) =>
     validate(value)
       ? { ok: true, value: value as T }
-      : { ok: false, problems: describeErrors(validate.errors ?? [], 'answer') };
+      : { ok: false, problems: firstProblems(describeErrors(validate.errors ?? [], 'answer')) };
 }

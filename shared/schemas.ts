@@ -248,8 +248,6 @@ export const runDetailSchema = {
     'startedAt',
     'finishedAt',
     'logBytes',
-    'logExpiredAt',
-    'filesExpiredAt',
   ],
   properties: {
     id,
@@ -267,6 +265,8 @@ export const runDetailSchema = {
     startedAt: nullableTimestamp,
     finishedAt: nullableTimestamp,
     logBytes: count,
+    // Not required: a registry from before retention does not send them, and the SDK must still read
+    // its answers (a consortium upgrades its registry and its researchers' SDKs at different times).
     logExpiredAt: {
       ...nullableTimestamp,
       description: 'When retention removed the log (reading it then answers 410 log_expired); null while it is kept.',

@@ -254,7 +254,7 @@ async function showLogs(ctx: CommandContext): Promise<number> {
         status: run.status,
         // Removed by retention: the run view says so, no need to ask for a 410.
         log: run.logExpiredAt ? null : openLogIfSealed(ctx, await ctx.client.getRunLog(run.id)),
-        logExpiredAt: run.logExpiredAt,
+        logExpiredAt: run.logExpiredAt ?? null,
       });
     if (ctx.json) ctx.io.stdout.write(toJson({ taskId: task.id, runs: logs }));
     else {
@@ -317,7 +317,14 @@ async function saveResults(ctx: CommandContext): Promise<number> {
     const files = filesExpiredAt
       ? []
       : await openResultsIfSealed(ctx, await ctx.client.saveRunFiles(run.id, folders[i]!));
-    runs.push({ site: run.site, runId: run.id, status: run.status, detail: runDetail(run), files, filesExpiredAt });
+    runs.push({
+      site: run.site,
+      runId: run.id,
+      status: run.status,
+      detail: runDetail(run),
+      files,
+      filesExpiredAt: filesExpiredAt ?? null,
+    });
   }
   if (ctx.json) {
     ctx.io.stdout.write(
