@@ -588,6 +588,14 @@ function perProcessText(p: PhaseResult): string {
   return p.perProcess.map((w) => `${w.cores.toFixed(2)} / ${mib(w.peakRssBytes)}`).join(', ');
 }
 
+/** A backend's label ("postgres ×3 behind nginx") as a section id part ("postgres-x3"). */
+function backendSlug(backend: string): string {
+  return backend
+    .replace(/ behind .*/, '')
+    .replace(/ ×/, '-x')
+    .replace(/[^a-z0-9-]/g, '');
+}
+
 /** One table, the backends side by side: the figures of one run, on one machine load. */
 function reportConsortium(results: Measured[], args: BenchArgs): void {
   const rows = results.flatMap((r) =>
@@ -624,7 +632,9 @@ ${extras.join('\n')}
 `;
   console.log(body);
   writeSection({
-    id: `scale-consortium${sites === 1000 ? '' : `-${sites}`}`,
+    // At 1,000 sites the three backends share one section; larger runs are made one backend at a
+    // time, so each keeps its own (scale-consortium-10000-sqlite, …-postgres-x3).
+    id: `scale-consortium${sites === 1000 ? '' : `-${sites}-${results.map((r) => backendSlug(r.backend)).join('-')}`}`,
     title: `3g. Registry scale side by side: ${sites.toLocaleString('en')} sites on ${results.map((r) => r.backend).join(', ')}`,
     command: `npm run bench:scale -- ${process.argv.slice(2).join(' ')}`,
     body,

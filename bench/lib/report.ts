@@ -68,7 +68,8 @@ export function writeSection(section: Section): void {
   ].join('\n');
   const current = fs.existsSync(FILE) ? fs.readFileSync(FILE, 'utf8') : HEADER;
   const sections = new Map<string, string>();
-  const pattern = /<!-- bench:([a-z-]+) -->[\s\S]*?<!-- \/bench:\1 -->/g;
+  // Ids may hold digits (scale-10000): a pattern without them dropped those sections at every write.
+  const pattern = /<!-- bench:([a-z0-9-]+) -->[\s\S]*?<!-- \/bench:\1 -->/g;
   for (const match of current.matchAll(pattern)) sections.set(match[1]!, match[0]);
   sections.set(section.id, text);
   const head = current.split('<!-- bench:')[0]!.trimEnd();
