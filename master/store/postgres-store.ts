@@ -23,6 +23,7 @@ import { ERROR_CODES } from '../../shared/error-codes.js';
 import { coerceError } from '../../shared/errors.js';
 import type { ImageSignature } from '../../shared/governance.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
+import { enabledSitesOrRefuse } from './task-sites.js';
 import * as governance from './postgres-governance.js';
 import * as retention from './postgres-retention.js';
 import { migratePostgres } from './postgres-migrate.js';
@@ -498,21 +499,7 @@ export class PostgresRegistryStore implements RegistryStore {
           [task.sites],
         );
         const byName = new Map(rows.map((r) => [r.name, r]));
-        const unknown: string[] = [];
-        const disabled: string[] = [];
-        const named: { id: number; name: string }[] = [];
-        for (const name of task.sites) {
-          const site = byName.get(name);
-          if (!site) unknown.push(name);
-          else if (!site.enabled) disabled.push(name);
-          else named.push({ id: site.id, name });
-        }
-        if (unknown.length || disabled.length) {
-          const parts = [];
-          if (unknown.length) parts.push(`unknown site(s): ${unknown.join(', ')}`);
-          if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
-          throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
-        }
+        const named = enabledSitesOrRefuse(task.sites, (name) => byName.get(name));
         siteIds = scope
           ? await governance.projectSites(gq, scope.projectId, scope.projectName, named)
           : named.map((s) => s.id);
