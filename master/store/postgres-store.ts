@@ -4,6 +4,7 @@ import {
   deriveTaskStatus,
   isFinalRunState,
   isFinalTaskStatus,
+  RUN_STATES,
   siteActionRefusal,
   type RunState,
   type SiteAction,
@@ -781,11 +782,14 @@ export class PostgresRegistryStore implements RegistryStore {
       )
     ).rows[0];
     if (!task) return;
+    // Which states the task's runs are in: one (task_id, status) index probe per state. DISTINCT
+    // walked all of a broadcast's runs at each change of one of them, with the task row locked, so
+    // the starts and finishes of a 10,000-site task queued behind each other for that lock.
     const { rows } = await this.q<{ status: RunState }>(
       c,
       'runStatesOfTask',
-      'SELECT DISTINCT status FROM runs WHERE task_id = $1',
-      [taskId],
+      'SELECT s.status FROM unnest($2::text[]) AS s(status) WHERE EXISTS (SELECT 1 FROM runs r WHERE r.task_id = $1 AND r.status = s.status)',
+      [taskId, RUN_STATES],
     );
     const status = deriveTaskStatus(
       rows.map((r) => r.status),
