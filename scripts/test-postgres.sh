@@ -5,12 +5,12 @@
 #   bash scripts/test-postgres.sh up     install postgresql if missing, start a cluster, print its URL
 #   bash scripts/test-postgres.sh down   stop the cluster `up` started and remove its files
 #
-# Environment: PHT_TEST_PG_DIR (default /var/tmp/pht-test-pg), PHT_TEST_PG_PORT (default 55432).
+# Environment: PHT_TEST_PG_DIR (default /var/tmp/pht-test-pg), PHT_TEST_PG_PORT (default 25432: below the ephemeral port range, so that no outgoing connection can hold it when the cluster starts).
 # The tests read the URL from PHT_TEST_DATABASE_URL: `export PHT_TEST_DATABASE_URL=$(bash scripts/test-postgres.sh up)`.
 set -euo pipefail
 
 DIR=${PHT_TEST_PG_DIR:-/var/tmp/pht-test-pg}
-PORT=${PHT_TEST_PG_PORT:-55432}
+PORT=${PHT_TEST_PG_PORT:-25432}
 
 bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 as_postgres() { if [[ $(id -u) == 0 ]]; then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi; }

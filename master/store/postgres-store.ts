@@ -4,6 +4,7 @@ import {
   deriveTaskStatus,
   isFinalRunState,
   isFinalTaskStatus,
+  RUN_STATES,
   siteActionRefusal,
   type RunState,
   type SiteAction,
@@ -23,6 +24,7 @@ import { ERROR_CODES } from '../../shared/error-codes.js';
 import { coerceError } from '../../shared/errors.js';
 import type { ImageSignature } from '../../shared/governance.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
+import { enabledSitesOrRefuse } from './task-sites.js';
 import * as governance from './postgres-governance.js';
 import * as retention from './postgres-retention.js';
 import { migratePostgres } from './postgres-migrate.js';
@@ -498,21 +500,7 @@ export class PostgresRegistryStore implements RegistryStore {
           [task.sites],
         );
         const byName = new Map(rows.map((r) => [r.name, r]));
-        const unknown: string[] = [];
-        const disabled: string[] = [];
-        const named: { id: number; name: string }[] = [];
-        for (const name of task.sites) {
-          const site = byName.get(name);
-          if (!site) unknown.push(name);
-          else if (!site.enabled) disabled.push(name);
-          else named.push({ id: site.id, name });
-        }
-        if (unknown.length || disabled.length) {
-          const parts = [];
-          if (unknown.length) parts.push(`unknown site(s): ${unknown.join(', ')}`);
-          if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
-          throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
-        }
+        const named = enabledSitesOrRefuse(task.sites, (name) => byName.get(name));
         siteIds = scope
           ? await governance.projectSites(gq, scope.projectId, scope.projectName, named)
           : named.map((s) => s.id);
@@ -794,11 +782,14 @@ export class PostgresRegistryStore implements RegistryStore {
       )
     ).rows[0];
     if (!task) return;
+    // Which states the task's runs are in: one (task_id, status) index probe per state. DISTINCT
+    // walked all of a broadcast's runs at each change of one of them, with the task row locked, so
+    // the starts and finishes of a 10,000-site task queued behind each other for that lock.
     const { rows } = await this.q<{ status: RunState }>(
       c,
       'runStatesOfTask',
-      'SELECT DISTINCT status FROM runs WHERE task_id = $1',
-      [taskId],
+      'SELECT s.status FROM unnest($2::text[]) AS s(status) WHERE EXISTS (SELECT 1 FROM runs r WHERE r.task_id = $1 AND r.status = s.status)',
+      [taskId, RUN_STATES],
     );
     const status = deriveTaskStatus(
       rows.map((r) => r.status),

@@ -25,6 +25,7 @@ import { ERROR_CODES } from '../../shared/error-codes.js';
 import type { ImageSignature } from '../../shared/governance.js';
 import { CreationBatcher, type CreationOutcome } from '../creation-batcher.js';
 import { ConflictError, NotFoundError, RegistryError } from '../errors.js';
+import { enabledSitesOrRefuse } from './task-sites.js';
 import { migrate } from './migrate.js';
 import * as governance from './sqlite-governance.js';
 import * as retention from './sqlite-retention.js';
@@ -438,21 +439,10 @@ export class SqliteRegistryStore implements RegistryStore {
       if (siteIds.length === 0)
         throw new RegistryError(422, ERROR_CODES.noSites, 'there are no enabled sites to run this task');
     } else {
-      const unknown: string[] = [];
-      const disabled: string[] = [];
-      const named: { id: number; name: string }[] = [];
-      for (const name of task.sites) {
+      const named = enabledSitesOrRefuse(task.sites, (name) => {
         const site = this.stmt.siteByName.get(name) as { id: number; enabled: number } | undefined;
-        if (!site) unknown.push(name);
-        else if (site.enabled !== 1) disabled.push(name);
-        else named.push({ id: site.id, name });
-      }
-      if (unknown.length || disabled.length) {
-        const parts = [];
-        if (unknown.length) parts.push(`unknown site(s): ${unknown.join(', ')}`);
-        if (disabled.length) parts.push(`disabled site(s): ${disabled.join(', ')}`);
-        throw new RegistryError(422, ERROR_CODES.unknownSite, parts.join('; '), { unknown, disabled });
-      }
+        return site && { id: site.id, enabled: site.enabled === 1 };
+      });
       siteIds = scope
         ? governance.projectSites(this.gov, scope.projectId, scope.projectName, named)
         : named.map((s) => s.id);

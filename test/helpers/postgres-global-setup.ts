@@ -1,5 +1,5 @@
-import net from 'node:net';
 import type { TestProject } from 'vitest/node';
+import { freePort } from './ports.js';
 import { ensureTestDatabase, startPostgresCluster, TEST_DATABASE_ENV, type PostgresCluster } from './postgres.js';
 
 declare module 'vitest' {
@@ -30,15 +30,4 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return async () => {
     await cluster?.destroy();
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }

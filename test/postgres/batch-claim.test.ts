@@ -12,6 +12,7 @@ import { WaitingPolls } from '../../master/hand-out.js';
 import { PostgresRegistryStore } from '../../master/store/postgres-store.js';
 import type { RunAssignment } from '../../shared/types.js';
 import { freshSchema } from '../helpers/postgres.js';
+import { storesOnFreshSchema } from '../helpers/postgres-stores.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { capturingLogger, IMAGE, ResearcherClient, SiteClient, type LoggedLine } from '../master/helpers.js';
 
@@ -22,16 +23,8 @@ afterEach(async () => {
   expect(logged.splice(0).filter((l) => l.level === 'error')).toEqual([]);
 });
 
-async function openStores(count: number): Promise<PostgresRegistryStore[]> {
-  const s = await freshSchema(inject('postgresUrl'));
-  cleanup.push(() => s.drop());
-  const stores: PostgresRegistryStore[] = [];
-  for (let i = 0; i < count; i++) {
-    const st = await PostgresRegistryStore.open({ connectionString: s.url, poolSize: 4 });
-    cleanup.push(() => st.close());
-    stores.push(st);
-  }
-  return stores;
+function openStores(count: number): Promise<PostgresRegistryStore[]> {
+  return storesOnFreshSchema(inject('postgresUrl'), count, 4, cleanup);
 }
 
 async function seed(

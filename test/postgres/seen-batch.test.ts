@@ -5,23 +5,15 @@
  */
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { PostgresRegistryStore } from '../../master/store/postgres-store.js';
-import { freshSchema } from '../helpers/postgres.js';
+import { storesOnFreshSchema } from '../helpers/postgres-stores.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-async function openStores(count: number): Promise<PostgresRegistryStore[]> {
-  const s = await freshSchema(inject('postgresUrl'));
-  cleanup.push(() => s.drop());
-  const stores: PostgresRegistryStore[] = [];
-  for (let i = 0; i < count; i++) {
-    const st = await PostgresRegistryStore.open({ connectionString: s.url, poolSize: 4 });
-    cleanup.push(() => st.close());
-    stores.push(st);
-  }
-  return stores;
+function openStores(count: number): Promise<PostgresRegistryStore[]> {
+  return storesOnFreshSchema(inject('postgresUrl'), count, 4, cleanup);
 }
 
 describe('recordSeen batches on PostgreSQL', () => {

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { PostgresRegistryStore } from '../../master/store/postgres-store.js';
 import type { Principal } from '../../master/store/registry-store.js';
-import { freshSchema } from '../helpers/postgres.js';
+import { storesOnFreshSchema } from '../helpers/postgres-stores.js';
 import { IMAGE } from '../master/helpers.js';
 
 const cleanup: (() => Promise<void>)[] = [];
@@ -14,16 +14,8 @@ afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-async function openStores(count: number): Promise<PostgresRegistryStore[]> {
-  const s = await freshSchema(inject('postgresUrl'));
-  cleanup.push(() => s.drop());
-  const stores: PostgresRegistryStore[] = [];
-  for (let i = 0; i < count; i++) {
-    const st = await PostgresRegistryStore.open({ connectionString: s.url, poolSize: 6 });
-    cleanup.push(() => st.close());
-    stores.push(st);
-  }
-  return stores;
+function openStores(count: number): Promise<PostgresRegistryStore[]> {
+  return storesOnFreshSchema(inject('postgresUrl'), count, 6, cleanup);
 }
 
 /** The counters and a count of the tasks, both as "owner/status" → [tasks, config bytes]. */

@@ -1,7 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -26,14 +25,7 @@ export function drillDir(name: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `pht-drill-${name}-`));
 }
 
-/** A port nobody listens on now, to give a registry that must come back on the same port. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort } from '../../helpers/ports.js';
 
 export type LogLine = Record<string, unknown> & { message?: string };
 
