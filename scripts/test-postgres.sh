@@ -32,7 +32,10 @@ case "${1:-}" in
       # A test cluster: speed over durability. Its log goes to a file, never to the caller's output.
       as_postgres "$BIN/pg_ctl -D $DIR/data -l $DIR/pg.log -w -t 60 start -o '-p $PORT -k $DIR/sock -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c full_page_writes=off'" > /dev/null
     fi
-    echo "postgres://postgres@127.0.0.1:$PORT/postgres"
+    # A cluster already running may have been started on another port (PHT_TEST_PG_PORT): give the
+    # port it listens on (postmaster.pid's fourth line), not the one asked for.
+    RUNNING_PORT=$(sed -n 4p "$DIR/data/postmaster.pid" 2> /dev/null || true)
+    echo "postgres://postgres@127.0.0.1:${RUNNING_PORT:-$PORT}/postgres"
     ;;
   down)
     BIN=$(bindir)
