@@ -1,7 +1,7 @@
 import { EventEmitter, once } from 'node:events';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import winston from 'winston';
+import { capturingLogger, type LoggedLine } from '../helpers/capturing-logger.js';
 
 /*
  * Just enough of dockerode for client/network-slots.ts, with an event stream a test can end, fail
@@ -138,21 +138,9 @@ export class FakeDocker {
 
 /** A logger whose lines are kept and can be awaited (an event per line) instead of slept for. */
 export function captureLog() {
-  const lines: { level: string; message: string; [k: string]: unknown }[] = [];
+  const lines: LoggedLine[] = [];
   const events = new EventEmitter();
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      const line = JSON.parse(chunk.toString()) as (typeof lines)[number];
-      lines.push(line);
-      events.emit('line', line);
-      cb();
-    },
-  });
-  const logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.json(),
-    transports: [new winston.transports.Stream({ stream: sink })],
-  });
+  const logger = capturingLogger(lines, { level: 'debug', onLine: (line) => events.emit('line', line) });
   const waitFor = async (match: RegExp) => {
     const seen = lines.find((l) => match.test(l.message));
     if (seen) return seen;

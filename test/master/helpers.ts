@@ -7,12 +7,15 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import request from 'supertest';
-import winston from 'winston';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import type { FinishReport, RunAssignment, RunDetail, SiteRunView, Task } from '../../shared/types.js';
+import { capturingLogger, type LoggedLine } from '../helpers/capturing-logger.js';
 import { startTestRegistry, storeArgs, type TestRegistry } from '../helpers/registry-fixture.js';
+
+// The registry logs an error only for a 5xx or a failed sweep: every test checks afterwards that
+// none was logged (capturingLogger keeps warnings and errors).
+export { capturingLogger, type LoggedLine };
 
 const REPO_ROOT = path.resolve(__dirname, '../..');
 /** An image reference that is never pulled: the registry only stores it. */
@@ -20,30 +23,6 @@ export const IMAGE = '127.0.0.1:5050/pht/test-analysis:1';
 
 /** Registries started by `registry()` and the error-level lines each has logged. */
 const live = new Map<TestRegistry, LoggedLine[]>();
-
-export interface LoggedLine {
-  level: string;
-  message: string;
-  [field: string]: unknown;
-}
-
-/**
- * A winston logger that keeps warnings and errors in `lines`. The registry logs an error only for
- * a 5xx or a failed sweep: every test checks afterwards that none was logged.
- */
-export function capturingLogger(lines: LoggedLine[]): winston.Logger {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, callback) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as LoggedLine);
-      callback();
-    },
-  });
-  return winston.createLogger({
-    level: 'warn',
-    format: winston.format.json(),
-    transports: [new winston.transports.Stream({ stream: sink })],
-  });
-}
 
 /**
  * Starts a registry for the current test; it is destroyed after the test whatever happens, and
