@@ -25,6 +25,8 @@ export interface DoneMessage {
   polls: number;
   /** Durations of plain polls (ms), for the request latency under load. */
   pollLatencies: number[];
+  /** When (wall ms) each long poll that ended with nothing (204) was answered: its site polls again at once. */
+  timeouts: number[];
   errors: number;
   errorSamples: string[];
   /** Requests sent again after a network error or a 5xx, by what went wrong. */
@@ -40,6 +42,7 @@ const result: DoneMessage = {
   receipts: [],
   polls: 0,
   pollLatencies: [],
+  timeouts: [],
   errors: 0,
   errorSamples: [],
   retries: {},
@@ -123,6 +126,7 @@ async function simulate(message: StartMessage): Promise<void> {
     result.polls++;
     if (message.mode === 'plain') result.pollLatencies.push(received - started);
     if (res.statusCode === 204) {
+      if (message.mode === 'long') result.timeouts.push(received);
       await res.body.dump();
       return false;
     }
