@@ -12,7 +12,14 @@ import pg from 'pg';
 import { PhtClient } from '../sdk/index.js';
 import { IMAGE_REGISTRY } from '../test/helpers/docker.js';
 import { hotSpots, newestProfile } from './lib/cpu-profile.js';
-import { memoryAtPeak, readDatabaseLog, readProbes, samplePressure, summarizeTimeline } from './lib/scale-timeline.js';
+import {
+  memoryAtPeak,
+  perBroadcast,
+  readDatabaseLog,
+  readProbes,
+  samplePressure,
+  summarizeTimeline,
+} from './lib/scale-timeline.js';
 import { ProcSampler, readProc, TreeSampler, type UsageWindow } from './lib/proc-stats.js';
 import { ensureFdLimit, startDeployment, type Deployment } from './lib/registry-deployment.js';
 import { freePort } from '../test/helpers/nginx.js';
@@ -147,6 +154,11 @@ async function measure(
   const seconds = args.number('seconds', 20);
   const plainSeconds = args.number('plain-seconds', 30);
   const profile = args.flag('profile');
+  const keepData = args.flag('keep-data');
+  // V8's old-space limit for the registry processes (node --max-old-space-size), in MiB: what
+  // bounds the JS heap's growth under a 10,000-site broadcast (issue 13, target 5).
+  const oldSpaceMib = args.number('registry-max-old-space', 0);
+  const registryNodeArgs = oldSpaceMib > 0 ? [`--max-old-space-size=${oldSpaceMib}`] : [];
   const which = args.string('phases', 'long,plain').split(',');
   // --database: a PostgreSQL superuser URL (a fresh database is made and dropped); --registries N:
   // N processes on it behind nginx.
@@ -181,6 +193,7 @@ async function measure(
       '--require',
       path.join(__dirname, 'lib', 'timeline-probe.js'),
       ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+      ...registryNodeArgs,
     ],
   });
   const researchers = [...userTokens.values()].map(
@@ -261,7 +274,9 @@ async function measure(
   }
   await Promise.all(researchers.map((r) => r.close()));
   const peakRss = Math.max(...registry.processes.map((p) => readProc(p.pid).peakRssBytes));
-  await registry.stop();
+  // --keep-data: the registry's log and database stay for reading (which run was handed out when).
+  await registry.stop({ keepData });
+  if (keepData) console.log(`registry data and log kept in ${registry.dataDir}`);
   fs.rmSync(timelineDir, { recursive: true, force: true });
   pressure.stop();
   // A profiled run's figures are slowed by the profiler: printed, not recorded.
@@ -541,6 +556,14 @@ function finishPhase(
     extra['POST → all runs final, each task in order (s)'] = work.completion
       .map((t) => (t / 1000).toFixed(1))
       .join(', ');
+    extra['each broadcast in order'] = perBroadcast(
+      work.posted.map((p, i) => ({
+        postedAt: p.postedAt,
+        finalAt: p.postedAt + work.completion![i]!,
+        latencies: receipts.filter(([t]) => t === p.taskId).map(([, , at]) => at - p.postedAt),
+      })),
+      context.probes,
+    );
   }
   const memory = memoryAtPeak(context.probes, work.window.start, work.window.end);
   if (memory) extra['registry memory at its highest RSS in the phase'] = memory;
@@ -745,7 +768,7 @@ ${table(
 runMain(
   {
     usage:
-      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]] [--baseline GIT_REF]\n         [--backends sqlite,postgres,postgres×3]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md. --backends: each in turn, in one\n  run, side by side (PostgreSQL: --database, or a throwaway server of its own).',
+      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]] [--baseline GIT_REF]\n         [--backends sqlite,postgres,postgres×3]\n         [--registry-max-old-space MIB] [--keep-data]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md. --backends: each in turn, in one\n  run, side by side (PostgreSQL: --database, or a throwaway server of its own).',
     options: {
       sites: 'value',
       generators: 'value',
@@ -759,6 +782,8 @@ runMain(
       registries: 'value',
       baseline: 'value',
       backends: 'value',
+      'registry-max-old-space': 'value',
+      'keep-data': 'boolean',
     },
   },
   main,

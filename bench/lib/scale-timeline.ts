@@ -144,6 +144,36 @@ export function samplePressure(): { samples: { t: number; stallUs: number }[]; s
   return { samples, stop: () => clearInterval(timer) };
 }
 
+/**
+ * What the registries did during each broadcast (POST → every run final): their GC pauses and
+ * their JS heap at the end, next to the broadcast's hand-out p99: the first 10,000-site broadcast
+ * of a run was much slower than the next (issue 13, target 5).
+ */
+export function perBroadcast(
+  broadcasts: { postedAt: number; finalAt: number; latencies: number[] }[],
+  probes: ProbeLine[][],
+): string {
+  return broadcasts
+    .map((b, i) => {
+      const gcs: number[] = [];
+      let last: SampleLine | null = null;
+      let loopMax = 0;
+      for (const lines of probes)
+        for (const l of lines) {
+          if (l.t < b.postedAt || l.t > b.finalAt) continue;
+          if (isGc(l)) gcs.push(l.ms);
+          else if (isSample(l)) {
+            loopMax = Math.max(loopMax, l.loopMaxMs);
+            if (!last || l.t > last.t) last = l;
+          }
+        }
+      const g = summarize(gcs);
+      const h = summarize(b.latencies);
+      return `#${i + 1}: hand-out p50 / p99 ${ms(h.median)} / ${ms(h.p99)} ms, GC ${g.n} pauses ${ms(gcs.reduce((a, c) => a + c, 0))} ms (max ${ms(g.max)}), worst loop delay ${ms(loopMax)} ms${last ? `, JS heap at the end ${mib(last.heapTotal)} reserved / ${mib(last.heapUsed)} used, RSS ${mib(last.rss)}` : ''}`;
+    })
+    .join('; ');
+}
+
 /** The registries' probe files in `dir`, one array per process. */
 export function readProbes(dir: string): ProbeLine[][] {
   return fs
