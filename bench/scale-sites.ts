@@ -5,6 +5,7 @@
  * over the IPC channel: "start" in, "ready" and the "done" report out.
  */
 import { setMaxListeners } from 'node:events';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 import { retry, sleep } from '../shared/abortable.js';
 import { wallMs } from './lib/stats.js';
@@ -27,6 +28,11 @@ export interface DoneMessage {
   pollLatencies: number[];
   /** When (wall ms) each long poll that ended with nothing (204) was answered: its site polls again at once. */
   timeouts: number[];
+  /**
+   * [wall ms, worst event-loop delay (ms) over the 250 ms before]: a hand-out is timed when this
+   * process reads the answer, so a busy load generator delays it as much as a busy registry.
+   */
+  loopDelays: [number, number][];
   errors: number;
   errorSamples: string[];
   /** Requests sent again after a network error or a 5xx, by what went wrong. */
@@ -43,6 +49,7 @@ const result: DoneMessage = {
   polls: 0,
   pollLatencies: [],
   timeouts: [],
+  loopDelays: [],
   errors: 0,
   errorSamples: [],
   retries: {},
@@ -159,9 +166,16 @@ async function simulate(message: StartMessage): Promise<void> {
     }
   }
 
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const sampler = setInterval(() => {
+    result.loopDelays.push([wallMs(), delay.max / 1e6]);
+    delay.reset();
+  }, 250);
   const loops = message.sites.map((s) => site(s.key));
   process.send!({ type: 'ready' });
   await Promise.all(loops);
+  clearInterval(sampler);
   await agent.close().catch(() => undefined);
 }
 

@@ -351,6 +351,7 @@ async function stopGenerators(gens: Generators): Promise<DoneMessage> {
     polls: reports.reduce((n, r) => n + r.polls, 0),
     pollLatencies: reports.flatMap((r) => r.pollLatencies),
     timeouts: reports.flatMap((r) => r.timeouts),
+    loopDelays: reports.flatMap((r) => r.loopDelays),
     errors: reports.reduce((n, r) => n + r.errors, 0),
     errorSamples: reports.flatMap((r) => r.errorSamples),
     retries: reports.reduce<Record<string, number>>((all, r) => {
@@ -575,6 +576,7 @@ function finishPhase(
         return { postedAt, latencyMs: at - postedAt };
       }),
       timeouts: done.timeouts,
+      generatorLoops: done.loopDelays,
       ...context,
     });
     Object.assign(extra, timeline.figures);

@@ -26,6 +26,8 @@ export interface TimelineInputs {
   handouts: HandoutPoint[];
   /** Wall ms of each 204 the sites received. */
   timeouts: number[];
+  /** The load generators' worst event-loop delay (ms) over the 250 ms before each wall time. */
+  generatorLoops: [number, number][];
   /** Probe lines per registry process. */
   probes: ProbeLine[][];
   database: DatabaseEvent[];
@@ -65,6 +67,7 @@ export function summarizeTimeline(input: TimelineInputs): TimelineSummary {
     gcMs: 0,
     gcMaxMs: 0,
     loopMaxMs: 0,
+    sitesLoopMaxMs: 0,
     stallUs: 0,
     db: [] as string[],
   }));
@@ -91,6 +94,8 @@ export function summarizeTimeline(input: TimelineInputs): TimelineSummary {
       }
     }
   for (const e of input.database) if (inWindow(e.t)) at(e.t).db.push(e.what);
+  for (const [t, delay] of input.generatorLoops)
+    if (inWindow(t)) at(t).sitesLoopMaxMs = Math.max(at(t).sitesLoopMaxMs, delay);
   for (let i = 1; i < input.pressure.length; i++) {
     const p = input.pressure[i]!;
     if (inWindow(p.t)) at(p.t).stallUs += p.stallUs - input.pressure[i - 1]!.stallUs;
@@ -103,18 +108,21 @@ export function summarizeTimeline(input: TimelineInputs): TimelineSummary {
   const rest = summarize(outside);
   const gc = summarize(gcs);
   const loopMax = Math.max(0, ...perSecond.map((s) => s.loopMaxMs));
+  const sitesLoopMax = Math.max(0, ...perSecond.map((s) => s.sitesLoopMaxMs));
   const dbEvents = input.database.filter((e) => inWindow(e.t));
   const figures: Record<string, string> = {
     'long-poll timeouts (204) answered in the window': `${timeoutsInWindow} (seconds with ≥ ${WAVE_PER_SECOND}: ${perSecond.filter((s) => s.timeouts >= WAVE_PER_SECOND).length} of ${seconds}; busiest second ${Math.max(...perSecond.map((s) => s.timeouts))})`,
     [`hand-out p50 / p99 of tasks posted in seconds with ≥ ${WAVE_PER_SECOND} timeouts, against the other seconds (ms)`]: `${inWave.length ? `${ms(wave.median)} / ${ms(wave.p99)} (${inWave.length})` : '– (0)'} against ${outside.length ? `${ms(rest.median)} / ${ms(rest.p99)} (${outside.length})` : '– (0)'}`,
     'registry GC pauses in the window (count, total / max ms), worst event-loop delay (ms)': `${gc.n}, ${ms(gcs.reduce((a, b) => a + b, 0))} / ${ms(gc.max)}; ${ms(loopMax)}`,
+    "the load generators' worst event-loop delay in the window (ms; a hand-out is timed when a generator reads it)":
+      ms(sitesLoopMax),
   };
   if (input.database.length > 0 || dbEvents.length > 0)
     figures['PostgreSQL checkpoints and autovacuum runs in the window'] =
       dbEvents.length === 0 ? 'none' : summarizeDatabase(dbEvents.map((e) => e.what));
   const rows = perSecond.map((s, i) => {
     const l = summarize(s.latencies);
-    return `  +${String(i).padStart(3)} s  hand-outs ${String(s.latencies.length).padStart(4)}  max ${ms(l.max).padStart(6)} ms  p50 ${ms(l.median).padStart(6)}  204s ${String(s.timeouts).padStart(5)}  gc ${ms(s.gcMs).padStart(6)} ms (max ${ms(s.gcMaxMs)})  loop max ${ms(s.loopMaxMs).padStart(6)} ms  cpu pressure ${String(Math.round(s.stallUs / 1e4)).padStart(3)} %${s.db.length ? `  db: ${summarizeDatabase(s.db)}` : ''}`;
+    return `  +${String(i).padStart(3)} s  hand-outs ${String(s.latencies.length).padStart(4)}  max ${ms(l.max).padStart(6)} ms  p50 ${ms(l.median).padStart(6)}  204s ${String(s.timeouts).padStart(5)}  gc ${ms(s.gcMs).padStart(6)} ms (max ${ms(s.gcMaxMs)})  loop max ${ms(s.loopMaxMs).padStart(6)} ms  sites' loop max ${ms(s.sitesLoopMaxMs).padStart(6)} ms  cpu pressure ${String(Math.round(s.stallUs / 1e4)).padStart(3)} %${s.db.length ? `  db: ${summarizeDatabase(s.db)}` : ''}`;
   });
   return { figures, rows };
 }
