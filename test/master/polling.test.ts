@@ -167,6 +167,43 @@ describe('long polling for work', () => {
     expect(claimTimes.map((t) => t - first).filter((t) => t >= 350)).toEqual([]);
   });
 
+  it('hands out every run at once while its site keeps polling, whatever the moment its polls end', async () => {
+    // Tasks posted while the sites' polls keep timing out (0.2 s waits, each ended at a random
+    // point of its last fifth) and coming back: a run claimed for a poll that then answered 204
+    // would wait out its lease (60 s here) before going to the site; every run must arrive long
+    // before that, exactly once.
+    const { reg, researcher, sites } = await world({ siteCount: 6, overrides: { lease: '60s' } });
+    const dispatcher = agent();
+    const received = new Map<number, number>();
+    let stop = false;
+    const loops = sites.map(async (site) => {
+      while (!stop) {
+        const { status, run } = await poll(reg.url, site.key!, dispatcher, '?wait=0.2');
+        if (status !== 200 || !run) continue;
+        received.set(run.id, (received.get(run.id) ?? 0) + 1);
+        await site.start(run.id);
+        await site.finish(run.id, { state: 'completed', exitCode: 0 });
+      }
+    });
+    const posted: number[] = [];
+    try {
+      for (let i = 0; i < 90; i++) {
+        posted.push((await researcher.createTask({ sites: [sites[i % sites.length]!.name] })).runs[0]!.id);
+        // Spread over about two rounds of polls, so that creations meet polls at every point of their wait.
+        await new Promise((r) => setTimeout(r, 3 + (i % 5)));
+      }
+      await eventually(
+        () => Promise.resolve(posted.filter((id) => !received.has(id))),
+        (missing) => missing.length === 0,
+        'every run at its site (well within its 60 s lease)',
+      );
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+    }
+    expect([...received.values()].every((n) => n === 1)).toBe(true);
+  });
+
   it('wakes a waiting poll when an expired lease puts a run back in the queue', async () => {
     const { reg, researcher, sites } = await world({ siteCount: 1, overrides: { lease: '300ms' } });
     const task = await researcher.createTask();
