@@ -1,8 +1,8 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { handoutProfile } from '../../bench/celery/handout-profile.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const DIST = 'file:///repo/dist';
 const frame = (functionName: string, url = '') => ({
@@ -35,7 +35,7 @@ afterEach(() => {
 
 /** Writes a profile whose samples (node id, at µs) are given in time order; starts at t = 1000 µs. */
 function writeProfile(samples: [number, number][]): string {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-handout-profile-'));
+  dir = makeTempDir('pht-handout-profile-');
   const file = path.join(dir, 'x.cpuprofile');
   let t = 1000;
   const timeDeltas = samples.map(([, at]) => {

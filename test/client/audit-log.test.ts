@@ -1,12 +1,12 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AuditChainWriter, auditFiles, createAuditLog, hashLine, verifyAuditChain } from '../../client/audit-log.js';
 import { runOfficerCommand } from '../../client/commands/index.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 function tempLog(): string {
-  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pht-audit-')), 'audit.log');
+  return path.join(makeTempDir('pht-audit-'), 'audit.log');
 }
 
 function writeEntries(file: string, n: number, maxBytes?: number): void {

@@ -1,14 +1,14 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadClientConfig } from '../../client/config.js';
 import { ConfigError } from '../../shared/errors.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const ROOT = path.join(__dirname, '..', '..');
 
 function writeConfig(value: unknown): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-config-'));
+  const dir = makeTempDir('pht-config-');
   const file = path.join(dir, 'config.json');
   fs.writeFileSync(file, typeof value === 'string' ? value : JSON.stringify(value));
   return file;

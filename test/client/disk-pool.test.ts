@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DiskPool, isMountPoint } from '../../client/disk-pool.js';
@@ -8,6 +7,7 @@ import { RunWorkspace, type DiskSpec } from '../../client/run-workspace.js';
 import { silentLogger } from '../../shared/logger.js';
 import type { RunAssignment } from '../../shared/types.js';
 import { promisify } from 'node:util';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const exec = promisify(execFile);
 
@@ -22,7 +22,7 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
   });
 
   async function setUp(size: number) {
-    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pool-'));
+    const workDir = makeTempDir('pht-pool-');
     const pool = new DiskPool(path.join(workDir, 'disk-pool'), spec, size, silentLogger());
     cleanups.push(async () => {
       await pool.close();
@@ -76,7 +76,7 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
   it('hands a pooled disk to a run under a shared mount too, where a mount cannot be moved', async () => {
     // A host whose work dir sits under a shared mount (systemd's default for /): the kernel
     // refuses \`mount --move\` from there; a rename of the folder holding the mount is no mount call.
-    const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pool-shared-'));
+    const shared = makeTempDir('pht-pool-shared-');
     await exec('mount', ['--bind', shared, shared]);
     await exec('mount', ['--make-shared', shared]);
     cleanups.push(async () => {

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from '../master/helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -25,7 +25,7 @@ describe('node client and signals', () => {
   });
 
   it('SIGTERM while it waits for an unreachable registry at start-up stops it at once, cleanly (exit 0)', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-client-signal-'));
+    const dir = makeTempDir('pht-client-signal-');
     dirs.push(dir);
     const config = path.join(dir, 'config.json');
     fs.writeFileSync(

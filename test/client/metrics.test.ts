@@ -1,11 +1,11 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAuditLog } from '../../client/audit-log.js';
 import { DockerEngine } from '../../client/container-engine.js';
 import { ClientMetrics } from '../../client/metrics.js';
 import { serveMetrics, type MetricsListener } from '../../shared/metrics-server.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -25,7 +25,7 @@ async function listen(metrics: ClientMetrics): Promise<MetricsListener> {
 
 describe('site client metrics', () => {
   it('counts runs, refused images and gateway queries from the audit log', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-client-metrics-'));
+    const dir = makeTempDir('pht-client-metrics-');
     cleanup.push(() => fs.rmSync(dir, { recursive: true, force: true }));
     const metrics = new ClientMetrics();
     const audit = createAuditLog(path.join(dir, 'audit.log'), 'site-a');

@@ -1,7 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,6 +8,7 @@ import { NetworkSlotPool, holderProgram, singleFileTar, slotsSupported } from '.
 import { silentLogger } from '../../shared/logger.js';
 import { captureLog, FakeDocker } from './fake-docker-events.js';
 import { FakeEngine } from './fake-engine.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 describe('network slot holder program', () => {
   const dirs: string[] = [];
@@ -17,7 +17,7 @@ describe('network slot holder program', () => {
   });
 
   it.runIf(slotsSupported())('runs and blocks in pause() until killed, doing nothing else', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-holder-'));
+    const dir = makeTempDir('pht-holder-');
     dirs.push(dir);
     const file = path.join(dir, 'holder');
     fs.writeFileSync(file, holderProgram(), { mode: 0o755 });
@@ -47,7 +47,7 @@ describe('network slot holder program', () => {
   });
 
   it('is packed as a tar archive that tar itself reads back byte for byte', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-holder-tar-'));
+    const dir = makeTempDir('pht-holder-tar-');
     dirs.push(dir);
     const archive = path.join(dir, 'holder.tar');
     fs.writeFileSync(archive, singleFileTar('holder', holderProgram(), 0o555));

@@ -1,11 +1,11 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { folderUsage, openForUpload, scanOutput } from '../../client/output-files.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 function outputDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'pht-output-'));
+  return makeTempDir('pht-output-');
 }
 
 const scan = (dir: string, maxFiles = 1000) => scanOutput(dir, { maxFiles });

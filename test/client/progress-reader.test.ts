@@ -1,12 +1,12 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseProgressLine, ProgressReader } from '../../client/progress-reader.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 describe('progress file', () => {
   it('returns the newest valid report written since the last read', async () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pht-progress-')), 'progress.jsonl');
+    const file = path.join(makeTempDir('pht-progress-'), 'progress.jsonl');
     const reader = new ProgressReader(file);
     expect(await reader.readLatest()).toBeNull();
     fs.appendFileSync(file, '{"current":1,"total":10}\n{"current":2,"total":10,"message":"two"}\n');
@@ -32,7 +32,7 @@ describe('progress file', () => {
   });
 
   it('does not follow a symlink in place of the progress file', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-progress-'));
+    const dir = makeTempDir('pht-progress-');
     const secret = path.join(dir, 'secret');
     fs.writeFileSync(secret, '{"current":42}\n');
     fs.symlinkSync(secret, path.join(dir, 'progress.jsonl'));
@@ -40,7 +40,7 @@ describe('progress file', () => {
   });
 
   it('stops reading a progress file beyond its cap and says so', async () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'pht-progress-')), 'progress.jsonl');
+    const file = path.join(makeTempDir('pht-progress-'), 'progress.jsonl');
     const reader = new ProgressReader(file, 1024);
     fs.writeFileSync(file, '{"current":1}\n');
     expect(await reader.readLatest()).toEqual({ current: 1 });

@@ -1,9 +1,8 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RunWorkspace, type DiskSpec } from '../../client/run-workspace.js';
 import type { RunAssignment } from '../../shared/types.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const assignment: RunAssignment = {
   id: 7,
@@ -24,7 +23,7 @@ describe('run workspace', () => {
   it.runIf(process.getuid?.() === 0)(
     'gives the container its writable folders again when a client died between creating and handing them over',
     async () => {
-      const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-ws-'));
+      const workDir = makeTempDir('pht-ws-');
       dirs.push(workDir);
       const ws = RunWorkspace.create(workDir, 'site-a', assignment);
       // What a SIGKILL right after mkdir leaves: the folder exists, owned by root, mode 0755.

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -17,6 +16,7 @@ import {
 } from '../../shared/crypto/index.js';
 import type { RunAssignment } from '../../shared/types.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 let registry: TestRegistry;
 let dir: string;
@@ -26,7 +26,7 @@ const researcher = generateKeyPair();
 
 beforeEach(async () => {
   registry = await startTestRegistry();
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-sealing-'));
+  dir = makeTempDir('pht-sealing-');
   siteKey = await registry.createSite('site-a');
   const userToken = await registry.createUser('alice');
   await fetch(`${registry.url}/api/v1/public-key`, {

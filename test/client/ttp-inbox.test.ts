@@ -1,14 +1,13 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compileClientConfig } from '../../client/config.js';
 import { readInbox } from '../../client/ttp.js';
 import { loadRawConfig } from '../../shared/config-loader.js';
 import { clientConfigSchema } from '../../shared/config-schemas.js';
 import { createKeyFiles } from '../../shared/crypto/index.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -34,7 +33,7 @@ async function hostileFileService(list: unknown): Promise<{ url: string; downloa
 }
 
 function ttpConfig(inboxUrl: string) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-inbox-'));
+  const dir = makeTempDir('pht-inbox-');
   cleanups.push(async () => fs.rmSync(dir, { recursive: true, force: true }));
   const config = compileClientConfig(
     loadRawConfig({

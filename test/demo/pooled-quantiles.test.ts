@@ -1,17 +1,17 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateDemoData } from '../../demo/synthetic-data.js';
 import { ALGORITHMS_DIR, startDemoSites } from './run-algorithm.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 let sites: Awaited<ReturnType<typeof startDemoSites>>;
 let dir: string;
 
 beforeAll(async () => {
   sites = await startDemoSites();
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pooled-'));
+  dir = makeTempDir('pht-pooled-');
 });
 afterAll(async () => {
   await sites?.close();

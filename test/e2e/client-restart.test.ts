@@ -7,6 +7,7 @@ import { startSparqlServer, type RunningSparqlServer } from '../../demo/sparql-s
 import { buildAndPushImage, docker } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, E2E_REPO, Researcher, uniqueSiteName } from './site-harness.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const ROOT = path.join(__dirname, '..', '..');
 const PROBE = `${E2E_REPO}/probe:1`;
@@ -96,7 +97,7 @@ describe('site client killed and restarted', () => {
     researcher = new Researcher(registry, await registry.createUser('rob'));
     site = uniqueSiteName('restart');
     await buildAndPushImage(PROBE, { 'main.js': probeSource }, { cmd: ['/app/main.js'] });
-    workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-client-restart-'));
+    workDir = makeTempDir('pht-client-restart-');
     const configFile = path.join(workDir, 'config.json');
     fs.writeFileSync(
       configFile,

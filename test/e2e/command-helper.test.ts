@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CommandRunner } from '../../client/command-runner.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 // The compiled helper: what `node client` uses (end-to-end tests run on dist/).
 const helper = path.resolve('dist/client/command-helper.js');
@@ -29,7 +30,7 @@ describe("the site client's command helper (mkfs, mount, umount off the client's
   });
 
   it('fails a command that fails with its stderr and exit code, as execFile does', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-helper-'));
+    const dir = makeTempDir('pht-helper-');
     try {
       const failure = await runner()
         .run('umount', [dir])

@@ -5,7 +5,6 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SiteClient } from '../../client/site-client.js';
@@ -15,6 +14,7 @@ import { generateReviewerKeyPair } from '../../shared/governance.js';
 import { buildAndPushImage, deleteLocalImage, docker } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, clientConfig, E2E_REPO, Researcher, startClient, uniqueSiteName } from './site-harness.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const ALGORITHM = `const fs = require('fs');
 fs.writeFileSync(process.env.PHT_OUTPUT_DIR + '/result.json', JSON.stringify({ variant: fs.readFileSync('/app/variant.txt', 'utf8') }));
@@ -100,7 +100,7 @@ describe('a governed site decides what may run before pulling anything', () => {
     rs.map((r) => ({ name: r.name, organization: r.organization, publicKey: r.publicKey }));
 
   beforeAll(async () => {
-    keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-keys-'));
+    keyDir = makeTempDir('pht-keys-');
     registry = await startTestRegistry();
     sparql = await startSparqlServer({ host: '127.0.0.1', turtle: '<urn:p1> <urn:age> 40 .' });
     researcher = new Researcher(registry, await registry.createUser('alice'));

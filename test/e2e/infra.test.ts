@@ -1,6 +1,5 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -16,6 +15,7 @@ import {
   runContainer,
 } from '../helpers/docker.js';
 import { startVirtuoso, type RunningVirtuoso } from '../helpers/virtuoso.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 // Checks that what `bash scripts/infra.sh up` provides is really there and usable, so a broken
 // machine shows up here rather than as a puzzling failure in the client's end-to-end tests.
@@ -100,7 +100,7 @@ describe('virtuoso', () => {
 
   it('loads a Turtle file into a named graph and answers a SELECT in SPARQL JSON', async () => {
     virtuoso = await startVirtuoso();
-    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-infra-test-'));
+    scratch = makeTempDir('pht-infra-test-');
     const file = path.join(scratch, 'patients.ttl');
     fs.writeFileSync(
       file,

@@ -2,7 +2,6 @@ import { EventEmitter, once } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import { captureLog } from '../client/fake-docker-events.js';
 import { buildAndPushImage, docker, DOCKER_SOCKET, removeContainersByLabel } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, clientConfig, E2E_REPO, Researcher, startClient, uniqueSiteName } from './site-harness.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 /*
  * Gateway mode's network slots (client/network-slots.ts) against the real Docker engine: runs join
@@ -146,7 +146,7 @@ async function probe(
 
 /** A Unix socket forwarding to `target`; its connections can be cut, and new ones refused. */
 async function startSocketProxy(target: string) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-docker-proxy-'));
+  const dir = makeTempDir('pht-docker-proxy-');
   const file = path.join(dir, 'docker.sock');
   const open = new Set<net.Socket>();
   const state = { refuse: false };

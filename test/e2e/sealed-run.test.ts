@@ -6,7 +6,6 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runKeysCommand } from '../../client/keys-command.js';
@@ -18,6 +17,7 @@ import { generateKeyPair, sealTaskConfig } from '../../shared/crypto/index.js';
 import { buildAndPushImage } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, clientConfig, E2E_REPO, startClient, uniqueSiteName } from './site-harness.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const SEALED_IMAGE = `${E2E_REPO}/sealed:1`;
 const source = fs.readFileSync(path.join(__dirname, 'images', 'sealed', 'main.js'), 'utf8');
@@ -49,7 +49,7 @@ describe('sealed tasks through the real train', () => {
   let dir: string;
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-sealed-'));
+    dir = makeTempDir('pht-sealed-');
     registry = await startTestRegistry();
     sparql = await startSparqlServer({ host: '127.0.0.1', turtle: '<urn:p1> <urn:age> 40 .' });
     await buildAndPushImage(SEALED_IMAGE, { 'main.js': source }, { cmd: ['/app/main.js'] });

@@ -5,7 +5,6 @@
  * for the researcher.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runKeysCommand } from '../../client/keys-command.js';
@@ -20,6 +19,7 @@ import { buildAndPushImage } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { startTestFileService, type TestFileService } from '../fileservice/harness.js';
 import { cleanupSite, clientConfig, E2E_REPO, startClient, uniqueSiteName } from './site-harness.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const TTP_IMAGE = `${E2E_REPO}/ttp:1`;
 const source = fs.readFileSync(path.join(__dirname, 'images', 'ttp', 'main.js'), 'utf8');
@@ -37,7 +37,7 @@ describe('a trusted third party through the real train', () => {
   let dir: string;
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-ttp-e2e-'));
+    dir = makeTempDir('pht-ttp-e2e-');
     registry = await startTestRegistry();
     fileService = await startTestFileService();
     await buildAndPushImage(TTP_IMAGE, { 'main.js': source }, { cmd: ['/app/main.js'] });

@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +18,7 @@ import { IMAGE_REGISTRY } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { startVirtuoso, type RunningVirtuoso } from '../helpers/virtuoso.js';
 import { cleanupSite, clientConfig, startClient, uniqueSiteName } from './site-harness.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 // One hospital whose patients live in a real Virtuoso 7 instead of the demo's oxigraph endpoint,
 // behind a real registry and a real site client, running the demo's two algorithm images. Virtuoso
@@ -48,7 +48,7 @@ describe('a site whose patients live in Virtuoso', () => {
       cwd: ROOT,
       timeout: 300_000,
     });
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-virtuoso-e2e-'));
+    dir = makeTempDir('pht-virtuoso-e2e-');
     const turtle = path.join(dir, 'site-c.ttl');
     fs.writeFileSync(turtle, patientsToTurtle(patients));
     virtuoso = await startVirtuoso();

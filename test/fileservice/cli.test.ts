@@ -1,14 +1,14 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../fileservice/main.js';
 import { FileServiceStore } from '../../fileservice/store.js';
 import { readKeyRingFile, readRotationsFile } from '../../shared/crypto/index.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 let dir: string;
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-fs-cli-'));
+  dir = makeTempDir('pht-fs-cli-');
 });
 afterEach(() => {
   vi.restoreAllMocks();

@@ -3,7 +3,6 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
@@ -11,6 +10,7 @@ import { compileFileServiceConfig, type FileServiceConfig } from '../../fileserv
 import { startFileService, type RunningFileService } from '../../fileservice/server.js';
 import { loadRawConfig } from '../../shared/config-loader.js';
 import { fileServiceConfigSchema } from '../../fileservice/config.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 export interface LogLine {
   level: string;
@@ -34,7 +34,7 @@ export interface TestFileService {
 
 export async function startTestFileService(raw: Record<string, unknown> = {}): Promise<TestFileService> {
   // A caller's data dir (e.g. on a small tmpfs) is used as given, and removed on close like ours.
-  const dataDir = typeof raw.dataDir === 'string' ? raw.dataDir : fs.mkdtempSync(path.join(os.tmpdir(), 'pht-fs-'));
+  const dataDir = typeof raw.dataDir === 'string' ? raw.dataDir : makeTempDir('pht-fs-');
   const config = compileFileServiceConfig(
     loadRawConfig({
       file: null,

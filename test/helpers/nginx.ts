@@ -5,8 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
+import { makeTempDir } from './temp-dirs.js';
 
 /** The project's nginx config, from the sources (test/helpers) or the build (dist/test/helpers). */
 export const NGINX_CONFIG = [path.join(__dirname, '..', '..'), path.join(__dirname, '..', '..', '..')]
@@ -43,7 +43,7 @@ export interface RunningNginx {
 export async function startNginx(listenPort: number, upstreamPorts: readonly number[]): Promise<RunningNginx> {
   const bin = nginxBinary();
   if (!bin) throw new Error('nginx is not installed (apt-get install -y nginx)');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-nginx-'));
+  const dir = makeTempDir('pht-nginx-');
   const conf = path.join(dir, 'nginx.conf');
   fs.writeFileSync(conf, renderNginxConfig(listenPort, upstreamPorts));
   const out = fs.openSync(path.join(dir, 'nginx.out'), 'a');

@@ -5,10 +5,10 @@
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { makeTempDir } from './temp-dirs.js';
 
 const run = promisify(execFile);
 
@@ -55,7 +55,7 @@ export async function startPostgresCluster(
   const bin = postgresBinDir();
   if (!bin)
     throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install -y postgresql)');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pg-'));
+  const dir = makeTempDir('pht-pg-');
   fs.mkdirSync(path.join(dir, 'sock'));
   const asRoot = process.getuid?.() === 0;
   if (asRoot) await run('chown', ['-R', 'postgres:postgres', dir]);

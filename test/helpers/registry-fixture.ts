@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import os from 'node:os';
 import path from 'node:path';
 import { compileMasterConfig, type MasterConfig } from '../../master/config.js';
 import { startRegistry, type RunningRegistry } from '../../master/server.js';
@@ -11,6 +10,7 @@ import { loadRawConfig } from '../../shared/config-loader.js';
 import { inject } from 'vitest';
 import { freshSchema, testBackend, type TestSchema } from './postgres.js';
 import type { StoreLocation } from '../../master/store/open-store.js';
+import { makeTempDir } from './temp-dirs.js';
 
 export interface TestRegistry extends RunningRegistry {
   dataDir: string;
@@ -85,7 +85,7 @@ export async function startTestRegistry(
   overrides: Record<string, unknown> = {},
   options: { dataDir?: string; port?: number; logger?: Logger } = {},
 ): Promise<TestRegistry> {
-  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-registry-'));
+  const dataDir = options.dataDir ?? makeTempDir('pht-registry-');
   // A test that passes its own database (several registries on one schema) manages it itself.
   if (testBackend() === 'postgres' && !schemas.has(dataDir) && overrides.database === undefined)
     schemas.set(dataDir, await freshSchema(inject('postgresUrl')));

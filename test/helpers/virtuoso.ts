@@ -1,9 +1,9 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { makeTempDir } from './temp-dirs.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -50,7 +50,7 @@ export async function startVirtuoso(options: StartVirtuosoOptions = {}): Promise
   // try again with new ports when the server dies during start-up.
   let lastError: unknown;
   for (let attempt = 1; attempt <= 3; attempt++) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-virtuoso-'));
+    const dir = makeTempDir('pht-virtuoso-');
     const [httpPort, sqlPort] = [await freePort(host), await freePort(host)];
     fs.writeFileSync(path.join(dir, 'virtuoso.ini'), iniFor(dir, host, httpPort, sqlPort));
     const logFd = fs.openSync(path.join(dir, 'stdout.log'), 'a');

@@ -1,13 +1,12 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../master/main.js';
 import { ensureBuilt, registry, ResearcherClient, runMaster, SiteClient } from './helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const dirs: string[] = [];
 function dataDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-admin-cli-'));
+  const d = makeTempDir('pht-admin-cli-');
   dirs.push(d);
   return d;
 }

@@ -5,7 +5,6 @@
  * was accepted.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import type { NewTask, Principal } from '../../master/store/registry-store.js';
 import { SqliteRegistryStore } from '../../master/store/sqlite-store.js';
 import { testBackend } from '../helpers/postgres.js';
 import { expectApiError, IMAGE, world } from './helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 /** A batcher whose write records each batch; items below 0 are refused alone. */
 function recordingBatcher(maxBatch?: number) {
@@ -106,7 +106,7 @@ describe.skipIf(testBackend() === 'postgres')('task creation in the SQLite store
   });
 
   async function openStore() {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-creations-'));
+    const dir = makeTempDir('pht-creations-');
     dirs.push(dir);
     const file = path.join(dir, 'registry.sqlite');
     const store = new SqliteRegistryStore(file);

@@ -1,15 +1,15 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import express from 'express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DASHBOARD_CSP, dashboardRoutes } from '../../master/http/dashboard.js';
 import { registry } from './helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 /** The dashboard's files as `npm run build` lays them out, in a temp dir. */
 function fakeBuild(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-ui-'));
+  const dir = makeTempDir('pht-ui-');
   fs.mkdirSync(path.join(dir, 'assets'));
   fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>PHT</title>');
   fs.writeFileSync(path.join(dir, 'assets', 'index-abc123.js'), 'console.log(1)');
@@ -70,7 +70,7 @@ describe('the dashboard served by the registry', () => {
   });
 
   it('answers 404 with a hint when the dashboard is not built', async () => {
-    const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-ui-empty-'));
+    const empty = makeTempDir('pht-ui-empty-');
     const bare = express();
     bare.use('/ui', dashboardRoutes(empty));
     bare.use(

@@ -1,6 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { main as masterMain } from '../../master/main.js';
 import { runAdminCommand, UsageError } from '../../master/admin-cli.js';
@@ -8,6 +6,7 @@ import { generateReviewerKeyPair, keyIdOf, signDigest } from '../../shared/gover
 import type { RunAssignment } from '../../shared/types.js';
 import { storeLocation } from '../helpers/registry-fixture.js';
 import { world, type World } from './helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 async function admin(w: World, ...argv: string[]): Promise<string> {
   const out: string[] = [];
@@ -177,7 +176,7 @@ describe('node master governance commands on the command line', () => {
   }
 
   it('creates organizations and projects and adds members, with --json, and refuses extra arguments', async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-gov-cli-'));
+    const dataDir = makeTempDir('pht-gov-cli-');
     try {
       const d = ['--data-dir', dataDir];
       expect(await master(['create-org', 'umc', '--json', ...d])).toMatchObject({

@@ -4,12 +4,12 @@
  * plans are SQLite's (PostgreSQL's planner chooses by statistics).
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../../master/store/migrate.js';
 import { RETENTION_SQL } from '../../master/store/sqlite-retention.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -17,7 +17,7 @@ afterEach(() => {
 });
 
 function migrated(): Database.Database {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-plans-'));
+  const dir = makeTempDir('pht-plans-');
   dirs.push(dir);
   const db = new Database(path.join(dir, 'registry.sqlite'));
   migrate(db);

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runAdminCommand, UsageError } from '../../master/admin-cli.js';
@@ -15,6 +14,7 @@ import {
 import { validateKeyRecord } from '../../shared/key-schemas.js';
 import { storeLocation } from '../helpers/registry-fixture.js';
 import { expectApiError, world } from './helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 describe('public keys at the registry', () => {
   it('registers a site key and relays it to researchers, and a researcher key to sites', async () => {
@@ -68,7 +68,7 @@ describe('public keys at the registry', () => {
 
   it('registers a TTP from the command line and stops handing out a revoked key', async () => {
     const w = await world({ siteCount: 1 });
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-ttp-'));
+    const dir = makeTempDir('pht-ttp-');
     try {
       const ttp = generateKeyPair();
       writePublicKeyFile(path.join(dir, 'ttp.pub'), ttp.publicKey);

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +6,7 @@ import { migrate, readMigrations } from '../../master/store/migrate.js';
 import { startTestRegistry } from '../helpers/registry-fixture.js';
 import { expectApiError, IMAGE, restart, world, type World } from './helpers.js';
 import { testBackend } from '../helpers/postgres.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 /** The stored result files of the registry, by their storage names. */
 function storedFiles(dataDir: string): string[] {
@@ -82,7 +82,7 @@ describe('per-researcher quotas', () => {
   it.skipIf(testBackend() === 'postgres')(
     'counts the configs of tasks stored before the quota existed (migration 0003)',
     async () => {
-      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-quota-migration-'));
+      const dataDir = makeTempDir('pht-quota-migration-');
       // A database as the registry left it before migration 0003, holding one 3000-byte config.
       const db = new Database(path.join(dataDir, 'registry.sqlite'));
       migrate(

@@ -4,8 +4,6 @@
  * registry is handed to the polls parked on another.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type request from 'supertest';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { WaitingPolls } from '../../master/hand-out.js';
@@ -15,6 +13,7 @@ import { freshSchema } from '../helpers/postgres.js';
 import { storesOnFreshSchema } from '../helpers/postgres-stores.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { capturingLogger, IMAGE, ResearcherClient, SiteClient, type LoggedLine } from '../master/helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 const logged: LoggedLine[] = [];
@@ -147,7 +146,7 @@ describe('batch hand-out across registry processes', () => {
   it('answers polls parked on two processes with one run each when a broadcast is posted on one of them', async () => {
     const s = await freshSchema(inject('postgresUrl'));
     cleanup.push(() => s.drop());
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-batch-'));
+    const dataDir = makeTempDir('pht-batch-');
     cleanup.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
     const regs: TestRegistry[] = [];
     for (let i = 0; i < 2; i++) {

@@ -4,14 +4,13 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Task } from '../../shared/types.js';
 import { freePort, startNginx, type RunningNginx } from '../helpers/nginx.js';
 import { freshSchema, type TestSchema } from '../helpers/postgres.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { capturingLogger, IMAGE, type LoggedLine } from '../master/helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 describe('three registries behind nginx', () => {
   let schema: TestSchema;
@@ -24,7 +23,7 @@ describe('three registries behind nginx', () => {
 
   beforeAll(async () => {
     schema = await freshSchema(inject('postgresUrl'));
-    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-lb-'));
+    dataDir = makeTempDir('pht-lb-');
     for (let i = 0; i < 3; i++)
       regs.push(
         await startTestRegistry(

@@ -4,8 +4,6 @@
  * event bus and HTTP server; they share a schema and a result files directory.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import type request from 'supertest';
 import { afterEach, describe, expect, inject, it } from 'vitest';
@@ -16,6 +14,7 @@ import type { RunAssignment, Task } from '../../shared/types.js';
 import { freshSchema, type TestSchema } from '../helpers/postgres.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { capturingLogger, IMAGE, ResearcherClient, SiteClient, type LoggedLine } from '../master/helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const cleanup: (() => Promise<void>)[] = [];
 const logged: LoggedLine[] = [];
@@ -36,7 +35,7 @@ let lastSchema = '';
 async function cluster(count: number, overrides: Record<string, unknown> = {}): Promise<TestRegistry[]> {
   const s = await schema();
   lastSchema = s.name;
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-multi-'));
+  const dataDir = makeTempDir('pht-multi-');
   cleanup.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
   const registries: TestRegistry[] = [];
   for (let i = 0; i < count; i++) {

@@ -5,8 +5,6 @@
  * while a process's LISTEN connection is down its cache is not trusted.
  */
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freshSchema } from '../helpers/postgres.js';
@@ -19,6 +17,7 @@ import {
   SiteClient,
   type LoggedLine,
 } from '../master/helpers.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 // `node master revoke` runs from dist/.
 beforeAll(() => ensureBuilt(), 180_000);
@@ -45,7 +44,7 @@ interface Pair {
 async function pair(): Promise<Pair> {
   const s = await freshSchema(inject('postgresUrl'));
   cleanup.push(() => s.drop());
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pcache-'));
+  const dataDir = makeTempDir('pht-pcache-');
   cleanup.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
   const regs: TestRegistry[] = [];
   for (let i = 0; i < 2; i++) {

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ResultFileStore } from '../../master/result-files.js';
@@ -7,13 +6,14 @@ import { expireDue } from '../../master/retention.js';
 import { main } from '../../sdk/cli/main.js';
 import type { Task } from '../../sdk/index.js';
 import { closedPort, IMAGE, startWorld, type RegistryWorld } from './registry-world.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 let world: RegistryWorld;
 let tmp: string;
 
 beforeEach(async () => {
   world = await startWorld();
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-cli-'));
+  tmp = makeTempDir('pht-cli-');
 });
 
 afterEach(async () => {

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -13,6 +12,7 @@ import {
   type Task,
 } from '../../sdk/index.js';
 import { closedPort, IMAGE, startFakeServer, startWorld, type RegistryWorld } from './registry-world.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 /** Collects onUpdate calls and lets a test wait until the task reaches a given state. */
 function updateRecorder() {
@@ -39,7 +39,7 @@ let tmp: string;
 
 beforeEach(async () => {
   world = await startWorld();
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-sdk-'));
+  tmp = makeTempDir('pht-sdk-');
 });
 
 afterEach(async () => {

@@ -9,6 +9,7 @@ import { main } from '../../sdk/cli/main.js';
 import { PhtClient, PhtResponseError } from '../../sdk/index.js';
 import { MAX_FILE_PATH_LENGTH, RESULT_FILE_PATH_PATTERN, resultFilePathProblem } from '../../shared/names.js';
 import { startFakeServer } from './registry-world.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 /**
  * A registry that lies: it answers like the real one but with the names, reasons and logs an
@@ -108,7 +109,7 @@ let tmp: string;
 let close: (() => Promise<void>) | null = null;
 
 beforeEach(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-hostile-'));
+  tmp = makeTempDir('pht-hostile-');
 });
 
 afterEach(async () => {

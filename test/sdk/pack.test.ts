@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { ensureSdkBuilt, ROOT } from './sdk-build.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 interface Result {
   code: number | null;
@@ -38,7 +39,7 @@ describe('the packed SDK and pht CLI on a researcher machine', () => {
 
   beforeAll(async () => {
     ensureSdkBuilt();
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pack-'));
+    work = makeTempDir('pht-pack-');
     const packed = await run(process.execPath, ['scripts/pack-sdk.js', '--out', work], ROOT);
     expect(packed.code, packed.stderr).toBe(0);
     tarball = packed.stdout.trim().split('\n').pop()!;

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 export const ROOT = path.resolve(__dirname, '../..');
 
@@ -27,7 +27,7 @@ function isStale(): boolean {
  */
 export function ensureSdkBuilt(): void {
   if (!isStale()) return;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-sdk-build-'));
+  const dir = makeTempDir('pht-sdk-build-');
   try {
     const config = path.join(dir, 'tsconfig.json');
     // Type roots resolve from the config's folder: point them back at the repository's.

@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../sdk/cli/main.js';
@@ -12,6 +11,7 @@ import {
   sealText,
 } from '../../shared/crypto/index.js';
 import { IMAGE, startWorld, type RegistryWorld } from './registry-world.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 let world: RegistryWorld;
 let tmp: string;
@@ -19,7 +19,7 @@ let env: NodeJS.ProcessEnv;
 
 beforeEach(async () => {
   world = await startWorld();
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-sealed-cli-'));
+  tmp = makeTempDir('pht-sealed-cli-');
   env = {
     PHT_URL: world.registry.url,
     PHT_TOKEN: world.token,

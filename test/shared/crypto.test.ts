@@ -1,6 +1,5 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -35,6 +34,7 @@ import {
   writePublicKeyFile,
   type OpeningKey,
 } from '../../shared/crypto/index.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'crypto-vectors.json'), 'utf8')) as {
   keys: unknown[];
@@ -47,7 +47,7 @@ const vectors = JSON.parse(fs.readFileSync(path.join(__dirname, 'crypto-vectors.
 
 let dir: string;
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-crypto-'));
+  dir = makeTempDir('pht-crypto-');
 });
 afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });

@@ -4,9 +4,9 @@
  * violation and page error, and screenshots as test artifacts.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { makeTempDir } from '../../helpers/temp-dirs.js';
 
 export const CHROMIUM = process.env.PHT_CHROMIUM ?? '/usr/bin/chromium';
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -38,8 +38,8 @@ export interface Browser {
 export async function launchBrowser(): Promise<Browser> {
   if (!fs.existsSync(CHROMIUM))
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)`);
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-chromium-'));
-  const downloads = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-downloads-'));
+  const profile = makeTempDir('pht-chromium-');
+  const downloads = makeTempDir('pht-downloads-');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     args: CHROMIUM_FLAGS,

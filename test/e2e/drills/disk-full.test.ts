@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunAssignment, Task } from '../../../shared/types.js';
@@ -24,6 +23,7 @@ import {
   type DrillSite,
   type LogLine,
 } from './drill-harness.js';
+import { makeTempDir } from '../../helpers/temp-dirs.js';
 
 /**
  * Fault drill 3: the registry's data directory sits on a 20 MB tmpfs that fills up. An upload that
@@ -39,7 +39,7 @@ const UNUSED_SPARQL = 'http://127.0.0.1:9/sparql';
 function tmpfsMountProblem(): string | null {
   if (process.platform !== 'linux') return `mounting a tmpfs needs Linux (this is ${process.platform})`;
   if (process.getuid?.() !== 0) return 'mounting a tmpfs needs root';
-  const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-drill-mount-probe-'));
+  const probe = makeTempDir('pht-drill-mount-probe-');
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'pipe' });
     execFileSync('umount', [probe], { stdio: 'pipe' });

@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startTestFileService, type TestFileService } from '../../fileservice/harness.js';
+import { makeTempDir } from '../../helpers/temp-dirs.js';
 
 /**
  * Fault drill: a TTP's file service whose data directory sits on an 8 MB tmpfs that fills up. An
@@ -31,7 +31,7 @@ describe.skipIf(mountProblem !== null)('file service with a full disk', () => {
   let ballast: string;
 
   beforeAll(async () => {
-    mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-drill-fs-full-'));
+    mountPoint = makeTempDir('pht-drill-fs-full-');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint], { stdio: 'pipe' });
     // A folder inside the mount: the harness removes its data dir on close, a mount point cannot go.
     fsvc = await startTestFileService({ dataDir: path.join(mountPoint, 'data') });
