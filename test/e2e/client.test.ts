@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SiteClient } from '../../client/site-client.js';
 import { startSparqlServer, type RunningSparqlServer } from '../../demo/sparql-server.js';
-import { buildAndPushImage, deleteLocalImage, docker } from '../helpers/docker.js';
+import { buildAndPushImage, containersLeft, deleteLocalImage, docker } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, clientConfig, E2E_REPO, Researcher, startClient, uniqueSiteName } from './site-harness.js';
 
@@ -114,12 +114,8 @@ describe('site client against the real Docker engine', () => {
     ]);
     expect(audit.find((e) => e.event === 'run_started').digest).toBe(run.digest);
     expect(audit.find((e) => e.event === 'result_reported').bytesSent).toBe(files.reduce((n, f) => n + f.size, 0));
-    // The container is removed after the run.
-    const left = await docker().listContainers({
-      all: true,
-      filters: { label: [`org.pht.site=${site}`, `org.pht.run-id=${run.id}`] },
-    });
-    expect(left).toEqual([]);
+    // The container is removed after the run (just after it is reported).
+    expect(await containersLeft([`org.pht.site=${site}`, `org.pht.run-id=${run.id}`])).toEqual([]);
   });
 
   it('refuses at the registry an image reference crafted to smuggle Docker flags', async () => {

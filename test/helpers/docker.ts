@@ -125,6 +125,37 @@ export async function removeContainersByLabel(label: string, value: string): Pro
   return containers.length;
 }
 
+/**
+ * Containers (running or not) matching every label in `labels` that are still there after up to
+ * `settleMs`: a site client removes a run's container just after reporting it, so a test that
+ * sees the run ended waits for the removal (woken by Docker's destroy events, not by polling).
+ */
+export async function containersLeft(labels: string[], settleMs = 5000): Promise<Docker.ContainerInfo[]> {
+  const filters = { label: labels };
+  const events = (await docker().getEvents({
+    filters: { ...filters, type: ['container'], event: ['destroy'] },
+  })) as unknown as Readable;
+  try {
+    const until = Date.now() + settleMs;
+    let left = await docker().listContainers({ all: true, filters });
+    while (left.length > 0 && Date.now() < until) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, until - Date.now());
+        events.once('data', done);
+        function done(): void {
+          clearTimeout(timer);
+          events.off('data', done);
+          resolve();
+        }
+      });
+      left = await docker().listContainers({ all: true, filters });
+    }
+    return left;
+  } finally {
+    events.destroy();
+  }
+}
+
 /** Removes a local image by tag or id; a missing image is not an error. */
 export async function deleteLocalImage(ref: string): Promise<void> {
   try {
