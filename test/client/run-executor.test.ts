@@ -268,6 +268,39 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     expect(engine.pulls).toEqual([IMAGE]);
   });
 
+  it('inspects a digest-pinned image once, and looks (and pulls) again when it has gone from the site', async () => {
+    const pinned = `127.0.0.1:5050/pht-e2e/fake@sha256:${'2'.repeat(64)}`;
+    engine.images.set(pinned, {
+      id: `sha256:${'1'.repeat(64)}`,
+      repoDigests: [`127.0.0.1:5050/pht-e2e/fake@sha256:${'2'.repeat(64)}`],
+    });
+    let inspects = 0;
+    const inspectImage = engine.inspectImage.bind(engine);
+    engine.inspectImage = (image) => {
+      inspects++;
+      return inspectImage(image);
+    };
+    // Like Docker: a container of an image that is not there cannot be created.
+    const create = engine.create.bind(engine);
+    engine.create = async (spec) => {
+      if (![...engine.images.values()].some((i) => i.id === spec.imageId))
+        throw new PermanentRunError(`cannot create the container: No such image: ${spec.imageId}`);
+      return create(spec);
+    };
+    for (let i = 0; i < 2; i++) {
+      const task = await post(pinned);
+      await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+      expect((await runOf(task.id)).status).toBe('completed');
+    }
+    expect(inspects).toBe(1);
+    expect(engine.pulls).toEqual([]);
+    engine.images.delete(pinned); // e.g. `docker rmi` by the site's operator
+    const task = await post(pinned);
+    await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+    expect((await runOf(task.id)).status).toBe('completed');
+    expect(engine.pulls).toEqual([pinned]);
+  });
+
   it('rejects an image outside the allowlist without pulling it', async () => {
     const task = await post('127.0.0.1:5050/elsewhere/fake:1');
     await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
