@@ -167,6 +167,12 @@ describe('site client against the real Docker engine', () => {
     const run = (await researcher.waitDone((await researcher.post(pinned, { mode: 'version' }, [site])).id)).runs[0]!;
     expect(run.status).toBe('completed');
     expect(run.digest).toBe(pinned);
+    // The client inspects a pinned image once; removed from the site since, it is pulled again.
+    const { Id } = await docker().getImage(pinned).inspect();
+    await docker().getImage(Id).remove({ force: true });
+    const again = (await researcher.waitDone((await researcher.post(pinned, { mode: 'version' }, [site])).id)).runs[0]!;
+    expect(again.status).toBe('completed');
+    expect(again.digest).toBe(pinned);
   });
 
   it('reports a container that exits non-zero as failed, with its log', async () => {
