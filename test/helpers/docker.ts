@@ -119,7 +119,8 @@ export async function removeContainersByLabel(label: string, value: string): Pro
     try {
       await docker().getContainer(info.Id).remove({ force: true, v: true });
     } catch (err) {
-      if (statusOf(err) !== 404) throw err; // gone already (e.g. AutoRemove)
+      // 404: gone already (e.g. AutoRemove); 409: its removal is under way (e.g. by a site client).
+      if (statusOf(err) !== 404 && statusOf(err) !== 409) throw err;
     }
   }
   return containers.length;
