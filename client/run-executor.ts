@@ -345,8 +345,13 @@ export class RunExecutor {
    */
   private async makeContainer(ws: RunWorkspace, log: Logger, mode: 'fresh' | 'checked'): Promise<string | null> {
     const { engine } = this.deps;
-    const refusal = await this.deps.networking.check?.();
-    if (refusal) throw new PermanentRunError(refusal);
+    // The host firewall's rules (gateway mode) are looked at while the image, the disk and the
+    // container are made: a created container runs nothing, and none is started, nor its id
+    // saved, unless they are in place (fail closed).
+    const checking = (async () => (await this.deps.networking.check?.()) ?? null)().then(
+      (refusal) => ({ refusal, error: null }),
+      (e: unknown) => ({ refusal: null, error: coerceError(e) }),
+    );
     let cachedImage = false;
     await this.retryingDocker('prepare the image', log, async () => {
       cachedImage = await this.prepareImage(ws, log);
@@ -390,6 +395,14 @@ export class RunExecutor {
     if (taken) {
       this.releaseSparql(ws.record.runId);
       return null;
+    }
+    const checked = await checking;
+    if (checked.refusal !== null || checked.error) {
+      await engine
+        .remove(id)
+        .catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
+      this.releaseSparql(ws.record.runId);
+      throw checked.error ?? new PermanentRunError(checked.refusal!);
     }
     await ws.update({ containerId: id });
     return id;

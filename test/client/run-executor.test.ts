@@ -737,6 +737,47 @@ describe("run executor: what stands on the researcher's path", () => {
       expect(engine.containers.size).toBe(0);
     });
 
+  for (const check of ['refuses', 'fails'] as const)
+    it(`starts no container, and keeps none, when the network check ${check} (it runs while the container is made)`, async () => {
+      const engine = new FakeEngine();
+      let creates = 0;
+      const create = engine.create.bind(engine);
+      engine.create = async (spec) => {
+        creates++;
+        return create(spec);
+      };
+      const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
+        network: { mode: 'none' },
+      });
+      const executor = new RunExecutor({
+        api,
+        engine,
+        config,
+        site: 'path-site',
+        networking: {
+          networkMode: 'none',
+          sparqlFor: () => ({ url: 'http://x', token: null, release: () => {} }),
+          check: async () => {
+            // Answers only once the container exists: the check overlaps its making.
+            while (creates === 0) await new Promise((resolve) => setImmediate(resolve));
+            if (check === 'fails') throw new PermanentRunError('iptables: cannot list the rules');
+            return 'firewall rules for the gateway network are not in place';
+          },
+        },
+        logger: silentLogger(),
+        audit: silentLogger(),
+        shutdown: new AbortController().signal,
+      });
+      const { task, run } = await postAndClaim();
+      await executor.execute(RunWorkspace.create(config.workDir, 'path-site', run, 65534, 65534));
+      const view = ((await (await researcher('GET', `/tasks/${task.id}`)).json()) as Task).runs[0]!;
+      expect(view.status).toBe('failed');
+      expect(view.reason).toMatch(check === 'fails' ? /cannot list the rules/ : /not in place/);
+      expect(creates).toBe(1);
+      expect(engine.starts).toBe(0);
+      expect(engine.containers.size).toBe(0);
+    });
+
   it('removes a container saved while the start was in flight when the run was cancelled meanwhile', async () => {
     const engine = new FakeEngine();
     const { executor, workDir } = executorWith(engine);
