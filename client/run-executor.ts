@@ -858,7 +858,8 @@ export class RunExecutor {
     let bytesSent = 0;
     // Whenever a container existed, its output goes back, however this execution came to know it.
     if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
-      if (ws.record.disk) await ws.prepareDisk(this.diskSpec());
+      // Mounted again after a reboot; a disk the container has just run on is mounted already.
+      if (ws.record.disk && ending === DONE) await ws.prepareDisk(this.diskSpec());
       const ttpFailure = (await this.deps.outbox?.deliver(ws, log, this.deps.shutdown)) ?? null;
       if (ttpFailure && report.state === 'completed') report = { ...report, state: 'failed', reason: ttpFailure };
       const scan = await scanOutput(ws.outputDir, { maxFiles: config.limits.outputFiles });
