@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SiteClient } from '../../client/site-client.js';
 import { startSparqlServer, type RunningSparqlServer } from '../../demo/sparql-server.js';
-import { buildAndPushImage, containersLeft, deleteLocalImage, docker } from '../helpers/docker.js';
+import { buildAndPushImage, containersLeft, containersMade, deleteLocalImage, docker } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, clientConfig, E2E_REPO, Researcher, startClient, uniqueSiteName } from './site-harness.js';
 
@@ -288,11 +288,9 @@ describe('site client against the real Docker engine', () => {
     await researcher.waitForRunStatus(task.id, 'running');
     await registry.close();
     // The container finishes while the registry is away; the client keeps the result.
-    const [container] = await docker().listContainers({
-      all: true,
-      filters: { label: [`org.pht.site=${site}`, `org.pht.run-id=${task.runs[0]!.id}`] },
-    });
-    if (container) await docker().getContainer(container.Id).wait();
+    const [container] = await containersMade([`org.pht.site=${site}`, `org.pht.run-id=${task.runs[0]!.id}`]);
+    expect(container).toBeDefined();
+    await docker().getContainer(container!.Id).wait();
     registry = await registry.restart();
     (researcher as { registry: TestRegistry }).registry = registry;
     const done = await researcher.waitDone(task.id);

@@ -132,20 +132,38 @@ export async function removeContainersByLabel(label: string, value: string): Pro
  * sees the run ended waits for the removal (woken by Docker's destroy events, not by polling).
  */
 export async function containersLeft(labels: string[], settleMs = 5000): Promise<Docker.ContainerInfo[]> {
+  return containersOnceThey(labels, 'destroy', (list) => list.length === 0, settleMs);
+}
+
+/**
+ * The containers matching every label in `labels` once at least one exists, waiting up to
+ * `timeoutMs` (woken by Docker's create events): a site client creates a run's container while
+ * the registry records the run's start, so a run seen `running` may not have its container yet.
+ */
+export async function containersMade(labels: string[], timeoutMs = 10_000): Promise<Docker.ContainerInfo[]> {
+  return containersOnceThey(labels, 'create', (list) => list.length > 0, timeoutMs);
+}
+
+async function containersOnceThey(
+  labels: string[],
+  event: 'create' | 'destroy',
+  done: (list: Docker.ContainerInfo[]) => boolean,
+  settleMs: number,
+): Promise<Docker.ContainerInfo[]> {
   const filters = { label: labels };
   const events = (await docker().getEvents({
-    filters: { ...filters, type: ['container'], event: ['destroy'] },
+    filters: { ...filters, type: ['container'], event: [event] },
   })) as unknown as Readable;
   try {
     const until = Date.now() + settleMs;
     let left = await docker().listContainers({ all: true, filters });
-    while (left.length > 0 && Date.now() < until) {
+    while (!done(left) && Date.now() < until) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, until - Date.now());
-        events.once('data', done);
-        function done(): void {
+        const timer = setTimeout(wake, until - Date.now());
+        events.once('data', wake);
+        function wake(): void {
           clearTimeout(timer);
-          events.off('data', done);
+          events.off('data', wake);
           resolve();
         }
       });
