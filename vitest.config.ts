@@ -12,6 +12,7 @@ export default defineConfig({
           exclude: ['test/e2e/**', 'test/postgres/**'],
           environment: 'node',
           testTimeout: 30_000,
+          setupFiles: ['test/helpers/temp-dirs-setup.ts'],
         },
       },
       {
@@ -30,6 +31,7 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
           globalSetup: ['test/e2e/global-setup.ts'],
+          setupFiles: ['test/helpers/temp-dirs-setup.ts'],
           environment: 'node',
           testTimeout: 180_000,
           hookTimeout: 180_000,

@@ -5,7 +5,6 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOfficerCommand } from '../../client/commands/index.js';
@@ -15,6 +14,7 @@ import { startSparqlServer, type RunningSparqlServer } from '../../demo/sparql-s
 import { buildAndPushImage } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, E2E_REPO, Researcher, startClient, uniqueSiteName } from './site-harness.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 /** Writes what its config asks for: files, log lines, progress messages. */
 const ALGORITHM = `const fs = require('fs');
@@ -69,7 +69,7 @@ describe('a governed site decides what may leave before any byte does', () => {
   /** A site whose config file holds `policy`, as a hospital would write it. */
   async function site(policy: Record<string, unknown>): Promise<Site> {
     const name = uniqueSiteName('gov-out');
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-gov-site-'));
+    const dir = makeTempDir('pht-gov-site-');
     const configFile = path.join(dir, 'config.json');
     fs.writeFileSync(
       configFile,

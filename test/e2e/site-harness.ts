@@ -1,7 +1,4 @@
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { compileClientConfig, type ClientConfig } from '../../client/config.js';
 import { SiteClient } from '../../client/site-client.js';
 import { loadRawConfig } from '../../shared/config-loader.js';
@@ -11,6 +8,7 @@ import { createLogger, silentLogger, type Logger } from '../../shared/logger.js'
 import type { Task, TaskWaitResult } from '../../shared/types.js';
 import { docker, IMAGE_REGISTRY, removeContainersByLabel } from '../helpers/docker.js';
 import type { TestRegistry } from '../helpers/registry-fixture.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 export const E2E_REPO = `${IMAGE_REGISTRY}/pht-e2e`;
 
@@ -29,7 +27,7 @@ export function clientConfig(
   sparqlEndpoint: string,
   raw: Record<string, unknown> = {},
 ): ClientConfig {
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-client-'));
+  const workDir = makeTempDir('pht-client-');
   const validated = loadRawConfig({
     file: null,
     fileRequired: false,

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunAssignment, Task } from '../../../shared/types.js';
+import { removeTree } from '../../helpers/temp-dirs.js';
 import {
   buildDrillImage,
   cleanupSites,
@@ -159,7 +160,7 @@ describe.skipIf(mountProblem !== null)('fault drill: the registry disk fills up'
     await master?.close();
     if (site) await cleanupSites([site]);
     if (mounted) execFileSync('umount', [dataDir]);
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeTree(dir);
   });
 
   it('refuses an upload that does not fit with 507 storage_full, keeps no partial file and keeps serving', async () => {
