@@ -7,7 +7,9 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { silentLogger } from '../shared/logger.js';
 import type { ClientConfig } from '../client/config.js';
 import { DockerEngine } from '../client/container-engine.js';
 import { CONTAINER_PATHS } from '../shared/container-contract.js';
@@ -15,11 +17,13 @@ import { engineRun, runFolders, type EngineSteps } from './lib/engine-run.js';
 import { workloadImage } from './lib/images.js';
 import { measureFloors, type Floors } from './lib/floors.js';
 import { measureProtocolAlone, type ProtocolAlone } from './lib/protocol-alone.js';
-import { ClientTimeline, type Span } from './lib/instrument.js';
+import { ClientTimeline, type ClientClasses, type Span } from './lib/instrument.js';
+import { type Build, buildBaseline, removeBuild } from './lib/baseline.js';
 import { writeSection } from './lib/report.js';
 import {
   BENCH_LABEL,
   createInternalNetwork,
+  rawSiteConfig,
   removeSiteLeftovers,
   siteConfig,
   startSite,
@@ -36,13 +40,16 @@ const PHASES = [
   ['hand-out', "researcher POST sent → the site's long poll returns the run"],
   [
     'before create',
-    'workspace written, POST /start, image inspected (no pull: digest-pinned and present), run disk ready',
+    'workspace written, POST /start sent, image inspected (no pull: digest-pinned and present), run disk ready',
   ],
-  ['create', 'docker create'],
-  ['create → start', "the run's state saved"],
+  ['create', 'docker create (POST /start in flight)'],
+  ['create → start', "the container's id saved and POST /start answered, whichever ends later"],
   ['start', 'docker start'],
   ['wait', 'container runs until docker reports the exit'],
-  ['after exit', 'log drained, inspect, log flush, docker rm, output scanned, PUT of result.json'],
+  [
+    'after exit',
+    'inspect, output scanned and PUT of result.json, while the log drains and its last chunk is sent (the finish waits for both)',
+  ],
   ['finish', 'POST /finish'],
   ['researcher wake-up', "finish answered → the SDK's waitForTask returns"],
 ] as const;
@@ -55,7 +62,7 @@ const STEPS = [
   ['workspace.create', 'workspace folder + config + first state save'],
   ['workspace.update', 'state.json saves (temp file, fsync, rename)'],
   ['workspace.prepareDisk', "the run's disk (loop-mounted ext4) ready and mounted"],
-  ['docker.remove', 'docker rm'],
+  ['docker.remove', 'docker rm (after the finish: holds the slot, not the researcher)'],
   ['api.log', 'POST /log'],
   ['api.uploadFile', 'PUT of result files'],
   ['workspace.remove', 'disk unmounted, workspace deleted (after finish: holds the slot, not the researcher)'],
@@ -70,6 +77,8 @@ interface Series {
   apiSteps: EngineSteps[];
   train: TrainSample[];
   paired: number[];
+  /** The same train with the baseline commit's site client (`--baseline`), interleaved; else empty. */
+  baseline: TrainSample[];
 }
 
 interface TrainSample {
@@ -84,12 +93,22 @@ async function main(args: BenchArgs): Promise<void> {
   const samples = args.number('samples', 40);
   const warmup = args.number('warmup', 3);
   const modes = args.string('modes', 'none,gateway').split(',') as ('none' | 'gateway')[];
+  const baselineRef = args.string('baseline', '');
   await removeSiteLeftovers();
   const image = await workloadImage();
   const sites = Object.fromEntries(modes.map((m) => [m, uniqueSite(`overhead-${m}`)]));
+  const baselineSites = Object.fromEntries(modes.map((m) => [m, uniqueSite(`overhead-base-${m}`)]));
   const protocolSite = uniqueSite('overhead-protocol');
-  const world = await startWorld([...Object.values(sites), protocolSite]);
+  // The baseline's site client (and what it needs) built from that commit; same registry process.
+  const build = baselineRef ? buildBaseline(baselineRef, ['shared', 'master', 'client', 'sdk']) : null;
+  const base = build ? loadBaselineClient(build) : null;
+  const world = await startWorld([
+    ...Object.values(sites),
+    ...(base ? Object.values(baselineSites) : []),
+    protocolSite,
+  ]);
   const timeline = new ClientTimeline().install();
+  const baseTimeline = base ? new ClientTimeline(base.classes).install() : null;
   const results: Series[] = [];
   let alone: ProtocolAlone;
   try {
@@ -97,9 +116,12 @@ async function main(args: BenchArgs): Promise<void> {
       console.log(`\n== network mode ${mode}: ${warmup} warm-up + ${samples} samples of each, alternating`);
       const config = siteConfig(world.registry.url, world.siteKeys.get(sites[mode]!)!, { network: { mode } });
       const client = await startSite(config);
+      const baseSite = base
+        ? await base.startSite(world.registry.url, world.siteKeys.get(baselineSites[mode]!)!, { network: { mode } })
+        : null;
       const rawNetwork =
         mode === 'gateway' ? await createInternalNetwork('overhead') : { name: 'none', remove: async () => undefined };
-      const result: Series = { mode, raw: [], api: [], apiSteps: [], train: [], paired: [] };
+      const result: Series = { mode, raw: [], api: [], apiSteps: [], train: [], paired: [], baseline: [] };
       const engine = new DockerEngine(config.dockerSocket);
       const imageId = (await engine.inspectImage(image))!.id;
       try {
@@ -109,10 +131,14 @@ async function main(args: BenchArgs): Promise<void> {
           let api = 0;
           let apiSteps: EngineSteps | null = null;
           let train: TrainSample | null = null;
+          let baseTrain: TrainSample | null = null;
           const steps = [
             async () => (raw = await rawDockerRun(image, config, rawNetwork.name)),
             async () => (api = await engineRun(engine, imageId, config, rawNetwork.name, {}, (s) => (apiSteps = s))),
             async () => (train = await trainTask(world, timeline, image, client.site)),
+            ...(baseSite && baseTimeline
+              ? [async () => (baseTrain = await trainTask(world, baseTimeline, image, baseSite.site))]
+              : []),
           ];
           for (let k = 0; k < steps.length; k++) await steps[(i + k) % steps.length]!();
           if (i < warmup) continue;
@@ -122,13 +148,15 @@ async function main(args: BenchArgs): Promise<void> {
           result.apiSteps.push(apiSteps!);
           result.train.push(t);
           result.paired.push(t.totalMs - raw);
+          if (baseTrain) result.baseline.push(baseTrain);
           if ((i - warmup + 1) % 10 === 0)
             console.log(
-              `  ${i - warmup + 1}/${samples}: raw ${ms(raw)} ms, engine API ${ms(api)} ms, train ${ms(t.totalMs)} ms`,
+              `  ${i - warmup + 1}/${samples}: raw ${ms(raw)} ms, engine API ${ms(api)} ms, train ${ms(t.totalMs)} ms${baseTrain ? `, baseline train ${ms((baseTrain as TrainSample).totalMs)} ms` : ''}`,
             );
         }
       } finally {
         await stopSite(client, config);
+        await baseSite?.stop();
         await rawNetwork.remove();
       }
       results.push(result);
@@ -142,11 +170,63 @@ async function main(args: BenchArgs): Promise<void> {
     );
   } finally {
     timeline.uninstall();
+    baseTimeline?.uninstall();
     await world.close();
+    if (build) removeBuild(build);
   }
   console.log('\n== floors: a bare HTTP round trip, a durable write, a loop mount');
   const floors = await measureFloors();
-  report(results, samples, warmup, modes, floors, alone);
+  report(results, samples, warmup, modes, floors, alone, build?.label ?? null, baselineRef);
+}
+
+interface BaselineClient {
+  classes: ClientClasses;
+  startSite(
+    registryUrl: string,
+    apiKey: string,
+    overrides: Record<string, unknown>,
+  ): Promise<{ site: string; stop(): Promise<void> }>;
+}
+
+/**
+ * The baseline build's site client, loaded from its compiled files: its own classes (timed by a
+ * timeline of their own) and its own config compiler, fed the same raw config as this checkout's.
+ */
+function loadBaselineClient(build: Build): BaselineClient {
+  const load = (file: string) => require(path.join(build.root, 'dist', file)) as Record<string, any>;
+  const { SiteClient } = load('client/site-client.js');
+  const { compileClientConfig } = load('client/config.js');
+  const { loadRawConfig } = load('shared/config-loader.js');
+  const { clientConfigSchema } = load('shared/config-schemas.js');
+  return {
+    classes: {
+      DockerEngine: load('client/container-engine.js').DockerEngine,
+      SiteRegistryApi: load('client/registry-api.js').SiteRegistryApi,
+      RunWorkspace: load('client/run-workspace.js').RunWorkspace,
+      DiskPool: load('client/disk-pool.js').DiskPool,
+    },
+    async startSite(registryUrl, apiKey, overrides) {
+      const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-site-'));
+      const validated = loadRawConfig({
+        file: null,
+        fileRequired: false,
+        schema: clientConfigSchema,
+        env: {},
+        envOverrides: [],
+        flagOverrides: rawSiteConfig(registryUrl, apiKey, workDir, overrides),
+      });
+      const client = new SiteClient({ config: compileClientConfig(validated, null, workDir), logger: silentLogger() });
+      await client.start();
+      return {
+        site: client.site as string,
+        async stop() {
+          await client.close();
+          await removeSiteLeftovers(client.site);
+          fs.rmSync(workDir, { recursive: true, force: true });
+        },
+      };
+    },
+  };
 }
 
 /**
@@ -237,7 +317,9 @@ async function trainTask(
   const dockerStart = one('docker.start', run.id);
   const wait = one('docker.wait', run.id);
   const finish = one('api.finish', run.id);
-  // workspace.remove ends after the researcher is told: wait for it so the next sample starts clean.
+  // docker rm and workspace.remove end after the researcher is told: wait for them so the next
+  // sample starts clean (and count them as steps: they hold the slot).
+  const removedContainer = await timeline.next('docker.remove', run.id);
   const removed = await timeline.next('workspace.remove', run.id);
   const marks = [
     posted,
@@ -255,12 +337,37 @@ async function trainTask(
   PHASES.forEach(([name], i) => (phases[name] = marks[i + 1]! - marks[i]!));
   const steps: TrainSample['steps'] = {};
   for (const [what] of STEPS) {
-    const mine = [...spans, removed].filter(
+    const mine = [...spans.filter((s) => s !== removedContainer), removedContainer, removed].filter(
       (s) => s.what === what && (s.runId === run.id || (s.runId === null && what.startsWith('docker.'))),
     );
     steps[what] = { ms: mine.reduce((t, s) => t + s.end - s.start, 0), calls: mine.length };
   }
   return { totalMs: done - posted, phases, containerMs: run.durationMs ?? null, steps };
+}
+
+/** The train's phases and steps with this checkout's site client against the baseline's, same run. */
+function baselineTable(r: Series, label: string): string {
+  const med = (xs: number[]) => summarize(xs).median;
+  const rows: (string | number)[][] = [];
+  for (const [name] of PHASES) {
+    const b = med(r.baseline.map((t) => t.phases[name]));
+    const c = med(r.train.map((t) => t.phases[name]));
+    rows.push([name, ms(b), ms(c), ms(c - b)]);
+  }
+  const b = med(r.baseline.map((t) => t.totalMs));
+  const c = med(r.train.map((t) => t.totalMs));
+  rows.push(['**total**', ms(b), ms(c), ms(c - b)]);
+  for (const [what] of STEPS) {
+    const bs = med(r.baseline.map((t) => t.steps[what]?.ms ?? 0));
+    const cs = med(r.train.map((t) => t.steps[what]?.ms ?? 0));
+    rows.push([
+      `${what} (×${med(r.baseline.map((t) => t.steps[what]?.calls ?? 0))} → ×${med(r.train.map((t) => t.steps[what]?.calls ?? 0))})`,
+      ms(bs),
+      ms(cs),
+      ms(cs - bs),
+    ]);
+  }
+  return `The same phases with the site client of ${label} (its own site, same registry process, interleaved with this checkout's runs; network mode "${r.mode}", medians in ms; a phase's meaning follows this checkout's code):\n\n${table(['phase or step', label, 'this checkout', 'change'], rows)}`;
 }
 
 /**
@@ -281,11 +388,18 @@ function dockerStepsTable(r: Series): string {
   let apiDocker = 0;
   for (const step of ['create', 'start', 'wait', 'remove'] as const) {
     const api = med(r.apiSteps.map((s) => s[step]));
-    trainDocker += trainSteps[step];
+    // The train removes the container after the finish: not on the researcher's path.
+    const onPath = step !== 'remove';
+    if (onPath) trainDocker += trainSteps[step];
     apiDocker += api;
-    rows.push([`docker ${step}`, ms(trainSteps[step]), ms(api), ms(trainSteps[step] - api)]);
+    rows.push([
+      onPath ? `docker ${step}` : `docker ${step} (the train's: after the finish, off the path)`,
+      ms(trainSteps[step]),
+      ms(api),
+      ms(trainSteps[step] - api),
+    ]);
   }
-  rows.push(['**sum of the medians**', ms(trainDocker), ms(apiDocker), ms(trainDocker - apiDocker)]);
+  rows.push(['**sum of the medians on the path**', ms(trainDocker), ms(apiDocker), ms(trainDocker - apiDocker)]);
   const total = med(r.train.map((t) => t.totalMs));
   const apiTotal = med(r.api);
   rows.push([
@@ -294,7 +408,7 @@ function dockerStepsTable(r: Series): string {
     ms(apiTotal - apiDocker),
     '',
   ]);
-  return `Docker's steps in the train against the same steps of the engine API runs (network mode "${r.mode}", medians in ms; the engine API's remove is on its path, the train's overlaps the upload):\n\n${table(['step', 'train', 'engine API', 'train − engine API'], rows)}`;
+  return `Docker's steps in the train against the same steps of the engine API runs (network mode "${r.mode}", medians in ms; the engine API's remove is on its path, the train's comes after the finish):\n\n${table(['step', 'train', 'engine API', 'train − engine API'], rows)}`;
 }
 
 const ROUND_TRIP = "the registry's request alone; a bare HTTP round trip";
@@ -339,6 +453,8 @@ function report(
   modes: string[],
   floors: Floors,
   alone: ProtocolAlone,
+  baselineLabel: string | null,
+  baselineRef: string,
 ): void {
   const row = (label: string, s: Summary) => [label, s.n, ms(s.median), ms(s.p95), ms(s.mean), ms(s.min), ms(s.max)];
   const totals: (string | number)[][] = [];
@@ -356,6 +472,17 @@ function report(
       row(`engine API create/start/wait/rm, ${net}`, api),
       row(`train, network mode "${r.mode}"`, train),
     );
+    const base = r.baseline.length > 0 ? summarize(r.baseline.map((t) => t.totalMs)) : null;
+    if (base) {
+      totals.push(row(`train (${baselineLabel}), network mode "${r.mode}"`, base));
+      apiRows.push([
+        `${r.mode} (${baselineLabel})`,
+        ms(base.median - api.median),
+        ms(base.p95 - api.p95),
+        (base.median / api.median).toFixed(2),
+        base.median - api.median < ENGINE_TARGET_MS ? 'met' : 'not met',
+      ]);
+    }
     apiRows.push([
       r.mode,
       ms(train.median - api.median),
@@ -392,7 +519,8 @@ function report(
       rows.push([`${what} (×${calls.median})`, label, ms(st.median), ms(st.p95), ms(st.mean)]);
     }
     const phasesTable = `Train phases, network mode "${r.mode}" (ms; the phases add up to the total sample by sample; Docker's own StartedAt→FinishedAt of the container: median ${ms(container.median)} ms):\n\n${table(['phase', 'what', 'median', 'p95', 'mean'], rows)}`;
-    return `${phasesTable}\n\n${dockerStepsTable(r)}\n\n${floorsTable(r, floors, alone)}`;
+    const against = r.baseline.length > 0 ? `\n\n${baselineTable(r, baselineLabel ?? 'baseline')}` : '';
+    return `${phasesTable}${against}\n\n${dockerStepsTable(r)}\n\n${floorsTable(r, floors, alone)}`;
   });
   const body = `
 Target: the train adds < ${TARGET_MS} ms per task at the median. **${verdicts.join('; ')}.**
@@ -426,7 +554,7 @@ ${phaseTables.join('\n\n')}
   writeSection({
     id: 'overhead',
     title: '1. Overhead per task',
-    command: `npm run bench:overhead -- --samples ${samples} --modes ${modes.join(',')}`,
+    command: `npm run bench:overhead -- --samples ${samples} --modes ${modes.join(',')}${baselineRef ? ` --baseline ${baselineRef}` : ''}`,
     body,
   });
 }
@@ -434,8 +562,8 @@ ${phaseTables.join('\n\n')}
 runMain(
   {
     usage:
-      'Usage: node dist/bench/overhead.js [--samples N] [--warmup N] [--modes none,gateway]\n  Figure 1: what the train adds to one trivial task; rewrites its section of BENCHMARKS.md.',
-    options: { samples: 'value', warmup: 'value', modes: 'value' },
+      'Usage: node dist/bench/overhead.js [--samples N] [--warmup N] [--modes none,gateway] [--baseline GIT_REF]\n  Figure 1: what the train adds to one trivial task; rewrites its section of BENCHMARKS.md.\n  --baseline: also runs the site client of that commit, interleaved, against the same registry.',
+    options: { samples: 'value', warmup: 'value', modes: 'value', baseline: 'value' },
   },
   main,
 );

@@ -6,7 +6,7 @@ import type { Logger } from '../shared/logger.js';
 import { IMAGE_REFERENCE_MAX_LENGTH, IMAGE_REFERENCE_PATTERN, isDigestPinned } from '../shared/names.js';
 import type { FinishReport, ProgressReport } from '../shared/types.js';
 import type { ClientConfig } from './config.js';
-import type { ContainerEngine, ImageInfo } from './container-engine.js';
+import type { ContainerEngine } from './container-engine.js';
 import type { ContainerNetworking } from './container-network.js';
 import { DockerUnavailableError, PermanentRunError, RegistryRefusedError, RegistryUnavailableError } from './errors.js';
 import { LogForwarder } from './log-forwarder.js';
@@ -33,7 +33,7 @@ export interface ExecutorDeps {
   shutdown: AbortSignal;
   /** Sends a run's TTP outbox to its TTP (and out of the output folder); returns a failure reason or null. */
   outbox?: { deliver(ws: RunWorkspace, log: Logger, signal: AbortSignal): Promise<string | null> };
-  /** Told when a run is reported: only its workspace's removal is left, which needs no slot. */
+  /** Told when a run is reported and its container removed: only its workspace's removal is left, which needs no slot. */
   onReported?: (runId: number) => void;
   /** Told when a run's container has started: its start's own work is done (the disk pool refills then). */
   onContainerStarted?: (runId: number) => void;
@@ -41,6 +41,8 @@ export interface ExecutorDeps {
 
 const imagePattern = new RegExp(IMAGE_REFERENCE_PATTERN);
 const WATCH_INTERVAL_MS = 500;
+/** Digest-pinned images whose inspection a client keeps (the oldest goes first). */
+const PINNED_IMAGES_KEPT = 256;
 const DOCKER_RETRIES = 4;
 /**
  * Executions of one run that may end in a transient error (Docker or the registry unavailable)
@@ -74,6 +76,21 @@ export function registryLabel(registryUrl: string): string {
   return crypto.createHash('sha256').update(registryUrl.replace(/\/+$/, '')).digest('hex').slice(0, 16);
 }
 
+/**
+ * What is still under way when the container's outcome is known: `logged`, the log's drain and
+ * last chunk and the last progress (never rejects; the finish waits for it, so the researcher
+ * who sees the run ended has its whole log), and `saved`, the 'ended' save after it (the
+ * container may go only once it is on disk).
+ */
+interface Ending {
+  logged: Promise<unknown>;
+  saved: Promise<void>;
+}
+const DONE: Ending = { logged: Promise.resolve(), saved: Promise.resolve() };
+
+/** The container decideAndStart made while the registry recorded the start, or why it could not. */
+type Created = { id: string; error: null } | { id: null; error: Error };
+
 /** Thrown inside the executor when the client is shutting down mid-step. */
 class ShutdownInterrupt extends Error {
   override readonly name = 'ShutdownInterrupt';
@@ -94,11 +111,16 @@ export class RunExecutor {
    */
   async execute(ws: RunWorkspace): Promise<void> {
     const log = this.deps.logger.child({ runId: ws.record.runId, taskId: ws.record.taskId });
+    // What is still under way when this execution has just ended the container (see Ending).
+    let ending: Ending = DONE;
     try {
-      if (ws.record.phase === 'claimed') await this.decideAndStart(ws, log);
-      if (ws.record.phase === 'started') await this.runContainer(ws, log);
-      if (ws.record.phase === 'ended') await this.deliver(ws, log);
+      let created: Created | null = null;
+      if (ws.record.phase === 'claimed') created = await this.decideAndStart(ws, log);
+      if (ws.record.phase === 'started') ending = await this.runContainer(ws, log, created);
+      if (ws.record.phase === 'ended') await this.deliver(ws, log, ending);
     } catch (e) {
+      // Never leave a save running behind this execution's back (the next one may write too).
+      await Promise.allSettled([ending.logged, ending.saved]);
       if (e instanceof ShutdownInterrupt || this.deps.shutdown.aborted) {
         log.info('run left for the next start of the client', { phase: ws.record.phase });
         // No container can be using the run's disk: unmount it (the next start mounts it again).
@@ -126,13 +148,36 @@ export class RunExecutor {
         throw inner;
       }
     } finally {
-      this.imageLookups.delete(ws.record.runId);
       if (ws.record.phase !== 'claimed' && ws.record.phase !== 'started') this.releaseSparql(ws.record.runId);
     }
     if (ws.record.phase === 'reported') {
+      // Reported: the researcher has the result. The container goes now, off the researcher's
+      // path but before the slot is given back, so a site never holds more containers than
+      // slots. A client killed before this removes it on its next start ('reported' with an id).
+      await this.removeContainer(ws, log);
       this.deps.onReported?.(ws.record.runId);
       await this.removeWorkspace(ws, log);
     }
+  }
+
+  /**
+   * Removes the run's container, if it has one left, unless the site keeps failed ones for
+   * inspection. Never rejects: a container that cannot be removed now is one of an unknown run
+   * at the next start, which removes it then.
+   */
+  private async removeContainer(ws: RunWorkspace, log: Logger): Promise<void> {
+    const id = ws.record.containerId;
+    if (!id) return;
+    const outcome = ws.record.outcome;
+    if (this.deps.config.keepOnFailure && outcome && outcome.state !== 'completed') {
+      log.info('keeping the failed container for inspection', { containerId: id });
+      return;
+    }
+    await this.deps.engine
+      .remove(id)
+      .catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
+    // In memory only: gone now; a restart that finds the id on disk removes nothing (404).
+    ws.set({ containerId: null });
   }
 
   /**
@@ -197,7 +242,14 @@ export class RunExecutor {
     return runDiskSpec(this.deps.config);
   }
 
-  private async decideAndStart(ws: RunWorkspace, log: Logger): Promise<void> {
+  /**
+   * Decides whether the site runs the run and has the registry record its start. The container
+   * is made (image, disk, create, its id saved) while POST /start is in flight: a created
+   * container runs nothing, and it is started (runContainer) only once the registry has the start.
+   * Returns that container, or what went wrong making it, for runContainer; null when there is
+   * none (refused, dropped, or one an earlier process made, which runContainer finds itself).
+   */
+  private async decideAndStart(ws: RunWorkspace, log: Logger): Promise<Created | null> {
     const { image, runId } = ws.record;
     const valid = image.length <= IMAGE_REFERENCE_MAX_LENGTH && imagePattern.test(image);
     let decision = valid
@@ -227,53 +279,162 @@ export class RunExecutor {
           durationMs: null,
         },
       });
-      return;
+      return null;
     }
-    // The run's disk is made while the registry records the start (it is local and harmless if the
-    // start is refused: the workspace goes with it). A failure here is met again, and reported, by
-    // the same idempotent call in runContainer.
-    const disk = ws.prepareDisk(this.diskSpec()).catch(() => undefined);
-    // So is the local image lookup (prepareImage takes it; it looks again if this one failed).
-    this.imageLookups.set(
-      runId,
-      this.deps.engine.inspectImage(image).catch(() => null),
-    );
+    // A container id in the record: an earlier process made the container (and maybe started it,
+    // once the registry had the start). runContainer takes it from there; none is made here.
+    const earlier = ws.record.containerId !== null;
+    const making: Promise<Created | null> | null = earlier
+      ? null
+      : this.makeContainer(ws, log, 'fresh').then(
+          (id) => (id === null ? null : { id, error: null }),
+          (e: unknown) => ({ id: null, error: coerceError(e) }),
+        );
+    let refused: RegistryRefusedError;
     try {
       await this.retrying('start the run', () => this.deps.api.start(runId, this.deps.shutdown));
+      const created = await making;
+      ws.set({ phase: 'started' }); // persisted with the outcome; a restart asks the registry again
+      return created;
     } catch (e) {
-      await disk;
-      if (e instanceof RegistryRefusedError) {
-        // One client process serves a site, so a run that is already running is one this client
-        // started just before it crashed (the registry had the start, the workspace not yet).
-        const view = await this.deps.api.getRun(runId, this.deps.shutdown).catch(() => null);
-        if (e.status === 409 && view?.status === 'running' && !view.cancelRequested) {
-          log.info('run was already started by this site before a restart; continuing');
-          await ws.update({ phase: 'started' });
-          return;
-        }
-        // Cancelled or ended meanwhile: not ours to run any more.
-        log.info('registry refused to start the run; dropping it', {
-          status: e.status,
-          code: e.code,
-          message: e.message,
-        });
-        this.deps.audit.info('run dropped', { event: 'run_dropped', runId, reason: e.message });
-        await ws.update({ phase: 'reported' });
-        return;
-      }
-      throw e;
+      // Whatever happens next, the container being made is finished with first.
+      await making;
+      if (!(e instanceof RegistryRefusedError)) throw e;
+      refused = e;
     }
-    await disk;
-    // Not persisted yet: it is written with the container's id, before the container starts. A
-    // restart in between finds 'claimed', and the registry's 409 above says the run is ours.
-    ws.set({ phase: 'started' });
+    // One client process serves a site, so a run that is already running is one this client
+    // started before it crashed (the registry had the start, the workspace not yet), or one whose
+    // container an earlier process made and may have started: it is followed, and a cancel
+    // requested meanwhile is honoured there, with the container's own outcome.
+    const view = await this.deps.api.getRun(runId, this.deps.shutdown).catch(() => null);
+    if (refused.status === 409 && view?.status === 'running' && (!view.cancelRequested || earlier)) {
+      log.info('run was already started by this site before a restart; continuing');
+      await ws.update({ phase: 'started' });
+      return making ? await making : null;
+    }
+    // Cancelled or ended meanwhile: not ours to run any more. A container made for it goes.
+    log.info('registry refused to start the run; dropping it', {
+      status: refused.status,
+      code: refused.code,
+      message: refused.message,
+    });
+    this.deps.audit.info('run dropped', { event: 'run_dropped', runId, reason: refused.message });
+    if (!ws.record.containerId) {
+      // Made by an earlier process that died before it saved the id: found by its name.
+      const holder = await this.deps.engine.inspect(ws.record.containerName).catch(() => null);
+      if (holder && this.belongsToRun(holder.labels, ws) && holder.startedAt === null)
+        ws.set({ containerId: holder.id });
+    }
+    await this.removeContainer(ws, log);
+    this.releaseSparql(runId);
+    await ws.update({ phase: 'reported', containerId: null });
+    return null;
   }
 
-  private async runContainer(ws: RunWorkspace, log: Logger): Promise<void> {
+  /**
+   * Everything before the container may start: the network check, the image (pulled if the
+   * policy says so), the run's disk, the container, and its id saved, which is the one write
+   * before it may start (with it: the image, the disk and the SPARQL token). Returns the
+   * container's id; null (fresh only) when a container of this run that has already started
+   * holds its name: never made again, runContainer adopts it.
+   *
+   * `fresh`: no container was looked for under the run's name; one found there when the create
+   * fails on the name is dealt with as runContainer would have (removed if it never started).
+   * `checked`: runContainer looked first and found none; only a create that reached Docker
+   * before an error can have left one, which is ours to take.
+   */
+  private async makeContainer(ws: RunWorkspace, log: Logger, mode: 'fresh' | 'checked'): Promise<string | null> {
     const { engine } = this.deps;
-    let state = ws.record.containerId
-      ? await engine.inspect(ws.record.containerId)
-      : await engine.inspect(ws.record.containerName);
+    // The host firewall's rules (gateway mode) are looked at while the image, the disk and the
+    // container are made: a created container runs nothing, and none is started, nor its id
+    // saved, unless they are in place (fail closed).
+    const checking = (async () => (await this.deps.networking.check?.()) ?? null)().then(
+      (refusal) => ({ refusal, error: null }),
+      (e: unknown) => ({ refusal: null, error: coerceError(e) }),
+    );
+    let cachedImage = false;
+    await this.retryingDocker('prepare the image', log, async () => {
+      cachedImage = await this.prepareImage(ws, log);
+    });
+    await ws.prepareDisk(this.diskSpec());
+    let attempts = 0;
+    let taken: 'started' | null = null;
+    const id = await this.retryingDocker('create the container', log, async () => {
+      // A create that reached Docker before an error still left a container under our name.
+      if (attempts++ > 0 && mode === 'checked') {
+        const existing = await engine.inspect(ws.record.containerName);
+        if (existing && this.belongsToRun(existing.labels, ws)) return existing.id;
+        if (existing) await engine.remove(existing.id);
+      }
+      try {
+        return await this.createContainer(ws);
+      } catch (e) {
+        if (cachedImage && e instanceof PermanentRunError && /no such image/i.test(e.message)) {
+          // Removed from the site since it was checked: look again (pull it if the policy says so).
+          cachedImage = false;
+          this.pinnedImages.delete(ws.record.image);
+          await this.prepareImage(ws, log);
+          return this.createContainer(ws);
+        }
+        if (!(e instanceof PermanentRunError) || mode !== 'fresh') throw e;
+        // Is it the name? Only then is there something to do (and the look costs nothing before).
+        const holder = await engine.inspect(ws.record.containerName);
+        if (!holder) throw e;
+        if (this.belongsToRun(holder.labels, ws) && holder.startedAt !== null) {
+          taken = 'started';
+          return holder.id;
+        }
+        log.info("removing a container that holds this run's name and never ran for it", {
+          containerId: holder.id.slice(0, 12),
+          labels: holder.labels,
+        });
+        await engine.remove(holder.id);
+        return this.createContainer(ws);
+      }
+    });
+    if (taken) {
+      this.releaseSparql(ws.record.runId);
+      return null;
+    }
+    const checked = await checking;
+    if (checked.refusal !== null || checked.error) {
+      await engine
+        .remove(id)
+        .catch((e: unknown) => log.warn('could not remove container', { error: coerceError(e).message }));
+      this.releaseSparql(ws.record.runId);
+      throw checked.error ?? new PermanentRunError(checked.refusal!);
+    }
+    await ws.update({ containerId: id });
+    return id;
+  }
+
+  /** Starts a container made (and recorded) for this run; the registry has the start. */
+  private async startContainer(ws: RunWorkspace, log: Logger, id: string): Promise<void> {
+    await this.retryingDocker('start the container', log, () => this.deps.engine.start(id));
+    // Docker keeps the start time too: a restart takes it from there.
+    ws.set({ startedAtMs: Date.now() });
+    this.deps.onContainerStarted?.(ws.record.runId);
+    this.deps.audit.info('run started', {
+      event: 'run_started',
+      runId: ws.record.runId,
+      image: ws.record.image,
+      digest: ws.record.digest,
+      containerId: id,
+    });
+    log.info('container started', { containerId: id.slice(0, 12), digest: ws.record.digest });
+  }
+
+  /**
+   * Starts the run's container (made by decideAndStart, made here, or found after a restart) and
+   * follows it to its end. Returns the 'ended' save, which runs while the output is delivered.
+   */
+  private async runContainer(ws: RunWorkspace, log: Logger, created: Created | null): Promise<Ending> {
+    const { engine } = this.deps;
+    let state = created
+      ? null
+      : ws.record.containerId
+        ? await engine.inspect(ws.record.containerId)
+        : await engine.inspect(ws.record.containerName);
     if (state && this.belongsToRun(state.labels, ws) && !ws.record.containerId && state.startedAt === null) {
       // Created just before a crash, before its id (and its SPARQL token) were written: it never
       // ran, and its token is gone. Made again below, with a token this client knows.
@@ -294,35 +455,10 @@ export class RunExecutor {
     }
     if (!state) {
       try {
-        const refusal = await this.deps.networking.check?.();
-        if (refusal) throw new PermanentRunError(refusal);
-        await this.retryingDocker('prepare the image', log, () => this.prepareImage(ws, log));
-        await ws.prepareDisk(this.diskSpec());
-        let retried = false;
-        const id = await this.retryingDocker('create the container', log, async () => {
-          // A create that reached Docker before an error still left a container under our name
-          // (the first attempt follows the inspect above, which found none).
-          const existing = retried ? await engine.inspect(ws.record.containerName) : null;
-          retried = true;
-          if (existing && this.belongsToRun(existing.labels, ws)) return existing.id;
-          if (existing) await engine.remove(existing.id);
-          return this.createContainer(ws);
-        });
-        // The one write before the container may run: its id, and with it the phase, the image,
-        // the disk and the SPARQL token.
-        await ws.update({ containerId: id });
-        await this.retryingDocker('start the container', log, () => engine.start(id));
-        // Docker keeps the start time too: a restart takes it from there.
-        ws.set({ startedAtMs: Date.now() });
-        this.deps.onContainerStarted?.(ws.record.runId);
-        this.deps.audit.info('run started', {
-          event: 'run_started',
-          runId: ws.record.runId,
-          image: ws.record.image,
-          digest: ws.record.digest,
-          containerId: id,
-        });
-        log.info('container started', { containerId: id.slice(0, 12), digest: ws.record.digest });
+        if (created?.error) throw created.error;
+        const id = created?.id ?? (await this.makeContainer(ws, log, 'checked'));
+        if (id === null) throw new Error('no container was made for the run'); // 'checked' always makes one
+        await this.startContainer(ws, log, id);
       } catch (e) {
         if ((e instanceof PermanentRunError || e instanceof DockerUnavailableError) && !this.deps.shutdown.aborted) {
           log.warn('run could not start', { error: e.message });
@@ -338,7 +474,7 @@ export class RunExecutor {
             phase: 'ended',
             outcome: { state: 'failed', exitCode: null, reason: e.message, durationMs: null },
           });
-          return;
+          return DONE;
         }
         throw e;
       }
@@ -373,8 +509,16 @@ export class RunExecutor {
         running: state.running,
       });
     }
-    const outcome = await this.follow(ws, log);
-    await ws.update({ phase: 'ended', outcome });
+    const { outcome, logged } = await this.follow(ws, log);
+    // The outcome is known: delivery starts now, while the log drains and its last chunk goes.
+    // The 'ended' save waits for that chunk (it persists how far the log went, so that a crash
+    // after it sends nothing twice) and runs while the output is uploaded and the finish sent.
+    // A crash before it finds 'started' and follows the exited container again, as before; the
+    // container is removed only after the 'reported' save, which waits for this one.
+    ws.set({ phase: 'ended', outcome });
+    const saved = logged.then(() => ws.update({}));
+    saved.catch(() => undefined); // awaited by deliver (or execute); never unhandled meanwhile
+    return { logged, saved };
   }
 
   private belongsToRun(labels: Record<string, string>, ws: RunWorkspace): boolean {
@@ -385,12 +529,20 @@ export class RunExecutor {
     );
   }
 
-  private async prepareImage(ws: RunWorkspace, log: Logger): Promise<void> {
+  /**
+   * Sets the run's image id and digest, pulling if the policy says so. Returns true when they
+   * came from {@link pinnedImages} without asking Docker (makeContainer looks again if the image
+   * has gone since).
+   */
+  private async prepareImage(ws: RunWorkspace, log: Logger): Promise<boolean> {
     const { engine, config } = this.deps;
     const image = ws.record.image;
-    const early = this.imageLookups.get(ws.record.runId);
-    this.imageLookups.delete(ws.record.runId);
-    let info = (await early) ?? (await engine.inspectImage(image));
+    const known = isDigestPinned(image) ? this.pinnedImages.get(image) : undefined;
+    if (known) {
+      ws.set(known);
+      return true;
+    }
+    let info = await engine.inspectImage(image);
     // An image named by its digest cannot have changed: "always" need not pull it again when it is
     // here (a pull was 20–40 ms of every run; the digest is still checked below).
     const pull =
@@ -413,9 +565,21 @@ export class RunExecutor {
       if (!info.repoDigests.some((d) => d.endsWith(`@${pinned}`)))
         throw new PermanentRunError(`image ${image} does not have the pinned digest`);
       digest = `${repo}@${pinned}`;
+      if (this.pinnedImages.size >= PINNED_IMAGES_KEPT)
+        this.pinnedImages.delete(this.pinnedImages.keys().next().value!);
+      this.pinnedImages.set(image, { imageId: info.id, digest });
     }
     ws.set({ imageId: info.id, digest });
+    return false;
   }
+
+  /**
+   * Digest-pinned images found present and checked against their digest, by reference: such an
+   * image cannot change, so it is inspected once rather than at every run (an inspect was 1.5–3 ms
+   * of each run's path). One removed since makes the create fail with "No such image": the entry
+   * goes and the image is looked at (and pulled) again.
+   */
+  private readonly pinnedImages = new Map<string, { imageId: string; digest: string }>();
 
   private async createContainer(ws: RunWorkspace): Promise<string> {
     const { config, site, networking } = this.deps;
@@ -464,11 +628,13 @@ export class RunExecutor {
   }
 
   private readonly sparqlReleases = new Map<number, () => void>();
-  /** The image looked up while POST /start was in flight, per run, for prepareImage. */
-  private readonly imageLookups = new Map<number, Promise<ImageInfo | null>>();
 
-  /** Streams logs and progress, honours cancel, timeout and the output cap; returns the outcome. */
-  private async follow(ws: RunWorkspace, log: Logger): Promise<RunOutcome> {
+  /**
+   * Streams logs and progress, honours cancel, timeout and the output cap; returns the outcome
+   * and the sends still under way when it is known (the log's last chunk, the last progress),
+   * which never reject.
+   */
+  private async follow(ws: RunWorkspace, log: Logger): Promise<{ outcome: RunOutcome; logged: Promise<unknown> }> {
     const { engine, config, api } = this.deps;
     const containerId = ws.record.containerId!;
     const runId = ws.record.runId;
@@ -509,7 +675,9 @@ export class RunExecutor {
 
     const progress = new ProgressReader(ws.progressFile, config.limits.progressBytes);
     let lastProgress: ProgressReport | null = null;
-    let lastCancelCheck = 0;
+    // The registry said yes to the start just before the container started: the first look for a
+    // cancel comes one interval after that (a container adopted after a restart is looked at now).
+    let lastCancelCheck = ws.record.startedAtMs ?? 0;
     let lastFlush = Date.now();
     let persistedLogPosition = ws.record.logForwardedUntil;
     const persistLogPosition = async () => {
@@ -572,25 +740,40 @@ export class RunExecutor {
       await persistLogPosition();
       throw new ShutdownInterrupt();
     }
-    await Promise.race([logsDone, sleep(2000)]);
-    logStream.destroy();
+    // The outcome is Docker's answer; the log's drain (its stream ends some milliseconds after
+    // the exit) need not hold up the delivery, only the log's last chunk.
+    const draining = new AbortController();
+    const drained = Promise.race([logsDone, sleep(2000, draining.signal).catch(() => undefined)]).then(() => {
+      draining.abort();
+      logStream.destroy();
+    });
+    const state = await engine.inspect(containerId).catch((e: unknown) => {
+      log.warn('could not inspect the ended container', { error: coerceError(e).message });
+      return null;
+    });
     const finalProgress = await progress.readLatest(Number.POSITIVE_INFINITY);
-    if (finalProgress) await api.progress(runId, finalProgress, this.deps.shutdown).catch(() => undefined);
+    const progressSent = finalProgress
+      ? api.progress(runId, finalProgress, this.deps.shutdown).catch(() => undefined)
+      : Promise.resolve();
 
     if (!killedFor) {
       // A container that filled its disk and then exited on its own still broke the limit.
       const overLimit = await this.diskProblem(ws);
       if (overLimit) killedFor = { kind: 'limit', reason: overLimit } as KillReason;
     }
-    const state = await engine.inspect(containerId);
     const durationMs =
       state?.startedAt && state.finishedAt
         ? Math.max(0, Date.parse(state.finishedAt) - Date.parse(state.startedAt))
         : null;
     const exitCode = state?.exitCode ?? result.code;
     const outcome = this.outcomeOf(killedFor, exitCode, state?.oomKilled ?? false, result.error);
-    forwarder.note(`run ended: ${outcome.state}${outcome.reason ? ` (${outcome.reason})` : ''}`);
-    await forwarder.flush();
+    const logged = Promise.all([
+      drained.then(() => {
+        forwarder.note(`run ended: ${outcome.state}${outcome.reason ? ` (${outcome.reason})` : ''}`);
+        return forwarder.flush();
+      }),
+      progressSent,
+    ]);
     this.releaseSparql(runId);
     this.deps.audit.info('run ended', {
       event: 'run_ended',
@@ -600,7 +783,7 @@ export class RunExecutor {
       durationMs,
       digest: ws.record.digest,
     });
-    return { ...outcome, durationMs };
+    return { outcome: { ...outcome, durationMs }, logged };
   }
 
   /** Why the run's writable folders are over a limit, or null; never blocks on the container's folder. */
@@ -654,23 +837,17 @@ export class RunExecutor {
     return { state: 'failed', exitCode, reason: `exit code ${exitCode}` };
   }
 
-  /** Uploads the output and reports the outcome; retries until the registry has it. */
-  private async deliver(ws: RunWorkspace, log: Logger): Promise<void> {
-    const { engine, config, api } = this.deps;
+  /**
+   * Uploads the output and reports the outcome; retries until the registry has it. The finish
+   * waits for the log's last chunk (`ending.logged`), not for the container's removal (after the
+   * finish, see execute) nor for the 'ended' save: a crash after the finish and before that save
+   * follows the exited container again, and the registry, which has the run ended, refuses its
+   * log, files and finish a second time. The 'reported' save waits for the 'ended' one.
+   */
+  private async deliver(ws: RunWorkspace, log: Logger, ending: Ending): Promise<void> {
+    const { config, api } = this.deps;
     const outcome = ws.record.outcome!;
     const runId = ws.record.runId;
-    // The container is removed while its output (on the run's disk, not in the container) is
-    // scanned and sent; the registry hears the result only once the container is gone.
-    let removal: Promise<void> = Promise.resolve();
-    if (ws.record.containerId) {
-      if (config.keepOnFailure && outcome.state !== 'completed')
-        log.info('keeping the failed container for inspection', { containerId: ws.record.containerId });
-      else
-        removal = engine.remove(ws.record.containerId).then(
-          () => undefined,
-          (e: unknown) => void log.warn('could not remove container', { error: coerceError(e).message }),
-        );
-    }
     let report: FinishReport = {
       state: outcome.state,
       exitCode: outcome.exitCode,
@@ -681,7 +858,8 @@ export class RunExecutor {
     let bytesSent = 0;
     // Whenever a container existed, its output goes back, however this execution came to know it.
     if (outcome.state !== 'rejected' && (ws.record.imageId || ws.record.containerId)) {
-      if (ws.record.disk) await ws.prepareDisk(this.diskSpec());
+      // Mounted again after a reboot; a disk the container has just run on is mounted already.
+      if (ws.record.disk && ending === DONE) await ws.prepareDisk(this.diskSpec());
       const ttpFailure = (await this.deps.outbox?.deliver(ws, log, this.deps.shutdown)) ?? null;
       if (ttpFailure && report.state === 'completed') report = { ...report, state: 'failed', reason: ttpFailure };
       const scan = await scanOutput(ws.outputDir, { maxFiles: config.limits.outputFiles });
@@ -712,8 +890,11 @@ export class RunExecutor {
             )
           : ({ action: 'send' } as const);
         if (gate.action === 'hold') {
-          await removal;
-          return; // resumed when the officer decides; the workspace keeps everything
+          // Resumed when the officer decides; the workspace keeps everything, the slot goes.
+          await ending.logged;
+          await ending.saved;
+          await this.removeContainer(ws, log);
+          return;
         }
         if (gate.action === 'refuse') report = { ...report, state: 'rejected', reason: gate.reason };
         try {
@@ -742,7 +923,7 @@ export class RunExecutor {
         }
       }
     }
-    await removal;
+    await ending.logged;
     try {
       await this.retrying('report the result', () => api.finish(runId, report, this.deps.shutdown));
     } catch (e) {
@@ -758,6 +939,7 @@ export class RunExecutor {
       digest: report.digest ?? null,
     });
     log.info('run reported', { state: report.state, exitCode: report.exitCode ?? null, bytesSent });
+    await ending.saved;
     await ws.update({ phase: 'reported' });
   }
 

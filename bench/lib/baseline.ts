@@ -12,8 +12,11 @@ export interface Build {
 
 export const THIS_CHECKOUT: Build = { label: 'this checkout', root: REPO_ROOT };
 
-/** A build of another commit: its registry and store compiled in a temporary directory. */
-export function buildBaseline(ref: string): Build {
+/**
+ * A build of another commit: its registry and store (or the `folders` named, e.g. its site
+ * client too) compiled in a temporary directory.
+ */
+export function buildBaseline(ref: string, folders: string[] = ['shared', 'master']): Build {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-baseline-'));
   const commit = execFileSync('git', ['rev-parse', '--short', ref], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
   console.log(`building baseline ${commit} in ${dir}`);
@@ -22,7 +25,7 @@ export function buildBaseline(ref: string): Build {
   fs.symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   fs.writeFileSync(
     path.join(dir, 'tsconfig.capacity.json'),
-    JSON.stringify({ extends: './tsconfig.json', include: ['shared', 'master'], exclude: ['**/*.test.ts'] }),
+    JSON.stringify({ extends: './tsconfig.json', include: folders, exclude: ['**/*.test.ts'] }),
   );
   execFileSync(
     process.execPath,

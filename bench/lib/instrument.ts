@@ -16,6 +16,16 @@ export interface Span {
   ok: boolean;
 }
 
+/** The site client's classes a timeline wraps: this checkout's, or a baseline build's (see overhead.ts). */
+export interface ClientClasses {
+  DockerEngine: { prototype: object };
+  SiteRegistryApi: { prototype: object };
+  RunWorkspace: { prototype: object };
+  DiskPool: { prototype: object };
+}
+
+const THIS_CHECKOUT: ClientClasses = { DockerEngine, SiteRegistryApi, RunWorkspace, DiskPool };
+
 const ENGINE_CALLS = ['pull', 'inspectImage', 'create', 'start', 'inspect', 'wait', 'logs', 'stop', 'remove'] as const;
 const API_CALLS = ['claimNext', 'start', 'getRun', 'progress', 'log', 'uploadFile', 'finish'] as const;
 
@@ -30,6 +40,8 @@ export class ClientTimeline {
   private readonly restore: (() => void)[] = [];
   private waiters: { match: (s: Span) => boolean; resolve: (s: Span) => void }[] = [];
 
+  constructor(private readonly classes: ClientClasses = THIS_CHECKOUT) {}
+
   private record(span: Span): void {
     this.spans.push(span);
     const ready = this.waiters.filter((w) => w.match(span));
@@ -41,7 +53,7 @@ export class ClientTimeline {
   install(): this {
     const timeline = this;
     for (const name of ENGINE_CALLS) {
-      this.wrap(DockerEngine.prototype as any, name, `docker.${name}`, (args, result) => {
+      this.wrap(this.classes.DockerEngine.prototype as any, name, `docker.${name}`, (args, result) => {
         if (name === 'create') {
           const runId = Number((args[0] as { labels: Record<string, string> }).labels[CONTAINER_LABELS.runId]);
           timeline.containerRuns.set(result as string, runId);
@@ -51,21 +63,27 @@ export class ClientTimeline {
       });
     }
     for (const name of API_CALLS) {
-      this.wrap(SiteRegistryApi.prototype as any, name, `api.${name}`, (args, result) => {
+      this.wrap(this.classes.SiteRegistryApi.prototype as any, name, `api.${name}`, (args, result) => {
         if (name === 'claimNext') return (result as { id?: number } | null)?.id ?? null;
         return typeof args[0] === 'number' ? args[0] : null;
       });
     }
     this.wrap(
-      RunWorkspace.prototype as any,
+      this.classes.RunWorkspace.prototype as any,
       'update',
       'workspace.update',
       (_args, _result, self) => (self as RunWorkspace).record.runId,
     );
-    this.wrap(RunWorkspace as any, 'create', 'workspace.create', (args) => (args[2] as { id: number }).id, true);
+    this.wrap(
+      this.classes.RunWorkspace as any,
+      'create',
+      'workspace.create',
+      (args) => (args[2] as { id: number }).id,
+      true,
+    );
     for (const name of ['prepareDisk', 'remove'] as const)
       this.wrap(
-        RunWorkspace.prototype as any,
+        this.classes.RunWorkspace.prototype as any,
         name,
         `workspace.${name}`,
         (_args, _result, self) => (self as RunWorkspace).record.runId,
@@ -82,7 +100,7 @@ export class ClientTimeline {
   }
 
   private wrapTake(): void {
-    const proto = DiskPool.prototype as unknown as { take: (this: DiskPool) => unknown };
+    const proto = this.classes.DiskPool.prototype as unknown as { take: (this: DiskPool) => unknown };
     const original = proto.take;
     const record = (span: Span) => this.record(span);
     proto.take = function (this: DiskPool) {

@@ -89,7 +89,7 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     };
     await executor.execute(ws);
     // After the first save (claimed, by create): three writes, each an fsync'd file.
-    expect(phases).toEqual(['started+id', 'ended+id', 'reported+id']);
+    expect(phases).toEqual(['claimed+id', 'ended+id', 'reported+id']);
   });
 
   it('runs a claimed run to completion and removes its workspace', async () => {
@@ -215,9 +215,9 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
       pids: 1,
       tmpfsBytes: 1,
     });
+    const started = engine.nextStart();
     await executor.execute(ws);
-    expect(ws.record.containerId).not.toBeNull();
-    expect(ws.record.containerId).not.toBe(orphanId);
+    expect(await started).not.toBe(orphanId);
     expect(engine.containers.has(orphanId)).toBe(false);
     expect(engine.starts).toBe(1);
     expect((await runOf(task.id)).status).toBe('completed');
@@ -266,6 +266,39 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
     expect((await runOf(tagged.id)).status).toBe('completed');
     expect(engine.pulls).toEqual([IMAGE]);
+  });
+
+  it('inspects a digest-pinned image once, and looks (and pulls) again when it has gone from the site', async () => {
+    const pinned = `127.0.0.1:5050/pht-e2e/fake@sha256:${'2'.repeat(64)}`;
+    engine.images.set(pinned, {
+      id: `sha256:${'1'.repeat(64)}`,
+      repoDigests: [`127.0.0.1:5050/pht-e2e/fake@sha256:${'2'.repeat(64)}`],
+    });
+    let inspects = 0;
+    const inspectImage = engine.inspectImage.bind(engine);
+    engine.inspectImage = (image) => {
+      inspects++;
+      return inspectImage(image);
+    };
+    // Like Docker: a container of an image that is not there cannot be created.
+    const create = engine.create.bind(engine);
+    engine.create = async (spec) => {
+      if (![...engine.images.values()].some((i) => i.id === spec.imageId))
+        throw new PermanentRunError(`cannot create the container: No such image: ${spec.imageId}`);
+      return create(spec);
+    };
+    for (let i = 0; i < 2; i++) {
+      const task = await post(pinned);
+      await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+      expect((await runOf(task.id)).status).toBe('completed');
+    }
+    expect(inspects).toBe(1);
+    expect(engine.pulls).toEqual([]);
+    engine.images.delete(pinned); // e.g. `docker rmi` by the site's operator
+    const task = await post(pinned);
+    await executor.execute(RunWorkspace.create(workDir, 'fake-site', await claim(), 65534, 65534));
+    expect((await runOf(task.id)).status).toBe('completed');
+    expect(engine.pulls).toEqual([pinned]);
   });
 
   it('rejects an image outside the allowlist without pulling it', async () => {
@@ -476,5 +509,286 @@ describe('run workspace', () => {
     const asJson = RunWorkspace.create(workDir, 's', { ...base, id: 2, config: { k: [1, 2] } }, 65534, 65534);
     expect(JSON.parse(fs.readFileSync(asJson.configFile, 'utf8'))).toEqual({ k: [1, 2] });
     expect(RunWorkspace.loadAll(workDir).workspaces.map((w) => w.record.runId)).toEqual([1, 2]);
+  });
+});
+
+describe("run executor: what stands on the researcher's path", () => {
+  let registry: TestRegistry;
+  let token: string;
+  let api: SiteRegistryApi;
+  let siteKey: string;
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    token = await registry.createUser('rpa');
+    siteKey = await registry.createSite('path-site');
+    api = new SiteRegistryApi(registry.url, siteKey);
+  });
+
+  afterAll(async () => {
+    await api.close();
+    await registry.destroy();
+  });
+
+  function executorWith(engine: FakeEngine, siteApi: SiteRegistryApi = api, onReported?: (runId: number) => void) {
+    const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
+      network: { mode: 'none' },
+    });
+    const executor = new RunExecutor({
+      api: siteApi,
+      engine,
+      config,
+      site: 'path-site',
+      networking: { networkMode: 'none', sparqlFor: () => ({ url: 'http://x', token: null, release: () => {} }) },
+      logger: silentLogger(),
+      audit: silentLogger(),
+      shutdown: new AbortController().signal,
+      ...(onReported ? { onReported } : {}),
+    });
+    return { executor, workDir: config.workDir };
+  }
+
+  async function researcher(method: string, url: string): Promise<Response> {
+    return fetch(`${registry.url}/api/v1${url}`, { method, headers: { authorization: `Bearer ${token}` } });
+  }
+
+  async function postAndClaim(): Promise<{ task: Task; run: RunAssignment }> {
+    const res = await fetch(`${registry.url}/api/v1/tasks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ image: IMAGE, config: {}, sites: ['path-site'] }),
+    });
+    const task = (await res.json()) as Task;
+    const run = await api.claimNext(0);
+    if (!run) throw new Error('nothing to claim');
+    return { task, run };
+  }
+
+  async function statusOf(taskId: number): Promise<string> {
+    return ((await (await researcher('GET', `/tasks/${taskId}`)).json()) as Task).runs[0]!.status;
+  }
+
+  /** A container of `run` made in the fake engine as a crashed client would have left it. */
+  async function containerOf(engine: FakeEngine, ws: RunWorkspace, task: Task): Promise<string> {
+    await engine.pull(IMAGE);
+    return engine.create({
+      name: ws.record.containerName,
+      imageId: (await engine.inspectImage(IMAGE))!.id,
+      env: {},
+      labels: {
+        'org.pht.run-id': String(ws.record.runId),
+        'org.pht.task-id': String(task.id),
+        'org.pht.registry': registryLabel(registry.url),
+      },
+      user: '65534:65534',
+      mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
+      networkMode: 'none',
+      memoryBytes: 1,
+      nanoCpus: 1,
+      pids: 1,
+      tmpfsBytes: 1,
+    });
+  }
+
+  it('reports the run before removing its container, and gives the slot back only once the container is gone', async () => {
+    const engine = new FakeEngine();
+    const events: string[] = [];
+    let taskId = 0;
+    const remove = engine.remove.bind(engine);
+    engine.remove = async (id) => {
+      events.push(`removed while ${await statusOf(taskId)}`);
+      await remove(id);
+    };
+    const { executor, workDir } = executorWith(engine, api, () => events.push('slot given back'));
+    const { task, run } = await postAndClaim();
+    taskId = task.id;
+    await executor.execute(RunWorkspace.create(workDir, 'path-site', run, 65534, 65534));
+    expect(events).toEqual(['removed while completed', 'slot given back']);
+    expect(engine.containers.size).toBe(0);
+  });
+
+  it('has the whole log at the registry, the end marker included, when it sends the finish', async () => {
+    const engine = new FakeEngine();
+    const seen: string[] = [];
+    const siteApi = new SiteRegistryApi(registry.url, siteKey);
+    const finish = siteApi.finish.bind(siteApi);
+    siteApi.finish = async (runId, report, signal) => {
+      seen.push(await (await researcher('GET', `/runs/${runId}/log`)).text());
+      return finish(runId, report, signal);
+    };
+    const { executor, workDir } = executorWith(engine, siteApi);
+    const { run } = await postAndClaim();
+    await executor.execute(RunWorkspace.create(workDir, 'path-site', run, 65534, 65534));
+    await siteApi.close();
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toContain('hello from the fake');
+    expect(seen[0]).toContain('run ended: completed');
+  });
+
+  it('makes the container while the registry records the start, and starts it only once the registry has the start', async () => {
+    const engine = new FakeEngine();
+    const order: string[] = [];
+    let created!: () => void;
+    const createdSeen = new Promise<void>((resolve) => (created = resolve));
+    const create = engine.create.bind(engine);
+    engine.create = async (spec) => {
+      order.push('create');
+      const id = await create(spec);
+      created();
+      return id;
+    };
+    let taskId = 0;
+    const start = engine.start.bind(engine);
+    engine.start = async (id) => {
+      order.push(`container start while ${await statusOf(taskId)}`);
+      return start(id);
+    };
+    const siteApi = new SiteRegistryApi(registry.url, siteKey);
+    const startRun = siteApi.start.bind(siteApi);
+    siteApi.start = async (runId, signal) => {
+      order.push('POST /start sent');
+      const view = await startRun(runId, signal);
+      // The answer is held until the container exists: a client that made the container only
+      // after the answer would wait here for ever (and the test time out).
+      await createdSeen;
+      order.push('POST /start answered');
+      return view;
+    };
+    const { executor, workDir } = executorWith(engine, siteApi);
+    const { task, run } = await postAndClaim();
+    taskId = task.id;
+    await executor.execute(RunWorkspace.create(workDir, 'path-site', run, 65534, 65534));
+    await siteApi.close();
+    expect(order).toEqual(['POST /start sent', 'create', 'POST /start answered', 'container start while running']);
+    expect(await statusOf(task.id)).toBe('completed');
+  });
+
+  it('removes, never starts, the container it made when the registry refuses the start', async () => {
+    const engine = new FakeEngine();
+    let creates = 0;
+    const create = engine.create.bind(engine);
+    engine.create = async (spec) => {
+      creates++;
+      return create(spec);
+    };
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    expect((await researcher('POST', `/tasks/${task.id}/cancel`)).status).toBe(200);
+    const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
+    await executor.execute(ws);
+    expect(creates).toBe(1);
+    expect(engine.starts).toBe(0);
+    expect(engine.containers.size).toBe(0);
+    expect(fs.existsSync(ws.dir)).toBe(false);
+  });
+
+  it('removes on its next start the container of a run reported just before the client died', async () => {
+    const engine = new FakeEngine();
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
+    const id = await containerOf(engine, ws, task);
+    await api.start(run.id);
+    await api.finish(run.id, { state: 'completed', exitCode: 0 });
+    await ws.update({ phase: 'reported', containerId: id });
+    const reloaded = RunWorkspace.loadAll(workDir).workspaces.find((w) => w.record.runId === run.id)!;
+    await executor.execute(reloaded);
+    expect(engine.containers.size).toBe(0);
+    expect(fs.existsSync(ws.dir)).toBe(false);
+  });
+
+  it('follows, and never runs again, a container whose run the registry had finished before the client died in its ended save', async () => {
+    const engine = new FakeEngine();
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
+    await ws.prepareDisk({ mode: 'unenforced', bytes: 1 << 20, inodes: 100, uid: 65534, gid: 65534 });
+    const id = await containerOf(engine, ws, task);
+    await api.start(run.id);
+    await engine.start(id);
+    await engine.wait(id);
+    await api.finish(run.id, { state: 'completed', exitCode: 0 });
+    // On disk: 'started' with the container's id; the 'ended' save never happened.
+    await ws.update({ phase: 'started', containerId: id, startedAtMs: Date.now() });
+    const reloaded = RunWorkspace.loadAll(workDir).workspaces.find((w) => w.record.runId === run.id)!;
+    await executor.execute(reloaded);
+    expect(engine.starts).toBe(1);
+    expect(await statusOf(task.id)).toBe('completed');
+    expect(engine.containers.size).toBe(0);
+    expect(fs.existsSync(ws.dir)).toBe(false);
+  });
+
+  for (const registryHasStart of [false, true])
+    it(`starts exactly once a container whose id was saved while the start was in flight (the registry ${registryHasStart ? 'had' : 'never got'} the start)`, async () => {
+      const engine = new FakeEngine();
+      const { executor, workDir } = executorWith(engine);
+      const { task, run } = await postAndClaim();
+      const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
+      const id = await containerOf(engine, ws, task);
+      if (registryHasStart) await api.start(run.id);
+      // On disk: 'claimed' with the container's id, as decideAndStart saves it before the answer.
+      await ws.update({ containerId: id, imageId: (await engine.inspectImage(IMAGE))!.id });
+      const reloaded = RunWorkspace.loadAll(workDir).workspaces.find((w) => w.record.runId === run.id)!;
+      const started = engine.nextStart();
+      await executor.execute(reloaded);
+      expect(await started).toBe(id);
+      expect(engine.starts).toBe(1);
+      expect(await statusOf(task.id)).toBe('completed');
+      expect(engine.containers.size).toBe(0);
+    });
+
+  for (const check of ['refuses', 'fails'] as const)
+    it(`starts no container, and keeps none, when the network check ${check} (it runs while the container is made)`, async () => {
+      const engine = new FakeEngine();
+      let creates = 0;
+      const create = engine.create.bind(engine);
+      engine.create = async (spec) => {
+        creates++;
+        return create(spec);
+      };
+      const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
+        network: { mode: 'none' },
+      });
+      const executor = new RunExecutor({
+        api,
+        engine,
+        config,
+        site: 'path-site',
+        networking: {
+          networkMode: 'none',
+          sparqlFor: () => ({ url: 'http://x', token: null, release: () => {} }),
+          check: async () => {
+            // Answers only once the container exists: the check overlaps its making.
+            while (creates === 0) await new Promise((resolve) => setImmediate(resolve));
+            if (check === 'fails') throw new PermanentRunError('iptables: cannot list the rules');
+            return 'firewall rules for the gateway network are not in place';
+          },
+        },
+        logger: silentLogger(),
+        audit: silentLogger(),
+        shutdown: new AbortController().signal,
+      });
+      const { task, run } = await postAndClaim();
+      await executor.execute(RunWorkspace.create(config.workDir, 'path-site', run, 65534, 65534));
+      const view = ((await (await researcher('GET', `/tasks/${task.id}`)).json()) as Task).runs[0]!;
+      expect(view.status).toBe('failed');
+      expect(view.reason).toMatch(check === 'fails' ? /cannot list the rules/ : /not in place/);
+      expect(creates).toBe(1);
+      expect(engine.starts).toBe(0);
+      expect(engine.containers.size).toBe(0);
+    });
+
+  it('removes a container saved while the start was in flight when the run was cancelled meanwhile', async () => {
+    const engine = new FakeEngine();
+    const { executor, workDir } = executorWith(engine);
+    const { task, run } = await postAndClaim();
+    const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
+    const id = await containerOf(engine, ws, task);
+    await ws.update({ containerId: id });
+    expect((await researcher('POST', `/tasks/${task.id}/cancel`)).status).toBe(200);
+    await executor.execute(RunWorkspace.loadAll(workDir).workspaces.find((w) => w.record.runId === run.id)!);
+    expect(engine.starts).toBe(0);
+    expect(engine.containers.size).toBe(0);
+    expect(fs.existsSync(ws.dir)).toBe(false);
   });
 });

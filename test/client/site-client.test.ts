@@ -106,8 +106,9 @@ describe('site client loop (fake engine, real registry)', () => {
     await client.close();
     expect(client.state).toBe('stopped');
     expect(runsDir()).toHaveLength(1);
+    // The pull runs while the registry records the start: the shutdown may have cut either.
     const view = await researcher.call('GET', `/tasks/${task.id}`);
-    expect(view.json.runs[0].status).toBe('running');
+    expect(['assigned', 'running']).toContain(view.json.runs[0].status);
 
     // The next start picks the run up where it was and completes it.
     engine.pullGate = null;

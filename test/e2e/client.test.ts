@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SiteClient } from '../../client/site-client.js';
 import { startSparqlServer, type RunningSparqlServer } from '../../demo/sparql-server.js';
-import { buildAndPushImage, deleteLocalImage, docker } from '../helpers/docker.js';
+import { buildAndPushImage, containersLeft, containersMade, deleteLocalImage, docker } from '../helpers/docker.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { cleanupSite, clientConfig, E2E_REPO, Researcher, startClient, uniqueSiteName } from './site-harness.js';
 
@@ -114,12 +114,8 @@ describe('site client against the real Docker engine', () => {
     ]);
     expect(audit.find((e) => e.event === 'run_started').digest).toBe(run.digest);
     expect(audit.find((e) => e.event === 'result_reported').bytesSent).toBe(files.reduce((n, f) => n + f.size, 0));
-    // The container is removed after the run.
-    const left = await docker().listContainers({
-      all: true,
-      filters: { label: [`org.pht.site=${site}`, `org.pht.run-id=${run.id}`] },
-    });
-    expect(left).toEqual([]);
+    // The container is removed after the run (just after it is reported).
+    expect(await containersLeft([`org.pht.site=${site}`, `org.pht.run-id=${run.id}`])).toEqual([]);
   });
 
   it('refuses at the registry an image reference crafted to smuggle Docker flags', async () => {
@@ -171,6 +167,12 @@ describe('site client against the real Docker engine', () => {
     const run = (await researcher.waitDone((await researcher.post(pinned, { mode: 'version' }, [site])).id)).runs[0]!;
     expect(run.status).toBe('completed');
     expect(run.digest).toBe(pinned);
+    // The client inspects a pinned image once; removed from the site since, it is pulled again.
+    const { Id } = await docker().getImage(pinned).inspect();
+    await docker().getImage(Id).remove({ force: true });
+    const again = (await researcher.waitDone((await researcher.post(pinned, { mode: 'version' }, [site])).id)).runs[0]!;
+    expect(again.status).toBe('completed');
+    expect(again.digest).toBe(pinned);
   });
 
   it('reports a container that exits non-zero as failed, with its log', async () => {
@@ -286,11 +288,9 @@ describe('site client against the real Docker engine', () => {
     await researcher.waitForRunStatus(task.id, 'running');
     await registry.close();
     // The container finishes while the registry is away; the client keeps the result.
-    const [container] = await docker().listContainers({
-      all: true,
-      filters: { label: [`org.pht.site=${site}`, `org.pht.run-id=${task.runs[0]!.id}`] },
-    });
-    if (container) await docker().getContainer(container.Id).wait();
+    const [container] = await containersMade([`org.pht.site=${site}`, `org.pht.run-id=${task.runs[0]!.id}`]);
+    expect(container).toBeDefined();
+    await docker().getContainer(container!.Id).wait();
     registry = await registry.restart();
     (researcher as { registry: TestRegistry }).registry = registry;
     const done = await researcher.waitDone(task.id);

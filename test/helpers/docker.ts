@@ -119,10 +119,60 @@ export async function removeContainersByLabel(label: string, value: string): Pro
     try {
       await docker().getContainer(info.Id).remove({ force: true, v: true });
     } catch (err) {
-      if (statusOf(err) !== 404) throw err; // gone already (e.g. AutoRemove)
+      // 404: gone already (e.g. AutoRemove); 409: its removal is under way (e.g. by a site client).
+      if (statusOf(err) !== 404 && statusOf(err) !== 409) throw err;
     }
   }
   return containers.length;
+}
+
+/**
+ * Containers (running or not) matching every label in `labels` that are still there after up to
+ * `settleMs`: a site client removes a run's container just after reporting it, so a test that
+ * sees the run ended waits for the removal (woken by Docker's destroy events, not by polling).
+ */
+export async function containersLeft(labels: string[], settleMs = 5000): Promise<Docker.ContainerInfo[]> {
+  return containersOnceThey(labels, 'destroy', (list) => list.length === 0, settleMs);
+}
+
+/**
+ * The containers matching every label in `labels` once at least one exists, waiting up to
+ * `timeoutMs` (woken by Docker's create events): a site client creates a run's container while
+ * the registry records the run's start, so a run seen `running` may not have its container yet.
+ */
+export async function containersMade(labels: string[], timeoutMs = 10_000): Promise<Docker.ContainerInfo[]> {
+  return containersOnceThey(labels, 'create', (list) => list.length > 0, timeoutMs);
+}
+
+async function containersOnceThey(
+  labels: string[],
+  event: 'create' | 'destroy',
+  done: (list: Docker.ContainerInfo[]) => boolean,
+  settleMs: number,
+): Promise<Docker.ContainerInfo[]> {
+  const filters = { label: labels };
+  const events = (await docker().getEvents({
+    filters: { ...filters, type: ['container'], event: [event] },
+  })) as unknown as Readable;
+  try {
+    const until = Date.now() + settleMs;
+    let left = await docker().listContainers({ all: true, filters });
+    while (!done(left) && Date.now() < until) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(wake, until - Date.now());
+        events.once('data', wake);
+        function wake(): void {
+          clearTimeout(timer);
+          events.off('data', wake);
+          resolve();
+        }
+      });
+      left = await docker().listContainers({ all: true, filters });
+    }
+    return left;
+  } finally {
+    events.destroy();
+  }
 }
 
 /** Removes a local image by tag or id; a missing image is not an error. */

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { CONTAINER_LABELS } from '../../../shared/container-contract.js';
 import { isFinalTaskStatus } from '../../../shared/run-state.js';
 import type { RunDetail, Task } from '../../../shared/types.js';
-import { buildAndPushImage, docker } from '../../helpers/docker.js';
+import { buildAndPushImage, containersLeft, docker } from '../../helpers/docker.js';
 import { cleanupSite, E2E_REPO } from '../site-harness.js';
 
 /**
@@ -440,9 +440,12 @@ export class ContainerStartRecorder {
   }
 }
 
-/** Containers of `site` that still exist (a client removes each one after delivering its run). */
-export async function leftoverContainers(site: string): Promise<string[]> {
-  const list = await docker().listContainers({ all: true, filters: { label: [`${CONTAINER_LABELS.site}=${site}`] } });
+/**
+ * Containers of `site` that still exist (a client removes each one just after reporting its run),
+ * after waiting up to `settleMs` for them to go.
+ */
+export async function leftoverContainers(site: string, settleMs = 5000): Promise<string[]> {
+  const list = await containersLeft([`${CONTAINER_LABELS.site}=${site}`], settleMs);
   return list.map((c) => `${c.Names[0]} (${c.State})`);
 }
 
