@@ -5,9 +5,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { DockerEngine } from '../client/container-engine.js';
 import { engineRun } from './lib/engine-run.js';
+import { hotSpots, monotonicUs, newestProfile, type MonotonicWindow } from './lib/cpu-profile.js';
 import { ClientTimeline } from './lib/instrument.js';
+import { MachineProfile } from './lib/machine-profile.js';
+import { SelfProfile } from './lib/self-profile.js';
 import { readProc } from './lib/proc-stats.js';
 import { writeSection } from './lib/report.js';
 import { workloadImage } from './lib/images.js';
@@ -64,11 +68,24 @@ async function main(args: BenchArgs): Promise<void> {
   await removeSiteLeftovers();
   const image = await workloadImage();
   const sites = levels.map((c) => uniqueSite(`throughput-c${c}`));
-  // --registry-profile DIR: the registry process writes a V8 CPU profile there (node --cpu-prof).
-  const profileDir = args.string('registry-profile', '');
-  const world = await startWorld(sites, profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {});
+  // --profile DIR: V8 CPU profiles of this process (the client and the SDK) over each train window
+  // and of the registry process (node --cpu-prof); their summaries are printed, not recorded.
+  const profileDir = args.string('profile', '');
+  const registryProfiles = profileDir ? path.join(path.resolve(profileDir), 'registry') : '';
+  // --perf: the whole machine's CPU per run by process (perf record -a), train and dockerode.
+  const perf = args.flag('perf');
+  const world = await startWorld(
+    sites,
+    profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${registryProfiles}`] } : {},
+  );
   const rows: (string | number)[][] = [];
   const cpuRows: (string | number)[][] = [];
+  const perfRuns: { concurrency: number; train: Map<string, number>; dockerode: Map<string, number> }[] = [];
+  const windows: { concurrency: number; window: MonotonicWindow; file: string }[] = [];
+  const named = new Map([
+    [process.pid, 'client + SDK (this process)'],
+    [world.registry.pid, 'registry'],
+  ]);
   const docker = dockerPids();
   const timeline = new ClientTimeline().install();
   try {
@@ -87,6 +104,11 @@ async function main(args: BenchArgs): Promise<void> {
             (await world.researcher.createTask({ image, config: { sleepMs: 100 }, sites: [client.site] })).id,
           );
         const pool = timeline.diskPoolMisses();
+        const machine = perf ? new MachineProfile() : null;
+        await machine?.start();
+        const self = profileDir ? new SelfProfile() : null;
+        await self?.start();
+        const fromUs = monotonicUs();
         const cpuFrom = cpuMark(world.registry.pid, docker);
         const started = wallMs();
         const ids: number[] = [];
@@ -96,6 +118,9 @@ async function main(args: BenchArgs): Promise<void> {
         for (const id of ids) finals.push(await world.researcher.waitForTask(id, { timeoutMs: 300_000 }));
         const elapsed = wallMs() - started;
         const trainCpu = cpuPerRun(cpuFrom, cpuMark(world.registry.pid, docker), tasks);
+        const window = { fromUs, toUs: monotonicUs() };
+        if (self) windows.push({ concurrency, window, file: await self.stop(profileDir, `client-c${concurrency}`) });
+        const trainByProcess = await machine?.stop(named);
         const poolAfter = timeline.diskPoolMisses();
         const failed = finals.filter((f) => f.status !== 'completed').length;
         if (failed > 0) throw new Error(`${failed} of ${tasks} tasks did not complete`);
@@ -110,6 +135,8 @@ async function main(args: BenchArgs): Promise<void> {
         // kind) through dockerode, create → start → wait → remove, `concurrency` at a time.
         const imageId = (await engine.inspectImage(image))!.id;
         await engineRun(engine, imageId, config, rawNetwork.name, { sleepMs: 100 }); // warm-up
+        const baseMachine = perf ? new MachineProfile() : null;
+        await baseMachine?.start();
         const baseCpuFrom = cpuMark(world.registry.pid, docker);
         const baseStarted = wallMs();
         let next = 0;
@@ -123,6 +150,9 @@ async function main(args: BenchArgs): Promise<void> {
         );
         const baseElapsed = wallMs() - baseStarted;
         const baseCpu = cpuPerRun(baseCpuFrom, cpuMark(world.registry.pid, docker), tasks);
+        const baseByProcess = await baseMachine?.stop(named);
+        if (trainByProcess && baseByProcess)
+          perfRuns.push({ concurrency, train: trainByProcess, dockerode: baseByProcess });
         cpuRows.push(
           [
             concurrency,
@@ -194,8 +224,17 @@ pooled disk" counts the runs that found the disk pool empty and formatted and mo
 disk on their path.
 
 ${table(['concurrency', 'series', 'client + SDK', 'registry', 'dockerd + containerd', 'machine', 'no pooled disk'], cpuRows)}
-`;
+${perf ? perfTable(perfRuns, tasks) : ''}`;
   console.log(body);
+  if (profileDir) {
+    // A profiled run is slowed by the profiler: its figures are printed, not recorded.
+    for (const { concurrency, window, file } of windows) {
+      printHotSpots(`client + SDK at concurrency ${concurrency} (${file})`, file, tasks);
+      const registry = newestProfile(registryProfiles);
+      printHotSpots(`registry at concurrency ${concurrency} (${registry})`, registry, tasks, window);
+    }
+    return;
+  }
   writeSection({
     id: 'throughput',
     title: '4. Throughput of one site',
@@ -204,11 +243,72 @@ ${table(['concurrency', 'series', 'client + SDK', 'registry', 'dockerd + contain
   });
 }
 
+/**
+ * CPU per run by process over the whole machine (perf), train against dockerode.
+ */
+function perfTable(
+  runs: { concurrency: number; train: Map<string, number>; dockerode: Map<string, number> }[],
+  tasks: number,
+): string {
+  const rows: (string | number)[][] = [];
+  for (const { concurrency, train, dockerode } of runs) {
+    const busy = (m: Map<string, number>) => [...m].filter(([n]) => n !== '(idle)').reduce((t, [, v]) => t + v, 0);
+    const names = [...train.keys(), ...dockerode.keys()].filter((n, i, all) => n !== '(idle)' && all.indexOf(n) === i);
+    names.sort((a, b) => (train.get(b) ?? 0) - (train.get(a) ?? 0));
+    const total = busy(train);
+    const rest = { train: 0, dockerode: 0 };
+    for (const name of names) {
+      const t = train.get(name) ?? 0;
+      const d = dockerode.get(name) ?? 0;
+      // Processes below 0.3 ms per run in both series are summed up as "the rest".
+      if (Math.max(t, d) / tasks >= 0.3)
+        rows.push([concurrency, name, ms(t / tasks), ms(d / tasks), ms((t - d) / tasks)]);
+      else {
+        rest.train += t;
+        rest.dockerode += d;
+      }
+    }
+    rows.push([
+      concurrency,
+      '(the rest)',
+      ms(rest.train / tasks),
+      ms(rest.dockerode / tasks),
+      ms((rest.train - rest.dockerode) / tasks),
+    ]);
+    rows.push([
+      concurrency,
+      '**machine**',
+      ms(total / tasks),
+      ms(busy(dockerode) / tasks),
+      ms((total - busy(dockerode)) / tasks),
+    ]);
+  }
+  return `
+The whole machine's CPU per run (ms) by process, sampled with \`perf record -a\` (clock samples every
+2 ms on each CPU) over the same windows: every process, also the short-lived ones a run makes
+(runc, the container's shim, mkfs.ext4, mount, umount) that no long-lived process accounts for.
+"(helper)": the site client's command helper and its children.
+
+${table(['concurrency', 'process', 'train', 'dockerode', 'train − dockerode'], rows)}
+`;
+}
+
+function printHotSpots(title: string, file: string, runs: number, window?: MonotonicWindow): void {
+  const spots = hotSpots(file, 25, window);
+  const line = (h: { name: string; selfMs: number; share: number }) =>
+    `${(h.selfMs / runs).toFixed(2).padStart(7)} ms/run ${(h.share * 100).toFixed(1).padStart(5)} %  ${h.name}`;
+  console.log(`\n${title}: ${(spots.totalMs / runs).toFixed(1)} ms of samples per run`);
+  console.log('by module:');
+  for (const h of spots.files) console.log(line(h));
+  console.log('by function:');
+  for (const h of spots.functions) console.log(line(h));
+}
+
 runMain(
   {
     usage:
-      'Usage: node dist/bench/throughput.js [--tasks N] [--concurrency 1,2,4] [--mode gateway|none] [--registry-profile DIR]\n  Figure 4: runs completed per minute by one site at several concurrency levels.',
-    options: { tasks: 'value', concurrency: 'value', mode: 'value', 'registry-profile': 'value' },
+      "Usage: node dist/bench/throughput.js [--tasks N] [--concurrency 1,2,4] [--mode gateway|none] [--perf] [--profile DIR]\n  Figure 4: runs completed per minute by one site at several concurrency levels. --perf: the\n  machine's CPU per run by process (perf record -a). --profile DIR: V8 CPU profiles of the client\n  and the registry over the train's windows, summarised on stdout (BENCHMARKS.md is left alone).",
+    options: { tasks: 'value', concurrency: 'value', mode: 'value', perf: 'boolean', profile: 'value' },
   },
   main,
 );
