@@ -79,6 +79,7 @@ async function main(args: BenchArgs): Promise<void> {
     profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${registryProfiles}`] } : {},
   );
   const rows: (string | number)[][] = [];
+  const gapRows: (string | number)[][] = [];
   const cpuRows: (string | number)[][] = [];
   const perfRuns: { concurrency: number; train: Map<string, number>; dockerode: Map<string, number> }[] = [];
   const windows: { concurrency: number; window: MonotonicWindow; file: string }[] = [];
@@ -118,6 +119,7 @@ async function main(args: BenchArgs): Promise<void> {
         for (const id of ids) finals.push(await world.researcher.waitForTask(id, { timeoutMs: 300_000 }));
         const elapsed = wallMs() - started;
         const trainCpu = cpuPerRun(cpuFrom, cpuMark(world.registry.pid, docker), tasks);
+        gapRows.push([concurrency, ...betweenRuns(timeline, started, wallMs())]);
         const window = { fromUs, toUs: monotonicUs() };
         if (self) windows.push({ concurrency, window, file: await self.stop(profileDir, `client-c${concurrency}`) });
         const trainByProcess = await machine?.stop(named);
@@ -224,6 +226,13 @@ pooled disk" counts the runs that found the disk pool empty and formatted and mo
 disk on their path.
 
 ${table(['concurrency', 'series', 'client + SDK', 'registry', 'dockerd + containerd', 'machine', 'no pooled disk'], cpuRows)}
+
+Between one run's end and the next one's start, at the site (medians over the runs, ms; at
+concurrency 1 this is time the slot stands idle): from the POST /finish answer to the next claim
+(the poll) being sent, the claim's round trip, and from the claim's answer to the next run's
+POST /start being sent (the config opened, its workspace made, its executor started).
+
+${table(['concurrency', 'finish → claim sent', 'claim round trip', 'claim answered → POST /start sent', 'finish → POST /start sent'], gapRows)}
 ${perf ? perfTable(perfRuns, tasks) : ''}`;
   console.log(body);
   if (profileDir) {
@@ -241,6 +250,28 @@ ${perf ? perfTable(perfRuns, tasks) : ''}`;
     command: `npm run bench:throughput -- --tasks ${tasks} --concurrency ${levels.join(',')} --mode ${mode}`,
     body,
   });
+}
+
+/**
+ * Medians of the steps from each run's POST /finish answer to the next claim and to the next
+ * run's POST /start, over the runs of [from, to]: each claim is paired with the finish answered
+ * last before it was sent.
+ */
+function betweenRuns(timeline: ClientTimeline, from: number, to: number): string[] {
+  const spans = timeline.between(from, to).filter((s) => s.ok);
+  const finishes = spans.filter((s) => s.what === 'api.finish').sort((a, b) => a.end - b.end);
+  const starts = new Map(spans.filter((s) => s.what === 'api.start').map((s) => [s.runId, s]));
+  const steps: number[][] = [[], [], [], []];
+  for (const claim of spans.filter((s) => s.what === 'api.claimNext' && s.runId !== null)) {
+    const finish = finishes.filter((f) => f.end <= claim.start).at(-1);
+    const start = starts.get(claim.runId);
+    if (!finish || !start) continue;
+    steps[0]!.push(claim.start - finish.end);
+    steps[1]!.push(claim.end - claim.start);
+    steps[2]!.push(start.start - claim.end);
+    steps[3]!.push(start.start - finish.end);
+  }
+  return steps.map((values) => (values.length > 0 ? ms(summarize(values).median) : '–'));
 }
 
 /**
