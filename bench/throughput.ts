@@ -7,8 +7,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DockerEngine } from '../client/container-engine.js';
+import { runDiskSpec } from '../client/run-executor.js';
+import type { DiskSpec } from '../client/run-workspace.js';
 import { engineRun } from './lib/engine-run.js';
 import { hotSpots, monotonicUs, newestProfile, type MonotonicWindow } from './lib/cpu-profile.js';
+import { diskFloor, protocolFloor, type CpuFloor } from './lib/cpu-floors.js';
 import { ClientTimeline } from './lib/instrument.js';
 import { MachineProfile } from './lib/machine-profile.js';
 import { SelfProfile } from './lib/self-profile.js';
@@ -68,6 +71,8 @@ async function main(args: BenchArgs): Promise<void> {
   await removeSiteLeftovers();
   const image = await workloadImage();
   const sites = levels.map((c) => uniqueSite(`throughput-c${c}`));
+  // The protocol floor's site: no client polls for it, the floor claims its runs itself.
+  const floorSite = uniqueSite('throughput-floor');
   // --profile DIR: V8 CPU profiles of this process (the client and the SDK) over each train window
   // and of the registry process (node --cpu-prof); their summaries are printed, not recorded.
   const profileDir = args.string('profile', '');
@@ -75,11 +80,13 @@ async function main(args: BenchArgs): Promise<void> {
   // --perf: the whole machine's CPU per run by process (perf record -a), train and dockerode.
   const perf = args.flag('perf');
   const world = await startWorld(
-    sites,
+    [...sites, floorSite],
     profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${registryProfiles}`] } : {},
   );
   const rows: (string | number)[][] = [];
   const gapRows: (string | number)[][] = [];
+  const floorRows: (string | number)[][] = [];
+  let diskSpec: DiskSpec | null = null;
   const cpuRows: (string | number)[][] = [];
   const perfRuns: { concurrency: number; train: Map<string, number>; dockerode: Map<string, number> }[] = [];
   const windows: { concurrency: number; window: MonotonicWindow; file: string }[] = [];
@@ -92,6 +99,7 @@ async function main(args: BenchArgs): Promise<void> {
   try {
     for (const [i, concurrency] of levels.entries()) {
       const config = siteConfig(world.registry.url, world.siteKeys.get(sites[i]!)!, { concurrency, network: { mode } });
+      diskSpec = runDiskSpec(config);
       const client = await startSite(config);
       const engine = new DockerEngine(config.dockerSocket);
       const rawNetwork =
@@ -195,6 +203,27 @@ async function main(args: BenchArgs): Promise<void> {
         await rawNetwork.remove();
       }
     }
+    // Floors in the same run: the registry protocol of a run alone, and a run's disk alone.
+    const floorRuns = args.number('floor-runs', 40);
+    if (floorRuns > 0) {
+      const protocol = await protocolFloor(
+        world.registry,
+        world.siteKeys.get(floorSite)!,
+        floorSite,
+        world.researcher,
+        floorRuns,
+        perf ? named : null,
+      );
+      const disk =
+        diskSpec?.mode === 'loop-image' ? await diskFloor(diskSpec, world.registry.pid, 20, perf ? named : null) : null;
+      floorRows.push(
+        floorRow('the registry protocol of a run alone', protocol, (n) => n === 'registry' || n.startsWith('client')),
+      );
+      if (disk)
+        floorRows.push(
+          floorRow('a run disk alone (made, mounted, laid out, written through, unmounted, deleted)', disk, isDiskPath),
+        );
+    }
   } finally {
     timeline.uninstall();
     await world.close();
@@ -228,12 +257,25 @@ disk on their path.
 ${table(['concurrency', 'series', 'client + SDK', 'registry', 'dockerd + containerd', 'machine', 'no pooled disk'], cpuRows)}
 
 Between one run's end and the next one's start, at the site (medians over the runs, ms; at
-concurrency 1 this is time the slot stands idle): from the POST /finish answer to the next claim
-(the poll) being sent, the claim's round trip, and from the claim's answer to the next run's
-POST /start being sent (the config opened, its workspace made, its executor started).
+concurrency 1 the slot stands idle meanwhile): from a run's report (POST /finish) being sent to the
+next claim (the poll) being sent, the claim's round trip, and from the claim's answer to the next
+run's POST /start being sent (the config opened, its workspace made, its executor started).
 
-${table(['concurrency', 'finish → claim sent', 'claim round trip', 'claim answered → POST /start sent', 'finish → POST /start sent'], gapRows)}
-${perf ? perfTable(perfRuns, tasks) : ''}`;
+${table(['concurrency', 'report sent → claim sent', 'claim round trip', 'claim answered → POST /start sent', 'report sent → next POST /start sent'], gapRows)}
+${perf ? perfTable(perfRuns, tasks) : ''}
+${
+  floorRows.length > 0
+    ? `Floors, measured in the same run (CPU per run, ms): the same kind of work with nothing of the
+train around it. "the registry protocol of a run alone": the site's requests of one run (long
+poll, POST /start, a log line, a result upload, POST /finish) and the researcher's task creation
+and wait, from this process to the same registry, with no container, disk or state save. "a run
+disk alone": what the client's disk pool and a workspace's removal do for one run, one disk after
+the other.${perf ? ' "machine (perf)": the processes of that work only (this process, the registry, the command helper and its commands, the kernel threads of loop devices, ext4 and writeback).' : ''}
+
+${table(['floor', 'client + SDK', 'registry', 'command helper and its commands', ...(perf ? ['machine (perf)'] : [])], floorRows)}
+`
+    : ''
+}`;
   console.log(body);
   if (profileDir) {
     // A profiled run is slowed by the profiler: its figures are printed, not recorded.
@@ -252,24 +294,35 @@ ${perf ? perfTable(perfRuns, tasks) : ''}`;
   });
 }
 
+/** Kernel threads and commands of a run's disk, and the client's side of it (for the disk floor). */
+function isDiskPath(name: string): boolean {
+  return /^(client|node \(helper\)|mkfs|mount|umount|kworker|kthreadd|loop\d|jbd2|ext4|ksoftirqd)/.test(name);
+}
+
+function floorRow(what: string, floor: CpuFloor, counted: (name: string) => boolean): (string | number)[] {
+  const row: (string | number)[] = [what, ms(floor.bench), ms(floor.registry), ms(floor.helper)];
+  if (floor.machine) row.push(ms([...floor.machine].filter(([name]) => counted(name)).reduce((t, [, v]) => t + v, 0)));
+  return row;
+}
+
 /**
- * Medians of the steps from each run's POST /finish answer to the next claim and to the next
- * run's POST /start, over the runs of [from, to]: each claim is paired with the finish answered
- * last before it was sent.
+ * Medians of the steps from each run's report (POST /finish sent) to the next claim and to the
+ * next run's POST /start, over the runs of [from, to]: each claim is paired with the report sent
+ * last before it.
  */
 function betweenRuns(timeline: ClientTimeline, from: number, to: number): string[] {
   const spans = timeline.between(from, to).filter((s) => s.ok);
-  const finishes = spans.filter((s) => s.what === 'api.finish').sort((a, b) => a.end - b.end);
+  const reports = spans.filter((s) => s.what === 'api.finish').sort((a, b) => a.start - b.start);
   const starts = new Map(spans.filter((s) => s.what === 'api.start').map((s) => [s.runId, s]));
   const steps: number[][] = [[], [], [], []];
   for (const claim of spans.filter((s) => s.what === 'api.claimNext' && s.runId !== null)) {
-    const finish = finishes.filter((f) => f.end <= claim.start).at(-1);
+    const report = reports.filter((f) => f.start <= claim.start).at(-1);
     const start = starts.get(claim.runId);
-    if (!finish || !start) continue;
-    steps[0]!.push(claim.start - finish.end);
+    if (!report || !start) continue;
+    steps[0]!.push(claim.start - report.start);
     steps[1]!.push(claim.end - claim.start);
     steps[2]!.push(start.start - claim.end);
-    steps[3]!.push(start.start - finish.end);
+    steps[3]!.push(start.start - report.start);
   }
   return steps.map((values) => (values.length > 0 ? ms(summarize(values).median) : '–'));
 }
@@ -338,8 +391,15 @@ function printHotSpots(title: string, file: string, runs: number, window?: Monot
 runMain(
   {
     usage:
-      "Usage: node dist/bench/throughput.js [--tasks N] [--concurrency 1,2,4] [--mode gateway|none] [--perf] [--profile DIR]\n  Figure 4: runs completed per minute by one site at several concurrency levels. --perf: the\n  machine's CPU per run by process (perf record -a). --profile DIR: V8 CPU profiles of the client\n  and the registry over the train's windows, summarised on stdout (BENCHMARKS.md is left alone).",
-    options: { tasks: 'value', concurrency: 'value', mode: 'value', perf: 'boolean', profile: 'value' },
+      "Usage: node dist/bench/throughput.js [--tasks N] [--concurrency 1,2,4] [--mode gateway|none] [--perf] [--profile DIR]\n         [--floor-runs N]\n  Figure 4: runs completed per minute by one site at several concurrency levels. --perf: the\n  machine's CPU per run by process (perf record -a). --profile DIR: V8 CPU profiles of the client\n  and the registry over the train's windows, summarised on stdout (BENCHMARKS.md is left alone).\n  --floor-runs N: runs of the protocol floor, measured after the levels (default 40; 0: no floors).",
+    options: {
+      tasks: 'value',
+      concurrency: 'value',
+      mode: 'value',
+      perf: 'boolean',
+      profile: 'value',
+      'floor-runs': 'value',
+    },
   },
   main,
 );

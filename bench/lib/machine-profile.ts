@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,18 +19,54 @@ export class MachineProfile {
   private readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-perf-'));
   private readonly file = path.join(this.dir, 'perf.data');
 
+  private control: fs.promises.FileHandle | null = null;
+  private ack: fs.promises.FileHandle | null = null;
+
+  /** Starts perf and resolves once it samples (perf acknowledges "enable" on its control FIFO). */
   async start(): Promise<void> {
-    const perf = spawn('perf', ['record', '-a', '-e', 'cpu-clock', '-F', String(FREQUENCY), '-o', this.file, '-q'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const ctl = path.join(this.dir, 'ctl');
+    const ack = path.join(this.dir, 'ack');
+    execFileSync('mkfifo', ['-m', '600', ctl, ack]);
+    const perf = spawn(
+      'perf',
+      [
+        'record',
+        '-a',
+        '-e',
+        'cpu-clock',
+        '-F',
+        String(FREQUENCY),
+        '-o',
+        this.file,
+        '-q',
+        '-D',
+        '-1',
+        '--control',
+        `fifo:${ctl},${ack}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], cwd: this.dir },
+    );
     this.perf = perf;
     let err = '';
     perf.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    // perf creates its output file once it is sampling.
-    for (let i = 0; i < 200 && !fs.existsSync(this.file); i++) {
-      if (perf.exitCode !== null) throw new Error(`perf record failed: ${err.trim()}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const failed = once(perf, 'exit').then(() => {
+      throw new Error(`perf record failed: ${err.trim()}`);
+    });
+    // Opening a FIFO waits for its other end: perf opens both when it is ready.
+    [this.control, this.ack] = await Promise.race([
+      Promise.all([fs.promises.open(ctl, 'w'), fs.promises.open(ack, 'r')]),
+      failed,
+    ]);
+    failed.catch(() => undefined); // perf exits when stopped: not a failure then
+    await this.command('enable');
+  }
+
+  private async command(what: 'enable' | 'disable'): Promise<void> {
+    await this.control!.write(`${what}\n`);
+    const buffer = Buffer.alloc(16);
+    const { bytesRead } = await this.ack!.read(buffer, 0, buffer.length);
+    if (!buffer.subarray(0, bytesRead).toString().startsWith('ack'))
+      throw new Error(`perf did not acknowledge "${what}"`);
   }
 
   /**
@@ -42,9 +78,12 @@ export class MachineProfile {
     const perf = this.perf!;
     const helpers = new Set<number>();
     for (const pid of named.keys()) for (const child of processTree(pid)) if (!named.has(child)) helpers.add(child);
+    await this.command('disable');
     const exited = once(perf, 'exit');
     perf.kill('SIGINT');
     await exited;
+    await this.control?.close();
+    await this.ack?.close();
     const script = await new Promise<string>((resolve, reject) =>
       execFile(
         'perf',
