@@ -86,6 +86,7 @@ async function main(args: BenchArgs): Promise<void> {
   const rows: (string | number)[][] = [];
   const gapRows: (string | number)[][] = [];
   const floorRows: (string | number)[][] = [];
+  const callRows: (string | number)[][] = [];
   let diskSpec: DiskSpec | null = null;
   const cpuRows: (string | number)[][] = [];
   const perfRuns: { concurrency: number; train: Map<string, number>; dockerode: Map<string, number> }[] = [];
@@ -128,6 +129,7 @@ async function main(args: BenchArgs): Promise<void> {
         const elapsed = wallMs() - started;
         const trainCpu = cpuPerRun(cpuFrom, cpuMark(world.registry.pid, docker), tasks);
         gapRows.push([concurrency, ...betweenRuns(timeline, started, wallMs())]);
+        callRows.push([concurrency, ...callsPerRun(timeline, started, wallMs(), tasks)]);
         const window = { fromUs, toUs: monotonicUs() };
         if (self) windows.push({ concurrency, window, file: await self.stop(profileDir, `client-c${concurrency}`) });
         const trainByProcess = await machine?.stop(named);
@@ -261,6 +263,11 @@ concurrency 1 the slot stands idle meanwhile): from a run's report (POST /finish
 next claim (the poll) being sent, the claim's round trip, and from the claim's answer to the next
 run's POST /start being sent (the config opened, its workspace made, its executor started).
 
+The site client's calls per run in the same windows: to the registry (all site requests) and
+to the Docker engine (the dockerode series makes 4: create, start, wait, remove).
+
+${table(['concurrency', ...CALLS.map((c) => c.replace(/^api\./, 'registry ').replace(/^docker\./, 'Docker '))], callRows)}
+
 ${table(['concurrency', 'report sent → claim sent', 'claim round trip', 'claim answered → POST /start sent', 'report sent → next POST /start sent'], gapRows)}
 ${perf ? perfTable(perfRuns, tasks) : ''}
 ${
@@ -292,6 +299,30 @@ ${table(['floor', 'client + SDK', 'registry', 'command helper and its commands',
     command: `npm run bench:throughput -- --tasks ${tasks} --concurrency ${levels.join(',')} --mode ${mode}`,
     body,
   });
+}
+
+const CALLS = [
+  'api.claimNext',
+  'api.start',
+  'api.getRun',
+  'api.progress',
+  'api.log',
+  'api.uploadFile',
+  'api.finish',
+  'docker.pull',
+  'docker.inspectImage',
+  'docker.create',
+  'docker.start',
+  'docker.inspect',
+  'docker.wait',
+  'docker.logs',
+  'docker.remove',
+];
+
+/** Calls of each kind per run over [from, to] (the claims include the last, empty one). */
+function callsPerRun(timeline: ClientTimeline, from: number, to: number, runs: number): string[] {
+  const spans = timeline.between(from, to);
+  return CALLS.map((what) => (spans.filter((s) => s.what === what).length / runs).toFixed(2));
 }
 
 /** Kernel threads and commands of a run's disk, and the client's side of it (for the disk floor). */
