@@ -79,6 +79,7 @@ async function main(args: BenchArgs): Promise<void> {
   const registryProfiles = profileDir ? path.join(path.resolve(profileDir), 'registry') : '';
   // --perf: the whole machine's CPU per run by process (perf record -a), train and dockerode.
   const perf = args.flag('perf');
+  const floorRuns = args.number('floor-runs', 40);
   const world = await startWorld(
     [...sites, floorSite],
     profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${registryProfiles}`] } : {},
@@ -206,7 +207,6 @@ async function main(args: BenchArgs): Promise<void> {
       }
     }
     // Floors in the same run: the registry protocol of a run alone, and a run's disk alone.
-    const floorRuns = args.number('floor-runs', 40);
     if (floorRuns > 0) {
       const protocol = await protocolFloor(
         world.registry,
@@ -296,7 +296,7 @@ ${table(['floor', 'client + SDK', 'registry', 'command helper and its commands',
   writeSection({
     id: 'throughput',
     title: '4. Throughput of one site',
-    command: `npm run bench:throughput -- --tasks ${tasks} --concurrency ${levels.join(',')} --mode ${mode}`,
+    command: `npm run bench:throughput -- --tasks ${tasks} --concurrency ${levels.join(',')} --mode ${mode}${perf ? ' --perf' : ''}${floorRuns === 40 ? '' : ` --floor-runs ${floorRuns}`}`,
     body,
   });
 }

@@ -111,6 +111,8 @@ export class MachineProfile {
 
 /** A command name as the report groups it: runc's stages are one, the idle task is left out by the caller. */
 function commandGroup(comm: string): string {
+  // The benchmark's own node processes have names (see stop): any other is someone else's.
+  if (comm === 'node') return 'node (other processes)';
   if (comm.startsWith('runc')) return 'runc';
   if (comm.startsWith('kworker')) return 'kworker';
   if (comm.startsWith('ksoftirqd')) return 'ksoftirqd';
