@@ -218,13 +218,22 @@ async function main(args: BenchArgs): Promise<void> {
       );
       const disk =
         diskSpec?.mode === 'loop-image' ? await diskFloor(diskSpec, world.registry.pid, 20, perf ? named : null) : null;
-      floorRows.push(
-        floorRow('the registry protocol of a run alone', protocol, (n) => n === 'registry' || n.startsWith('client')),
-      );
+      const floors: [string, CpuFloor, (name: string) => boolean][] = [
+        ['the registry protocol of a run alone', protocol, (n) => n === 'registry' || n.startsWith('client')],
+      ];
       if (disk)
-        floorRows.push(
-          floorRow('a run disk alone (made, mounted, laid out, written through, unmounted, deleted)', disk, isDiskPath),
-        );
+        floors.push([
+          'a run disk alone (made, mounted, laid out, written through, unmounted, deleted)',
+          disk,
+          isDiskPath,
+        ]);
+      const rows = floors.map(([what, floor, counted]) => floorRow(what, floor, counted));
+      floorRows.push(...rows.map((r) => [r.what, ...r.values.map(ms)]));
+      if (rows.length > 1)
+        floorRows.push([
+          '**both**',
+          ...rows[0]!.values.map((_, i) => ms(rows.reduce((t, r) => t + (r.values[i] ?? 0), 0))),
+        ]);
     }
   } finally {
     timeline.uninstall();
@@ -330,10 +339,14 @@ function isDiskPath(name: string): boolean {
   return /^(client|node \(helper\)|mkfs|mount|umount|kworker|kthreadd|loop\d|jbd2|ext4|ksoftirqd)/.test(name);
 }
 
-function floorRow(what: string, floor: CpuFloor, counted: (name: string) => boolean): (string | number)[] {
-  const row: (string | number)[] = [what, ms(floor.bench), ms(floor.registry), ms(floor.helper)];
-  if (floor.machine) row.push(ms([...floor.machine].filter(([name]) => counted(name)).reduce((t, [, v]) => t + v, 0)));
-  return row;
+function floorRow(
+  what: string,
+  floor: CpuFloor,
+  counted: (name: string) => boolean,
+): { what: string; values: number[] } {
+  const values = [floor.bench, floor.registry, floor.helper];
+  if (floor.machine) values.push([...floor.machine].filter(([name]) => counted(name)).reduce((t, [, v]) => t + v, 0));
+  return { what, values };
 }
 
 /**
