@@ -50,20 +50,21 @@ async function measure(
   named: Map<number, string> | null,
   work: () => Promise<void>,
 ): Promise<CpuFloor> {
+  // The /proc scans for the helper's CPU stay outside the window (and outside perf's): before
+  // this process's CPU is read at the start, after it is read at the end.
+  const others = () => ({ registry: readProc(registryPid).cpuMs, helper: helperCpuMs(registryPid) });
+  const own = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  const before = others();
   const machine = named ? new MachineProfile() : null;
   await machine?.start();
-  const cpu = () => {
-    const u = process.cpuUsage();
-    return {
-      bench: (u.user + u.system) / 1000,
-      registry: readProc(registryPid).cpuMs,
-      helper: helperCpuMs(registryPid),
-    };
-  };
-  const from = cpu();
+  const from = { ...before, bench: own() };
   await work();
-  const to = cpu();
+  const bench = own();
   const byProcess = named ? await machine!.stop(named) : null;
+  const to = { ...others(), bench };
   const per = (a: number, b: number) => (b - a) / iterations;
   return {
     bench: per(from.bench, to.bench),
