@@ -5,6 +5,7 @@
  * over the IPC channel: "start" in, "ready" and the "done" report out.
  */
 import { setMaxListeners } from 'node:events';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 import { retry, sleep } from '../shared/abortable.js';
 import { wallMs } from './lib/stats.js';
@@ -25,6 +26,13 @@ export interface DoneMessage {
   polls: number;
   /** Durations of plain polls (ms), for the request latency under load. */
   pollLatencies: number[];
+  /** When (wall ms) each long poll that ended with nothing (204) was answered: its site polls again at once. */
+  timeouts: number[];
+  /**
+   * [wall ms, worst event-loop delay (ms) over the 250 ms before]: a hand-out is timed when this
+   * process reads the answer, so a busy load generator delays it as much as a busy registry.
+   */
+  loopDelays: [number, number][];
   errors: number;
   errorSamples: string[];
   /** Requests sent again after a network error or a 5xx, by what went wrong. */
@@ -40,6 +48,8 @@ const result: DoneMessage = {
   receipts: [],
   polls: 0,
   pollLatencies: [],
+  timeouts: [],
+  loopDelays: [],
   errors: 0,
   errorSamples: [],
   retries: {},
@@ -123,6 +133,7 @@ async function simulate(message: StartMessage): Promise<void> {
     result.polls++;
     if (message.mode === 'plain') result.pollLatencies.push(received - started);
     if (res.statusCode === 204) {
+      if (message.mode === 'long') result.timeouts.push(received);
       await res.body.dump();
       return false;
     }
@@ -155,9 +166,16 @@ async function simulate(message: StartMessage): Promise<void> {
     }
   }
 
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const sampler = setInterval(() => {
+    result.loopDelays.push([wallMs(), delay.max / 1e6]);
+    delay.reset();
+  }, 250);
   const loops = message.sites.map((s) => site(s.key));
   process.send!({ type: 'ready' });
   await Promise.all(loops);
+  clearInterval(sampler);
   await agent.close().catch(() => undefined);
 }
 

@@ -8,9 +8,18 @@ import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { PhtClient } from '../sdk/index.js';
 import { IMAGE_REGISTRY } from '../test/helpers/docker.js';
 import { hotSpots, newestProfile } from './lib/cpu-profile.js';
+import {
+  memoryAtPeak,
+  perBroadcast,
+  readDatabaseLog,
+  readProbes,
+  samplePressure,
+  summarizeTimeline,
+} from './lib/scale-timeline.js';
 import { ProcSampler, readProc, TreeSampler, type UsageWindow } from './lib/proc-stats.js';
 import { ensureFdLimit, startDeployment, type Deployment } from './lib/registry-deployment.js';
 import { freePort } from '../test/helpers/nginx.js';
@@ -110,6 +119,7 @@ async function consortium(args: BenchArgs, backends: Backend[]): Promise<void> {
         maxConnections: BENCH_PG_MAX_CONNECTIONS,
       }));
       adminUrl = own.url;
+      await logDatabaseMaintenance(own.url);
       // Interrupted (Ctrl-C, timeout): the server must not outlive the benchmark.
       for (const signal of ['SIGINT', 'SIGTERM'] as const)
         process.once(signal, () => void own.destroy().finally(() => process.exit(130)));
@@ -121,6 +131,7 @@ async function consortium(args: BenchArgs, backends: Backend[]): Promise<void> {
         await measure(args, THIS_CHECKOUT, null, {
           postgresAdminUrl: b.database ? adminUrl : null,
           registries: b.registries,
+          databaseLog: b.database && cluster ? path.join(cluster.dir, 'pg.log') : null,
         }),
       );
     }
@@ -134,7 +145,7 @@ async function measure(
   args: BenchArgs,
   build: Build,
   comparison: 'before' | 'after' | null,
-  backend?: { postgresAdminUrl: string | null; registries: number },
+  backend?: { postgresAdminUrl: string | null; registries: number; databaseLog: string | null },
 ): Promise<Measured> {
   const siteCount = args.number('sites', 1000);
   const generators = args.number('generators', 2);
@@ -143,6 +154,11 @@ async function measure(
   const seconds = args.number('seconds', 20);
   const plainSeconds = args.number('plain-seconds', 30);
   const profile = args.flag('profile');
+  const keepData = args.flag('keep-data');
+  // V8's old-space limit for the registry processes (node --max-old-space-size), in MiB: what
+  // bounds the JS heap's growth under a 10,000-site broadcast (issue 13, target 5).
+  const oldSpaceMib = args.number('registry-max-old-space', 0);
+  const registryNodeArgs = oldSpaceMib > 0 ? [`--max-old-space-size=${oldSpaceMib}`] : [];
   const which = args.string('phases', 'long,plain').split(',');
   // --database: a PostgreSQL superuser URL (a fresh database is made and dropped); --registries N:
   // N processes on it behind nginx.
@@ -152,6 +168,16 @@ async function measure(
   const dataDir = makeDataDir();
   console.log(`seeding ${siteCount} sites`);
   const profileDir = profile ? fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-profile-')) : null;
+  // Each registry process writes its GC pauses, event-loop delay and memory here (timeline-probe.ts).
+  const timelineDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-timeline-'));
+  process.env.PHT_TIMELINE_DIR = timelineDir;
+  const databaseLog = backend?.databaseLog ?? null;
+  const pressure = samplePressure();
+  const context = () => ({
+    pressure: pressure.samples,
+    probes: readProbes(timelineDir),
+    database: databaseLog ? readDatabaseLog(databaseLog) : [],
+  });
   const {
     deployment: registry,
     siteKeys,
@@ -163,7 +189,12 @@ async function measure(
     registries,
     sites: siteNames,
     users: Array.from({ length: RESEARCHERS }, (_, i) => `bench-researcher-${i}`),
-    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    nodeArgs: [
+      '--require',
+      path.join(__dirname, 'lib', 'timeline-probe.js'),
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+      ...registryNodeArgs,
+    ],
   });
   const researchers = [...userTokens.values()].map(
     (token) => new PhtClient({ url: registry.url, token, timeoutMs: 120_000 }),
@@ -186,9 +217,14 @@ async function measure(
       errorSamples.push(...done.errorSamples);
       if (broadcast)
         phases.push(
-          finishPhase(`long poll: ${broadcasts} tasks to all ${siteCount} sites, one after another`, broadcast, done),
+          finishPhase(
+            `long poll: ${broadcasts} tasks to all ${siteCount} sites, one after another`,
+            broadcast,
+            done,
+            context(),
+          ),
         );
-      phases.push(finishPhase(`long poll: single-site tasks at ${rate}/s for ${seconds} s`, targeted, done));
+      phases.push(finishPhase(`long poll: single-site tasks at ${rate}/s for ${seconds} s`, targeted, done, context()));
       phases.at(-1)!.extra['site-side errors during the long-poll phases'] = String(done.errors);
       phases.at(-1)!.extra['requests retried by the sites during the long-poll phases'] = describeRetries(done.retries);
     }
@@ -208,6 +244,7 @@ async function measure(
         `plain polling every 1 s: single-site tasks at ${rate}/s for ${plainSeconds} s`,
         plain,
         done,
+        context(),
       );
       const lat = summarize(done.pollLatencies);
       plainPhase.extra['polls/s'] = ((done.polls / plain.usage.wallMs) * 1000).toFixed(0);
@@ -237,7 +274,11 @@ async function measure(
   }
   await Promise.all(researchers.map((r) => r.close()));
   const peakRss = Math.max(...registry.processes.map((p) => readProc(p.pid).peakRssBytes));
-  await registry.stop();
+  // --keep-data: the registry's log and database stay for reading (which run was handed out when).
+  await registry.stop({ keepData });
+  if (keepData) console.log(`registry data and log kept in ${registry.dataDir}`);
+  fs.rmSync(timelineDir, { recursive: true, force: true });
+  pressure.stop();
   // A profiled run's figures are slowed by the profiler: printed, not recorded.
   report(phases, !profileDir, {
     phases: which.join(','),
@@ -309,6 +350,8 @@ async function stopGenerators(gens: Generators): Promise<DoneMessage> {
     receipts: reports.flatMap((r) => r.receipts),
     polls: reports.reduce((n, r) => n + r.polls, 0),
     pollLatencies: reports.flatMap((r) => r.pollLatencies),
+    timeouts: reports.flatMap((r) => r.timeouts),
+    loopDelays: reports.flatMap((r) => r.loopDelays),
     errors: reports.reduce((n, r) => n + r.errors, 0),
     errorSamples: reports.flatMap((r) => r.errorSamples),
     retries: reports.reduce<Record<string, number>>((all, r) => {
@@ -341,6 +384,8 @@ interface Workload {
   nginxCores: number | null;
   perProcess: { cores: number; peakRssBytes: number }[];
   postErrors: number;
+  /** The phase's wall-clock span (ms). */
+  window: { start: number; end: number };
   /** Per broadcast task: POST sent → every run final (the researcher's waitForTask returned). */
   completion?: number[];
 }
@@ -356,8 +401,10 @@ function samplers(
     postgresCores: number | null;
     nginxCores: number | null;
     perProcess: { cores: number; peakRssBytes: number }[];
+    window: { start: number; end: number };
   };
 } {
+  const start = wallMs();
   const regs = registry.processes.map((p) => new ProcSampler(p.pid).start());
   const gen = gens.children.map((c) => new ProcSampler(c.pid!, 1000).start());
   // Where the rest of the machine's CPU goes: the database's backends and the balancer.
@@ -380,6 +427,7 @@ function samplers(
         postgresCores: postgres?.stop() ?? null,
         nginxCores: nginx?.stop() ?? null,
         perProcess: windows.map((w) => ({ cores: w.cores, peakRssBytes: w.peakRssBytes })),
+        window: { start, end: wallMs() },
       };
     },
   };
@@ -463,12 +511,33 @@ async function runTargeted(
   return { posted, ...sampling.stop(), postErrors };
 }
 
+/**
+ * The benchmark's own PostgreSQL logs its checkpoints and every autovacuum run, so that they can be
+ * laid over the hand-outs' timeline (scale-timeline.ts).
+ */
+async function logDatabaseMaintenance(adminUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query('ALTER SYSTEM SET log_checkpoints = on');
+    await client.query('ALTER SYSTEM SET log_autovacuum_min_duration = 0');
+    await client.query('SELECT pg_reload_conf()');
+  } finally {
+    await client.end();
+  }
+}
+
 function describeRetries(retries: Record<string, number>): string {
   const entries = Object.entries(retries).sort((a, b) => b[1] - a[1]);
   return entries.length === 0 ? 'none' : entries.map(([k, v]) => `${v}× ${k}`).join('; ');
 }
 
-function finishPhase(name: string, work: Workload, done: DoneMessage): PhaseResult {
+function finishPhase(
+  name: string,
+  work: Workload,
+  done: DoneMessage,
+  context: Pick<Parameters<typeof summarizeTimeline>[0], 'probes' | 'database' | 'pressure'>,
+): PhaseResult {
   const byTask = new Map(work.posted.map((p) => [p.taskId, p]));
   const receipts = done.receipts.filter(([taskId]) => byTask.has(taskId));
   const handouts = receipts.map(([taskId, , at]) => at - byTask.get(taskId)!.postedAt);
@@ -488,6 +557,30 @@ function finishPhase(name: string, work: Workload, done: DoneMessage): PhaseResu
     extra['POST → all runs final, each task in order (s)'] = work.completion
       .map((t) => (t / 1000).toFixed(1))
       .join(', ');
+    extra['each broadcast in order'] = perBroadcast(
+      work.posted.map((p, i) => ({
+        postedAt: p.postedAt,
+        finalAt: p.postedAt + work.completion![i]!,
+        latencies: receipts.filter(([t]) => t === p.taskId).map(([, , at]) => at - p.postedAt),
+      })),
+      context.probes,
+    );
+  }
+  const memory = memoryAtPeak(context.probes, work.window.start, work.window.end);
+  if (memory) extra['registry memory at its highest RSS in the phase'] = memory;
+  if (!work.completion) {
+    // Steady single-site tasks: what else happened second by second (issue 10's p99 spread).
+    const timeline = summarizeTimeline({
+      handouts: receipts.map(([taskId, , at]) => {
+        const postedAt = byTask.get(taskId)!.postedAt;
+        return { postedAt, latencyMs: at - postedAt };
+      }),
+      timeouts: done.timeouts,
+      generatorLoops: done.loopDelays,
+      ...context,
+    });
+    Object.assign(extra, timeline.figures);
+    console.log(`  ${name}, second by second:\n${timeline.rows.join('\n')}`);
   }
   return {
     name,
@@ -677,7 +770,7 @@ ${table(
 runMain(
   {
     usage:
-      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]] [--baseline GIT_REF]\n         [--backends sqlite,postgres,postgres×3]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md. --backends: each in turn, in one\n  run, side by side (PostgreSQL: --database, or a throwaway server of its own).',
+      'Usage: node dist/bench/scale.js [--sites N] [--generators N] [--broadcasts N] [--rate N] [--seconds N]\n         [--plain-seconds N] [--phases long,plain] [--profile]\n         [--database POSTGRES_SUPERUSER_URL [--registries N]] [--baseline GIT_REF]\n         [--backends sqlite,postgres,postgres×3]\n         [--registry-max-old-space MIB] [--keep-data]\n  Figure 3: one registry (SQLite, or PostgreSQL in a fresh database; N > 1: N processes behind nginx)\n  against many simulated sites; rewrites its section of BENCHMARKS.md. --backends: each in turn, in one\n  run, side by side (PostgreSQL: --database, or a throwaway server of its own).',
     options: {
       sites: 'value',
       generators: 'value',
@@ -691,6 +784,8 @@ runMain(
       registries: 'value',
       baseline: 'value',
       backends: 'value',
+      'registry-max-old-space': 'value',
+      'keep-data': 'boolean',
     },
   },
   main,

@@ -61,9 +61,10 @@ export class RegistryEvents {
    * Calls `wake` once, on the next notification for the site or after `ms`, unless the returned
    * function (idempotent) cancels it first. What a parked long poll holds while it waits: one
    * entry and one timer, no promise, AbortController or listener (issue 13, target 5: memory per
-   * parked poll at 10,000 sites).
+   * parked poll at 10,000 sites). `wake` is told whether the time ran out (rather than a
+   * notification): a timer may fire a moment before Date.now() reaches a deadline computed from it.
    */
-  parkForSite(site: string, ms: number, wake: () => void): () => void {
+  parkForSite(site: string, ms: number, wake: (timedOut: boolean) => void): () => void {
     return park(this.siteWaiters, site, ms, wake);
   }
 
@@ -97,7 +98,7 @@ function waitOn<K>(map: Map<K, Set<() => void>>, key: K, ms: number, signal: Abo
   });
 }
 
-function park<K>(map: Map<K, Set<() => void>>, key: K, ms: number, wake: () => void): () => void {
+function park<K>(map: Map<K, Set<() => void>>, key: K, ms: number, wake: (timedOut: boolean) => void): () => void {
   let set = map.get(key);
   if (!set) map.set(key, (set = new Set()));
   let parked = true;
@@ -111,12 +112,12 @@ function park<K>(map: Map<K, Set<() => void>>, key: K, ms: number, wake: () => v
       if (current.size === 0) map.delete(key);
     }
   };
-  const fire = () => {
+  const fire = (timedOut = false) => {
     if (!parked) return;
     cancel();
-    wake();
+    wake(timedOut);
   };
-  const timer = setTimeout(fire, Math.max(0, ms));
+  const timer = setTimeout(fire, Math.max(0, ms), true);
   set.add(fire);
   return cancel;
 }

@@ -189,7 +189,8 @@ export const claimQuerySchema = {
   additionalProperties: false,
   properties: {
     wait: {
-      description: 'Seconds to wait for a run to be queued before answering 204.',
+      description:
+        'Longest time in seconds to wait for a run to be queued before answering 204. A maximum: with nothing queued the registry answers after between 0.8 and 1 times this, at random, so that sites that parked together do not all poll again together.',
       type: 'number',
       minimum: 0,
       maximum: LIMITS.maxWaitSeconds,

@@ -21,6 +21,26 @@ import type { RegistryContext } from './context.js';
 import { AssignmentSerializer, sendJsonText } from './json-answer.js';
 import { filePathParam, idParam, jsonBody, query } from './request-parsing.js';
 
+/**
+ * How much a long poll's hold is shortened at random, as a share of the asked wait: a poll asked
+ * to wait `wait` seconds is answered 204 after between (1 − HOLD_JITTER) × wait and wait.
+ * Without it, sites that parked together time out together, every `wait` seconds for ever: after
+ * a 10,000-site broadcast (every site re-parks within its few seconds) or a registry restart
+ * (every site reconnects at once), all 10,000 polls ended and came back within a second or two,
+ * and hand-outs in that second waited behind them (bench:scale, BENCHMARKS.md, issue 10). With
+ * it, each round of polls spreads the wave over a further fifth of the wait.
+ */
+export const HOLD_JITTER = 0.2;
+
+/**
+ * The hold of a long poll asked to wait `waitSeconds`, in milliseconds: never longer than asked
+ * (`wait` stays a maximum on the wire), at least (1 − HOLD_JITTER) of it.
+ */
+export function longPollHoldMs(waitSeconds: number, random: () => number = Math.random): number {
+  const r = Math.min(1, Math.max(0, random()));
+  return waitSeconds * 1000 * (1 - HOLD_JITTER * r);
+}
+
 /** Serves one long poll for work for an authenticated site; `wait` is in seconds (validated). */
 export type PollForWork = (site: Principal, wait: number, req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -35,7 +55,7 @@ export function pollForWork(ctx: RegistryContext): PollForWork {
   const handedLog = new HandedRunsLog(logger, events);
   const assignments = new AssignmentSerializer();
   return async (site, wait, req, res) => {
-    const deadline = Date.now() + wait * 1000;
+    const deadline = Date.now() + longPollHoldMs(wait);
     // While parked, a poll holds its socket, one waiter entry and one timer (issue 13, target 5):
     // the close listener is added only when the poll has to wait, and wakes it directly.
     let closed = false;
@@ -44,10 +64,19 @@ export function pollForWork(ctx: RegistryContext): PollForWork {
     const hungUp = () => closed || req.socket.destroyed;
     // A run claimed for this poll while it waited (a new task's batch hand-out, hand-out.ts).
     let handed: RunAssignment | null = null;
+    // Whether the poll's wait ran out while it was parked.
+    let timedOut = false;
     try {
       for (;;) {
         const handedRun = handed;
         handed = null;
+        if (!handedRun && timedOut) {
+          // The wait ran out: answered without another claim. A run queued meanwhile would have
+          // woken the poll (and a lost notification only delays it): the site polls again at
+          // once, and that poll claims. At 10,000 sites this halves the claims of a timeout wave.
+          res.writeHead(204).end();
+          return;
+        }
         const claimStarted = performance.now();
         const run = handedRun ?? (await store.claimNextRun(site.id, config.leaseMs));
         if (run) {
@@ -82,7 +111,8 @@ export function pollForWork(ctx: RegistryContext): PollForWork {
         }
         await new Promise<void>((resolve) => {
           let stopWaiting: () => void = () => undefined;
-          const cancelWait = events.parkForSite(site.name, left, () => {
+          const cancelWait = events.parkForSite(site.name, left, (expired) => {
+            timedOut = expired;
             wakeUp = null;
             stopWaiting();
             resolve();

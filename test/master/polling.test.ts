@@ -1,6 +1,8 @@
 import { Agent, fetch, type Response } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { RegistryStore } from '../../master/store/registry-store.js';
 import type { RunAssignment, Task, TaskWaitResult } from '../../shared/types.js';
+import { HOLD_JITTER, longPollHoldMs } from '../../master/http/site-routes.js';
 import { eventually, world } from './helpers.js';
 
 // Real sockets, one per request: several pollers of one site race for the same runs.
@@ -107,6 +109,99 @@ describe('long polling for work', () => {
     const { reg, sites } = await world({ siteCount: 1 });
     expect((await poll(reg.url, sites[0]!.key!, agent(), '?wait=0.2')).status).toBe(204);
     expect((await poll(reg.url, sites[0]!.key!, agent())).status).toBe(204);
+  });
+
+  it('holds a poll between 0.8 and 1 times the asked wait, never longer', () => {
+    expect(HOLD_JITTER).toBe(0.2);
+    expect(longPollHoldMs(30, () => 0)).toBe(30_000);
+    expect(longPollHoldMs(30, () => 0.5)).toBe(27_000);
+    expect(longPollHoldMs(30, () => 0.999999)).toBeGreaterThanOrEqual(24_000);
+    // A random source out of range (it is Math.random in production) cannot lengthen or invert it.
+    expect(longPollHoldMs(30, () => -1)).toBe(30_000);
+    expect(longPollHoldMs(30, () => 7)).toBe(24_000);
+    expect(longPollHoldMs(0, () => 0.5)).toBe(0);
+  });
+
+  it('does not end polls asked for the same wait all at once', async () => {
+    // Sites that parked together must not all time out (and poll again) together: after a
+    // broadcast every site re-parks within seconds, and each round of timeouts came back as one
+    // wave (issue 10). Twelve polls, parked together, asked to wait 1 s: with the hold drawn
+    // between 0.8 and 1 s their ends spread over ~170 ms; without it they end within a few ms.
+    const { reg, sites } = await world({ siteCount: 1 });
+    const dispatcher = agent();
+    const ends = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const started = performance.now();
+        const { status } = await poll(reg.url, sites[0]!.key!, dispatcher, '?wait=1');
+        expect(status).toBe(204);
+        return performance.now() - started;
+      }),
+    );
+    // Never early: the shortest hold is 0.8 of the asked wait.
+    expect(Math.min(...ends)).toBeGreaterThanOrEqual(800 - 5);
+    expect(Math.max(...ends) - Math.min(...ends)).toBeGreaterThan(40);
+  });
+
+  it('answers a poll whose wait ran out without claiming again', async () => {
+    // The site polls again at once and that poll claims: a second claim per timeout doubled the
+    // database work of a wave of 10,000 timeouts (a round trip each on PostgreSQL). A claim made
+    // early is a wake-up by a notification (on PostgreSQL the test world's own setup comes back
+    // through LISTEN); none may come near the end of the hold (at least 0.8 × 0.5 s).
+    const { reg, sites } = await world({ siteCount: 1 });
+    const claimTimes: number[] = [];
+    // The store's class, patched before anything claims: the registry's store is a proxy that
+    // keeps the methods it has handed out (principal-cache.ts).
+    const proto = Object.getPrototypeOf(reg.store) as RegistryStore;
+    const claim = proto.claimNextRun;
+    proto.claimNextRun = function (this: RegistryStore, siteId, leaseMs) {
+      claimTimes.push(performance.now());
+      return claim.call(this, siteId, leaseMs);
+    };
+    try {
+      expect((await poll(reg.url, sites[0]!.key!, agent(), '?wait=0.5')).status).toBe(204);
+    } finally {
+      proto.claimNextRun = claim;
+    }
+    // Measured from the poll's first claim (its authentication may take a while before it).
+    const first = claimTimes[0]!;
+    expect(claimTimes.map((t) => t - first).filter((t) => t >= 350)).toEqual([]);
+  });
+
+  it('hands out every run at once while its site keeps polling, whatever the moment its polls end', async () => {
+    // Tasks posted while the sites' polls keep timing out (0.2 s waits, each ended at a random
+    // point of its last fifth) and coming back: a run claimed for a poll that then answered 204
+    // would wait out its lease (60 s here) before going to the site; every run must arrive long
+    // before that, exactly once.
+    const { reg, researcher, sites } = await world({ siteCount: 6, overrides: { lease: '60s' } });
+    const dispatcher = agent();
+    const received = new Map<number, number>();
+    let stop = false;
+    const loops = sites.map(async (site) => {
+      while (!stop) {
+        const { status, run } = await poll(reg.url, site.key!, dispatcher, '?wait=0.2');
+        if (status !== 200 || !run) continue;
+        received.set(run.id, (received.get(run.id) ?? 0) + 1);
+        await site.start(run.id);
+        await site.finish(run.id, { state: 'completed', exitCode: 0 });
+      }
+    });
+    const posted: number[] = [];
+    try {
+      for (let i = 0; i < 90; i++) {
+        posted.push((await researcher.createTask({ sites: [sites[i % sites.length]!.name] })).runs[0]!.id);
+        // Spread over about two rounds of polls, so that creations meet polls at every point of their wait.
+        await new Promise((r) => setTimeout(r, 3 + (i % 5)));
+      }
+      await eventually(
+        () => Promise.resolve(posted.filter((id) => !received.has(id))),
+        (missing) => missing.length === 0,
+        'every run at its site (well within its 60 s lease)',
+      );
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+    }
+    expect([...received.values()].every((n) => n === 1)).toBe(true);
   });
 
   it('wakes a waiting poll when an expired lease puts a run back in the queue', async () => {
