@@ -31,6 +31,36 @@ export function diskImageBytes(spec: DiskImageSpec): number {
   return Math.ceil((spec.bytes + metadata) / 4096) * 4096;
 }
 
+/**
+ * How every run disk is formatted. No reserved blocks. A small journal (4 MB): results written
+ * before a host crash are still readable after it, without the default 32 MB journal.
+ *
+ * The image is always a new sparse file (ftruncate), so every block mkfs does not write reads as
+ * zeros: mkfs need not zero the journal or the inode tables (lazy_*_init; the default wrote the
+ * 4 MB journal for every run, and the pool then fsynced it), and `nodiscard` skips punching holes
+ * into a file that has nothing but holes. No reserved GDT blocks (^resize_inode): a run's disk is
+ * never grown. What the image then holds is 0.15 MB instead of 4.7 MB.
+ */
+export const MKFS_OPTIONS = [
+  '-q',
+  '-F',
+  '-m',
+  '0',
+  '-J',
+  'size=4',
+  '-O',
+  '^resize_inode',
+  '-E',
+  'lazy_itable_init=1,lazy_journal_init=1,nodiscard',
+];
+
+/**
+ * Mount options of every run disk. noinit_itable: the kernel would otherwise start a thread after
+ * each mount that writes zeros over the inode tables mkfs left unwritten, which in a new sparse
+ * image read as zeros already.
+ */
+export const MOUNT_OPTIONS = 'loop,noexec,nosuid,nodev,noinit_itable';
+
 /** Writes a new, empty ext4 image at `image` (through a temporary name: never half an image). */
 export async function formatDiskImage(image: string, spec: DiskImageSpec): Promise<void> {
   const tmp = `${image}.tmp`;
@@ -40,15 +70,13 @@ export async function formatDiskImage(image: string, spec: DiskImageSpec): Promi
   } finally {
     fs.closeSync(fd);
   }
-  // No reserved blocks. A small journal (4 MB): results written before a host crash are still
-  // readable after it, without writing the default 32 MB journal for every run.
-  await exec('mkfs.ext4', ['-q', '-F', '-m', '0', '-N', String(spec.inodes), '-J', 'size=4', tmp]);
+  await exec('mkfs.ext4', [...MKFS_OPTIONS, '-N', String(spec.inodes), tmp]);
   fs.renameSync(tmp, image);
 }
 
 /** Loop-mounts `image` on `dir` with the options every run disk gets. */
 export async function mountDiskImage(image: string, dir: string): Promise<void> {
-  await exec('mount', ['-t', 'ext4', '-o', 'loop,noexec,nosuid,nodev', image, dir]);
+  await exec('mount', ['-t', 'ext4', '-o', MOUNT_OPTIONS, image, dir]);
 }
 
 async function syncPath(file: string): Promise<void> {
@@ -74,6 +102,24 @@ export function writableFolders(diskDir: string, owner: Pick<DiskImageSpec, 'uid
     // The container runs as an unprivileged user: only these two folders are its to write.
     if (process.getuid?.() === 0) fs.chownSync(writable, owner.uid, owner.gid);
     fs.chmodSync(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
+  }
+}
+
+/**
+ * writableFolders without blocking the event loop: the pool makes disks while runs are in flight,
+ * and on a just-mounted disk each of these calls waits for the loop device to read the metadata
+ * block it changes (5 ms per disk on the client's event loop, measured).
+ */
+export async function writableFoldersInBackground(
+  diskDir: string,
+  owner: Pick<DiskImageSpec, 'uid' | 'gid'>,
+): Promise<void> {
+  await fs.promises.rm(path.join(diskDir, 'lost+found'), { recursive: true, force: true });
+  for (const name of ['output', 'progress']) {
+    const writable = path.join(diskDir, name);
+    await fs.promises.mkdir(writable, { recursive: true });
+    if (process.getuid?.() === 0) await fs.promises.chown(writable, owner.uid, owner.gid);
+    await fs.promises.chmod(writable, process.getuid?.() === 0 ? 0o700 : 0o777);
   }
 }
 
@@ -178,7 +224,7 @@ export class DiskPool {
     const mountDir = path.join(folder, 'disk');
     fs.mkdirSync(mountDir, { mode: 0o755 });
     await mountDiskImage(image, mountDir);
-    writableFolders(mountDir, this.spec);
+    await writableFoldersInBackground(mountDir, this.spec);
     // Written through now, here, off every run's path: otherwise the next fsync of a run's
     // state.json on the host's filesystem (data=ordered) waits for this image's dirty blocks.
     await syncPath(mountDir);

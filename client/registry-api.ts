@@ -61,7 +61,15 @@ export class SiteRegistryApi {
     return asRunView(await this.call('POST', `/runs/${runId}/log`, { text }, signal), `/runs/${runId}/log`);
   }
 
+  /**
+   * Told just before a run's final report is sent (each attempt). The executor reports a run
+   * only once its container is gone, so the site client frees the run's slot here rather than on
+   * the answer: the next claim travels while the report does.
+   */
+  onFinishing: ((runId: number) => void) | null = null;
+
   async finish(runId: number, report: FinishReport, signal?: AbortSignal): Promise<SiteRunView> {
+    this.onFinishing?.(runId);
     return asRunView(await this.call('POST', `/runs/${runId}/finish`, report, signal), `/runs/${runId}/finish`);
   }
 

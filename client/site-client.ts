@@ -150,12 +150,12 @@ export class SiteClient {
       onContainerStarted: () => this.diskPool?.refill(),
       onReported: (runId) => {
         this.diskPool?.refill();
-        // The next run need not wait for an unmount and a folder's deletion.
-        if (!this.inFlight.has(runId)) return;
-        this.finishing.add(runId);
-        this.slotFreed?.();
+        this.releaseSlot(runId);
       },
     });
+    // Its container is gone when a run's report goes out: the next claim need not wait for the
+    // answer, the report's durable save, an unmount and a folder's deletion.
+    this.api.onFinishing = (runId) => this.releaseSlot(runId);
     // A held run resumes when the site's officer decides (node client approve|reject).
     this.governance.watchDecisions((ws) => {
       if (!this.inFlight.has(ws.record.runId) && !this.shutdown.signal.aborted) this.launch(ws);
@@ -261,6 +261,13 @@ export class SiteClient {
       this.logger.info('resuming run', { runId: ws.record.runId, phase: ws.record.phase });
       this.launch(ws);
     }
+  }
+
+  /** A run in flight that has no container any more stops counting against `concurrency`. */
+  private releaseSlot(runId: number): void {
+    if (!this.inFlight.has(runId) || this.finishing.has(runId)) return;
+    this.finishing.add(runId);
+    this.slotFreed?.();
   }
 
   /**

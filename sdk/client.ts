@@ -197,11 +197,12 @@ export class PhtClient {
     let finished = false;
     let updateFailed: { error: unknown } | null = null;
     const report = (task: Task) => {
+      if (!onUpdate) return; // nobody to tell: no need to serialise every answer
       const key = JSON.stringify(task);
       if (finished || updateFailed || key === lastReported) return;
       lastReported = key;
       try {
-        onUpdate?.(task);
+        onUpdate(task);
       } catch (e) {
         updateFailed = { error: e };
         inner.stop();

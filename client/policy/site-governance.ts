@@ -36,7 +36,20 @@ export class SiteGovernance {
   private timer: NodeJS.Timeout | null = null;
   private onDecision: ((ws: RunWorkspace) => void) | null = null;
 
-  constructor(private readonly deps: SiteGovernanceDeps) {}
+  /**
+   * Whether the policy has any output rule. Without one every run's rules are empty, and lookup
+   * (called for every log chunk and progress report the client sends) need not read the run's
+   * workspace.
+   */
+  private readonly anyOutputRules: boolean;
+
+  constructor(private readonly deps: SiteGovernanceDeps) {
+    const { output } = deps.policy;
+    this.anyOutputRules =
+      Object.keys(output.default).length > 0 ||
+      Object.values(output.byResearcher).some((r) => Object.keys(r).length > 0) ||
+      output.byImage.length > 0;
+  }
 
   /**
    * Decides whether the run may run: the policy's allow and deny rules on who posted it, then the
@@ -45,8 +58,6 @@ export class SiteGovernance {
    */
   async beforePull(ws: RunWorkspace): Promise<{ allowed: true } | { allowed: false; reason: string }> {
     const { runId, image } = ws.record;
-    const review = new ReviewFolder(ws.dir);
-    if (!review.notes().requestedImage) review.note({ requestedImage: image });
     const who = validPostedBy(ws.record.postedBy);
     const { allow, deny, requiredSignatures } = this.deps.policy.run;
     // Nothing to decide: the allowlist alone governs, as at a site without a policy.
@@ -66,7 +77,14 @@ export class SiteGovernance {
       this.deps.logger.info('run refused by site policy', { runId, reason: verdict.reason });
       return { allowed: false, reason: verdict.reason };
     }
-    if (verdict.image !== image) await ws.update({ image: verdict.image });
+    if (verdict.image !== image) {
+      // The output rules are the requested image's: noted (durably) before the workspace names the
+      // verified digest instead. Only then: a note on every run was a synchronous fsync on the
+      // client's event loop, and without one the workspace's image is the requested one.
+      const review = new ReviewFolder(ws.dir);
+      if (!review.notes().requestedImage) review.note({ requestedImage: image });
+      await ws.update({ image: verdict.image });
+    }
     return { allowed: true };
   }
 
@@ -78,6 +96,7 @@ export class SiteGovernance {
 
   /** For the governed API: the rules and review folder of a run in the work folder, or null. */
   lookup(runId: number): { rules: OutputRules; review: ReviewFolder } | null {
+    if (!this.anyOutputRules) return null;
     const dir = path.join(this.deps.workDir, 'runs', String(runId));
     let record: { image?: unknown; postedBy?: unknown };
     try {

@@ -73,6 +73,39 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
     expect(pool.readyCount).toBe(2);
   });
 
+  it('makes each pooled disk an empty filesystem holding only the two writable folders, without writing its journal or inode tables', async () => {
+    // The run's spec, not the test's tiny one: the journal (4 MB) is what the default mkfs wrote.
+    const real: DiskSpec = { ...spec, bytes: 1 << 30, inodes: 2064 };
+    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pool-'));
+    const pool = new DiskPool(path.join(workDir, 'disk-pool'), real, 1, silentLogger());
+    cleanups.push(async () => {
+      await pool.close();
+      fs.rmSync(workDir, { recursive: true, force: true });
+    });
+    await pool.start();
+    await pool.settled();
+    const [folder] = fs.readdirSync(pool.dir).map((e) => path.join(pool.dir, e));
+    const disk = path.join(folder!, 'disk');
+    expect(isMountPoint(disk)).toBe(true);
+    // Laid out by the pool itself, before any run's prepareDisk: lost+found gone, folders owned.
+    expect(fs.readdirSync(disk).sort()).toEqual(['output', 'progress']);
+    for (const name of ['output', 'progress']) {
+      const st = fs.statSync(path.join(disk, name));
+      expect([st.uid, st.gid, st.mode & 0o777]).toEqual([65534, 65534, 0o700]);
+      expect(fs.readdirSync(path.join(disk, name))).toEqual([]);
+    }
+    const mount = fs
+      .readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .find((l) => l.split(' ')[1] === disk)!;
+    expect(mount.split(' ')[3]).toMatch(/noinit_itable/);
+    // Nothing used but ext4's 10 reserved inodes (the root is one of them) and the two folders.
+    const usage = await fs.promises.statfs(disk);
+    expect(usage.files - usage.ffree).toBe(12);
+    // The image holds only what mkfs wrote: no zeroed journal (4 MB) or inode tables.
+    expect(fs.statSync(path.join(folder!, 'disk.img')).blocks * 512).toBeLessThan(1 << 20);
+  });
+
   it('hands a pooled disk to a run under a shared mount too, where a mount cannot be moved', async () => {
     // A host whose work dir sits under a shared mount (systemd's default for /): the kernel
     // refuses \`mount --move\` from there; a rename of the folder holding the mount is no mount call.

@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import type { ClientConfig } from '../../client/config.js';
 import { ShutdownDeadlineError } from '../../client/errors.js';
 import type { PollerState } from '../../client/poller-state.js';
+import { SiteRegistryApi } from '../../client/registry-api.js';
 import { SiteClient } from '../../client/site-client.js';
 import { silentLogger } from '../../shared/logger.js';
 import { clientConfig, Researcher } from '../e2e/site-harness.js';
@@ -88,6 +89,42 @@ describe('site client loop (fake engine, real registry)', () => {
     await client.states.reached('polling');
     // A reported run gives its slot back before its folder is deleted: the deletion follows.
     await vi.waitFor(() => expect(runsDir()).toEqual([]), { timeout: 10_000 });
+  });
+
+  it('claims and starts the next run while the last run’s report is on its way, its container gone', async () => {
+    expect(config.concurrency).toBe(1);
+    // The first report is held at the client until the second run has been claimed and started.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let reportSent!: () => void;
+    const sent = new Promise<void>((resolve) => (reportSent = resolve));
+    const proto = SiteRegistryApi.prototype as unknown as { call(...args: unknown[]): Promise<unknown> };
+    const call = proto.call;
+    let holding = true;
+    vi.spyOn(proto, 'call').mockImplementation(async function (this: unknown, ...args: unknown[]) {
+      if (holding && args[0] === 'POST' && String(args[1]).endsWith('/finish')) {
+        holding = false;
+        reportSent();
+        await held;
+      }
+      return call.apply(this, args);
+    });
+    let secondPull!: () => void;
+    const pulledAgain = new Promise<void>((resolve) => (secondPull = resolve));
+    engine.pullGate = async () => {
+      if (engine.pulls.length === 2) secondPull();
+    };
+    const client = newClient();
+    await client.start();
+    const first = await researcher.post(IMAGE, {}, ['loop-site']);
+    const second = await researcher.post(IMAGE, {}, ['loop-site']);
+    await sent;
+    // Pulled only after POST /start of the second run was answered: it holds the freed slot.
+    await pulledAgain;
+    expect(engine.containers.size).toBeLessThanOrEqual(1);
+    release();
+    expect((await researcher.waitDone(first.id, 60)).runs[0]!.status).toBe('completed');
+    expect((await researcher.waitDone(second.id, 60)).runs[0]!.status).toBe('completed');
   });
 
   it('a shutdown during a pull ends the pull at once and leaves the run for the next start', async () => {
