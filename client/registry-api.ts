@@ -63,8 +63,8 @@ export class SiteRegistryApi {
 
   /**
    * Told just before a run's final report is sent (each attempt). The executor reports a run
-   * only once its container is gone, so the site client frees the run's slot here rather than on
-   * the answer: the next claim travels while the report does.
+   * only once its container has exited (it is removed after the report), so the site client
+   * frees the run's slot here rather than on the answer: the next claim travels while the report does.
    */
   onFinishing: ((runId: number) => void) | null = null;
 

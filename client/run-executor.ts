@@ -33,7 +33,7 @@ export interface ExecutorDeps {
   shutdown: AbortSignal;
   /** Sends a run's TTP outbox to its TTP (and out of the output folder); returns a failure reason or null. */
   outbox?: { deliver(ws: RunWorkspace, log: Logger, signal: AbortSignal): Promise<string | null> };
-  /** Told when a run is reported and its container removed: only its workspace's removal is left, which needs no slot. */
+  /** Told when a run is reported and its container removed: only its workspace's removal is left. */
   onReported?: (runId: number) => void;
   /** Told when a run's container has started: its start's own work is done (the disk pool refills then). */
   onContainerStarted?: (runId: number) => void;
@@ -151,9 +151,10 @@ export class RunExecutor {
       if (ws.record.phase !== 'claimed' && ws.record.phase !== 'started') this.releaseSparql(ws.record.runId);
     }
     if (ws.record.phase === 'reported') {
-      // Reported: the researcher has the result. The container goes now, off the researcher's
-      // path but before the slot is given back, so a site never holds more containers than
-      // slots. A client killed before this removes it on its next start ('reported' with an id).
+      // Reported: the researcher has the result. The container (exited: it runs nothing and its
+      // network slot is free) goes now, off the researcher's path; the site client has counted
+      // the run's concurrency slot free since the report went out (SiteRegistryApi.onFinishing).
+      // A client killed before this removes it on its next start ('reported' with an id).
       await this.removeContainer(ws, log);
       this.deps.onReported?.(ws.record.runId);
       await this.removeWorkspace(ws, log);

@@ -153,8 +153,9 @@ export class SiteClient {
         this.releaseSlot(runId);
       },
     });
-    // Its container is gone when a run's report goes out: the next claim need not wait for the
-    // answer, the report's durable save, an unmount and a folder's deletion.
+    // A run's container has exited when its report goes out: the next claim need not wait for
+    // the answer, the report's durable save, the container's removal, an unmount and a folder's
+    // deletion. `concurrency` bounds running containers; exited ones on their way out do not count.
     this.api.onFinishing = (runId) => this.releaseSlot(runId);
     // A held run resumes when the site's officer decides (node client approve|reject).
     this.governance.watchDecisions((ws) => {

@@ -76,7 +76,7 @@ describe.runIf(process.getuid?.() === 0)('run disk pool', () => {
   it('makes each pooled disk an empty filesystem holding only the two writable folders, without writing its journal or inode tables', async () => {
     // The run's spec, not the test's tiny one: the journal (4 MB) is what the default mkfs wrote.
     const real: DiskSpec = { ...spec, bytes: 1 << 30, inodes: 2064 };
-    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-pool-'));
+    const workDir = makeTempDir('pht-pool-');
     const pool = new DiskPool(path.join(workDir, 'disk-pool'), real, 1, silentLogger());
     cleanups.push(async () => {
       await pool.close();

@@ -1,6 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DockerUnavailableError, PermanentRunError } from '../../client/errors.js';
 import { SiteRegistryApi } from '../../client/registry-api.js';
@@ -11,6 +9,7 @@ import type { RunAssignment, Task } from '../../shared/types.js';
 import { clientConfig } from '../e2e/site-harness.js';
 import { startTestRegistry, type TestRegistry } from '../helpers/registry-fixture.js';
 import { FakeEngine } from './fake-engine.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const IMAGE = '127.0.0.1:5050/pht-e2e/fake:1';
 
@@ -502,7 +501,7 @@ describe('run executor: no run holds a slot forever', () => {
 
 describe('run workspace', () => {
   it('writes a string config byte for byte and anything else as JSON', () => {
-    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-ws-'));
+    const workDir = makeTempDir('pht-ws-');
     const base = { taskId: 1, image: IMAGE, attempt: 1 };
     const asString = RunWorkspace.create(workDir, 's', { ...base, id: 1, config: 'opaque-ciphertext==' }, 65534, 65534);
     expect(fs.readFileSync(asString.configFile, 'utf8')).toBe('opaque-ciphertext==');

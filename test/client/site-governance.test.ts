@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { GovernedRegistryApi } from '../../client/policy/governed-api.js';
@@ -8,6 +7,7 @@ import { compileSitePolicy, NO_POLICY, type SitePolicy } from '../../client/poli
 import { RunWorkspace } from '../../client/run-workspace.js';
 import { silentLogger } from '../../shared/logger.js';
 import type { RunAssignment } from '../../shared/types.js';
+import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const run = { id: 7, taskId: 3, image: '127.0.0.1:5050/pht/stats:1', config: {}, attempt: 1 } as RunAssignment;
 
@@ -19,7 +19,7 @@ describe('site governance in the run path', () => {
   });
 
   function setUp(policy: SitePolicy) {
-    const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-governance-'));
+    const workDir = makeTempDir('pht-governance-');
     dirs.push(workDir);
     const ws = RunWorkspace.create(workDir, 'site-a', run);
     const governance = new SiteGovernance({
