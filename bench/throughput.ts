@@ -91,6 +91,9 @@ async function main(args: BenchArgs): Promise<void> {
   let diskSpec: DiskSpec | null = null;
   const cpuRows: (string | number)[][] = [];
   const perfRuns: { concurrency: number; train: Map<string, number>; dockerode: Map<string, number> }[] = [];
+  /** train / dockerode runs/min (%) per concurrency, and the ceiling the floors leave (see below). */
+  const ratios = new Map<number, number>();
+  const ceilingRows: (string | number)[][] = [];
   const windows: { concurrency: number; window: MonotonicWindow; file: string }[] = [];
   const named = new Map([
     [process.pid, 'client + SDK (this process)'],
@@ -187,6 +190,7 @@ async function main(args: BenchArgs): Promise<void> {
           ],
         );
         const basePerMinute = (tasks / (baseElapsed / 1000)) * 60;
+        ratios.set(concurrency, (perMinute / basePerMinute) * 100);
         rows.push([
           concurrency,
           tasks,
@@ -229,6 +233,21 @@ async function main(args: BenchArgs): Promise<void> {
         ]);
       const rows = floors.map(([what, floor, counted]) => floorRow(what, floor, counted));
       floorRows.push(...rows.map((r) => [r.what, ...r.values.map(ms)]));
+      // What the floors alone leave of the target where both cores are busy (runs/min then follow
+      // the machine's CPU per run): dockerode's CPU per run against that plus the floors'.
+      const floorMachine = rows.reduce((t, r) => t + (r.values[3] ?? 0), 0);
+      if (perf && rows.length > 1)
+        for (const { concurrency, dockerode } of perfRuns) {
+          const base = busyMs(dockerode) / tasks;
+          const measured = ratios.get(concurrency);
+          ceilingRows.push([
+            concurrency,
+            ms(base),
+            ms(floorMachine),
+            `${((base / (base + floorMachine)) * 100).toFixed(0)} %`,
+            measured === undefined ? '–' : `${measured.toFixed(0)} %`,
+          ]);
+        }
       if (rows.length > 1)
         floorRows.push([
           '**both**',
@@ -289,7 +308,18 @@ disk alone": what the client's disk pool and a workspace's removal do for one ru
 the other.${perf ? ' "machine (perf)": the processes of that work only (this process, the registry, the command helper and its commands, the kernel threads of loop devices, ext4 and writeback).' : ''}
 
 ${table(['floor', 'client + SDK', 'registry', 'command helper and its commands', ...(perf ? ['machine (perf)'] : [])], floorRows)}
+${
+  ceilingRows.length > 0
+    ? `
+The ceiling the floors leave: where both cores are busy, runs/min follow the machine's CPU per
+run, so a train that did nothing beyond dockerode's work and the two floors would reach at most
+dockerode's machine CPU per run divided by that plus the floors' (perf, ms per run). At
+concurrency 1 the cores are not both busy and the ceiling does not apply.
+
+${table(['concurrency', "dockerode's machine CPU per run", 'both floors (machine)', 'ceiling', 'measured train / dockerode'], ceilingRows)}
 `
+    : ''
+}`
     : ''
 }`;
   console.log(body);
@@ -374,13 +404,18 @@ function betweenRuns(timeline: ClientTimeline, from: number, to: number): string
 /**
  * CPU per run by process over the whole machine (perf), train against dockerode.
  */
+/** Busy CPU (ms) of a perf profile by process: everything but the idle task. */
+function busyMs(byProcess: Map<string, number>): number {
+  return [...byProcess].filter(([n]) => n !== '(idle)').reduce((t, [, v]) => t + v, 0);
+}
+
 function perfTable(
   runs: { concurrency: number; train: Map<string, number>; dockerode: Map<string, number> }[],
   tasks: number,
 ): string {
   const rows: (string | number)[][] = [];
   for (const { concurrency, train, dockerode } of runs) {
-    const busy = (m: Map<string, number>) => [...m].filter(([n]) => n !== '(idle)').reduce((t, [, v]) => t + v, 0);
+    const busy = busyMs;
     const names = [...train.keys(), ...dockerode.keys()].filter((n, i, all) => n !== '(idle)' && all.indexOf(n) === i);
     names.sort((a, b) => (train.get(b) ?? 0) - (train.get(a) ?? 0));
     const total = busy(train);
