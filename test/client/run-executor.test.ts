@@ -13,6 +13,24 @@ import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const IMAGE = '127.0.0.1:5050/pht-e2e/fake:1';
 
+/** Posts a one-site task as the researcher `token` and claims its run as the site behind `api`. */
+async function postAndClaimAt(
+  registryUrl: string,
+  token: string,
+  api: SiteRegistryApi,
+  site: string,
+): Promise<{ task: Task; run: RunAssignment }> {
+  const res = await fetch(`${registryUrl}/api/v1/tasks`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ image: IMAGE, config: {}, sites: [site] }),
+  });
+  const task = (await res.json()) as Task;
+  const run = await api.claimNext(0);
+  if (!run) throw new Error('nothing to claim');
+  return { task, run };
+}
+
 describe('run executor at the Docker boundary (fake engine, real registry)', () => {
   let registry: TestRegistry;
   let token: string;
@@ -401,17 +419,7 @@ describe('run executor: no run holds a slot forever', () => {
     return { executor, workDir: config.workDir };
   }
 
-  async function postAndClaim(): Promise<{ task: Task; run: RunAssignment }> {
-    const res = await fetch(`${registry.url}/api/v1/tasks`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ image: IMAGE, config: {}, sites: ['slot-site'] }),
-    });
-    const task = (await res.json()) as Task;
-    const run = await api.claimNext(0);
-    if (!run) throw new Error('nothing to claim');
-    return { task, run };
-  }
+  const postAndClaim = () => postAndClaimAt(registry.url, token, api, 'slot-site');
 
   async function runOf(taskId: number) {
     const res = await fetch(`${registry.url}/api/v1/tasks/${taskId}`, {
@@ -551,17 +559,7 @@ describe("run executor: what stands on the researcher's path", () => {
     return fetch(`${registry.url}/api/v1${url}`, { method, headers: { authorization: `Bearer ${token}` } });
   }
 
-  async function postAndClaim(): Promise<{ task: Task; run: RunAssignment }> {
-    const res = await fetch(`${registry.url}/api/v1/tasks`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ image: IMAGE, config: {}, sites: ['path-site'] }),
-    });
-    const task = (await res.json()) as Task;
-    const run = await api.claimNext(0);
-    if (!run) throw new Error('nothing to claim');
-    return { task, run };
-  }
+  const postAndClaim = () => postAndClaimAt(registry.url, token, api, 'path-site');
 
   async function statusOf(taskId: number): Promise<string> {
     return ((await (await researcher('GET', `/tasks/${taskId}`)).json()) as Task).runs[0]!.status;
