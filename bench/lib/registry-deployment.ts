@@ -121,10 +121,18 @@ export async function startDeployment(
   if (o.postgresAdminUrl) {
     await admin(`CREATE DATABASE ${dbName}`);
     database = withDatabase(o.postgresAdminUrl, dbName);
-    // A backend's parent is the server; on another machine the pid means nothing here.
-    const [row] = (await admin('SELECT pg_backend_pid() AS pid')) as { pid: number }[];
-    const server = row ? parentPid(row.pid) : null;
-    postgresPid = server !== null && /postgres/.test(readCommand(server)) ? server : null;
+    // A backend's parent is the server; on another machine the pid means nothing here. Read
+    // while the backend lives: once its client has disconnected it may be gone (the figure was
+    // then missing, "–", in some runs).
+    const client = new pg.Client({ connectionString: o.postgresAdminUrl });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+      const server = rows[0] ? parentPid(rows[0].pid) : null;
+      postgresPid = server !== null && /postgres/.test(readCommand(server)) ? server : null;
+    } finally {
+      await client.end();
+    }
   }
   const { siteKeys, userTokens } = await seedPrincipals(o.dataDir, o.sites, o.users, database);
   const processes: RegistryProcess[] = [];
