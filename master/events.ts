@@ -10,6 +10,8 @@ export type EventKind = 'site' | 'task';
 export interface EventBus {
   /** Tells the other processes; fire and forget (a lost notification only delays a waiter). */
   publish(kind: EventKind, key: string): void;
+  /** Whether notifications from the other processes arrive now (the listening connection is up). */
+  connected(): boolean;
   close(): Promise<void>;
 }
 
@@ -17,6 +19,15 @@ export class RegistryEvents {
   private readonly siteWaiters = new Map<string, Set<() => void>>();
   private readonly taskWaiters = new Map<number, Set<() => void>>();
   private bus: EventBus | null = null;
+  /**
+   * Site epochs: a number that changes whenever a site may have been given work (a site
+   * notification from this process or another, a task posted for it, every site after the bus
+   * lost its connection). A long poll that found nothing queued when its site's epoch was E need
+   * not ask the database again while the epoch is still E (master/empty-claims.ts).
+   */
+  private readonly epochs = new Map<string, number>();
+  private allSitesEpoch = 0;
+  private lastEpoch = 0;
 
   /** From now on, notifications also go to the other registry processes through `bus`. */
   attach(bus: EventBus): void {
@@ -24,6 +35,7 @@ export class RegistryEvents {
   }
 
   notifySite(site: string): void {
+    this.markSite(site);
     wakeAll(this.siteWaiters, site);
     this.bus?.publish('site', site);
   }
@@ -35,8 +47,10 @@ export class RegistryEvents {
 
   /** A notification from another process: wakes this process's waiters only. */
   deliver(kind: EventKind, key: string): void {
-    if (kind === 'site') wakeAll(this.siteWaiters, key);
-    else if (/^[0-9]{1,15}$/.test(key)) wakeAll(this.taskWaiters, Number(key));
+    if (kind === 'site') {
+      this.markSite(key);
+      wakeAll(this.siteWaiters, key);
+    } else if (/^[0-9]{1,15}$/.test(key)) wakeAll(this.taskWaiters, Number(key));
   }
 
   /**
@@ -44,8 +58,23 @@ export class RegistryEvents {
    * and a woken waiter only looks again at the database.
    */
   wakeEverything(): void {
+    this.allSitesEpoch = ++this.lastEpoch;
     for (const key of [...this.siteWaiters.keys()]) wakeAll(this.siteWaiters, key);
     for (const key of [...this.taskWaiters.keys()]) wakeAll(this.taskWaiters, key);
+  }
+
+  /** Notes that `site` may have work, without waking anyone (a batch hand-out is on its way). */
+  markSite(site: string): void {
+    this.epochs.set(site, ++this.lastEpoch);
+  }
+
+  /**
+   * The site's epoch, or null when it cannot be trusted: while the bus to the other processes is
+   * down, their notifications are missed (on reconnection every site's epoch changes).
+   */
+  siteEpoch(site: string): number | null {
+    if (this.bus && !this.bus.connected()) return null;
+    return Math.max(this.epochs.get(site) ?? 0, this.allSitesEpoch);
   }
 
   /** Resolves on the next notification for the site, after `ms`, or when `signal` aborts. */

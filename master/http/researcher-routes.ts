@@ -91,6 +91,8 @@ export function createTaskHandler(ctx: RegistryContext) {
     // Sites whose polls wait on other registry processes are told first: this process's own claim
     // takes seconds at 10,000 sites, and their claims waited for it (bench:scale).
     const told = new Set<string>();
+    // Before anything can see the runs: a poll of these sites asks the database again.
+    for (const run of task.runs) events.markSite(run.site);
     if (ctx.polls)
       for (const run of task.runs)
         if (!ctx.polls.has(run.site)) {

@@ -20,6 +20,7 @@ import { principalOf, requireSite } from './auth.js';
 import type { RegistryContext } from './context.js';
 import { AssignmentSerializer, sendJsonText } from './json-answer.js';
 import { filePathParam, idParam, jsonBody, query } from './request-parsing.js';
+import { EmptyClaims } from '../empty-claims.js';
 
 /**
  * How much a long poll's hold is shortened at random, as a share of the asked wait: a poll asked
@@ -54,6 +55,7 @@ export function pollForWork(ctx: RegistryContext): PollForWork {
   const polls = ctx.polls ?? new WaitingPolls();
   const handedLog = new HandedRunsLog(logger, events);
   const assignments = new AssignmentSerializer();
+  const empty = new EmptyClaims();
   return async (site, wait, req, res) => {
     const deadline = Date.now() + longPollHoldMs(wait);
     // While parked, a poll holds its socket, one waiter entry and one timer (issue 13, target 5):
@@ -73,12 +75,20 @@ export function pollForWork(ctx: RegistryContext): PollForWork {
         if (!handedRun && timedOut) {
           // The wait ran out: answered without another claim. A run queued meanwhile would have
           // woken the poll (and a lost notification only delays it): the site polls again at
-          // once, and that poll claims. At 10,000 sites this halves the claims of a timeout wave.
+          // once, and that poll claims if anything happened for the site since (EmptyClaims).
           res.writeHead(204).end();
           return;
         }
         const claimStarted = performance.now();
-        const run = handedRun ?? (await store.claimNextRun(site.id, config.leaseMs));
+        let run: RunAssignment | null = handedRun;
+        if (!run) {
+          // Read before the claim: a run queued from here on changes it (see EmptyClaims).
+          const epoch = events.siteEpoch(site.name);
+          if (!empty.knownEmpty(site.id, epoch)) {
+            run = await store.claimNextRun(site.id, config.leaseMs);
+            empty.claimed(site.id, epoch, run !== null);
+          }
+        }
         if (run) {
           if (handedRun) {
             // Claimed by a batch (hand-out.ts), which is logged and announced once for all its runs.

@@ -56,6 +56,8 @@ export async function connectEvents(
   let sites: Set<string> | null = null;
   const deliverSite = (site: string) => {
     if (!handOut) return events.deliver('site', site);
+    // At once, though the batch hand-out comes later: a poll of the site asks the database again.
+    events.markSite(site);
     if (sites) return void sites.add(site);
     const batch = (sites = new Set([site]));
     setImmediate(() => {

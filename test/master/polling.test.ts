@@ -167,6 +167,47 @@ describe('long polling for work', () => {
     expect(claimTimes.map((t) => t - first).filter((t) => t >= 350)).toEqual([]);
   });
 
+  it('does not ask the database again for a site that had nothing, until something happens for it', async () => {
+    // At 10,000 sites most polls come back after a 204 with nothing changed for their site
+    // (master/empty-claims.ts). A task posted for the site, or a run requeued, must still reach
+    // the very next poll.
+    const { reg, researcher, sites } = await world({ siteCount: 2, overrides: { lease: '300ms' } });
+    const [a, b] = sites as [(typeof sites)[0], (typeof sites)[0]];
+    let claims = 0;
+    const proto = Object.getPrototypeOf(reg.store) as RegistryStore;
+    const claim = proto.claimNextRun;
+    proto.claimNextRun = function (this: RegistryStore, siteId, leaseMs) {
+      claims++;
+      return claim.call(this, siteId, leaseMs);
+    };
+    try {
+      const dispatcher = agent();
+      expect((await poll(reg.url, a.key!, dispatcher)).status).toBe(204);
+      const after = claims;
+      expect(after).toBeGreaterThan(0);
+      for (let i = 0; i < 3; i++) expect((await poll(reg.url, a.key!, dispatcher)).status).toBe(204);
+      expect(claims).toBe(after);
+      // A task for another site changes nothing for this one.
+      await researcher.createTask({ sites: [b.name] });
+      expect((await poll(reg.url, a.key!, dispatcher)).status).toBe(204);
+      expect(claims).toBe(after);
+      // A task for it: the next poll claims and gets it.
+      const task = await researcher.createTask({ sites: [a.name] });
+      const got = await poll(reg.url, a.key!, dispatcher);
+      expect(got.run?.id).toBe(task.runs[0]!.id);
+      expect((await poll(reg.url, a.key!, dispatcher)).status).toBe(204);
+      // Its lease runs out (never started): the sweep requeues it, and a plain poll gets it again.
+      const again = await eventually(
+        () => poll(reg.url, a.key!, dispatcher),
+        (p) => p.status === 200,
+        'the requeued run at the next poll',
+      );
+      expect(again.run).toMatchObject({ id: task.runs[0]!.id, attempt: 2 });
+    } finally {
+      proto.claimNextRun = claim;
+    }
+  });
+
   it('hands out every run at once while its site keeps polling, whatever the moment its polls end', async () => {
     // Tasks posted while the sites' polls keep timing out (0.2 s waits, each ended at a random
     // point of its last fifth) and coming back: a run claimed for a poll that then answered 204
