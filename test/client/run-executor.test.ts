@@ -13,6 +13,32 @@ import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const IMAGE = '127.0.0.1:5050/pht-e2e/fake:1';
 
+/** A container made for the run of `ws` as its site client would label it (by an earlier process). */
+function createRunContainer(
+  engine: FakeEngine,
+  ws: RunWorkspace,
+  registryUrl: string,
+  imageId: string,
+): Promise<string> {
+  return engine.create({
+    name: ws.record.containerName,
+    imageId,
+    env: {},
+    labels: {
+      'org.pht.run-id': String(ws.record.runId),
+      'org.pht.task-id': String(ws.record.taskId),
+      'org.pht.registry': registryLabel(registryUrl),
+    },
+    user: '65534:65534',
+    mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
+    networkMode: 'none',
+    memoryBytes: 1,
+    nanoCpus: 1,
+    pids: 1,
+    tmpfsBytes: 1,
+  });
+}
+
 /** Posts a one-site task as the researcher `token` and claims its run as the site behind `api`. */
 async function postAndClaimAt(
   registryUrl: string,
@@ -153,23 +179,7 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
     const ws = RunWorkspace.create(workDir, 'fake-site', assignment, 65534, 65534);
     await engine.pull(IMAGE);
     await ws.update({ phase: 'started', imageId: (await engine.inspectImage(IMAGE))!.id });
-    await engine.create({
-      name: ws.record.containerName,
-      imageId: ws.record.imageId!,
-      env: {},
-      labels: {
-        'org.pht.run-id': String(assignment.id),
-        'org.pht.task-id': String(task.id),
-        'org.pht.registry': registryLabel(registry.url),
-      },
-      user: '65534:65534',
-      mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
-      networkMode: 'none',
-      memoryBytes: 1,
-      nanoCpus: 1,
-      pids: 1,
-      tmpfsBytes: 1,
-    });
+    await createRunContainer(engine, ws, registry.url, ws.record.imageId!);
     await executor.execute(ws);
     expect(engine.starts).toBe(1);
     expect((await runOf(task.id)).status).toBe('completed');
@@ -566,25 +576,9 @@ describe("run executor: what stands on the researcher's path", () => {
   }
 
   /** A container of `run` made in the fake engine as a crashed client would have left it. */
-  async function containerOf(engine: FakeEngine, ws: RunWorkspace, task: Task): Promise<string> {
+  async function containerOf(engine: FakeEngine, ws: RunWorkspace): Promise<string> {
     await engine.pull(IMAGE);
-    return engine.create({
-      name: ws.record.containerName,
-      imageId: (await engine.inspectImage(IMAGE))!.id,
-      env: {},
-      labels: {
-        'org.pht.run-id': String(ws.record.runId),
-        'org.pht.task-id': String(task.id),
-        'org.pht.registry': registryLabel(registry.url),
-      },
-      user: '65534:65534',
-      mounts: [{ host: ws.outputDir, container: '/pht/output', readOnly: false }],
-      networkMode: 'none',
-      memoryBytes: 1,
-      nanoCpus: 1,
-      pids: 1,
-      tmpfsBytes: 1,
-    });
+    return createRunContainer(engine, ws, registry.url, (await engine.inspectImage(IMAGE))!.id);
   }
 
   it('reports the run before removing its container, and gives the slot back only once the container is gone', async () => {
@@ -682,9 +676,9 @@ describe("run executor: what stands on the researcher's path", () => {
   it('removes on its next start the container of a run reported just before the client died', async () => {
     const engine = new FakeEngine();
     const { executor, workDir } = executorWith(engine);
-    const { task, run } = await postAndClaim();
+    const { run } = await postAndClaim();
     const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
-    const id = await containerOf(engine, ws, task);
+    const id = await containerOf(engine, ws);
     await api.start(run.id);
     await api.finish(run.id, { state: 'completed', exitCode: 0 });
     await ws.update({ phase: 'reported', containerId: id });
@@ -700,7 +694,7 @@ describe("run executor: what stands on the researcher's path", () => {
     const { task, run } = await postAndClaim();
     const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
     await ws.prepareDisk({ mode: 'unenforced', bytes: 1 << 20, inodes: 100, uid: 65534, gid: 65534 });
-    const id = await containerOf(engine, ws, task);
+    const id = await containerOf(engine, ws);
     await api.start(run.id);
     await engine.start(id);
     await engine.wait(id);
@@ -721,7 +715,7 @@ describe("run executor: what stands on the researcher's path", () => {
       const { executor, workDir } = executorWith(engine);
       const { task, run } = await postAndClaim();
       const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
-      const id = await containerOf(engine, ws, task);
+      const id = await containerOf(engine, ws);
       if (registryHasStart) await api.start(run.id);
       // On disk: 'claimed' with the container's id, as decideAndStart saves it before the answer.
       await ws.update({ containerId: id, imageId: (await engine.inspectImage(IMAGE))!.id });
@@ -780,7 +774,7 @@ describe("run executor: what stands on the researcher's path", () => {
     const { executor, workDir } = executorWith(engine);
     const { task, run } = await postAndClaim();
     const ws = RunWorkspace.create(workDir, 'path-site', run, 65534, 65534);
-    const id = await containerOf(engine, ws, task);
+    const id = await containerOf(engine, ws);
     await ws.update({ containerId: id });
     expect((await researcher('POST', `/tasks/${task.id}/cancel`)).status).toBe(200);
     await executor.execute(RunWorkspace.loadAll(workDir).workspaces.find((w) => w.record.runId === run.id)!);
