@@ -7,7 +7,6 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { silentLogger } from '../shared/logger.js';
 import type { ClientConfig } from '../client/config.js';
@@ -22,8 +21,8 @@ import { type Build, buildBaseline, removeBuild } from './lib/baseline.js';
 import { writeSection } from './lib/report.js';
 import {
   BENCH_LABEL,
+  type ConfigModules,
   createInternalNetwork,
-  rawSiteConfig,
   removeSiteLeftovers,
   siteConfig,
   startSite,
@@ -195,9 +194,11 @@ interface BaselineClient {
 function loadBaselineClient(build: Build): BaselineClient {
   const load = (file: string) => require(path.join(build.root, 'dist', file)) as Record<string, any>;
   const { SiteClient } = load('client/site-client.js');
-  const { compileClientConfig } = load('client/config.js');
-  const { loadRawConfig } = load('shared/config-loader.js');
-  const { clientConfigSchema } = load('shared/config-schemas.js');
+  const modules = {
+    compileClientConfig: load('client/config.js').compileClientConfig,
+    loadRawConfig: load('shared/config-loader.js').loadRawConfig,
+    clientConfigSchema: load('shared/config-schemas.js').clientConfigSchema,
+  } as ConfigModules;
   return {
     classes: {
       DockerEngine: load('client/container-engine.js').DockerEngine,
@@ -206,16 +207,9 @@ function loadBaselineClient(build: Build): BaselineClient {
       DiskPool: load('client/disk-pool.js').DiskPool,
     },
     async startSite(registryUrl, apiKey, overrides) {
-      const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-site-'));
-      const validated = loadRawConfig({
-        file: null,
-        fileRequired: false,
-        schema: clientConfigSchema,
-        env: {},
-        envOverrides: [],
-        flagOverrides: rawSiteConfig(registryUrl, apiKey, workDir, overrides),
-      });
-      const client = new SiteClient({ config: compileClientConfig(validated, null, workDir), logger: silentLogger() });
+      const config = siteConfig(registryUrl, apiKey, overrides, modules);
+      const workDir = config.workDir;
+      const client = new SiteClient({ config, logger: silentLogger() });
       await client.start();
       return {
         site: client.site as string,

@@ -42,17 +42,31 @@ export function rawSiteConfig(
   };
 }
 
-export function siteConfig(registryUrl: string, apiKey: string, overrides: Record<string, unknown> = {}): ClientConfig {
+/** The config modules a site config is made with: this checkout's, or a baseline build's (bench/overhead.ts). */
+export interface ConfigModules {
+  loadRawConfig: typeof loadRawConfig;
+  clientConfigSchema: typeof clientConfigSchema;
+  compileClientConfig: typeof compileClientConfig;
+}
+
+const OWN_CONFIG_MODULES: ConfigModules = { loadRawConfig, clientConfigSchema, compileClientConfig };
+
+export function siteConfig(
+  registryUrl: string,
+  apiKey: string,
+  overrides: Record<string, unknown> = {},
+  modules: ConfigModules = OWN_CONFIG_MODULES,
+): ClientConfig {
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pht-bench-site-'));
-  const validated = loadRawConfig({
+  const validated = modules.loadRawConfig({
     file: null,
     fileRequired: false,
-    schema: clientConfigSchema,
+    schema: modules.clientConfigSchema,
     env: {},
     envOverrides: [],
     flagOverrides: rawSiteConfig(registryUrl, apiKey, workDir, overrides),
   });
-  return compileClientConfig(validated, null, workDir);
+  return modules.compileClientConfig(validated, null, workDir);
 }
 
 /** A site client in this process (so its Docker and registry calls can be timed). */

@@ -13,6 +13,22 @@ import { makeTempDir } from '../helpers/temp-dirs.js';
 
 const IMAGE = '127.0.0.1:5050/pht-e2e/fake:1';
 
+/** A test registry with one researcher (its token) and one site (its key, and the site's API client). */
+async function registryWithSite(
+  user: string,
+  site: string,
+): Promise<{ registry: TestRegistry; token: string; siteKey: string; api: SiteRegistryApi }> {
+  const registry = await startTestRegistry();
+  const token = await registry.createUser(user);
+  const siteKey = await registry.createSite(site);
+  return { registry, token, siteKey, api: new SiteRegistryApi(registry.url, siteKey) };
+}
+
+async function closeRegistryWithSite(registry: TestRegistry, api: SiteRegistryApi): Promise<void> {
+  await api.close();
+  await registry.destroy();
+}
+
 /** A container made for the run of `ws` as its site client would label it (by an earlier process). */
 function createRunContainer(
   engine: FakeEngine,
@@ -66,16 +82,10 @@ describe('run executor at the Docker boundary (fake engine, real registry)', () 
   let workDir: string;
 
   beforeAll(async () => {
-    registry = await startTestRegistry();
-    token = await registry.createUser('rae');
-    const key = await registry.createSite('fake-site');
-    api = new SiteRegistryApi(registry.url, key);
+    ({ registry, token, api } = await registryWithSite('rae', 'fake-site'));
   });
 
-  afterAll(async () => {
-    await api.close();
-    await registry.destroy();
-  });
+  afterAll(() => closeRegistryWithSite(registry, api));
 
   beforeEach(() => {
     engine = new FakeEngine();
@@ -391,15 +401,10 @@ describe('run executor: no run holds a slot forever', () => {
   let api: SiteRegistryApi;
 
   beforeAll(async () => {
-    registry = await startTestRegistry();
-    token = await registry.createUser('rex');
-    api = new SiteRegistryApi(registry.url, await registry.createSite('slot-site'));
+    ({ registry, token, api } = await registryWithSite('rex', 'slot-site'));
   });
 
-  afterAll(async () => {
-    await api.close();
-    await registry.destroy();
-  });
+  afterAll(() => closeRegistryWithSite(registry, api));
 
   /** Gateway tokens handed out and not yet released. */
   const liveTokens = new Set<string>();
@@ -536,16 +541,10 @@ describe("run executor: what stands on the researcher's path", () => {
   let siteKey: string;
 
   beforeAll(async () => {
-    registry = await startTestRegistry();
-    token = await registry.createUser('rpa');
-    siteKey = await registry.createSite('path-site');
-    api = new SiteRegistryApi(registry.url, siteKey);
+    ({ registry, token, siteKey, api } = await registryWithSite('rpa', 'path-site'));
   });
 
-  afterAll(async () => {
-    await api.close();
-    await registry.destroy();
-  });
+  afterAll(() => closeRegistryWithSite(registry, api));
 
   function executorWith(engine: FakeEngine, siteApi: SiteRegistryApi = api, onReported?: (runId: number) => void) {
     const config = clientConfig(registry.url, 'pht_site_unused', 'http://127.0.0.1:1/sparql', {
