@@ -120,9 +120,13 @@ describe('fault drill: site clients SIGKILLed and restarted', () => {
     const killer = (async () => {
       const cycle: KillKind[] = ['running', 'upload', 'running', 'upload', 'registry-down'];
       for (let i = 0; !stopKilling; i++) {
-        await sleep(randomBetween(1000, 3000));
+        // A kill that finds an upload under way does not always cut it off: the file may already
+        // be in the sockets' buffers. Until one has been cut off, upload kills follow quickly.
+        const cutOffSought = kills.includes('upload') && uploadsCutOff === 0;
+        // Every 0.5–1.5 s otherwise: the runs take 15–30 s in all, and at least five kills must land.
+        await sleep(cutOffSought ? randomBetween(200, 600) : randomBetween(500, 1500));
         if (stopKilling) break;
-        const kind = cycle[i % cycle.length]!;
+        const kind = cutOffSought ? 'upload' : cycle[i % cycle.length]!;
         if (kind === 'upload') {
           // The file does not say whose upload it is: every site's client dies.
           if (!(await uploadUnderWay(8000))) continue;
